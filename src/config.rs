@@ -1,0 +1,387 @@
+//! Options of `require("resty.warden").new(opts)`: defaults, validation and
+//! durations.
+//!
+//! Options arrive as a JSON-like tree (the Lua table converted by mlua, or a
+//! JSON body), so this module is plain Rust and tested without Lua. Every
+//! error names the option and the offending value.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::addr::{parse_list, Net};
+
+/// Validated options.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Name of the `lua_shared_dict` that holds blocks and their journal.
+    pub dict: String,
+    /// Addresses and networks that are never blocked.
+    pub allowlist: Vec<Net>,
+    /// Addresses and networks that are always blocked (unless allowlisted).
+    pub denylist: Vec<Net>,
+    /// Peers whose X-Forwarded-For header is believed.
+    pub trusted_proxies: Vec<Net>,
+    /// `true`: blocked requests get `block_status`; `false`: monitor only.
+    pub blocking_mode: bool,
+    /// HTTP status of a blocked request.
+    pub block_status: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            dict: "warden".to_string(),
+            allowlist: Vec::new(),
+            denylist: Vec::new(),
+            trusted_proxies: Vec::new(),
+            blocking_mode: true,
+            block_status: 403,
+        }
+    }
+}
+
+/// Options this module knows. Other areas (detector, iprepd, ...) add theirs.
+pub const KNOWN_OPTIONS: &[&str] = &[
+    "dict",
+    "allowlist",
+    "denylist",
+    "trusted_proxies",
+    "blocking_mode",
+    "block_status",
+];
+
+/// An invalid option: which one, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    option: String,
+    message: String,
+}
+
+impl ConfigError {
+    /// An error about option `option` (a dotted path such as `detector.enabled`).
+    pub fn new(option: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            option: option.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// The option's name.
+    pub fn option(&self) -> &str {
+        &self.option
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "opts.{} {}", self.option, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A short, bounded rendering of a value for error messages.
+pub fn show(v: &Value) -> String {
+    let s = match v {
+        Value::String(s) => format!("'{s}'"),
+        other => other.to_string(),
+    };
+    if s.chars().count() > 80 {
+        let cut: String = s.chars().take(77).collect();
+        format!("{cut}...")
+    } else {
+        s
+    }
+}
+
+impl Config {
+    /// Validates an options table.
+    ///
+    /// ```
+    /// use warden_core::config::Config;
+    /// let c = Config::from_value(&serde_json::json!({"denylist": "203.0.113.0/24,198.51.100.7"})).unwrap();
+    /// assert_eq!(c.denylist.len(), 2);
+    /// let e = Config::from_value(&serde_json::json!({"block_status": 99})).unwrap_err();
+    /// assert_eq!(e.to_string(), "opts.block_status must be an HTTP status from 100 to 599, got 99");
+    /// ```
+    pub fn from_value(v: &Value) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        let map = match v {
+            Value::Null => return Ok(c),
+            Value::Object(m) => m,
+            // An empty Lua table may arrive as an empty array.
+            Value::Array(a) if a.is_empty() => return Ok(c),
+            other => {
+                return Err(ConfigError::new(
+                    "",
+                    format!("must be a table, got {}", show(other)),
+                ))
+            }
+        };
+        for (k, _) in map.iter() {
+            if !KNOWN_OPTIONS.contains(&k.as_str()) {
+                return Err(ConfigError {
+                    option: k.clone(),
+                    message: format!(
+                        "is not a known option (known: {})",
+                        KNOWN_OPTIONS.join(", ")
+                    ),
+                });
+            }
+        }
+        if let Some(v) = map.get("dict") {
+            c.dict = match v.as_str() {
+                Some(s) if !s.is_empty() => s.to_string(),
+                _ => {
+                    return Err(ConfigError::new(
+                        "dict",
+                        format!("must be a lua_shared_dict name, got {}", show(v)),
+                    ))
+                }
+            };
+        }
+        c.allowlist = net_list(map.get("allowlist"), "allowlist")?;
+        c.denylist = net_list(map.get("denylist"), "denylist")?;
+        c.trusted_proxies = net_list(map.get("trusted_proxies"), "trusted_proxies")?;
+        if let Some(v) = map.get("blocking_mode") {
+            c.blocking_mode = flag(v, "blocking_mode")?;
+        }
+        if let Some(v) = map.get("block_status") {
+            c.block_status = match integer(v) {
+                Some(n) if (100..=599).contains(&n) => n as u16,
+                _ => {
+                    return Err(ConfigError::new(
+                        "block_status",
+                        format!("must be an HTTP status from 100 to 599, got {}", show(v)),
+                    ))
+                }
+            };
+        }
+        Ok(c)
+    }
+}
+
+/// An integral number (JSON integer or a float without fraction).
+pub fn integer(v: &Value) -> Option<i64> {
+    if let Some(i) = v.as_i64() {
+        return Some(i);
+    }
+    let f = v.as_f64()?;
+    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+        Some(f as i64)
+    } else {
+        None
+    }
+}
+
+/// A 0/1 or boolean switch.
+pub fn flag(v: &Value, option: &str) -> Result<bool, ConfigError> {
+    match (v, integer(v)) {
+        (Value::Bool(b), _) => Ok(*b),
+        (_, Some(0)) => Ok(false),
+        (_, Some(1)) => Ok(true),
+        _ => Err(ConfigError::new(
+            option,
+            format!("must be 0, 1, true or false, got {}", show(v)),
+        )),
+    }
+}
+
+/// A list of addresses/CIDRs: an array of strings or a comma-separated string.
+pub fn net_list(v: Option<&Value>, option: &str) -> Result<Vec<Net>, ConfigError> {
+    let strings: Vec<&str> = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => {
+            let mut out = Vec::with_capacity(a.len());
+            for (i, item) in a.iter().enumerate() {
+                match item.as_str() {
+                    Some(s) => out.push(s),
+                    None => {
+                        return Err(ConfigError::new(
+                            option,
+                            format!(
+                                "entry {} must be an IP address or CIDR string, got {}",
+                                i + 1,
+                                show(item)
+                            ),
+                        ))
+                    }
+                }
+            }
+            out
+        }
+        Some(Value::Object(m)) if m.is_empty() => return Ok(Vec::new()),
+        Some(other) => {
+            return Err(ConfigError::new(
+                option,
+                format!(
+                    "must be a list of IP addresses/CIDRs or a comma-separated string, got {}",
+                    show(other)
+                ),
+            ))
+        }
+    };
+    parse_list(strings).map_err(|e| ConfigError::new(option, format!("has an {e}")))
+}
+
+/// Parses a duration into milliseconds: a number of seconds (`90`, `0.5`)
+/// or a string of `<number><unit>` groups with units `ms`, `s`, `m`, `h`,
+/// `d`, `w` (`"90s"`, `"15m"`, `"1h30m"`, `"7d"`); a bare numeric string is
+/// seconds. Zero is allowed (callers decide what it means).
+///
+/// ```
+/// use warden_core::config::parse_duration;
+/// assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
+/// assert_eq!(parse_duration("90"), Ok(90_000));
+/// assert!(parse_duration("abc").is_err());
+/// ```
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let err = || format!("must be a duration like '90s', '15m', '24h' or '7d', got '{s}'");
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(err());
+    }
+    if let Ok(secs) = t.parse::<f64>() {
+        return seconds_to_ms(secs).ok_or_else(err);
+    }
+    let mut total: u64 = 0;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(err)?;
+        if num_end == 0 {
+            return Err(err());
+        }
+        let n: f64 = rest[..num_end].parse().map_err(|_| err())?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult: f64 = match &rest[..unit_end] {
+            "ms" => 1.0,
+            "s" => 1_000.0,
+            "m" => 60_000.0,
+            "h" => 3_600_000.0,
+            "d" => 86_400_000.0,
+            "w" => 604_800_000.0,
+            _ => return Err(err()),
+        };
+        rest = &rest[unit_end..];
+        let ms = n * mult;
+        if !ms.is_finite() || ms > 1.0e15 {
+            return Err(err());
+        }
+        total = total.checked_add(ms.round() as u64).ok_or_else(err)?;
+    }
+    Ok(total)
+}
+
+fn seconds_to_ms(secs: f64) -> Option<u64> {
+    if secs.is_finite() && (0.0..=1.0e12).contains(&secs) {
+        Some((secs * 1000.0).round() as u64)
+    } else {
+        None
+    }
+}
+
+/// A duration option: number of seconds or a duration string, in ms.
+pub fn duration(v: &Value, option: &str) -> Result<u64, ConfigError> {
+    match v {
+        Value::String(s) => parse_duration(s).map_err(|m| ConfigError::new(option, m)),
+        Value::Number(n) => n.as_f64().and_then(seconds_to_ms).ok_or_else(|| {
+            ConfigError::new(
+                option,
+                format!("must be a duration like '90s', '15m', '24h' or '7d', got {n}"),
+            )
+        }),
+        other => Err(ConfigError::new(
+            option,
+            format!(
+                "must be a duration like '90s', '15m', '24h' or '7d', got {}",
+                show(other)
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_value(&json!({})).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(Config::from_value(&Value::Null).unwrap(), Config::default());
+        assert_eq!(Config::from_value(&json!([])).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn lists_as_strings_or_arrays() {
+        let c = Config::from_value(&json!({
+            "allowlist": ["127.0.0.1", "10.0.0.0/8", "2001:db8::/32"],
+            "denylist": "203.0.113.0/24, 198.51.100.7",
+            "trusted_proxies": {},
+            "blocking_mode": 0,
+            "block_status": 444,
+        }))
+        .unwrap();
+        assert_eq!(c.allowlist.len(), 3);
+        assert_eq!(c.denylist.len(), 2);
+        assert!(c.trusted_proxies.is_empty());
+        assert!(!c.blocking_mode);
+        assert_eq!(c.block_status, 444);
+    }
+
+    #[test]
+    fn errors_name_option_and_value() {
+        let e = |v: Value| Config::from_value(&v).unwrap_err().to_string();
+        assert_eq!(
+            e(json!({"allowlist": ["10.0.0.1", "10.0.0.300"]})),
+            "opts.allowlist has an invalid IP address or CIDR '10.0.0.300'"
+        );
+        assert_eq!(
+            e(json!({"denylist": [1]})),
+            "opts.denylist entry 1 must be an IP address or CIDR string, got 1"
+        );
+        assert_eq!(
+            e(json!({"blocking_mode": 2})),
+            "opts.blocking_mode must be 0, 1, true or false, got 2"
+        );
+        assert!(
+            e(json!({"blokcing_mode": 1})).starts_with("opts.blokcing_mode is not a known option")
+        );
+        assert_eq!(
+            e(json!({"dict": ""})),
+            "opts.dict must be a lua_shared_dict name, got ''"
+        );
+        assert_eq!(e(json!(5)), "opts. must be a table, got 5");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(90_000));
+        assert_eq!(parse_duration("15m"), Ok(900_000));
+        assert_eq!(parse_duration("24h"), Ok(86_400_000));
+        assert_eq!(parse_duration("7d"), Ok(604_800_000));
+        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_duration("250ms"), Ok(250));
+        assert_eq!(parse_duration("0"), Ok(0));
+        assert_eq!(parse_duration("1.5s"), Ok(1_500));
+        for bad in [
+            "", "abc", "5x", "h", "-5", "5 m", "1e400", "inf", "NaN", "1..5s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(duration(&json!(90), "d"), Ok(90_000));
+        assert!(duration(&json!(-1), "d").is_err());
+        assert_eq!(
+            duration(&json!(true), "auto_block_duration").unwrap_err().to_string(),
+            "opts.auto_block_duration must be a duration like '90s', '15m', '24h' or '7d', got true"
+        );
+    }
+}

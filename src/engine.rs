@@ -1,0 +1,480 @@
+//! One warden instance: the compiled lists, the worker's replica of the
+//! blocks, and the per-request decision.
+//!
+//! An `Engine` is created by `new()` in nginx's master and inherited by
+//! every worker. Each worker then owns its copy: nginx runs one thread per
+//! worker and never re-enters Lua from Rust, so interior mutability with
+//! `Cell`/`RefCell` is enough.
+
+use std::cell::{Cell, RefCell};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::addr::{Addr, Net};
+use crate::blocks::{Block, Blocks, Change, RecordError, Source};
+use crate::config::Config;
+use crate::lists::{ListMatch, Lists, NetSet};
+use crate::shm::{self, DictSlot, Region, Stat, WorkerStats};
+
+/// Outcome codes of a check, shared with `lua/resty/warden.lua`.
+pub mod code {
+    /// No list or block matched: let the request through.
+    pub const PASS: i32 = 0;
+    /// The client is allowlisted: let it through.
+    pub const ALLOW: i32 = 1;
+    /// The client is denylisted.
+    pub const DENY: i32 = 2;
+    /// The client is blocked by `block()` or the admin API.
+    pub const BLOCK_MANUAL: i32 = 3;
+    /// The client is blocked by the detector.
+    pub const BLOCK_AUTO: i32 = 4;
+    /// The peer is a trusted proxy: call again with X-Forwarded-For.
+    pub const NEED_FORWARDED: i32 = 8;
+    /// The worker's replica is behind the journal: sync, then call again.
+    pub const SYNC: i32 = 9;
+    /// The address could not be parsed.
+    pub const BAD_ADDRESS: i32 = -1;
+    /// A bug was caught at the FFI boundary.
+    pub const INTERNAL: i32 = -2;
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The client a request comes from, once X-Forwarded-For is resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Client {
+    /// The client's address.
+    pub addr: Addr,
+    /// True when an X-Forwarded-For element could not be parsed; the
+    /// nearest trusted hop is then taken as the client.
+    pub bad_forwarded: bool,
+}
+
+/// What `is_blocked` reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// The blocked target covering the address.
+    pub target: Net,
+    /// Who blocked it.
+    pub source: Source,
+    /// Why.
+    pub reason: String,
+    /// Expiry (ms since the epoch), 0 = permanent.
+    pub expires_ms: u64,
+}
+
+/// A block ready to be written to the shared dict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prepared {
+    /// The block itself.
+    pub block: Block,
+    /// Its dict key.
+    pub key: String,
+    /// Its dict value.
+    pub value: String,
+    /// Its journal entry.
+    pub entry: String,
+    /// Seconds the dict should keep the key (0 = forever).
+    pub ttl: f64,
+}
+
+/// One warden instance in one worker.
+pub struct Engine {
+    cfg: Config,
+    lists: Lists,
+    trusted: NetSet,
+    blocks: RefCell<Blocks>,
+    region: &'static Region,
+    slot: &'static DictSlot,
+    applied: Cell<u64>,
+    stats: Cell<&'static WorkerStats>,
+}
+
+impl Engine {
+    /// Compiles a validated configuration.
+    pub fn new(cfg: Config) -> Result<Engine, String> {
+        let region = shm::region()?;
+        let slot = region.dict_slot(&cfg.dict)?;
+        Ok(Engine {
+            lists: Lists::new(&cfg.allowlist, &cfg.denylist),
+            trusted: NetSet::new(&cfg.trusted_proxies),
+            blocks: RefCell::new(Blocks::default()),
+            region,
+            slot,
+            applied: Cell::new(0),
+            stats: Cell::new(region.worker(0)),
+            cfg,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Selects the counters of worker `id`.
+    pub fn set_worker(&self, id: usize) {
+        self.stats.set(self.region.worker(id));
+    }
+
+    /// The shared region (for statistics).
+    pub fn region(&self) -> &'static Region {
+        self.region
+    }
+
+    /// Counts one event.
+    #[inline]
+    pub fn count(&self, s: Stat) {
+        self.stats.get().incr(s);
+    }
+
+    /// True when another worker published journal entries this worker has
+    /// not applied yet.
+    #[inline]
+    pub fn stale(&self) -> bool {
+        self.slot.version() > self.applied.get()
+    }
+
+    /// The journal sequence number this worker has applied.
+    pub fn applied(&self) -> u64 {
+        self.applied.get()
+    }
+
+    /// Records that this worker has applied the journal up to `seq`.
+    pub fn set_applied(&self, seq: u64) {
+        self.applied.set(seq);
+    }
+
+    /// The newest published journal sequence number.
+    pub fn version(&self) -> u64 {
+        self.slot.version()
+    }
+
+    /// Publishes journal entry `seq` to every worker.
+    pub fn publish(&self, seq: u64) {
+        self.slot.publish(seq);
+    }
+
+    /// Resolves the client of a request from its peer address. When the
+    /// peer is a trusted proxy and `forwarded` is `None`, returns `None`:
+    /// the caller must fetch X-Forwarded-For and call again.
+    ///
+    /// The client is the rightmost X-Forwarded-For element that is not a
+    /// trusted proxy; if every element is trusted, the leftmost one; if an
+    /// element cannot be parsed, the nearest trusted hop to its right.
+    #[inline]
+    pub fn resolve(&self, peer: Addr, forwarded: Option<&[u8]>) -> Option<Client> {
+        if self.trusted.is_empty() || !self.trusted.contains(peer) {
+            return Some(Client {
+                addr: peer,
+                bad_forwarded: false,
+            });
+        }
+        let xff = forwarded?;
+        let mut client = Client {
+            addr: peer,
+            bad_forwarded: false,
+        };
+        for element in xff.rsplit(|&b| b == b',') {
+            if element.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match Addr::parse_forwarded(element) {
+                Some(a) => {
+                    client.addr = a;
+                    if !self.trusted.contains(a) {
+                        break;
+                    }
+                }
+                None => {
+                    client.bad_forwarded = true;
+                    break;
+                }
+            }
+        }
+        Some(client)
+    }
+
+    /// Decides on a client: allowlist first, then denylist, then blocks.
+    #[inline]
+    pub fn decide(&self, a: Addr) -> i32 {
+        let rc = match self.lists.lookup(a) {
+            ListMatch::Allow => code::ALLOW,
+            ListMatch::Deny(_) => code::DENY,
+            ListMatch::None => {
+                let blocks = self.blocks.borrow();
+                if blocks.is_empty() {
+                    code::PASS
+                } else {
+                    match blocks.lookup(a, now_ms) {
+                        None => code::PASS,
+                        Some(b) if b.source == Source::Auto => code::BLOCK_AUTO,
+                        Some(_) => code::BLOCK_MANUAL,
+                    }
+                }
+            }
+        };
+        self.count(match rc {
+            code::ALLOW => Stat::Allowlisted,
+            code::DENY => Stat::Denylisted,
+            code::BLOCK_AUTO => Stat::BlockedAuto,
+            code::BLOCK_MANUAL => Stat::BlockedManual,
+            _ => Stat::Passed,
+        });
+        rc
+    }
+
+    /// What blocks `a`, if anything (the allowlist wins).
+    pub fn is_blocked(&self, a: Addr) -> Option<BlockInfo> {
+        match self.lists.lookup(a) {
+            ListMatch::Allow => None,
+            ListMatch::Deny(n) => Some(BlockInfo {
+                target: *n,
+                source: Source::Denylist,
+                reason: "denylist".to_string(),
+                expires_ms: 0,
+            }),
+            ListMatch::None => self.blocks.borrow().lookup(a, now_ms).map(|b| BlockInfo {
+                target: b.net,
+                source: b.source,
+                reason: b.reason.clone(),
+                expires_ms: b.expires_ms,
+            }),
+        }
+    }
+
+    /// True when an allowlist entry covers `a`.
+    pub fn allowlisted(&self, a: Addr) -> bool {
+        self.lists.lookup(a) == ListMatch::Allow
+    }
+
+    /// True when `net` (a host or a range) is in the denylist as given.
+    pub fn denylisted(&self, net: &Net) -> bool {
+        self.lists.denylist().contains(net)
+    }
+
+    /// Validates a block request and encodes its records. `duration_ms`
+    /// 0 means permanent.
+    pub fn prepare(
+        &self,
+        target: &Net,
+        duration_ms: u64,
+        source: Source,
+        reason: &str,
+        now_ms: u64,
+    ) -> Prepared {
+        let expires_ms = if duration_ms == 0 {
+            0
+        } else {
+            now_ms.saturating_add(duration_ms)
+        };
+        let block = Block {
+            net: *target,
+            expires_ms,
+            source,
+            reason: reason.to_string(),
+        };
+        Prepared {
+            key: Block::key(target),
+            value: block.value(),
+            entry: Change::Add(block.clone()).encode(),
+            ttl: duration_ms as f64 / 1000.0,
+            block,
+        }
+    }
+
+    /// Applies a journal entry to the replica.
+    pub fn apply_entry(&self, entry: &str) -> Result<(), RecordError> {
+        let c = Change::decode(entry)?;
+        self.blocks.borrow_mut().apply(c);
+        self.count(Stat::JournalApplied);
+        Ok(())
+    }
+
+    /// Loads one dict record into the replica (full sync).
+    pub fn load_record(&self, key: &str, value: &str) -> Result<(), RecordError> {
+        let b = Block::decode(key, value)?;
+        self.blocks.borrow_mut().insert(b);
+        Ok(())
+    }
+
+    /// Empties the replica before a full sync.
+    pub fn reset_blocks(&self) {
+        self.blocks.borrow_mut().clear();
+        self.count(Stat::FullSyncs);
+    }
+
+    /// Finishes a batch of changes (rebuilds the range index if needed).
+    pub fn commit(&self) {
+        self.blocks.borrow_mut().commit();
+    }
+
+    /// Drops expired blocks from the replica.
+    pub fn sweep(&self, now_ms: u64) -> usize {
+        self.blocks.borrow_mut().sweep(now_ms)
+    }
+
+    /// The replica's block of exactly `net`.
+    pub fn block_of(&self, net: &Net) -> Option<Block> {
+        self.blocks.borrow().get(net).cloned()
+    }
+
+    /// Every block in force at `now_ms`, denylist entries first.
+    pub fn list(&self, now_ms: u64) -> Vec<Block> {
+        let mut out: Vec<Block> = self
+            .lists
+            .denylist()
+            .iter()
+            .map(|n| Block {
+                net: *n,
+                expires_ms: 0,
+                source: Source::Denylist,
+                reason: "denylist".to_string(),
+            })
+            .collect();
+        let blocks = self.blocks.borrow();
+        let mut dynamic: Vec<Block> = blocks
+            .iter()
+            .filter(|b| !b.expired(now_ms))
+            .cloned()
+            .collect();
+        dynamic.sort_by_key(|b| b.net);
+        out.extend(dynamic);
+        out
+    }
+
+    /// Number of blocks in the replica.
+    pub fn block_count(&self) -> usize {
+        self.blocks.borrow().len()
+    }
+
+    /// Heap bytes used by the compiled lists.
+    pub fn lists_memory(&self) -> usize {
+        self.lists.memory_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn engine(opts: serde_json::Value) -> Engine {
+        Engine::new(Config::from_value(&opts).unwrap()).unwrap()
+    }
+
+    fn a(s: &str) -> Addr {
+        Addr::parse(s).unwrap()
+    }
+
+    #[test]
+    fn forwarded_resolution() {
+        let e = engine(json!({"dict": "t-fwd", "trusted_proxies": ["127.0.0.1", "10.0.0.0/8"]}));
+        let r = |peer: &str, xff: Option<&str>| {
+            e.resolve(a(peer), xff.map(str::as_bytes))
+                .map(|c| (c.addr.to_string(), c.bad_forwarded))
+        };
+        // Untrusted peers never get their header read.
+        assert_eq!(r("192.0.2.9", None), Some(("192.0.2.9".into(), false)));
+        assert_eq!(r("127.0.0.1", None), None);
+        assert_eq!(r("127.0.0.1", Some("")), Some(("127.0.0.1".into(), false)));
+        assert_eq!(
+            r("127.0.0.1", Some("1.1.1.1, 2.2.2.2, 10.0.0.5")),
+            Some(("2.2.2.2".into(), false))
+        );
+        assert_eq!(
+            r("127.0.0.1", Some("10.1.1.1, 10.0.0.5")),
+            Some(("10.1.1.1".into(), false))
+        );
+        assert_eq!(
+            r("127.0.0.1", Some("1.1.1.1, junk, 10.0.0.5")),
+            Some(("10.0.0.5".into(), true))
+        );
+        assert_eq!(
+            r("127.0.0.1", Some("junk")),
+            Some(("127.0.0.1".into(), true))
+        );
+        assert_eq!(
+            r("127.0.0.1", Some("[2001:db8::1]:443")),
+            Some(("2001:db8::1".into(), false))
+        );
+        assert_eq!(
+            r("127.0.0.1", Some(" , 3.3.3.3 ,")),
+            Some(("3.3.3.3".into(), false))
+        );
+    }
+
+    #[test]
+    fn precedence_and_blocks() {
+        let e = engine(json!({
+            "dict": "t-prec",
+            "allowlist": ["10.0.0.0/8"],
+            "denylist": "203.0.113.0/24",
+        }));
+        assert_eq!(e.decide(a("10.0.0.1")), code::ALLOW);
+        assert_eq!(e.decide(a("203.0.113.9")), code::DENY);
+        assert_eq!(e.decide(a("192.0.2.1")), code::PASS);
+        let now = now_ms();
+        for (t, src) in [
+            ("192.0.2.1", Source::Manual),
+            ("10.0.0.1", Source::Manual),
+            ("198.51.100.0/24", Source::Auto),
+        ] {
+            let p = e.prepare(&Net::parse(t).unwrap(), 0, src, "x", now);
+            e.apply_entry(&p.entry).unwrap();
+        }
+        e.commit();
+        assert_eq!(e.decide(a("192.0.2.1")), code::BLOCK_MANUAL);
+        assert_eq!(e.decide(a("::ffff:192.0.2.1")), code::BLOCK_MANUAL);
+        assert_eq!(e.decide(a("198.51.100.7")), code::BLOCK_AUTO);
+        assert_eq!(e.decide(a("10.0.0.1")), code::ALLOW);
+        assert!(e.is_blocked(a("10.0.0.1")).is_none());
+        assert_eq!(
+            e.is_blocked(a("203.0.113.1")).unwrap().source,
+            Source::Denylist
+        );
+        assert_eq!(e.list(now).len(), 4);
+        e.apply_entry("-|192.0.2.1").unwrap();
+        assert_eq!(e.decide(a("192.0.2.1")), code::PASS);
+    }
+
+    #[test]
+    fn expiry() {
+        let e = engine(json!({"dict": "t-exp"}));
+        let now = now_ms();
+        let p = e.prepare(
+            &Net::parse("192.0.2.1").unwrap(),
+            1,
+            Source::Manual,
+            "",
+            now - 10,
+        );
+        assert_eq!(p.ttl, 0.001);
+        e.apply_entry(&p.entry).unwrap();
+        assert_eq!(e.decide(a("192.0.2.1")), code::PASS);
+        assert_eq!(e.sweep(now), 1);
+        let p = e.prepare(
+            &Net::parse("192.0.2.1").unwrap(),
+            0,
+            Source::Manual,
+            "",
+            now,
+        );
+        assert_eq!((p.block.expires_ms, p.ttl), (0, 0.0));
+    }
+
+    #[test]
+    fn staleness() {
+        let e = engine(json!({"dict": "t-stale"}));
+        assert!(!e.stale());
+        e.publish(e.version() + 1);
+        assert!(e.stale());
+        e.set_applied(e.version());
+        assert!(!e.stale());
+    }
+}

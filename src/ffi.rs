@@ -1,0 +1,240 @@
+//! The per-request entry points, called from Lua through LuaJIT's FFI.
+//!
+//! These are plain `extern "C"` functions: LuaJIT compiles calls to them
+//! into its traces (a few ns each), where a call through mlua would cost
+//! ~50 ns and stop the JIT. Set-up and admin work goes through mlua
+//! (`lua.rs`) instead.
+//!
+//! Every function catches panics: a bug must never unwind into nginx.
+//! Strings are passed as pointer + length and never need a NUL.
+//!
+//! The matching declarations are in `lua/resty/warden/core.lua`.
+
+use std::os::raw::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::addr::Addr;
+use crate::engine::{code, Engine};
+use crate::shm::Stat;
+
+/// The resolved client of a request, filled by [`warden_check`].
+#[repr(C)]
+pub struct WardenClient {
+    /// Address bytes: 4 for IPv4, 16 for IPv6, network order.
+    pub addr: [u8; 16],
+    /// 4 or 6; 0 when no address was resolved.
+    pub family: u8,
+    /// 1 when an X-Forwarded-For element could not be parsed.
+    pub bad_forwarded: u8,
+    _pad: [u8; 6],
+}
+
+/// `flags` bit: `peer` is a textual address (`check(ip)`), not
+/// `$binary_remote_addr`. A textual address is the client itself.
+pub const PEER_TEXT: u32 = 1;
+/// `flags` bit: `fwd`/`fwd_len` hold the X-Forwarded-For header (possibly
+/// absent: NULL/0).
+pub const HAVE_FORWARDED: u32 = 2;
+/// `flags` bit: decide with the replica as it is, even if it is behind
+/// (used for the second call, after a sync).
+pub const NO_SYNC: u32 = 4;
+
+/// # Safety
+/// `ptr` must be NULL or valid for `len` bytes.
+unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
+    if ptr.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller guarantees `ptr` is valid for `len` bytes.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+}
+
+/// Checks one request.
+///
+/// - `w`: the engine (from `engine:ptr()` in Lua).
+/// - `peer`, `peer_len`: the peer address, binary (4 or 16 bytes, from
+///   `$binary_remote_addr`) or text when `flags & PEER_TEXT`.
+/// - `fwd`, `fwd_len`: X-Forwarded-For, read only when `flags &
+///   HAVE_FORWARDED`.
+/// - `out`: receives the resolved client (may be NULL).
+///
+/// Returns one of the `code` constants: `PASS`, `ALLOW`, `DENY`,
+/// `BLOCK_MANUAL`, `BLOCK_AUTO`; `NEED_FORWARDED` when the peer is a trusted
+/// proxy and the header was not passed; `SYNC` when the worker must replay
+/// the block journal first (unless `flags & NO_SYNC`); `BAD_ADDRESS` for an unparsable address;
+/// `INTERNAL` for a NULL engine or a caught panic.
+///
+/// # Safety
+/// `w` must be NULL or a pointer returned by `engine:ptr()` whose engine is
+/// still alive; `peer`/`fwd` must be NULL or valid for their lengths; `out`
+/// must be NULL or point to a writable `warden_client_t`.
+#[no_mangle]
+pub unsafe extern "C" fn warden_check(
+    w: *const Engine,
+    peer: *const u8,
+    peer_len: usize,
+    fwd: *const u8,
+    fwd_len: usize,
+    flags: u32,
+    out: *mut WardenClient,
+) -> c_int {
+    if w.is_null() {
+        return code::INTERNAL;
+    }
+    // SAFETY: checked non-null; the caller keeps the engine alive and
+    // passes valid buffers (see `# Safety`).
+    let (w, peer, fwd, out) = unsafe {
+        (
+            &*w,
+            bytes(peer, peer_len),
+            bytes(fwd, fwd_len),
+            out.as_mut(),
+        )
+    };
+    catch_unwind(AssertUnwindSafe(|| check(w, peer, fwd, flags, out))).unwrap_or(code::INTERNAL)
+}
+
+#[inline]
+fn check(w: &Engine, peer: &[u8], fwd: &[u8], flags: u32, out: Option<&mut WardenClient>) -> c_int {
+    if flags & NO_SYNC == 0 && w.stale() {
+        return code::SYNC;
+    }
+    let parsed = if flags & PEER_TEXT != 0 {
+        Addr::parse_bytes(peer).ok()
+    } else {
+        Addr::from_binary(peer)
+    };
+    let Some(peer) = parsed else {
+        w.count(Stat::BadAddress);
+        return code::BAD_ADDRESS;
+    };
+    let client = if flags & PEER_TEXT != 0 {
+        crate::engine::Client {
+            addr: peer,
+            bad_forwarded: false,
+        }
+    } else {
+        let fwd = (flags & HAVE_FORWARDED != 0).then_some(fwd);
+        match w.resolve(peer, fwd) {
+            Some(c) => c,
+            None => return code::NEED_FORWARDED,
+        }
+    };
+    if client.bad_forwarded {
+        w.count(Stat::BadForwarded);
+    }
+    if let Some(out) = out {
+        out.family = match client.addr {
+            Addr::V4(_) => 4,
+            Addr::V6(_) => 6,
+        };
+        client.addr.to_bytes(&mut out.addr);
+        out.bad_forwarded = client.bad_forwarded as u8;
+    }
+    w.decide(client.addr)
+}
+
+/// Writes the textual form of a resolved client into `buf`.
+///
+/// Returns the number of bytes written, or -1 if `c` holds no address or
+/// `buf` is too small (46 bytes always suffice).
+///
+/// # Safety
+/// `c` must point to a `warden_client_t` filled by [`warden_check`]; `buf`
+/// must be valid for `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn warden_client_text(
+    c: *const WardenClient,
+    buf: *mut u8,
+    len: usize,
+) -> c_int {
+    if c.is_null() || buf.is_null() {
+        return -1;
+    }
+    // SAFETY: checked non-null; the caller guarantees validity.
+    let c = unsafe { &*c };
+    let addr = match c.family {
+        4 => Addr::from_binary(&c.addr[..4]),
+        6 => Addr::from_binary(&c.addr),
+        _ => None,
+    };
+    let Some(addr) = addr else { return -1 };
+    let s = addr.to_string();
+    if s.len() > len {
+        return -1;
+    }
+    // SAFETY: `buf` is valid for `len >= s.len()` bytes.
+    unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), buf, s.len()) };
+    s.len() as c_int
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn client() -> WardenClient {
+        WardenClient {
+            addr: [0; 16],
+            family: 0,
+            bad_forwarded: 0,
+            _pad: [0; 6],
+        }
+    }
+
+    #[test]
+    fn check_through_the_c_abi() {
+        let cfg = Config::from_value(&serde_json::json!({
+            "dict": "t-ffi", "denylist": ["192.0.2.0/24"], "trusted_proxies": ["127.0.0.1"],
+        }))
+        .unwrap();
+        let e = Engine::new(cfg).unwrap();
+        let mut out = client();
+        let call = |peer: &[u8], fwd: Option<&[u8]>, flags: u32, out: &mut WardenClient| unsafe {
+            let (fp, fl) = fwd.map_or((std::ptr::null(), 0), |f| (f.as_ptr(), f.len()));
+            warden_check(&e, peer.as_ptr(), peer.len(), fp, fl, flags, out)
+        };
+        assert_eq!(call(b"192.0.2.7", None, PEER_TEXT, &mut out), code::DENY);
+        assert_eq!(
+            call(b"nonsense", None, PEER_TEXT, &mut out),
+            code::BAD_ADDRESS
+        );
+        assert_eq!(call(&[192, 0, 2, 7], None, 0, &mut out), code::DENY);
+        assert_eq!(
+            call(&[127, 0, 0, 1], None, 0, &mut out),
+            code::NEED_FORWARDED
+        );
+        assert_eq!(
+            call(
+                &[127, 0, 0, 1],
+                Some(b"192.0.2.9"),
+                HAVE_FORWARDED,
+                &mut out
+            ),
+            code::DENY
+        );
+        let mut buf = [0u8; 64];
+        let n = unsafe { warden_client_text(&out, buf.as_mut_ptr(), buf.len()) };
+        assert_eq!(&buf[..n as usize], b"192.0.2.9");
+        assert_eq!(
+            call(&[127, 0, 0, 1], None, HAVE_FORWARDED, &mut out),
+            code::PASS
+        );
+        assert_eq!(call(&[1, 2, 3], None, 0, &mut out), code::BAD_ADDRESS);
+        assert_eq!(
+            unsafe {
+                warden_check(
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    0,
+                    std::ptr::null(),
+                    0,
+                    0,
+                    &mut out,
+                )
+            },
+            code::INTERNAL
+        );
+    }
+}

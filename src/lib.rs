@@ -1,0 +1,31 @@
+//! # warden_core
+//!
+//! The Rust core of lua-resty-warden, loaded into nginx's LuaJIT.
+//!
+//! Two doors lead in:
+//! - `require("warden_core")` (mlua, [`lua`]): set-up and admin work —
+//!   options, blocks, listings, statistics;
+//! - `extern "C"` functions called through LuaJIT's FFI ([`ffi`]): the
+//!   per-request check, compiled into LuaJIT's traces.
+//!
+//! The modules, one concept each:
+//! - [`addr`]: addresses and networks (parsing, IPv4-mapped IPv6);
+//! - [`prefix`]: the longest-prefix-match structure;
+//! - [`lists`]: the configured allowlist, denylist and trusted proxies;
+//! - [`blocks`]: blocks made at run time and their shared-dict records;
+//! - [`config`]: options and durations;
+//! - [`shm`]: memory shared by every worker (journal versions, counters);
+//! - [`engine`]: one warden instance and the per-request decision.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod addr;
+pub mod blocks;
+pub mod config;
+pub mod engine;
+pub mod ffi;
+pub mod lists;
+#[cfg(any(feature = "module", feature = "vendored"))]
+pub mod lua;
+pub mod prefix;
+pub mod shm;

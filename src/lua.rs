@@ -1,0 +1,285 @@
+//! The Lua module `warden_core`, built with mlua: set-up and admin work.
+//!
+//! Per-request work does not come through here (see `ffi.rs`): an mlua call
+//! costs ~50 ns and stops LuaJIT's JIT. Everything here runs at start-up,
+//! on admin calls, or when a worker syncs its replica of the blocks.
+//!
+//! Conventions: misuse raises a Lua error naming the option and value;
+//! failures at run time return `nil, err`.
+
+use mlua::{
+    LightUserData, Lua, LuaSerdeExt, MultiValue, Result as LuaResult, Table, UserData,
+    UserDataMethods, Value,
+};
+
+use crate::addr::{Addr, Net};
+use crate::blocks::{Block, Source};
+use crate::config::{self, Config};
+use crate::engine::{now_ms, Engine};
+use crate::shm::Stat;
+
+/// The userdata that owns an engine. The engine is boxed so that the
+/// pointer handed to the FFI functions stays put.
+pub struct LuaEngine(Box<Engine>);
+
+fn nil_err(lua: &Lua, msg: impl ToString) -> LuaResult<MultiValue> {
+    Ok(MultiValue::from_vec(vec![
+        Value::Nil,
+        Value::String(lua.create_string(msg.to_string())?),
+    ]))
+}
+
+fn ok<T: mlua::IntoLua>(lua: &Lua, v: T) -> LuaResult<MultiValue> {
+    Ok(MultiValue::from_vec(vec![v.into_lua(lua)?]))
+}
+
+fn block_table(
+    lua: &Lua,
+    target: &Net,
+    source: Source,
+    reason: &str,
+    expires_ms: u64,
+) -> LuaResult<Table> {
+    let t = lua.create_table_with_capacity(0, 4)?;
+    t.set("target", target.to_string())?;
+    t.set("source", source.as_str())?;
+    t.set("reason", reason)?;
+    t.set("expires", expires_ms as f64 / 1000.0)?;
+    Ok(t)
+}
+
+/// Parses a `duration` argument: nil/0 = permanent, seconds, or a string.
+fn duration_arg(v: &Value) -> Result<u64, String> {
+    match v {
+        Value::Nil => Ok(0),
+        Value::Integer(i) if *i >= 0 => Ok((*i as u64).saturating_mul(1000)),
+        Value::Number(n) if n.is_finite() && *n >= 0.0 && *n <= 1.0e12 => {
+            Ok((n * 1000.0).round() as u64)
+        }
+        Value::String(s) => {
+            let s = s
+                .to_str()
+                .map_err(|_| "duration must be text".to_string())?;
+            config::parse_duration(&s).map_err(|m| format!("duration {m}"))
+        }
+        other => Err(format!(
+            "duration must be seconds or a string like '90s', '15m', '24h', '7d', got {}",
+            other.type_name()
+        )),
+    }
+}
+
+fn str_arg(v: &Value, what: &str) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s.to_string_lossy()),
+        other => Err(format!(
+            "{what} must be a string, got {}",
+            other.type_name()
+        )),
+    }
+}
+
+impl UserData for LuaEngine {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_method("ptr", |_, this, ()| {
+            Ok(LightUserData(&*this.0 as *const Engine as *mut _))
+        });
+        m.add_method("set_worker", |_, this, id: usize| {
+            this.0.set_worker(id);
+            Ok(())
+        });
+        m.add_method("applied", |_, this, ()| Ok(this.0.applied() as f64));
+        m.add_method("set_applied", |_, this, seq: f64| {
+            this.0.set_applied(seq.max(0.0) as u64);
+            Ok(())
+        });
+        m.add_method("version", |_, this, ()| Ok(this.0.version() as f64));
+        m.add_method("publish", |_, this, seq: f64| {
+            this.0.publish(seq.max(0.0) as u64);
+            Ok(())
+        });
+        m.add_method("stale", |_, this, ()| Ok(this.0.stale()));
+        m.add_method(
+            "apply_entry",
+            |lua, this, entry: mlua::LuaString| match this.0.apply_entry(&entry.to_string_lossy()) {
+                Ok(()) => ok(lua, true),
+                Err(e) => nil_err(lua, e),
+            },
+        );
+        m.add_method(
+            "load_record",
+            |lua, this, (k, v): (mlua::LuaString, mlua::LuaString)| match this
+                .0
+                .load_record(&k.to_string_lossy(), &v.to_string_lossy())
+            {
+                Ok(()) => ok(lua, true),
+                Err(e) => nil_err(lua, e),
+            },
+        );
+        m.add_method("reset_blocks", |_, this, ()| {
+            this.0.reset_blocks();
+            Ok(())
+        });
+        m.add_method("commit", |_, this, ()| {
+            this.0.commit();
+            Ok(())
+        });
+        m.add_method("sweep", |_, this, ()| Ok(this.0.sweep(now_ms())));
+        m.add_method("count", |_, this, name: String| {
+            if let Some((s, _)) = Stat::ALL.iter().find(|(_, n)| *n == name) {
+                this.0.count(*s);
+            }
+            Ok(())
+        });
+        // prepare(target, duration, reason, source, now) -> record | nil, err
+        m.add_method(
+            "prepare",
+            |lua, this, (target, duration, reason, source, now): (Value, Value, Value, String, f64)| {
+                let target = match str_arg(&target, "target") {
+                    Ok(t) => t,
+                    Err(e) => return nil_err(lua, e),
+                };
+                let net = match Net::parse(target.trim()) {
+                    Ok(n) => n,
+                    Err(e) => return nil_err(lua, e),
+                };
+                let duration_ms = match duration_arg(&duration) {
+                    Ok(d) => d,
+                    Err(e) => return nil_err(lua, e),
+                };
+                let reason = match &reason {
+                    Value::Nil => String::new(),
+                    v => match str_arg(v, "reason") {
+                        Ok(r) => r.chars().take(256).collect(),
+                        Err(e) => return nil_err(lua, e),
+                    },
+                };
+                let Some(source) = Source::parse(&source) else {
+                    return nil_err(lua, format!("unknown block source '{source}'"));
+                };
+                let p = this.0.prepare(&net, duration_ms, source, &reason, (now * 1000.0) as u64);
+                let t = lua.create_table_with_capacity(0, 6)?;
+                t.set("target", net.to_string())?;
+                t.set("key", p.key)?;
+                t.set("value", p.value)?;
+                t.set("entry", p.entry)?;
+                t.set("ttl", p.ttl)?;
+                t.set("expires", p.block.expires_ms as f64 / 1000.0)?;
+                t.set("allowlisted", this.0.allowlisted(match net {
+                    Net::V4(p) => Addr::V4(p.addr),
+                    Net::V6(p) => Addr::V6(p.addr),
+                }))?;
+                ok(lua, t)
+            },
+        );
+        // unblock_record(target) -> { target, key, entry, blocked, denylisted } | nil, err
+        m.add_method("unblock_record", |lua, this, target: Value| {
+            let target = match str_arg(&target, "target") {
+                Ok(t) => t,
+                Err(e) => return nil_err(lua, e),
+            };
+            let net = match Net::parse(target.trim()) {
+                Ok(n) => n,
+                Err(e) => return nil_err(lua, e),
+            };
+            let t = lua.create_table_with_capacity(0, 5)?;
+            t.set("target", net.to_string())?;
+            t.set("key", Block::key(&net))?;
+            t.set("entry", crate::blocks::Change::Remove(net).encode())?;
+            t.set("denylisted", this.0.denylisted(&net))?;
+            t.set(
+                "blocked",
+                this.0.block_of(&net).is_some_and(|b| !b.expired(now_ms())),
+            )?;
+            ok(lua, t)
+        });
+        // is_blocked(ip) -> false | info | nil, err
+        m.add_method("is_blocked", |lua, this, ip: Value| {
+            let ip = match str_arg(&ip, "ip") {
+                Ok(t) => t,
+                Err(e) => return nil_err(lua, e),
+            };
+            let a = match Addr::parse(ip.trim()) {
+                Ok(a) => a,
+                Err(e) => return nil_err(lua, e),
+            };
+            match this.0.is_blocked(a) {
+                None => ok(lua, false),
+                Some(i) => {
+                    let t = block_table(lua, &i.target, i.source, &i.reason, i.expires_ms)?;
+                    Ok(MultiValue::from_vec(vec![
+                        Value::Boolean(true),
+                        Value::Table(t),
+                    ]))
+                }
+            }
+        });
+        m.add_method("list", |lua, this, ()| {
+            let list = this.0.list(now_ms());
+            let out = lua.create_table_with_capacity(list.len(), 0)?;
+            for (i, b) in list.iter().enumerate() {
+                out.raw_set(
+                    i + 1,
+                    block_table(lua, &b.net, b.source, &b.reason, b.expires_ms)?,
+                )?;
+            }
+            Ok(out)
+        });
+        m.add_method("config", |lua, this, ()| {
+            let c = this.0.config();
+            let t = lua.create_table()?;
+            t.set("dict", c.dict.clone())?;
+            t.set("blocking_mode", if c.blocking_mode { 1 } else { 0 })?;
+            t.set("block_status", c.block_status)?;
+            t.set("trusted_proxies", c.trusted_proxies.len())?;
+            Ok(t)
+        });
+        m.add_method("stats", |lua, this, ()| {
+            let r = this.0.region();
+            let t = lua.create_table()?;
+            for (s, name) in Stat::ALL {
+                t.set(name, r.total(s) as f64)?;
+            }
+            t.set("blocks", this.0.block_count())?;
+            t.set("lists_memory", this.0.lists_memory())?;
+            t.set("shm_bytes", r.size())?;
+            Ok(t)
+        });
+    }
+}
+
+/// `new(opts)` -> engine | nil, err (the message names the option).
+fn new(lua: &Lua, opts: Value) -> LuaResult<MultiValue> {
+    let v: serde_json::Value = match lua.from_value(opts) {
+        Ok(v) => v,
+        Err(e) => return nil_err(lua, format!("opts: {e}")),
+    };
+    let cfg = match Config::from_value(&v) {
+        Ok(c) => c,
+        Err(e) => return nil_err(lua, e),
+    };
+    match Engine::new(cfg) {
+        Ok(engine) => ok(lua, LuaEngine(Box::new(engine))),
+        Err(e) => nil_err(lua, e),
+    }
+}
+
+/// Entry point of `require("warden_core")`.
+#[mlua::lua_module(name = "warden_core")]
+fn warden_core(lua: &Lua) -> LuaResult<Table> {
+    let t = lua.create_table()?;
+    t.set("new", lua.create_function(new)?)?;
+    t.set(
+        "parse_duration",
+        lua.create_function(|lua, v: Value| match duration_arg(&v) {
+            Ok(ms) => ok(lua, ms as f64 / 1000.0),
+            Err(e) => nil_err(lua, e),
+        })?,
+    )?;
+    t.set(
+        "now",
+        lua.create_function(|_, ()| Ok(now_ms() as f64 / 1000.0))?,
+    )?;
+    t.set("version", env!("CARGO_PKG_VERSION"))?;
+    Ok(t)
+}

@@ -1,0 +1,240 @@
+//! Memory shared by every nginx worker, owned by Rust.
+//!
+//! The region is mapped `MAP_SHARED | MAP_ANONYMOUS` the first time
+//! `new()` runs, which must be in `init_by_lua` (in nginx's master, before
+//! it forks the workers). Every worker inherits the mapping, so atomics on
+//! it are seen by all of them. The mapping lives in a static of this
+//! library, which nginx keeps loaded across `nginx -s reload`, so it
+//! survives reloads; a full restart starts afresh.
+//!
+//! It holds what every request must read or write without taking a lock:
+//! the version of each shared dict's block journal (so a worker learns with
+//! one atomic load that it must sync) and per-worker statistics counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use once_cell::sync::OnceCell;
+
+/// Most distinct `dict` names (warden instances) per nginx.
+pub const MAX_DICTS: usize = 16;
+/// Most worker ids (`ngx.worker.id()`) with their own counters; higher ids
+/// share the last slot.
+pub const MAX_WORKERS: usize = 64;
+
+/// Per-worker statistics counters, indexed by [`Stat`].
+#[repr(C, align(64))]
+pub struct WorkerStats {
+    counters: [AtomicU64; Stat::COUNT],
+}
+
+/// What the counters count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Stat {
+    /// Requests checked and let through (no list or block matched).
+    Passed = 0,
+    /// Requests let through because the client is allowlisted.
+    Allowlisted,
+    /// Requests from a denylisted client.
+    Denylisted,
+    /// Requests from a manually blocked client.
+    BlockedManual,
+    /// Requests from an automatically blocked client.
+    BlockedAuto,
+    /// Checks given an address that could not be parsed.
+    BadAddress,
+    /// Requests whose X-Forwarded-For had an element that could not be parsed.
+    BadForwarded,
+    /// Journal entries applied by workers.
+    JournalApplied,
+    /// Full re-reads of the block table by workers.
+    FullSyncs,
+    /// Blocks refused because the shared dict was full.
+    DictFull,
+}
+
+impl Stat {
+    /// Number of counters.
+    pub const COUNT: usize = 16;
+    /// Every counter with its name, for reports.
+    pub const ALL: [(Stat, &'static str); 10] = [
+        (Stat::Passed, "passed"),
+        (Stat::Allowlisted, "allowlisted"),
+        (Stat::Denylisted, "denylisted"),
+        (Stat::BlockedManual, "blocked_manual"),
+        (Stat::BlockedAuto, "blocked_auto"),
+        (Stat::BadAddress, "bad_address"),
+        (Stat::BadForwarded, "bad_forwarded"),
+        (Stat::JournalApplied, "journal_applied"),
+        (Stat::FullSyncs, "full_syncs"),
+        (Stat::DictFull, "dict_full"),
+    ];
+}
+
+impl WorkerStats {
+    /// Adds one to a counter. Each worker writes its own cache line, so a
+    /// plain load and store is enough (a reload can briefly run two workers
+    /// with one id; they may then lose a count, never corrupt one).
+    #[inline]
+    pub fn incr(&self, s: Stat) {
+        let c = &self.counters[s as usize];
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+
+    fn get(&self, s: Stat) -> u64 {
+        self.counters[s as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// Journal version of one shared dict.
+#[repr(C, align(64))]
+pub struct DictSlot {
+    name_hash: AtomicU64,
+    version: AtomicU64,
+}
+
+impl DictSlot {
+    /// The newest journal sequence number any worker has published.
+    #[inline]
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Publishes sequence number `seq` (never moves backwards).
+    pub fn publish(&self, seq: u64) {
+        self.version.fetch_max(seq, Ordering::AcqRel);
+    }
+}
+
+/// The shared region's layout.
+#[repr(C)]
+pub struct Region {
+    magic: u64,
+    dicts: [DictSlot; MAX_DICTS],
+    workers: [WorkerStats; MAX_WORKERS],
+}
+
+const MAGIC: u64 = 0x5741_5244_454e_0001;
+
+static REGION: OnceCell<usize> = OnceCell::new();
+
+/// The shared region, mapped on first use.
+///
+/// Returns an error if the kernel refuses the mapping.
+pub fn region() -> Result<&'static Region, String> {
+    let addr = REGION.get_or_try_init(|| {
+        let size = std::mem::size_of::<Region>();
+        // SAFETY: an anonymous shared mapping with no address hint; the
+        // result is checked for MAP_FAILED before use.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!(
+                "cannot map {size} bytes of shared memory: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let r = p as *mut Region;
+        // SAFETY: the mapping is zero-filled, page aligned and large enough
+        // for `Region`, whose fields are all atomics or integers for which
+        // zero is a valid value.
+        unsafe { (*r).magic = MAGIC };
+        Ok(p as usize)
+    })?;
+    // SAFETY: the mapping is never unmapped, so the reference is 'static;
+    // all shared fields are atomics.
+    Ok(unsafe { &*(*addr as *const Region) })
+}
+
+fn hash_name(name: &str) -> u64 {
+    // FNV-1a, never zero (zero marks a free slot).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h | 1
+}
+
+impl Region {
+    /// The journal slot of shared dict `name`, claimed on first use.
+    pub fn dict_slot(&'static self, name: &str) -> Result<&'static DictSlot, String> {
+        let h = hash_name(name);
+        for slot in self.dicts.iter() {
+            match slot
+                .name_hash
+                .compare_exchange(0, h, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(slot),
+                Err(cur) if cur == h => return Ok(slot),
+                Err(_) => continue,
+            }
+        }
+        Err(format!(
+            "more than {MAX_DICTS} distinct shared dicts used by warden instances"
+        ))
+    }
+
+    /// The counters of worker `id` (ids past the table share the last slot).
+    pub fn worker(&'static self, id: usize) -> &'static WorkerStats {
+        &self.workers[id.min(MAX_WORKERS - 1)]
+    }
+
+    /// Sums a counter over every worker.
+    pub fn total(&self, s: Stat) -> u64 {
+        self.workers.iter().map(|w| w.get(s)).sum()
+    }
+
+    /// Size of the mapping in bytes.
+    pub fn size(&self) -> usize {
+        std::mem::size_of::<Region>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_and_counters() {
+        let r = region().unwrap();
+        assert_eq!(r.magic, MAGIC);
+        let a = r.dict_slot("test-a").unwrap();
+        let b = r.dict_slot("test-b").unwrap();
+        assert!(!std::ptr::eq(a, b));
+        assert!(std::ptr::eq(a, r.dict_slot("test-a").unwrap()));
+        a.publish(5);
+        a.publish(3);
+        assert_eq!(a.version(), 5);
+        let before = r.total(Stat::DictFull);
+        r.worker(1000).incr(Stat::DictFull);
+        r.worker(0).incr(Stat::DictFull);
+        assert_eq!(r.total(Stat::DictFull), before + 2);
+    }
+
+    #[test]
+    fn shared_across_fork() {
+        let r = region().unwrap();
+        let slot = r.dict_slot("test-fork").unwrap();
+        let before = slot.version();
+        // SAFETY: the child only touches atomics and exits at once.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            slot.publish(before + 42);
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(slot.version(), before + 42);
+    }
+}
