@@ -62,10 +62,17 @@ fn duration_arg(v: &Value) -> Result<u64, String> {
                 .map_err(|_| "duration must be text".to_string())?;
             config::parse_duration(&s).map_err(|m| format!("duration {m}"))
         }
-        other => Err(format!(
-            "duration must be seconds or a string like '90s', '15m', '24h', '7d', got {}",
-            other.type_name()
-        )),
+        other => {
+            let got = match other {
+                Value::Integer(i) => i.to_string(),
+                Value::Number(n) => n.to_string(),
+                v => v.type_name().to_string(),
+            };
+            Err(format!(
+                "duration must be a number of seconds >= 0 or a string like \
+                 '90s', '15m', '24h', '7d', got {got}"
+            ))
+        }
     }
 }
 

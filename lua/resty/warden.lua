@@ -1,0 +1,304 @@
+-- lua-resty-warden: allow/deny lists, instant blocks and behavioural
+-- detection for nginx, with its core in Rust.
+--
+--   init_by_lua_block        { warden = require("resty.warden").new{...} }
+--   init_worker_by_lua_block { warden:init_worker() }
+--   access_by_lua_block      { warden:check() }
+--   log_by_lua_block         { warden:log() }
+--
+-- The access phase goes through LuaJIT's FFI only (no allocation, JIT
+-- compiled); everything else goes through the mlua module.
+
+local core = require "resty.warden.core"
+local request = require "resty.warden.request"
+local store = require "resty.warden.store"
+local ffi = require "ffi"
+
+local ngx = ngx
+local ngx_exit = ngx.exit
+local ngx_now = ngx.now
+local log = ngx.log
+local ERR = ngx.ERR
+local WARN = ngx.WARN
+local INFO = ngx.INFO
+local type = type
+local error = error
+local setmetatable = setmetatable
+local ffi_string = ffi.string
+
+local C = core.C
+local check_c = C.warden_check
+local get_request = request.get_request
+local fetch = request.fetch
+local value_ptr = request.value_ptr
+local value_len = request.value_len
+
+local PASS, ALLOW = core.PASS, core.ALLOW
+local DENY, BLOCK_AUTO = core.DENY, core.BLOCK_AUTO
+local NEED_FORWARDED, SYNC = core.NEED_FORWARDED, core.SYNC
+local BAD_ADDRESS = core.BAD_ADDRESS
+local PEER_TEXT, HAVE_FORWARDED = core.PEER_TEXT, core.HAVE_FORWARDED
+local NO_SYNC = core.NO_SYNC
+
+local SOURCES = { [DENY] = "denylist", [core.BLOCK_MANUAL] = "manual",
+                  [BLOCK_AUTO] = "auto" }
+
+-- Scratch space reused by every request of this worker.
+local client = ffi.new("warden_client_t")
+local textbuf = ffi.new("unsigned char[64]")
+
+local SYNC_INTERVAL = 1  -- seconds between background syncs and sweeps
+
+
+local _M = { _VERSION = "0.1.0" }
+local mt = { __index = _M }
+
+
+local function client_text()
+    local n = C.warden_client_text(client, textbuf, 64)
+    if n < 0 then
+        return "?"
+    end
+    return ffi_string(textbuf, n)
+end
+
+
+--- new(opts) -> warden. Raises an error naming the option on bad input.
+function _M.new(opts)
+    if opts ~= nil and type(opts) ~= "table" then
+        error("resty.warden: opts must be a table, got " .. type(opts), 2)
+    end
+    local phase = ngx.get_phase()
+    if phase ~= "init" then
+        error("resty.warden: new() must be called in init_by_lua*, so that"
+              .. " every worker shares its memory (called in " .. phase
+              .. ")", 2)
+    end
+
+    local engine, err = core.lua.new(opts or {})
+    if not engine then
+        error("resty.warden: " .. err, 2)
+    end
+    local cfg = engine:config()
+    local dict = ngx.shared[cfg.dict]
+    if not dict then
+        error("resty.warden: opts.dict: no lua_shared_dict named '"
+              .. cfg.dict .. "' (add 'lua_shared_dict " .. cfg.dict
+              .. " 64m;' to the http block)", 2)
+    end
+
+    local self = setmetatable({
+        engine = engine,
+        handle = ffi.cast("const warden_engine_t *", engine:ptr()),
+        dict = dict,
+        dict_name = cfg.dict,
+        blocking_mode = cfg.blocking_mode,
+        block_status = cfg.block_status,
+        forwarded_logged = 0,
+    }, mt)
+    store.sync(dict, engine)
+    return self
+end
+
+
+local function tick(premature, self)
+    if premature then
+        return
+    end
+    local ok, err = pcall(store.sync, self.dict, self.engine)
+    if not ok then
+        log(ERR, "warden: background sync failed: ", err)
+    end
+    self.engine:sweep()
+end
+
+
+--- warden:init_worker(): per-worker set-up (sync timer, counters).
+function _M:init_worker()
+    self.engine:set_worker(ngx.worker.id() or 0)
+    store.sync(self.dict, self.engine)
+    local ok, err = ngx.timer.every(SYNC_INTERVAL, tick, self)
+    if not ok then
+        log(ERR, "warden: cannot start the sync timer: ", err)
+    end
+    return true
+end
+
+
+local function sync(self)
+    local ok, err = pcall(store.sync, self.dict, self.engine)
+    if not ok then
+        log(ERR, "warden: sync failed: ", err)
+    end
+end
+
+
+local function report_forwarded(self)
+    local now = ngx_now()
+    if now - self.forwarded_logged < 1 then
+        return  -- at most one line a second per worker
+    end
+    self.forwarded_logged = now
+    local r = get_request()
+    local xff = r and fetch(r, "http_x_forwarded_for")
+                and ffi_string(value_ptr[0], value_len[0]) or ""
+    log(WARN, "warden: malformed X-Forwarded-For from a trusted proxy: \"",
+        xff, "\"; using ", client_text(), " as the client")
+end
+
+
+local function blocked(self, rc)
+    local source = SOURCES[rc]
+    if self.blocking_mode == 0 then
+        local addr = client_text()
+        local _, info = self.engine:is_blocked(addr)
+        log(WARN, "warden: ", addr, " would have been blocked (", source,
+            info and info.reason ~= "" and ": " .. info.reason or "",
+            "); blocking_mode is 0")
+        return true
+    end
+    log(INFO, "warden: blocked ", client_text(), " (", source, ")")
+    return ngx_exit(self.block_status)
+end
+
+
+--- warden:check(ip?) -> true, or ends the request with block_status.
+-- Without `ip`, the client is the peer address, or, when the peer is a
+-- trusted proxy, resolved from X-Forwarded-For.
+function _M:check(ip)
+    local handle = self.handle
+    local rc
+    if ip ~= nil then
+        if type(ip) ~= "string" then
+            log(ERR, "warden: check(): ip must be a string, got ", type(ip))
+            return nil, "ip must be a string"
+        end
+        rc = check_c(handle, ip, #ip, nil, 0, PEER_TEXT, client)
+        if rc == SYNC then
+            sync(self)
+            rc = check_c(handle, ip, #ip, nil, 0, PEER_TEXT + NO_SYNC, client)
+        end
+        if rc == BAD_ADDRESS then
+            log(ERR, "warden: check(): invalid IP address '", ip, "'")
+            return nil, "invalid IP address '" .. ip .. "'"
+        end
+
+    else
+        local r = get_request()
+        if not r then
+            return nil, "no request found"
+        end
+        if not fetch(r, "binary_remote_addr") then
+            return true  -- no peer address (e.g. a unix socket): nothing to do
+        end
+        rc = check_c(handle, value_ptr[0], value_len[0], nil, 0, 0, client)
+        if rc == SYNC then
+            sync(self)
+            fetch(r, "binary_remote_addr")
+            rc = check_c(handle, value_ptr[0], value_len[0], nil, 0, NO_SYNC,
+                         client)
+        end
+        if rc == NEED_FORWARDED then
+            local peer, peer_len = value_ptr[0], value_len[0]
+            local fwd, fwd_len = nil, 0
+            if fetch(r, "http_x_forwarded_for") then
+                fwd, fwd_len = value_ptr[0], value_len[0]
+            end
+            rc = check_c(handle, peer, peer_len, fwd, fwd_len,
+                         HAVE_FORWARDED + NO_SYNC, client)
+            if client.bad_forwarded ~= 0 then
+                report_forwarded(self)
+            end
+        end
+        if rc == BAD_ADDRESS then
+            return true  -- e.g. a unix socket peer; counted in stats
+        end
+    end
+
+    if rc == PASS or rc == ALLOW then
+        return true
+    end
+    if rc >= DENY and rc <= BLOCK_AUTO then
+        return blocked(self, rc)
+    end
+    log(ERR, "warden: check() failed with code ", rc, "; letting the",
+        " request through")
+    return true
+end
+
+
+--- warden:log(): log phase. Feeds the detector (when enabled).
+function _M:log()  -- luacheck: no unused args
+    return true
+end
+
+
+--- warden:block(target, opts?) -> true | nil, err
+-- opts.duration: seconds or "90s"/"15m"/"24h"/"7d"; 0 or absent = permanent.
+-- opts.reason: free text.
+function _M:block(target, opts, source)
+    if opts ~= nil and type(opts) ~= "table" then
+        return nil, "opts must be a table, got " .. type(opts)
+    end
+    local duration, reason
+    if opts then
+        duration, reason = opts.duration, opts.reason
+    end
+    local engine = self.engine
+    local rec, err = engine:prepare(target, duration, reason,
+                                    source or "manual", ngx_now())
+    if not rec then
+        return nil, err
+    end
+    if rec.allowlisted then
+        log(WARN, "warden: ", rec.target, " is allowlisted; its block has",
+            " no effect while it is")
+    end
+    return store.add(self.dict, self.dict_name, engine, rec)
+end
+
+
+--- warden:unblock(target) -> true | nil, err
+function _M:unblock(target)
+    local engine = self.engine
+    sync(self)
+    local rec, err = engine:unblock_record(target)
+    if not rec then
+        return nil, err
+    end
+    if not rec.blocked and not self.dict:get(rec.key) then
+        if rec.denylisted then
+            return nil, rec.target .. " is in the denylist (configuration),"
+                        .. " not a block"
+        end
+        return nil, rec.target .. " is not blocked"
+    end
+    return store.remove(self.dict, self.dict_name, engine, rec)
+end
+
+
+--- warden:is_blocked(ip) -> blocked, info | nil, err
+-- info: { target, reason, expires (epoch s, 0 = permanent), source }
+function _M:is_blocked(ip)
+    sync(self)
+    return self.engine:is_blocked(ip)
+end
+
+
+--- warden:blocked() -> { { target, reason, expires, source }, ... }
+function _M:blocked()
+    sync(self)
+    return self.engine:list()
+end
+
+
+--- warden:stats() -> counters summed over every worker, and memory use.
+function _M:stats()
+    local s = self.engine:stats()
+    s.dict_free_bytes = self.dict:free_space()
+    s.dict_capacity_bytes = self.dict:capacity()
+    return s
+end
+
+
+return _M

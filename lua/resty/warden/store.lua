@@ -1,0 +1,159 @@
+-- Blocks in the lua_shared_dict, and every worker's replica of them.
+--
+-- The shared dict is the source of truth, so blocks survive
+-- `nginx -s reload`. Its keys (formats in src/blocks.rs):
+--
+--   b|<target>   one per block; the dict's own expiry removes it on time
+--   v            the journal's newest sequence number
+--   j|<seq>      journal entry <seq>: one block added or removed
+--
+-- A writer sets (or deletes) b|<target>, takes a sequence number with
+-- incr("v"), writes j|<seq> and publishes <seq> in Rust-owned shared
+-- memory. Every request compares that number with what its worker has
+-- applied (one atomic load, in Rust) and a worker that is behind replays
+-- the journal before deciding. Because b|<target> is written before the
+-- sequence number is taken, a worker that finds an entry missing (expired,
+-- never written) can re-read every b| key instead and still miss nothing.
+--
+-- Only safe_set is used: set() would evict other keys, blocks among them,
+-- when the dict is full. A block that does not fit is refused, logged and
+-- counted; it is never dropped silently.
+
+local ngx = ngx
+local log = ngx.log
+local ERR = ngx.ERR
+local WARN = ngx.WARN
+local byte = string.byte
+
+local JOURNAL_TTL = 300   -- seconds a journal entry is kept
+local MAX_REPLAY = 10000  -- further behind than this: re-read everything
+local B, BAR = byte("b"), byte("|")
+
+
+local _M = {
+    JOURNAL_TTL = JOURNAL_TTL,
+}
+
+
+-- Re-reads every block from the dict.
+local function full_sync(dict, core)
+    -- Everything published before this point has its b| key written, so
+    -- after reading every key this worker is current up to `published`
+    -- (even if "v" itself was lost, e.g. by a flush_all).
+    local published = core:version()
+    local v = dict:get("v") or 0
+    if published > v then
+        v = published
+    end
+    local keys = dict:get_keys(0)
+    core:reset_blocks()
+    for i = 1, #keys do
+        local k = keys[i]
+        if byte(k, 1) == B and byte(k, 2) == BAR then
+            local value = dict:get(k)
+            if value then
+                local ok, err = core:load_record(k, value)
+                if not ok then
+                    log(ERR, "warden: ignoring shared dict record: ", err)
+                end
+            end
+        end
+    end
+    core:commit()
+    core:set_applied(v)
+    return true
+end
+
+
+-- Brings this worker's replica up to date with the journal.
+function _M.sync(dict, core)
+    local applied = core:applied()
+    local v = dict:get("v") or 0
+    if v == applied then
+        return true
+    end
+    if v < applied or v - applied > MAX_REPLAY then
+        return full_sync(dict, core)
+    end
+    for seq = applied + 1, v do
+        local entry = dict:get("j|" .. seq)
+        if not entry then
+            return full_sync(dict, core)
+        end
+        local ok, err = core:apply_entry(entry)
+        if not ok then
+            log(ERR, "warden: ignoring journal entry ", seq, ": ", err)
+        end
+    end
+    core:commit()
+    core:set_applied(v)
+    return true
+end
+
+
+-- Takes a sequence number, writes the journal entry and publishes it.
+local function journal(dict, core, entry)
+    -- Start from the published version if "v" is missing, so that the
+    -- number never goes backwards.
+    local seq, err = dict:incr("v", 1, core:version())
+    if not seq then
+        return nil, err
+    end
+    local ok, jerr = dict:safe_set("j|" .. seq, entry, JOURNAL_TTL)
+    if not ok then
+        -- Workers will find the entry missing and re-read every block.
+        log(WARN, "warden: cannot write journal entry ", seq, " (", jerr,
+            "); workers will re-read all blocks")
+    end
+    core:publish(seq)
+    return seq
+end
+
+
+-- Stores a block prepared by core:prepare(). Returns true or nil, err.
+function _M.add(dict, dict_name, core, rec)
+    local ok, err = dict:safe_set(rec.key, rec.value, rec.ttl)
+    if not ok then
+        core:count("dict_full")
+        err = "shared dict '" .. dict_name .. "' is full (" .. tostring(err)
+              .. "): cannot block " .. rec.target
+        log(ERR, "warden: ", err)
+        return nil, err
+    end
+    local seq
+    seq, err = journal(dict, core, rec.entry)
+    if not seq then
+        dict:delete(rec.key)  -- nothing half-applied
+        err = "shared dict '" .. dict_name .. "': " .. tostring(err)
+              .. ": cannot block " .. rec.target
+        log(ERR, "warden: ", err)
+        return nil, err
+    end
+    return _M.sync(dict, core)
+end
+
+
+-- Removes a block described by core:unblock_record().
+function _M.remove(dict, dict_name, core, rec)
+    local old = dict:get(rec.key)
+    dict:delete(rec.key)
+    local seq, err = journal(dict, core, rec.entry)
+    if not seq then
+        if old then
+            -- Put it back with its remaining time: nothing half-applied.
+            local exp = tonumber(old:match("^(%d+)|")) or 0
+            local ttl = exp == 0 and 0 or exp / 1000 - ngx.now()
+            if ttl >= 0 then
+                dict:safe_set(rec.key, old, ttl == 0 and 0 or ttl + 0.001)
+            end
+        end
+        err = "shared dict '" .. dict_name .. "': " .. tostring(err)
+              .. ": cannot unblock " .. rec.target
+        log(ERR, "warden: ", err)
+        return nil, err
+    end
+    return _M.sync(dict, core)
+end
+
+
+return _M

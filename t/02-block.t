@@ -1,0 +1,299 @@
+# block() / unblock() / is_blocked() / blocked(): enforced by every worker
+# from the next request, with TTLs, across reloads, never dropped silently.
+use lib 't/lib';
+use TestWarden;
+
+workers(4);
+master_on();
+
+# A second server with reuseport spreads connections over all 4 workers.
+our $HttpConfig = <<'_EOC_';
+    lua_shared_dict warden 1m;
+    init_by_lua_block {
+        warden = require("resty.warden").new({
+            trusted_proxies = { "127.0.0.1" },
+        })
+        thttp = require "thttp"
+        -- Fires n requests from client `ip`, each on its own connection;
+        -- returns a summary ("403x200 errors=0 workers=4") and the stats.
+        function fan_stats(ip, n)
+            local s = thttp.fanout({ n = n or 200, concurrency = 20,
+                                     port = 1990, path = "/p",
+                                     headers = { ["X-Forwarded-For"] = ip } })
+            local codes = {}
+            for code, count in pairs(s.status) do
+                codes[#codes + 1] = code .. "x" .. count
+            end
+            table.sort(codes)
+            return table.concat(codes, " ") .. " errors=" .. s.errors
+                   .. " workers=" .. s.npids, s
+        end
+        function fan(ip, n)
+            return (fan_stats(ip, n))
+        end
+    }
+    init_worker_by_lua_block { warden:init_worker() }
+    server {
+        listen 127.0.0.1:1990 reuseport;
+        location /p {
+            access_by_lua_block { warden:check() }
+            log_by_lua_block { warden:log() }
+            content_by_lua_block { ngx.say("passed") }
+            header_filter_by_lua_block {
+                ngx.header["X-Worker-Pid"] = ngx.worker.pid()
+            }
+        }
+    }
+_EOC_
+
+plan 'no_plan';
+run_tests();
+
+__DATA__
+
+=== TEST 1: block, is_blocked, blocked, unblock
+--- http_config eval: $::HttpConfig
+--- config
+    location /t {
+        content_by_lua_block {
+            ngx.say(warden:block("192.0.2.10", { duration = "15m", reason = "test" }))
+            local b, info = warden:is_blocked("192.0.2.10")
+            ngx.say(b, " ", info.target, " ", info.source, " ", info.reason, " ",
+                    math.floor(info.expires - ngx.now() + 0.5))
+            ngx.say(warden:block("198.18.0.0/15", { reason = "range" }))
+            b, info = warden:is_blocked("198.19.1.1")
+            ngx.say(b, " ", info.target, " ", info.source, " ", info.expires)
+            ngx.say(warden:block("::ffff:192.0.2.20", { duration = 0 }))
+            b, info = warden:is_blocked("192.0.2.20")
+            ngx.say(b, " ", info.target, " ", info.expires)
+            for _, e in ipairs(warden:blocked()) do
+                ngx.say(e.target, " ", e.source, " ", e.reason, " ",
+                        e.expires == 0 and "permanent" or "expires")
+            end
+            ngx.say(warden:unblock("192.0.2.10"))
+            ngx.say(warden:is_blocked("192.0.2.10"))
+            ngx.say(warden:unblock("192.0.2.10"))
+            ngx.say(warden:unblock("198.18.0.0/15"))
+            ngx.say(warden:is_blocked("198.19.1.1"))
+        }
+    }
+--- response_body
+true
+true 192.0.2.10 manual test 900
+true
+true 198.18.0.0/15 manual 0
+true
+true 192.0.2.20 0
+192.0.2.10 manual test expires
+192.0.2.20 manual  permanent
+198.18.0.0/15 manual range permanent
+true
+false
+nil192.0.2.10 is not blocked
+true
+false
+
+
+
+=== TEST 2: bad input is nil, err
+--- http_config eval: $::HttpConfig
+--- config
+    location /t {
+        content_by_lua_block {
+            ngx.say(warden:block("nope"))
+            ngx.say(warden:block("10.0.0.0/33"))
+            ngx.say(warden:block(nil))
+            ngx.say(warden:block("192.0.2.1", { duration = "abc" }))
+            ngx.say(warden:block("192.0.2.1", { duration = -5 }))
+            ngx.say(warden:block("192.0.2.1", { duration = true }))
+            ngx.say(warden:block("192.0.2.1", "15m"))
+            ngx.say(warden:unblock("fe80::1%eth0"))
+            ngx.say(warden:is_blocked("1.2.3"))
+            ngx.say(#warden:blocked())
+        }
+    }
+--- response_body
+nilinvalid IP address or CIDR 'nope'
+nilinvalid CIDR '10.0.0.0/33': prefix length must be 0 to 32
+niltarget must be a string, got nil
+nilduration must be a duration like '90s', '15m', '24h' or '7d', got 'abc'
+nilduration must be a number of seconds >= 0 or a string like '90s', '15m', '24h', '7d', got -5
+nilduration must be a number of seconds >= 0 or a string like '90s', '15m', '24h', '7d', got boolean
+nilopts must be a table, got string
+nilinvalid IP address 'fe80::1%eth0': zone ids (%...) are not allowed
+nilinvalid IP address '1.2.3'
+0
+
+
+
+=== TEST 3: a block is enforced by every worker from the next request
+--- http_config eval: $::HttpConfig
+--- config
+    location /t {
+        content_by_lua_block {
+            ngx.say("before: ", fan("192.0.2.30"))
+            warden:block("192.0.2.30")
+            ngx.say("blocked: ", fan("192.0.2.30"))
+            ngx.say("others: ", fan("192.0.2.31"))
+            warden:unblock("192.0.2.30")
+            ngx.say("unblocked: ", fan("192.0.2.30"))
+        }
+    }
+--- response_body
+before: 200x200 errors=0 workers=4
+blocked: 403x200 errors=0 workers=4
+others: 200x200 errors=0 workers=4
+unblocked: 200x200 errors=0 workers=4
+--- timeout: 20
+
+
+
+=== TEST 4: a range block covers its addresses in every worker
+--- http_config eval: $::HttpConfig
+--- config
+    location /t {
+        content_by_lua_block {
+            warden:block("2001:db8:1::/48")
+            ngx.say(fan("2001:db8:1::7"))
+            ngx.say(fan("2001:db8:2::7"))
+            warden:block("192.0.2.0/24")
+            ngx.say(fan("::ffff:192.0.2.99"))
+        }
+    }
+--- response_body
+403x200 errors=0 workers=4
+200x200 errors=0 workers=4
+403x200 errors=0 workers=4
+--- timeout: 20
+
+
+
+=== TEST 5: TTLs expire on time; permanent blocks stay
+--- http_config eval: $::HttpConfig
+--- config
+    location /t {
+        content_by_lua_block {
+            warden:block("192.0.2.40", { duration = 1 })
+            warden:block("192.0.2.41", { duration = "1500ms" })
+            warden:block("192.0.2.42")
+            ngx.say(fan("192.0.2.40", 40), " | ", fan("192.0.2.42", 40))
+            ngx.sleep(1.1)
+            ngx.say(fan("192.0.2.40", 40), " | ", fan("192.0.2.41", 40))
+            ngx.sleep(0.5)
+            ngx.say(fan("192.0.2.41", 40), " | ", fan("192.0.2.42", 40))
+            ngx.say(warden:is_blocked("192.0.2.40"), " ", #warden:blocked())
+        }
+    }
+--- response_body
+403x40 errors=0 workers=4 | 403x40 errors=0 workers=4
+200x40 errors=0 workers=4 | 403x40 errors=0 workers=4
+200x40 errors=0 workers=4 | 403x40 errors=0 workers=4
+false 1
+--- timeout: 20
+
+
+
+=== TEST 6: blocks survive nginx -s reload, with their remaining time
+--- main_config
+    user root;
+--- http_config eval: $::HttpConfig
+--- config
+    location /t {
+        content_by_lua_block {
+            warden:block("192.0.2.50")
+            warden:block("192.0.2.51", { duration = "1h", reason = "ttl" })
+            local _, before = warden:is_blocked("192.0.2.51")
+            local _, s = fan_stats("192.0.2.50", 40)
+            local old = s.pids
+            local f = assert(io.open(ngx.config.prefix() .. "logs/nginx.pid"))
+            local master = f:read("*n")
+            f:close()
+            os.execute("kill -HUP " .. master)
+            -- wait for the new generation of workers to answer
+            local fresh
+            for _ = 1, 50 do
+                ngx.sleep(0.1)
+                local _, s2 = fan_stats("192.0.2.52", 8)
+                fresh = 0
+                for pid in pairs(s2.pids) do
+                    if not old[pid] then fresh = fresh + 1 end
+                end
+                if fresh == s2.npids then break end
+            end
+            ngx.say("new workers only: ", fresh > 0)
+            ngx.say(fan("192.0.2.50", 100))
+            ngx.say(fan("192.0.2.51", 100))
+            ngx.say(fan("192.0.2.52", 100))
+            local _, after = warden:is_blocked("192.0.2.51")
+            ngx.say(after.reason, " ", after.expires == before.expires)
+        }
+    }
+--- response_body
+new workers only: true
+403x100 errors=0 workers=4
+403x100 errors=0 workers=4
+200x100 errors=0 workers=4
+ttl true
+--- timeout: 30
+
+
+
+=== TEST 7: a full shared dict refuses a block with an error, and drops none
+--- http_config
+    lua_shared_dict warden 16k;
+    init_by_lua_block {
+        warden = require("resty.warden").new({})
+    }
+    init_worker_by_lua_block { warden:init_worker() }
+--- config
+    location /t {
+        content_by_lua_block {
+            local n, err = 0
+            for i = 1, 10000 do
+                local ok
+                ok, err = warden:block("10.9." .. math.floor(i / 256) .. "." .. i % 256,
+                                       { reason = string.rep("x", 40) })
+                if not ok then break end
+                n = n + 1
+            end
+            ngx.say(n > 10, " ", (err:gsub("10%.9%.%d+%.%d+", "X")))
+            local kept = 0
+            for i = 1, n do
+                if warden:is_blocked("10.9." .. math.floor(i / 256) .. "." .. i % 256) then
+                    kept = kept + 1
+                end
+            end
+            ngx.say(kept == n, " ", #warden:blocked() == n)
+            ngx.say(warden:stats().dict_full)
+        }
+    }
+--- response_body
+true shared dict 'warden' is full (no memory): cannot block X
+true true
+1
+--- error_log
+is full (no memory): cannot block
+
+
+
+=== TEST 8: a worker that misses a journal entry re-reads every block
+--- http_config eval: $::HttpConfig
+--- config
+    location /t {
+        content_by_lua_block {
+            warden:block("192.0.2.60")
+            warden:block("192.0.2.61")
+            local dict = ngx.shared.warden
+            local v = dict:get("v")
+            dict:delete("j|" .. v)
+            dict:delete("j|" .. (v - 1))
+            ngx.say(fan("192.0.2.60", 100))
+            ngx.say(fan("192.0.2.61", 100))
+            ngx.say(warden:stats().full_syncs > 0)
+        }
+    }
+--- response_body
+403x100 errors=0 workers=4
+403x100 errors=0 workers=4
+true
+--- timeout: 20

@@ -1,0 +1,120 @@
+# The access phase stays JIT compiled and allocates nothing per request.
+use lib 't/lib';
+use TestWarden;
+
+our $HttpConfig = <<'_EOC_';
+    lua_shared_dict warden 1m;
+    init_by_lua_block {
+        warden = require("resty.warden").new({
+            allowlist = { "10.0.0.0/8" },
+            denylist = "203.0.113.0/24",
+            trusted_proxies = { "127.0.0.1" },
+        })
+        warden:block("198.51.100.0/24")
+        warden:block("198.51.100.9", { duration = "1h" })
+
+        -- Runs f n times under jit.v; returns the log.
+        function traced(f, n)
+            local v = require "jit.v"
+            local path = ngx.config.prefix() .. "logs/jit.log"
+            v.on(path)
+            f(n)
+            v.off()
+            local fh = assert(io.open(path))
+            local log = fh:read("*a")
+            fh:close()
+            return log
+        end
+
+        -- KiB allocated by n calls of f, after a warm-up.
+        function allocated(f, n)
+            f(n)
+            collectgarbage("collect")
+            collectgarbage("stop")
+            local before = collectgarbage("count")
+            f(n)
+            local after = collectgarbage("count")
+            collectgarbage("restart")
+            return after - before
+        end
+    }
+    init_worker_by_lua_block { warden:init_worker() }
+_EOC_
+
+plan 'no_plan';
+run_tests();
+
+__DATA__
+
+=== TEST 1: check() from the peer address: a trace, no NYI, no allocation
+--- http_config eval: $::HttpConfig
+--- config
+    location /t {
+        content_by_lua_block {
+            local function loop(n)
+                local w = warden
+                for _ = 1, n do
+                    w:check()
+                end
+            end
+            local log = traced(loop, 1000)
+            ngx.say(log:find("TRACE%s+%d+ content_by_lua%b():%d+ loop") and "trace" or log)
+            ngx.say(log:find("NYI") and log or "no NYI")
+            ngx.say("KiB: ", allocated(loop, 100000))
+        }
+    }
+--- response_body
+trace
+no NYI
+KiB: 0
+
+
+
+=== TEST 2: check() through a trusted proxy's X-Forwarded-For: a trace, no NYI, no allocation
+--- http_config eval: $::HttpConfig
+--- config
+    location /t {
+        content_by_lua_block {
+            local function loop(n)
+                local w = warden
+                for _ = 1, n do
+                    w:check()
+                end
+            end
+            local log = traced(loop, 1000)
+            ngx.say(log:find("TRACE%s+%d+ content_by_lua%b():%d+ loop") and "trace" or log)
+            ngx.say(log:find("NYI") and log or "no NYI")
+            ngx.say("KiB: ", allocated(loop, 100000))
+        }
+    }
+--- more_headers
+X-Forwarded-For: 192.0.2.1, 10.1.1.1
+--- response_body
+trace
+no NYI
+KiB: 0
+
+
+
+=== TEST 3: check(ip) with a string: a trace, no NYI, no allocation
+--- http_config eval: $::HttpConfig
+--- config
+    location /t {
+        content_by_lua_block {
+            local ips = { "192.0.2.1", "2001:db8::1", "10.1.2.3", "::ffff:192.0.2.7" }
+            local function loop(n)
+                local w = warden
+                for i = 1, n do
+                    w:check(ips[i % 4 + 1])
+                end
+            end
+            local log = traced(loop, 1000)
+            ngx.say(log:find("TRACE%s+%d+ content_by_lua%b():%d+ loop") and "trace" or log)
+            ngx.say(log:find("NYI") and log or "no NYI")
+            ngx.say("KiB: ", allocated(loop, 100000))
+        }
+    }
+--- response_body
+trace
+no NYI
+KiB: 0

@@ -1,0 +1,451 @@
+package TestWarden::Mini;
+
+# A small runner for Test::Nginx's block format, used when
+# Test::Nginx::Socket::Lua is not installed. It implements the subset this
+# repository's tests use, with upstream's semantics:
+#
+#   file level: plan, run_tests, blocks, repeat_each, workers, master_on,
+#               master_off, log_level, no_shuffle, no_long_string,
+#               add_block_preprocessor, env_to_nginx, no_root_location
+#   sections:   main_config, http_config, config, request (string or eval
+#               array ref), more_headers, response_body, response_body_like,
+#               error_code, response_headers, error_log, no_error_log,
+#               grep_error_log + grep_error_log_out, must_die, wait,
+#               timeout, user_files, ONLY, SKIP
+#   filters:    eval, chomp
+#
+# Each block gets a fresh server root (t/servroot, or $TEST_NGINX_SERVROOT),
+# a fresh nginx (started, then stopped with QUIT so that its log is
+# complete), and one Test::More test per assertion.
+
+use strict;
+use warnings;
+use Cwd qw(abs_path);
+use File::Path qw(make_path remove_tree);
+use IO::Select;
+use IO::Socket::INET;
+use POSIX qw(WNOHANG);
+use Test::More ();
+use Time::HiRes qw(sleep time);
+
+our @EXPORT = qw(plan run_tests blocks repeat_each workers master_on
+                 master_off log_level no_shuffle no_long_string
+                 add_block_preprocessor env_to_nginx no_root_location);
+
+my $Workers = 1;
+my $Master = 'off';
+my $LogLevel = $ENV{TEST_NGINX_LOG_LEVEL} || 'debug';
+my $Repeat = 1;
+my @Preprocessors;
+my @Env;
+my $NoRootLocation = 0;
+my $Planned = 0;
+my $Port = $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984;
+my $ServRoot = abs_path('.') . '/t/servroot';
+$ServRoot = $ENV{TEST_NGINX_SERVROOT} if $ENV{TEST_NGINX_SERVROOT};
+my $Nginx = $ENV{TEST_NGINX_BINARY} || 'nginx';
+my $RunningPid;
+
+sub import {
+    my $caller = caller;
+    no strict 'refs';
+    *{"${caller}::$_"} = \&{$_} for @EXPORT;
+}
+
+sub workers { $Workers = shift }
+sub master_on { $Master = 'on' }
+sub master_off { $Master = 'off' }
+sub log_level { $LogLevel = shift }
+sub repeat_each { $Repeat = shift if @_; $Repeat }
+sub no_shuffle { }
+sub no_long_string { }
+sub no_root_location { $NoRootLocation = 1 }
+sub env_to_nginx { push @Env, @_ }
+sub add_block_preprocessor { push @Preprocessors, shift }
+
+sub plan {
+    $Planned = 1;
+    Test::More::plan(@_);
+}
+
+# --- the block format ---------------------------------------------------
+
+package TestWarden::Mini::Block;
+
+our $AUTOLOAD;
+
+sub new { my ($class, %a) = @_; bless {%a, sections => {}}, $class }
+sub name { $_[0]{name} }
+sub set_value { $_[0]{sections}{$_[1]} = $_[2] }
+sub has { exists $_[0]{sections}{$_[1]} }
+
+sub AUTOLOAD {
+    my $self = shift;
+    (my $name = $AUTOLOAD) =~ s/.*:://;
+    return if $name eq 'DESTROY';
+    return $self->{sections}{$name};
+}
+
+package TestWarden::Mini;
+
+sub trim_value {
+    my $v = shift;
+    $v =~ s/\A([ \t]*\n)+//;
+    $v =~ s/(?<=\n)\s*\z//;
+    return $v;
+}
+
+my @Blocks;
+
+sub parse_blocks {
+    return @Blocks if @Blocks;
+    open my $fh, '<', $0 or die "cannot read $0: $!";
+    my $text = do { local $/; <$fh> };
+    close $fh;
+    $text =~ s/\A.*?^__DATA__\n//ms or die "$0 has no __DATA__ section";
+    my @raw = split /^(?==== )/m, $text;
+    my $only;
+    for my $raw (@raw) {
+        next unless $raw =~ s/\A=== (.*)\n//;
+        my $block = TestWarden::Mini::Block->new(name => $1);
+        my @parts = split /^(?=--- \w)/m, $raw;
+        for my $part (@parts) {
+            next unless $part =~ s/\A--- (\w+)([^\n:]*)(?::[ \t]*(.*))?\n?//;
+            my ($name, $filters, $inline) = ($1, $2, $3);
+            my @filters = split ' ', $filters;
+            my $value = defined $inline ? $inline : trim_value($part);
+            for my $f (@filters) {
+                if ($f eq 'eval') {
+                    my @r = eval "package main; no strict; $value";
+                    die "TEST $block->{name}: --- $name eval failed: $@" if $@;
+                    $value = @r == 1 ? $r[0] : \@r;
+                } elsif ($f eq 'chomp') {
+                    chomp $value;
+                }
+            }
+            $block->set_value($name, $value);
+        }
+        $only = $block if $block->has('ONLY');
+        push @Blocks, $block;
+    }
+    @Blocks = ($only) if $only;
+    return @Blocks;
+}
+
+sub blocks { parse_blocks() }
+
+# --- nginx ----------------------------------------------------------------
+
+sub expand_env {
+    my $text = shift;
+    return $text unless defined $text;
+    $text =~ s/\$\{?(TEST_NGINX_[_A-Z0-9]+)\}?/
+        defined $ENV{$1} ? $ENV{$1} : die "no environment variable $1\n"/ge;
+    return $text;
+}
+
+sub write_config {
+    my $block = shift;
+    my $workers = $Master eq 'on' ? $Workers : 1;
+    my $main = expand_env($block->main_config // '');
+    my $http = expand_env($block->http_config // '');
+    my $config = expand_env($block->config // '');
+    my $env = join '', map { "env $_;\n" } @Env;
+    my $root = $NoRootLocation ? '' : <<_EOC_;
+        location / {
+            root $ServRoot/html;
+            index index.html index.htm;
+        }
+_EOC_
+    open my $out, '>', "$ServRoot/conf/nginx.conf" or die $!;
+    print $out <<_EOC_;
+worker_processes  $workers;
+daemon on;
+master_process $Master;
+error_log $ServRoot/logs/error.log $LogLevel;
+pid       $ServRoot/logs/nginx.pid;
+$env
+$main
+
+http {
+    access_log $ServRoot/logs/access.log;
+    default_type text/plain;
+    keepalive_timeout  68;
+    client_body_temp_path $ServRoot/client_body_temp;
+    proxy_temp_path $ServRoot/proxy_temp;
+    fastcgi_temp_path $ServRoot/fastcgi_temp;
+    uwsgi_temp_path $ServRoot/uwsgi_temp;
+    scgi_temp_path $ServRoot/scgi_temp;
+
+$http
+
+    server {
+        listen          $Port;
+        server_name     'localhost';
+        client_max_body_size 30M;
+
+$config
+
+$root
+    }
+}
+
+events {
+    worker_connections  1024;
+}
+_EOC_
+    close $out;
+}
+
+sub setup_root {
+    my $block = shift;
+    remove_tree($ServRoot) if -d $ServRoot;
+    make_path(map { "$ServRoot/$_" } qw(conf html logs));
+    # Debian's workers run as www-data when the master runs as root.
+    chmod 0755, $ServRoot, map { "$ServRoot/$_" } qw(conf html logs);
+    my $t = $ServRoot;
+    while (($t =~ s{/[^/]+$}{}) && $t ne '') {
+        last if (stat $t)[2] & 0001;   # already world-searchable
+        chmod((stat $t)[2] | 0711, $t);
+    }
+    if (defined(my $files = $block->user_files)) {
+        for my $f (split /^(?=>>> )/m, $files) {
+            next unless $f =~ s/\A>>> (\S+)\n//;
+            my $path = "$ServRoot/html/$1";
+            (my $dir = $path) =~ s{/[^/]+$}{};
+            make_path($dir);
+            open my $out, '>', $path or die $!;
+            print $out $f;
+            close $out;
+            chmod 0644, $path;
+        }
+    }
+    $ENV{TEST_NGINX_SERVER_PORT} = $Port;
+    $ENV{TEST_NGINX_HTML_DIR} = "$ServRoot/html";
+    $ENV{TEST_NGINX_SERVROOT} = $ServRoot;
+}
+
+sub start_nginx {
+    my $cmd = "$Nginx -p $ServRoot/ -c $ServRoot/conf/nginx.conf"
+            . " > $ServRoot/logs/stderr.log 2>&1";
+    my $status = system($cmd);
+    return $status;
+}
+
+sub read_pid {
+    open my $fh, '<', "$ServRoot/logs/nginx.pid" or return;
+    my $pid = <$fh>;
+    close $fh;
+    return unless defined $pid && $pid =~ /(\d+)/;
+    return $1;
+}
+
+sub stop_nginx {
+    my $pid = $RunningPid || read_pid() or return;
+    undef $RunningPid;
+    for my $sig (qw(QUIT TERM KILL)) {
+        kill $sig, $pid or return;
+        for (1 .. 50) {
+            return unless kill 0, $pid;
+            sleep 0.1;
+        }
+    }
+}
+
+sub wait_port {
+    for (1 .. 100) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $Port, Proto => 'tcp');
+        if ($s) { close $s; return 1 }
+        sleep 0.05;
+    }
+    return 0;
+}
+
+END { stop_nginx() }
+
+# --- HTTP -----------------------------------------------------------------
+
+sub http_request {
+    my ($raw, $headers, $timeout) = @_;
+    $raw =~ s/\A\s+//;
+    my ($line, $body) = split /\n/, $raw, 2;
+    $line =~ s/\s+\z//;
+    $line .= ' HTTP/1.1' unless $line =~ m{ HTTP/\d\.\d$};
+    my $req = "$line\r\nHost: localhost\r\nConnection: close\r\n";
+    for my $h (split /\n/, $headers // '') {
+        next unless $h =~ /\S/;
+        $req .= "$h\r\n";
+    }
+    if (defined $body && length $body) {
+        $req .= 'Content-Length: ' . length($body) . "\r\n";
+    }
+    $req .= "\r\n" . ($body // '');
+
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $Port,
+                                  Proto => 'tcp', Timeout => $timeout)
+        or return (undef, "cannot connect: $!");
+    print $s $req;
+    my $sel = IO::Select->new($s);
+    my $resp = '';
+    my $deadline = time + $timeout;
+    while (1) {
+        my $left = $deadline - time;
+        return (undef, "timeout after ${timeout}s") if $left <= 0;
+        last unless $sel->can_read($left);
+        my $n = sysread($s, my $buf, 65536);
+        last unless $n;
+        $resp .= $buf;
+    }
+    close $s;
+    my ($head, $rbody) = split /\r\n\r\n/, $resp, 2;
+    return (undef, "malformed response: $resp") unless defined $head
+        && $head =~ m{\AHTTP/\d\.\d (\d+)};
+    my $status = $1;
+    my %h;
+    for my $hl (split /\r\n/, $head) {
+        next unless $hl =~ /^([^:]+):\s*(.*)$/;
+        $h{lc $1} = $2;
+    }
+    $rbody //= '';
+    if (($h{'transfer-encoding'} // '') =~ /chunked/i) {
+        my $out = '';
+        while ($rbody =~ s/\A([0-9a-fA-F]+)[^\r\n]*\r\n//) {
+            my $len = hex $1;
+            last if $len == 0;
+            $out .= substr($rbody, 0, $len, '');
+            $rbody =~ s/\A\r\n//;
+        }
+        $rbody = $out;
+    }
+    return ({ status => $status, headers => \%h, body => $rbody });
+}
+
+# --- checks ---------------------------------------------------------------
+
+sub nth {
+    my ($v, $i) = @_;
+    return ref $v eq 'ARRAY' ? $v->[$i] : $v;
+}
+
+sub log_patterns {
+    my $v = shift;
+    return () unless defined $v;
+    return @$v if ref $v eq 'ARRAY';
+    return grep { length } split /\n/, $v;
+}
+
+sub read_log {
+    my $log = '';
+    for my $f ("$ServRoot/logs/error.log", "$ServRoot/logs/stderr.log") {
+        open my $fh, '<', $f or next;
+        local $/;
+        $log .= <$fh> // '';
+        close $fh;
+    }
+    return $log;
+}
+
+sub check_logs {
+    my ($block, $name) = @_;
+    my $log = read_log();
+    my @lines = split /\n/, $log;
+    for my $p (log_patterns($block->error_log)) {
+        my $hit = ref $p eq 'Regexp' ? scalar grep { /$p/ } @lines
+                                     : scalar grep { index($_, $p) >= 0 } @lines;
+        Test::More::ok($hit, "$name - pattern \"$p\" matches a line in error.log")
+            or Test::More::diag(tail($log));
+    }
+    for my $p (log_patterns($block->no_error_log)) {
+        my @hits = ref $p eq 'Regexp' ? grep { /$p/ } @lines
+                                      : grep { index($_, $p) >= 0 } @lines;
+        Test::More::ok(!@hits, "$name - pattern \"$p\" should not match any line in error.log")
+            or Test::More::diag(join "\n", @hits[0 .. ($#hits > 4 ? 4 : $#hits)]);
+    }
+    if (defined(my $g = $block->grep_error_log)) {
+        my $re = ref $g eq 'Regexp' ? $g : qr/\Q$g\E/;
+        my $out = join '', map { "$_\n" } ($log =~ /($re)/g);
+        Test::More::is($out, $block->grep_error_log_out // '',
+                       "$name - grep_error_log_out");
+    }
+}
+
+sub tail {
+    my $log = shift;
+    my @l = split /\n/, $log;
+    my $from = @l > 30 ? @l - 30 : 0;
+    return "error.log tail:\n" . join("\n", @l[$from .. $#l]);
+}
+
+sub run_block {
+    my ($block, $name) = @_;
+    setup_root($block);
+    write_config($block);
+    my $status = start_nginx();
+
+    if (defined $block->must_die) {
+        Test::More::ok($status != 0, "$name - die as expected");
+        $RunningPid = read_pid() if $status == 0;
+        stop_nginx();
+        check_logs($block, $name);
+        return;
+    }
+    if ($status != 0 || !wait_port()) {
+        Test::More::fail("$name - nginx started");
+        Test::More::diag(tail(read_log()));
+        stop_nginx();
+        return;
+    }
+    $RunningPid = read_pid();
+
+    my $reqs = $block->request;
+    my @reqs = ref $reqs eq 'ARRAY' ? @$reqs : ($reqs);
+    my $timeout = $block->timeout || 3;
+    for my $i (0 .. $#reqs) {
+        my $n = @reqs > 1 ? "$name - req $i" : $name;
+        my ($res, $err) = http_request($reqs[$i], nth($block->more_headers, $i),
+                                       $timeout);
+        if (!$res) {
+            Test::More::fail("$n - request: $err");
+            next;
+        }
+        my $code = nth($block->error_code, $i) // 200;
+        Test::More::is($res->{status}, $code, "$n - status code ok");
+        if (defined(my $want = nth($block->response_body, $i))) {
+            Test::More::is($res->{body}, $want, "$n - response_body - response is expected");
+        }
+        if (defined(my $like = nth($block->response_body_like, $i))) {
+            my $re = ref $like eq 'Regexp' ? $like : qr/$like/s;
+            Test::More::like($res->{body}, $re, "$n - response_body_like - response is expected");
+        }
+        if (defined(my $hs = nth($block->response_headers, $i))) {
+            for my $h (split /\n/, $hs) {
+                if ($h =~ /^!\s*(\S+)/) {
+                    Test::More::ok(!defined $res->{headers}{lc $1}, "$n - header $1 absent");
+                } elsif ($h =~ /^([^:]+):\s*(.*)$/) {
+                    Test::More::is($res->{headers}{lc $1}, $2, "$n - header $1 ok");
+                }
+            }
+        }
+    }
+    sleep $block->wait if $block->wait;
+    stop_nginx();
+    check_logs($block, $name);
+}
+
+sub run_tests {
+    for my $block (parse_blocks()) {
+        next if $block->has('SKIP');
+        $_->($block) for @Preprocessors;
+        for my $r (1 .. $Repeat) {
+            my $name = 'TEST ' . $block->name;
+            $name =~ s/^TEST TEST /TEST /;
+            $name .= " (repeat $r)" if $Repeat > 1;
+            run_block($block, $name);
+        }
+    }
+    remove_tree($ServRoot) unless $ENV{TEST_NGINX_NO_CLEAN};
+    Test::More::done_testing() unless $Planned;
+}
+
+1;
