@@ -64,11 +64,15 @@ sub preprocess {
         $block->set_value('no_error_log', "[error]\n");
     }
 
+    # A block that sets its own package paths (an installed tree) keeps
+    # them; the others use the checkout.
     my $http = defined $block->http_config ? $block->http_config : '';
-    $block->set_value('http_config', <<_EOC_ . $http);
+    if ($http !~ /\blua_package_path\b/) {
+        $block->set_value('http_config', <<_EOC_ . $http);
     lua_package_path "$Root/lua/?.lua;$Root/t/lib/?.lua;;";
     lua_package_cpath "$Root/build/?.so;;";
 _EOC_
+    }
 
     if ($LoadModules) {
         my $main = defined $block->main_config ? $block->main_config : '';

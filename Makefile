@@ -1,0 +1,78 @@
+# lua-resty-warden
+#
+#   make build   build the Rust core into build/warden_core.so
+#   make run     the demo: nginx in the foreground on 127.0.0.1:8080
+#   make test    cargo test + prove -r t (installs what is missing)
+#   make bench   criterion + wrk benchmarks (see bench/README.md)
+#
+# NGINX=/usr/local/openresty/bin/openresty make run   uses OpenResty.
+
+NGINX    ?= $(shell command -v openresty 2>/dev/null || echo nginx)
+CARGO    ?= cargo
+PROVE    ?= prove
+PREFIX   ?= /usr/local
+LUA_LIB_DIR ?= $(PREFIX)/lib/lua/5.1
+LUA_SHARE_DIR ?= $(PREFIX)/share/lua/5.1
+DEMO_DIR ?= /tmp/warden-demo
+
+SO       := build/warden_core.so
+SOURCES  := $(wildcard src/*.rs) Cargo.toml
+
+.PHONY: all build deps test test-rust test-nginx run bench install opm lint clean
+
+all: build
+
+$(SO): $(SOURCES)
+	$(CARGO) build --release --lib
+	mkdir -p build
+	cp target/release/libwarden_core.so $(SO)
+
+build: $(SO)
+
+# Debian packages the tests and the demo need; installed only when missing.
+DEB_PKGS := nginx libnginx-mod-http-lua lua-resty-core lua-cjson
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ] && [ "$(NGINX)" = nginx ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+test: deps build test-rust test-nginx
+
+test-rust:
+	$(CARGO) test --release
+
+test-nginx: build
+	TEST_NGINX_BINARY=$(NGINX) $(PROVE) -r t
+
+run: deps build
+	examples/run.sh $(NGINX) $(DEMO_DIR)
+
+bench: build
+	$(CARGO) bench --bench prefix
+	bench/nginx.sh
+
+install: build
+	install -d $(DESTDIR)$(LUA_LIB_DIR) $(DESTDIR)$(LUA_SHARE_DIR)/resty/warden
+	install -m 755 $(SO) $(DESTDIR)$(LUA_LIB_DIR)/
+	install -m 644 lua/resty/warden.lua $(DESTDIR)$(LUA_SHARE_DIR)/resty/
+	install -m 644 lua/resty/warden/*.lua $(DESTDIR)$(LUA_SHARE_DIR)/resty/warden/
+
+# Stage the opm package (the Lua part) in build/opm; build it if opm exists.
+opm:
+	rm -rf build/opm && mkdir -p build/opm
+	cp -r opm/dist.ini lua README.md build/opm/
+	cd build/opm && if command -v opm >/dev/null; then opm build; \
+	  else echo "opm not installed: staged in build/opm"; fi
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	luacheck -q lua
+
+clean:
+	rm -rf build t/servroot*
+	$(CARGO) clean
