@@ -33,7 +33,7 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$worker/stat"; }
 run() { # port -> "rps cpu_us_per_request"
     local port=$1 t0 t1 out reqs
     t0=$(cpu_ticks)
-    out=$(wrk -t1 -c64 -d"${secs}s" -s "$root/bench/xff.lua" \
+    out=$(taskset -c 1 wrk -t1 -c64 -d"${secs}s" -s "$root/bench/xff.lua" \
           "http://127.0.0.1:$port/" 2>&1)
     t1=$(cpu_ticks)
     reqs=$(echo "$out" | awk '/requests in/ { print $1 }')
@@ -46,23 +46,29 @@ run() { # port -> "rps cpu_us_per_request"
         'BEGIN { printf "%.0f %.2f\n", r / s, c / hz * 1e6 / r }'
 }
 
-# warm up both servers (JIT, caches)
-run 8091 >/dev/null; run 8092 >/dev/null
+# warm up the servers (JIT, caches)
+run 8091 >/dev/null; run 8093 >/dev/null; run 8092 >/dev/null
 
-printf '%-6s %12s %12s %14s %14s\n' round plain_rps warden_rps \
-    plain_us/req warden_us/req
-sum_p=0; sum_w=0; cpu_p=0; cpu_w=0
+printf '%-6s %10s %10s %10s %9s %9s %9s\n' round plain_rps empty_rps \
+    warden_rps plain_us empty_us warden_us
+sp=0; se=0; sw=0; cp=0; ce=0; cw=0
+add() { awk -v a="$1" -v b="$2" 'BEGIN { print a + b }'; }
 for i in $(seq "$rounds"); do
-    read -r rp cp < <(run 8091)
-    read -r rw cw < <(run 8092)
-    printf '%-6s %12s %12s %14s %14s\n' "$i" "$rp" "$rw" "$cp" "$cw"
-    sum_p=$((sum_p + rp)); sum_w=$((sum_w + rw))
-    cpu_p=$(awk -v a="$cpu_p" -v b="$cp" 'BEGIN { print a + b }')
-    cpu_w=$(awk -v a="$cpu_w" -v b="$cw" 'BEGIN { print a + b }')
+    read -r rp up < <(run 8091)
+    read -r re ue < <(run 8093)
+    read -r rw uw < <(run 8092)
+    printf '%-6s %10s %10s %10s %9s %9s %9s\n' "$i" "$rp" "$re" "$rw" \
+        "$up" "$ue" "$uw"
+    sp=$(add "$sp" "$rp"); se=$(add "$se" "$re"); sw=$(add "$sw" "$rw")
+    cp=$(add "$cp" "$up"); ce=$(add "$ce" "$ue"); cw=$(add "$cw" "$uw")
 done
-awk -v sp="$sum_p" -v sw="$sum_w" -v cp="$cpu_p" -v cw="$cpu_w" -v n="$rounds" 'BEGIN {
-    printf "\nthroughput: warden/plain = %.1f%%\n", 100 * sw / sp
-    printf "worker CPU per request: plain %.2f us, warden %.2f us (+%.2f us, %.1f%% of plain)\n",
-        cp / n, cw / n, (cw - cp) / n, 100 * (cw - cp) / cp
+awk -v sp="$sp" -v se="$se" -v sw="$sw" -v cp="$cp" -v ce="$ce" \
+    -v cw="$cw" -v n="$rounds" 'BEGIN {
+    printf "\nthroughput vs plain nginx: empty access_by_lua %.1f%%, warden %.1f%%\n",
+        100 * se / sp, 100 * sw / sp
+    printf "worker CPU per request: plain %.2f us, empty handler %.2f us, warden %.2f us\n",
+        cp / n, ce / n, cw / n
+    printf "warden:check() itself: +%.2f us over an empty access_by_lua_block\n",
+        (cw - ce) / n
 }'
 grep -E "\[(error|alert|crit|emerg)\]" "$dir/logs/error.log" && exit 1 || true
