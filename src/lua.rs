@@ -86,6 +86,12 @@ fn str_arg(v: &Value, what: &str) -> Result<String, String> {
     }
 }
 
+/// A `target` argument: an IP address or a CIDR.
+fn net_arg(v: &Value) -> Result<Net, String> {
+    let t = str_arg(v, "target")?;
+    Net::parse(t.trim()).map_err(|e| e.to_string())
+}
+
 impl UserData for LuaEngine {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
         m.add_method("ptr", |_, this, ()| {
@@ -142,11 +148,7 @@ impl UserData for LuaEngine {
         m.add_method(
             "prepare",
             |lua, this, (target, duration, reason, source, now): (Value, Value, Value, String, f64)| {
-                let target = match str_arg(&target, "target") {
-                    Ok(t) => t,
-                    Err(e) => return nil_err(lua, e),
-                };
-                let net = match Net::parse(target.trim()) {
+                let net = match net_arg(&target) {
                     Ok(n) => n,
                     Err(e) => return nil_err(lua, e),
                 };
@@ -181,11 +183,7 @@ impl UserData for LuaEngine {
         );
         // unblock_record(target) -> { target, key, entry, blocked, denylisted } | nil, err
         m.add_method("unblock_record", |lua, this, target: Value| {
-            let target = match str_arg(&target, "target") {
-                Ok(t) => t,
-                Err(e) => return nil_err(lua, e),
-            };
-            let net = match Net::parse(target.trim()) {
+            let net = match net_arg(&target) {
                 Ok(n) => n,
                 Err(e) => return nil_err(lua, e),
             };

@@ -26,6 +26,15 @@ our $HttpConfig = <<'_EOC_';
             return log
         end
 
+        -- Says "trace", "no NYI" and the KiB that 100k calls allocate.
+        function jit_report(loop)
+            local log = traced(loop, 1000)
+            ngx.say(log:find("TRACE%s+%d+ content_by_lua%b():%d+ loop")
+                    and "trace" or log)
+            ngx.say(log:find("NYI") and log or "no NYI")
+            ngx.say("KiB: ", allocated(loop, 100000))
+        end
+
         -- KiB allocated by n calls of f, after a warm-up.
         function allocated(f, n)
             f(n)
@@ -57,10 +66,7 @@ __DATA__
                     w:check()
                 end
             end
-            local log = traced(loop, 1000)
-            ngx.say(log:find("TRACE%s+%d+ content_by_lua%b():%d+ loop") and "trace" or log)
-            ngx.say(log:find("NYI") and log or "no NYI")
-            ngx.say("KiB: ", allocated(loop, 100000))
+            jit_report(loop)
         }
     }
 --- response_body
@@ -81,10 +87,7 @@ KiB: 0
                     w:check()
                 end
             end
-            local log = traced(loop, 1000)
-            ngx.say(log:find("TRACE%s+%d+ content_by_lua%b():%d+ loop") and "trace" or log)
-            ngx.say(log:find("NYI") and log or "no NYI")
-            ngx.say("KiB: ", allocated(loop, 100000))
+            jit_report(loop)
         }
     }
 --- more_headers
@@ -108,10 +111,7 @@ KiB: 0
                     w:check(ips[i % 4 + 1])
                 end
             end
-            local log = traced(loop, 1000)
-            ngx.say(log:find("TRACE%s+%d+ content_by_lua%b():%d+ loop") and "trace" or log)
-            ngx.say(log:find("NYI") and log or "no NYI")
-            ngx.say("KiB: ", allocated(loop, 100000))
+            jit_report(loop)
         }
     }
 --- response_body

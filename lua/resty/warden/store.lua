@@ -110,24 +110,27 @@ local function journal(dict, core, entry)
 end
 
 
+local function fail(dict_name, what, err, verb, target)
+    err = "shared dict '" .. dict_name .. "'" .. what .. tostring(err)
+          .. (what == " is full (" and ")" or "") .. ": cannot " .. verb
+          .. " " .. target
+    log(ERR, "warden: ", err)
+    return nil, err
+end
+
+
 -- Stores a block prepared by core:prepare(). Returns true or nil, err.
 function _M.add(dict, dict_name, core, rec)
     local ok, err = dict:safe_set(rec.key, rec.value, rec.ttl)
     if not ok then
         core:count("dict_full")
-        err = "shared dict '" .. dict_name .. "' is full (" .. tostring(err)
-              .. "): cannot block " .. rec.target
-        log(ERR, "warden: ", err)
-        return nil, err
+        return fail(dict_name, " is full (", err, "block", rec.target)
     end
     local seq
     seq, err = journal(dict, core, rec.entry)
     if not seq then
         dict:delete(rec.key)  -- nothing half-applied
-        err = "shared dict '" .. dict_name .. "': " .. tostring(err)
-              .. ": cannot block " .. rec.target
-        log(ERR, "warden: ", err)
-        return nil, err
+        return fail(dict_name, ": ", err, "block", rec.target)
     end
     return _M.sync(dict, core)
 end
@@ -147,10 +150,7 @@ function _M.remove(dict, dict_name, core, rec)
                 dict:safe_set(rec.key, old, ttl == 0 and 0 or ttl + 0.001)
             end
         end
-        err = "shared dict '" .. dict_name .. "': " .. tostring(err)
-              .. ": cannot unblock " .. rec.target
-        log(ERR, "warden: ", err)
-        return nil, err
+        return fail(dict_name, ": ", err, "unblock", rec.target)
     end
     return _M.sync(dict, core)
 end
