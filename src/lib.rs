@@ -10,6 +10,7 @@
 //!
 //! The modules, one concept each:
 //! - [`addr`]: addresses and networks (parsing, IPv4-mapped IPv6);
+//! - [`agents`]: scanner user agents matched as tokens (detector);
 //! - [`prefix`]: the longest-prefix-match structure;
 //! - [`lists`]: the configured allowlist, denylist and trusted proxies;
 //! - [`blocks`]: blocks made at run time and their shared-dict records;
@@ -20,6 +21,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod addr;
+pub mod agents;
 pub mod blocks;
 pub mod config;
 pub mod engine;
