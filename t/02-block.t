@@ -174,12 +174,12 @@ unblocked: 200x200 errors=0 workers=4
     location /t {
         content_by_lua_block {
             warden:block("192.0.2.40", { duration = 1 })
-            warden:block("192.0.2.41", { duration = "1500ms" })
+            warden:block("192.0.2.41", { duration = "2500ms" })
             warden:block("192.0.2.42")
             ngx.say(fan("192.0.2.40", 40), " | ", fan("192.0.2.42", 40))
             ngx.sleep(1.1)
             ngx.say(fan("192.0.2.40", 40), " | ", fan("192.0.2.41", 40))
-            ngx.sleep(0.5)
+            ngx.sleep(1.5)
             ngx.say(fan("192.0.2.41", 40), " | ", fan("192.0.2.42", 40))
             ngx.say(warden:is_blocked("192.0.2.40"), " ", #warden:blocked())
         }
