@@ -101,14 +101,20 @@ function _M.new(opts)
 end
 
 
+-- Brings this worker's replica of the blocks up to date; never raises.
+local function sync(self)
+    local ok, err = pcall(store.sync, self.dict, self.engine)
+    if not ok then
+        log(ERR, "warden: sync failed: ", err)
+    end
+end
+
+
 local function tick(premature, self)
     if premature then
         return
     end
-    local ok, err = pcall(store.sync, self.dict, self.engine)
-    if not ok then
-        log(ERR, "warden: background sync failed: ", err)
-    end
+    sync(self)
     self.engine:sweep()
 end
 
@@ -116,20 +122,12 @@ end
 --- warden:init_worker(): per-worker set-up (sync timer, counters).
 function _M:init_worker()
     self.engine:set_worker(ngx.worker.id() or 0)
-    store.sync(self.dict, self.engine)
+    sync(self)
     local ok, err = ngx.timer.every(SYNC_INTERVAL, tick, self)
     if not ok then
         log(ERR, "warden: cannot start the sync timer: ", err)
     end
     return true
-end
-
-
-local function sync(self)
-    local ok, err = pcall(store.sync, self.dict, self.engine)
-    if not ok then
-        log(ERR, "warden: sync failed: ", err)
-    end
 end
 
 
