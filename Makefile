@@ -53,6 +53,7 @@ run: deps build
 
 bench: build
 	$(CARGO) bench --bench prefix
+	$(CARGO) bench --bench counters
 	bench/nginx.sh
 
 install: build

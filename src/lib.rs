@@ -15,6 +15,7 @@
 //! - [`lists`]: the configured allowlist, denylist and trusted proxies;
 //! - [`blocks`]: blocks made at run time and their shared-dict records;
 //! - [`config`]: options and durations;
+//! - [`counters`]: per-client counters shared by every worker (detector);
 //! - [`shm`]: memory shared by every worker (journal versions, counters);
 //! - [`engine`]: one warden instance and the per-request decision.
 
@@ -24,6 +25,7 @@ pub mod addr;
 pub mod agents;
 pub mod blocks;
 pub mod config;
+pub mod counters;
 pub mod engine;
 pub mod ffi;
 pub mod lists;
