@@ -138,23 +138,7 @@ impl Table {
         let size = capacity
             .checked_mul(SLOT_BYTES)
             .ok_or_else(|| format!("{capacity} detector slots do not fit in memory"))?;
-        // SAFETY: an anonymous shared mapping, checked for failure.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(format!(
-                "cannot map {size} bytes for {capacity} detector slots: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
+        let p = crate::shm::map_shared(size, &format!("{capacity} detector slots"))?;
         // SAFETY: the zero-filled mapping holds `capacity` slots, for which
         // all-zero is a valid (free, unlocked) state; it is never unmapped.
         let slots = unsafe { std::slice::from_raw_parts(p as *const Slot, capacity) };

@@ -118,36 +118,42 @@ const MAGIC: u64 = 0x5741_5244_454e_0001;
 
 static REGION: OnceCell<usize> = OnceCell::new();
 
+/// Maps `size` zero-filled bytes shared with every process forked after
+/// this call (`MAP_SHARED | MAP_ANONYMOUS`). The mapping is never unmapped.
+pub fn map_shared(size: usize, what: &str) -> Result<*mut libc::c_void, String> {
+    // SAFETY: an anonymous shared mapping with no address hint; the
+    // result is checked for MAP_FAILED before use.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(format!(
+            "cannot map {size} bytes of shared memory for {what}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(p)
+}
+
 /// The shared region, mapped on first use.
 ///
 /// Returns an error if the kernel refuses the mapping.
 pub fn region() -> Result<&'static Region, String> {
     let addr = REGION.get_or_try_init(|| {
-        let size = std::mem::size_of::<Region>();
-        // SAFETY: an anonymous shared mapping with no address hint; the
-        // result is checked for MAP_FAILED before use.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(format!(
-                "cannot map {size} bytes of shared memory: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
+        let p = map_shared(std::mem::size_of::<Region>(), "warden's counters")?;
         let r = p as *mut Region;
         // SAFETY: the mapping is zero-filled, page aligned and large enough
         // for `Region`, whose fields are all atomics or integers for which
         // zero is a valid value.
         unsafe { (*r).magic = MAGIC };
-        Ok(p as usize)
+        Ok::<usize, String>(p as usize)
     })?;
     // SAFETY: the mapping is never unmapped, so the reference is 'static;
     // all shared fields are atomics.
