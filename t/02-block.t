@@ -194,8 +194,6 @@ false 1
 
 
 === TEST 6: blocks survive nginx -s reload, with their remaining time
---- main_config
-    user root;
 --- http_config eval: $::HttpConfig
 --- config
     location /t {

@@ -151,6 +151,10 @@ sub write_config {
     my $http = expand_env($block->http_config // '');
     my $config = expand_env($block->config // '');
     my $env = join '', map { "env $_;\n" } @Env;
+    # As upstream: workers run as root when the master does, unless
+    # TEST_NGINX_WORKER_USER says otherwise.
+    my $user = $ENV{TEST_NGINX_WORKER_USER} || ($> == 0 ? 'root' : '');
+    $env = "user $user;\n$env" if $user && $Master eq 'on';
     my $root = $NoRootLocation ? '' : <<_EOC_;
         location / {
             root $ServRoot/html;
@@ -240,14 +244,25 @@ sub read_pid {
     return $1;
 }
 
+# A daemonised master is reaped by PID 1, which may take a while: a
+# zombie counts as stopped.
+sub alive {
+    my $pid = shift;
+    return 0 unless kill 0, $pid;
+    open my $fh, '<', "/proc/$pid/stat" or return 1;
+    my $stat = <$fh> // '';
+    close $fh;
+    return $stat !~ /^\d+ \(.*\) Z/;
+}
+
 sub stop_nginx {
     my $pid = $RunningPid || read_pid() or return;
     undef $RunningPid;
     for my $sig (qw(QUIT TERM KILL)) {
         kill $sig, $pid or return;
-        for (1 .. 50) {
-            return unless kill 0, $pid;
-            sleep 0.1;
+        for (1 .. 250) {
+            return unless alive($pid);
+            sleep 0.02;
         }
     }
 }
