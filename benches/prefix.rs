@@ -1,10 +1,12 @@
-//! Prefix lookup and build at 1k / 100k / 1M random prefixes, IPv4 and
-//! IPv6, with random lookup addresses. Run with `cargo bench --bench prefix`.
+//! Prefix lookup at 1k / 100k / 1M random prefixes, IPv4 (/16–/32) and
+//! IPv6 (/32–/128 inside 2000::/3), with random lookup addresses; and
+//! building 1M. Run with `cargo bench --bench prefix` (add `-- --quick`
+//! for a short run). Each map's size is printed once, to stderr.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use warden_core::prefix::{Bits, Prefix, PrefixMap};
 
 /// xorshift64*: deterministic, no dependencies.
@@ -17,51 +19,60 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
+
+    /// Uniform in `lo..=hi`.
     fn range(&mut self, lo: u8, hi: u8) -> u8 {
         lo + (self.next() % u64::from(hi - lo + 1)) as u8
+    }
+
+    fn v4(&mut self) -> u32 {
+        self.next() as u32
+    }
+
+    /// A global unicast address (2000::/3), like real tables.
+    fn v6(&mut self) -> u128 {
+        (u128::from(self.next()) << 64 | u128::from(self.next())) >> 3 | 1u128 << 125
     }
 }
 
 fn v4_prefixes(n: usize, rng: &mut Rng) -> Vec<(Prefix<u32>, u32)> {
     (0..n)
-        .map(|i| {
-            (
-                Prefix::new(rng.next() as u32, rng.range(16, 32)).unwrap(),
-                i as u32,
-            )
-        })
+        .filter_map(|i| Some((Prefix::new(rng.v4(), rng.range(16, 32))?, i as u32)))
         .collect()
 }
 
 fn v6_prefixes(n: usize, rng: &mut Rng) -> Vec<(Prefix<u128>, u32)> {
     (0..n)
-        .map(|i| {
-            // Global unicast 2000::/3, like real tables.
-            let a = (u128::from(rng.next()) << 64 | u128::from(rng.next())) >> 3 | 1u128 << 125;
-            (Prefix::new(a, rng.range(32, 128)).unwrap(), i as u32)
-        })
+        .filter_map(|i| Some((Prefix::new(rng.v6(), rng.range(32, 128))?, i as u32)))
         .collect()
 }
+
+/// Number of pre-generated lookup addresses (a power of two).
+const PROBES: usize = 1 << 16;
 
 fn bench_lookups<K: Bits>(
     c: &mut Criterion,
     name: &str,
     entries: Vec<(Prefix<K>, u32)>,
-    probes: Vec<K>,
+    probes: &[K],
 ) {
     let n = entries.len();
     let t = Instant::now();
     let m = PrefixMap::build(entries, |_, inner| *inner);
     let built = t.elapsed();
+    let hits = probes.iter().filter(|&&a| m.lookup(a).is_some()).count();
     eprintln!(
-        "{name}: {n} prefixes built in {built:?}, {} bytes, {:.1} bytes/prefix",
+        "{name}: {} distinct of {n} prefixes, built in {built:.1?}, {} bytes, \
+         {:.1} bytes/prefix, {:.0}% of probes match",
+        m.len(),
         m.memory_bytes(),
-        m.memory_bytes() as f64 / n as f64
+        m.memory_bytes() as f64 / n as f64,
+        100.0 * hits as f64 / probes.len() as f64,
     );
     let mut i = 0usize;
     c.bench_function(name, |b| {
         b.iter(|| {
-            i = (i + 1) & (probes.len() - 1);
+            i = (i + 1) & (PROBES - 1);
             black_box(m.lookup(black_box(probes[i])))
         })
     });
@@ -69,15 +80,13 @@ fn bench_lookups<K: Bits>(
 
 fn lookups(c: &mut Criterion) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let probes4: Vec<u32> = (0..1 << 16).map(|_| rng.next() as u32).collect();
-    let probes6: Vec<u128> = (0..1 << 16)
-        .map(|_| (u128::from(rng.next()) << 64 | u128::from(rng.next())) >> 3 | 1u128 << 125)
-        .collect();
+    let probes4: Vec<u32> = (0..PROBES).map(|_| rng.v4()).collect();
+    let probes6: Vec<u128> = (0..PROBES).map(|_| rng.v6()).collect();
     for n in [1_000, 100_000, 1_000_000] {
         let e = v4_prefixes(n, &mut rng);
-        bench_lookups(c, &format!("lookup/v4/{n}"), e, probes4.clone());
+        bench_lookups(c, &format!("lookup/v4/{n}"), e, &probes4);
         let e = v6_prefixes(n, &mut rng);
-        bench_lookups(c, &format!("lookup/v6/{n}"), e, probes6.clone());
+        bench_lookups(c, &format!("lookup/v6/{n}"), e, &probes6);
     }
 }
 
@@ -88,10 +97,18 @@ fn build(c: &mut Criterion) {
     let mut g = c.benchmark_group("build");
     g.sample_size(10);
     g.bench_function("v4/1000000", |b| {
-        b.iter(|| PrefixMap::build(black_box(e4.clone()), |_, i| *i))
+        b.iter_batched(
+            || e4.clone(),
+            |e| PrefixMap::build(e, |_, i| *i),
+            BatchSize::LargeInput,
+        )
     });
     g.bench_function("v6/1000000", |b| {
-        b.iter(|| PrefixMap::build(black_box(e6.clone()), |_, i| *i))
+        b.iter_batched(
+            || e6.clone(),
+            |e| PrefixMap::build(e, |_, i| *i),
+            BatchSize::LargeInput,
+        )
     });
     g.finish();
 }
