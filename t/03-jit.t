@@ -26,10 +26,18 @@ our $HttpConfig = <<'_EOC_';
             return log
         end
 
+        -- n calls of warden:check() for the current request.
+        function check_loop(n)
+            local w = warden
+            for _ = 1, n do
+                w:check()
+            end
+        end
+
         -- Says "trace", "no NYI" and the KiB that 100k calls allocate.
         function jit_report(loop)
             local log = traced(loop, 1000)
-            ngx.say(log:find("TRACE%s+%d+ content_by_lua%b():%d+ loop")
+            ngx.say(log:find("TRACE%s+%d+ %a+_by_lua%b():%d+ loop")
                     and "trace" or log)
             ngx.say(log:find("NYI") and log or "no NYI")
             ngx.say("KiB: ", allocated(loop, 100000))
@@ -60,13 +68,7 @@ __DATA__
 --- config
     location /t {
         content_by_lua_block {
-            local function loop(n)
-                local w = warden
-                for _ = 1, n do
-                    w:check()
-                end
-            end
-            jit_report(loop)
+            jit_report(check_loop)
         }
     }
 --- response_body
@@ -81,13 +83,7 @@ KiB: 0
 --- config
     location /t {
         content_by_lua_block {
-            local function loop(n)
-                local w = warden
-                for _ = 1, n do
-                    w:check()
-                end
-            end
-            jit_report(loop)
+            jit_report(check_loop)
         }
     }
 --- more_headers

@@ -35,6 +35,14 @@ local _M = {
 }
 
 
+-- Ends a batch: rebuilds the range index and records the sequence number.
+local function applied_up_to(core, v)
+    core:commit()
+    core:set_applied(v)
+    return true
+end
+
+
 -- Re-reads every block from the dict.
 local function full_sync(dict, core)
     -- Everything published before this point has its b| key written, so
@@ -59,9 +67,7 @@ local function full_sync(dict, core)
             end
         end
     end
-    core:commit()
-    core:set_applied(v)
-    return true
+    return applied_up_to(core, v)
 end
 
 
@@ -85,9 +91,7 @@ function _M.sync(dict, core)
             log(ERR, "warden: ignoring journal entry ", seq, ": ", err)
         end
     end
-    core:commit()
-    core:set_applied(v)
-    return true
+    return applied_up_to(core, v)
 end
 
 
