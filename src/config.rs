@@ -26,6 +26,12 @@ pub struct Config {
     pub blocking_mode: bool,
     /// HTTP status of a blocked request.
     pub block_status: u16,
+    /// The behavioural detector (`detector = { ... }`).
+    pub detector: crate::detector::DetectorConfig,
+    /// Events are kept this long (ms, 0 = until overwritten).
+    pub retention_ms: u64,
+    /// Events kept at most (a ring in shared memory).
+    pub max_events: usize,
 }
 
 impl Default for Config {
@@ -37,6 +43,9 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             blocking_mode: true,
             block_status: 403,
+            detector: crate::detector::DetectorConfig::default(),
+            retention_ms: 30 * 24 * 3_600_000,
+            max_events: 10_000,
         }
     }
 }
@@ -49,6 +58,9 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "trusted_proxies",
     "blocking_mode",
     "block_status",
+    "detector",
+    "retention_days",
+    "max_events",
 ];
 
 /// An invalid option: which one, and why.
@@ -154,6 +166,34 @@ impl Config {
                     return Err(ConfigError::new(
                         "block_status",
                         format!("must be an HTTP status from 100 to 599, got {}", show(v)),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = map.get("detector") {
+            c.detector = crate::detector::DetectorConfig::from_value(v)?;
+        }
+        if let Some(v) = map.get("retention_days") {
+            c.retention_ms = match v.as_f64() {
+                Some(d) if (0.0..=3650.0).contains(&d) => (d * 86_400_000.0) as u64,
+                _ => {
+                    return Err(ConfigError::new(
+                        "retention_days",
+                        format!(
+                        "must be a number of days from 0 (keep until overwritten) to 3650, got {}",
+                        show(v)
+                    ),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = map.get("max_events") {
+            c.max_events = match integer(v) {
+                Some(n) if (1..=10_000_000).contains(&n) => n as usize,
+                _ => {
+                    return Err(ConfigError::new(
+                        "max_events",
+                        format!("must be an integer from 1 to 10000000, got {}", show(v)),
                     ))
                 }
             };

@@ -1,128 +1,275 @@
-//! Per-client counters shared by every nginx worker (the detector's
-//! memory). Not wired into the log phase yet.
+//! Per-client counters shared by every nginx worker: the detector's memory.
 //!
-//! A fixed table of slots in a `MAP_SHARED | MAP_ANONYMOUS` mapping made in
-//! the master (like [`crate::shm`]), so a client is counted once whichever
-//! worker and connection its requests land on, with no lag. Each slot is
-//! one client (an IPv4 address, or an IPv6 prefix chosen by the caller)
-//! and holds, for a sliding window cut into [`BUCKETS`] buckets:
-//! request / 404 / auth-failure / event counts per bucket, and up to
-//! [`MAX_PATHS`] recent paths (by hash) with their hit counts.
+//! A fixed table in a `MAP_SHARED | MAP_ANONYMOUS` mapping made in the
+//! master (like [`crate::shm`]), so a client is counted once whichever
+//! worker and connection its requests land on, with no lag: the request
+//! that brings a count to its threshold is the one that trips the rule.
 //!
-//! Each slot has a small lock word: a worker holds it for the few dozen
-//! nanoseconds of an update. A worker killed while holding it cannot wedge
-//! the slot: a lock older than [`STALE_LOCK_MS`] is taken over. If the lock
-//! cannot be had, the observation is dropped and counted (fail open).
+//! The table is a 4-way set-associative cache of [`Slot`]s, one per client
+//! (an IPv4 address, or an IPv6 address cut to the configured prefix). The
+//! sliding window is cut into [`BUCKETS`] buckets. A slot is five cache
+//! lines ([`SLOT_BYTES`] = 320 bytes):
+//! - line 0: lock, tag, newest bucket, the last user agent's verdict, and
+//!   per-bucket counts of requests (u16), counted 404s, auth failures,
+//!   probe-path hits and security signals (u8 each);
+//! - lines 1-3: [`MAX_PATHS`] recent paths by hash, with their hit counts;
+//! - line 4: the full client key and which rules have fired.
 //!
-//! Memory is bounded: `capacity` slots of `size_of::<Slot>()` bytes (see
-//! [`SLOT_BYTES`], 576 today). A new client takes a free or expired slot
-//! among [`PROBES`] candidates, or evicts the least recently seen of them;
-//! every eviction of a live client is counted so pressure can be reported.
+//! A request whose path is not tracked (a static asset) touches line 0
+//! only; a tracked one touches lines 0-3, which the hardware prefetches
+//! together. The client's way is found by its tag without taking any
+//! lock; the lock is then held for the few dozen nanoseconds of the update.
 //!
-//! Measured (`cargo bench --bench counters`, 2026-11-21): 49 ns per
-//! observation for a client in cache, 462 ns across 50k random clients
-//! (the slot's nine cache lines are cold). The detector issue's budget is
-//! 150 ns: the next step is to shrink what a request touches to one or two
-//! cache lines (counts as u16, path hashes apart from their hit counts).
+//! Counts saturate per bucket (u8 at 255, u16 at 65535), so every
+//! threshold up to those values is met exactly: the bucket that saturates
+//! already holds more than the threshold. The config layer enforces it.
+//!
+//! A worker killed while holding a lock cannot wedge the slot: a lock
+//! older than [`STALE_LOCK_MS`] is taken over. If a lock cannot be had the
+//! observation is dropped and counted (fail open).
+//!
+//! Memory is bounded: `capacity` slots. A new client takes a free or
+//! expired way of its set, or evicts the least recently seen client of the
+//! set; evicting a client seen within the window is counted.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::addr::Addr;
+use crate::addr::{Addr, Net};
+use crate::prefix::Prefix;
 
 /// Buckets per window: the window slides in steps of `window / BUCKETS`.
 pub const BUCKETS: usize = 8;
 /// Distinct paths remembered per client and window.
 pub const MAX_PATHS: usize = 24;
-/// Slots probed for a client before evicting one.
-pub const PROBES: usize = 8;
+/// Ways per set: the slots a client may occupy.
+pub const WAYS: usize = 4;
 /// A lock held longer than this is taken over (its holder died).
 pub const STALE_LOCK_MS: u64 = 100;
+/// Largest threshold for the u8 counters (404s, auth failures, probes,
+/// signals).
+pub const MAX_SMALL_THRESHOLD: u32 = 255;
+/// Largest threshold for requests.
+pub const MAX_RATE_THRESHOLD: u32 = 65_535;
+/// Largest threshold for hits on one path.
+pub const MAX_HITS_THRESHOLD: u32 = 32_767;
+
+/// The rules whose counts live here, in the order they are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Rule {
+    /// A known scanner's user agent.
+    ScannerAgent = 0,
+    /// Requests for well-known probe paths that failed.
+    ProbePath,
+    /// 401/403 responses.
+    AuthFailure,
+    /// Counted 404 responses.
+    NotFound,
+    /// Distinct failed paths.
+    UniquePaths,
+    /// Hits on one path.
+    RepeatedHits,
+    /// Requests.
+    Rate,
+    /// Security signals of any kind (`auto_block_threshold`).
+    Events,
+}
+
+impl Rule {
+    /// Number of rules.
+    pub const COUNT: usize = 8;
+    /// Every rule, in checking order.
+    pub const ALL: [Rule; Rule::COUNT] = [
+        Rule::ScannerAgent,
+        Rule::ProbePath,
+        Rule::AuthFailure,
+        Rule::NotFound,
+        Rule::UniquePaths,
+        Rule::RepeatedHits,
+        Rule::Rate,
+        Rule::Events,
+    ];
+
+    /// The rule's name in options and events.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::ScannerAgent => "scanner_agent",
+            Rule::ProbePath => "probe_path",
+            Rule::AuthFailure => "auth_failure",
+            Rule::NotFound => "not_found",
+            Rule::UniquePaths => "unique_paths",
+            Rule::RepeatedHits => "repeated_hits",
+            Rule::Rate => "rate",
+            Rule::Events => "events",
+        }
+    }
+
+    /// The rule named `s`.
+    pub fn from_name(s: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.name() == s)
+    }
+}
 
 /// What a request adds to its client's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Observation {
     /// The response was a 404 that counts (not a harmless one).
     pub not_found: bool,
-    /// The response was a 401 or 403.
+    /// The response was a 401 or 403 that counts.
     pub auth_failure: bool,
-    /// Security events this request produced.
-    pub events: u16,
+    /// The request was for a probe path and failed.
+    pub probe: bool,
     /// Hash of the request's path (0: do not track the path).
     pub path_hash: u32,
+    /// The tracked path failed (status >= 400): it counts as a distinct
+    /// path for the scanning rule.
+    pub path_failed: bool,
+    /// Fingerprint of the user agent (0: no user agent).
+    pub ua_fp: u32,
+    /// Do not count this request for the `rate` rule.
+    pub uncounted: bool,
 }
 
 /// A client's counts over the window, after an observation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
-    /// Requests in the window.
-    pub requests: u32,
-    /// Counted 404s in the window.
-    pub not_found: u32,
-    /// 401/403 responses in the window.
-    pub auth_failures: u32,
-    /// Security events in the window.
-    pub events: u32,
-    /// Distinct paths in the window (at most [`MAX_PATHS`]).
-    pub unique_paths: u32,
-    /// Hits on this request's path in the window.
-    pub path_hits: u32,
+    /// Per rule, in [`Rule`] order.
+    pub by_rule: [u32; Rule::COUNT],
 }
 
-const REQ: usize = 0;
-const NF: usize = 1;
-const AUTH: usize = 2;
-const EV: usize = 3;
+impl Counts {
+    /// The count of one rule.
+    pub fn get(&self, r: Rule) -> u32 {
+        self.by_rule[r as usize]
+    }
+}
 
-/// Bucket numbers in path entries are kept in 32 bits (wrapping): a
-/// client silent for a whole window is reset before they could wrap.
+/// A rule that tripped on this observation (each rule trips once per
+/// client and window).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trip {
+    /// The rule.
+    pub rule: Rule,
+    /// Its count, which reached the threshold.
+    pub count: u32,
+}
+
+/// The result of one observation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// The client's counts.
+    pub counts: Counts,
+    /// The rule that tripped, if any.
+    pub trip: Option<Trip>,
+    /// A client seen within the window was evicted to make room.
+    pub evicted: bool,
+}
+
+/// A client, as counted: the address cut to its grouping prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// IPv6 (else IPv4).
+    pub v6: bool,
+    /// Address bits (IPv4 in the low 32 bits).
+    pub bits: u128,
+}
+
+impl Key {
+    /// The key of `a`, IPv6 addresses cut to `/v6_prefix`.
+    pub fn of(a: Addr, v6_prefix: u8) -> Key {
+        match a {
+            Addr::V4(v) => Key {
+                v6: false,
+                bits: u128::from(v),
+            },
+            Addr::V6(v) => {
+                let p = u32::from(v6_prefix.min(128));
+                let mask = if p == 0 { 0 } else { u128::MAX << (128 - p) };
+                Key {
+                    v6: true,
+                    bits: v & mask,
+                }
+            }
+        }
+    }
+
+    /// The first address of the key.
+    pub fn addr(&self) -> Addr {
+        if self.v6 {
+            Addr::V6(self.bits)
+        } else {
+            Addr::V4(self.bits as u32)
+        }
+    }
+
+    /// The key as a network: a host, or an IPv6 prefix.
+    pub fn net(&self, v6_prefix: u8) -> Net {
+        if self.v6 {
+            Net::V6(Prefix {
+                addr: self.bits,
+                len: v6_prefix.min(128),
+            })
+        } else {
+            self.addr().host()
+        }
+    }
+}
+
 #[derive(Clone, Copy, Default)]
 #[repr(C)]
 struct PathEntry {
+    /// Path hash, non-zero; 0 marks a free entry.
     hash: u32,
-    hits: u32,
-    /// Bucket of the first hit counted in `hits`.
-    first: u32,
-    /// Bucket of the latest hit.
-    last: u32,
+    /// Hits since `first`; the top bit: the latest hit failed.
+    hits: u16,
+    /// Bucket (mod 256) of the first hit counted in `hits`.
+    first: u8,
+    /// Bucket (mod 256) of the latest hit.
+    last: u8,
 }
+
+const FAILED: u16 = 0x8000;
 
 #[repr(C)]
 struct Data {
-    /// Client key; `[0, 0]` marks a free slot.
-    key: [u64; 2],
-    /// Absolute index of the newest bucket written.
-    bucket: u64,
-    counts: [[u32; BUCKETS]; 4],
+    // line 0, after the lock, tag and bucket words
+    ua: u32,
+    requests: [u16; BUCKETS],
+    not_found: [u8; BUCKETS],
+    auth: [u8; BUCKETS],
+    probes: [u8; BUCKETS],
+    signals: [u8; BUCKETS],
+    // lines 1-3
     paths: [PathEntry; MAX_PATHS],
+    // line 4 (u32 words keep the struct 4-aligned, so line 0 is full)
+    key: [u32; 4],
+    v6: bool,
+    fired: u8,
+    fired_at: u32,
 }
 
 /// One client's slot.
 #[repr(C, align(64))]
 pub struct Slot {
-    /// 0 when free, else non-zero; the holder's acquisition time is in
-    /// `since`.
-    lock: AtomicU64,
-    since: AtomicU64,
+    /// 0 when free; else the holder's acquisition time (ms / 16, odd).
+    lock: AtomicU32,
+    /// The client's tag (from its keyed hash, never 0); 0: free. Written
+    /// under the lock, read without it to find a client's way.
+    tag: AtomicU32,
+    /// The newest bucket written (wrapping). Written under the lock.
+    bucket: AtomicU32,
     data: UnsafeCell<Data>,
 }
 
 /// Bytes per tracked client.
 pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
 
-/// The key of a client: IPv4 addresses and IPv6 addresses are kept apart
-/// by a tag bit, so no key is `[0, 0]`.
-pub fn key_of(a: Addr) -> [u64; 2] {
-    match a {
-        Addr::V4(v) => [1 << 63, u64::from(v)],
-        Addr::V6(v) => [((v >> 64) as u64) | 1, v as u64 | 1 << 63],
-    }
-}
-
 /// The shared table.
 pub struct Table {
     slots: &'static [Slot],
     bucket_ms: u64,
+    hasher: ahash::RandomState,
     evictions: AtomicU64,
     contended: AtomicU64,
 }
@@ -130,21 +277,39 @@ pub struct Table {
 // SAFETY: slot data is only touched by the holder of that slot's lock.
 unsafe impl Sync for Table {}
 
+/// Thresholds per rule, in [`Rule`] order; 0 turns a rule off.
+pub type Thresholds = [u32; Rule::COUNT];
+
 impl Table {
-    /// Maps a table of `capacity` slots (rounded up to a power of two)
-    /// for a window of `window_ms`.
+    /// Maps a table of at least `capacity` slots (rounded up to a power of
+    /// two, at least [`WAYS`]) for a window of `window_ms`.
     pub fn new(capacity: usize, window_ms: u64) -> Result<Table, String> {
-        let capacity = capacity.max(PROBES).next_power_of_two();
+        Table::named("", capacity, window_ms)
+    }
+
+    /// Like [`Table::new`]; a non-empty `name` keeps the table (and its
+    /// counts) across `nginx -s reload` for the same name, capacity and
+    /// window.
+    pub fn named(name: &str, capacity: usize, window_ms: u64) -> Result<Table, String> {
+        let capacity = capacity.max(WAYS).next_power_of_two();
         let size = capacity
             .checked_mul(SLOT_BYTES)
             .ok_or_else(|| format!("{capacity} detector slots do not fit in memory"))?;
-        let p = crate::shm::map_shared(size, &format!("{capacity} detector slots"))?;
+        let what = format!("{capacity} detector slots");
+        let p = if name.is_empty() {
+            crate::shm::map_shared(size, &what)?
+        } else {
+            crate::shm::keep_shared(&format!("counters:{name}:{window_ms}"), size, &what)?
+        };
         // SAFETY: the zero-filled mapping holds `capacity` slots, for which
         // all-zero is a valid (free, unlocked) state; it is never unmapped.
         let slots = unsafe { std::slice::from_raw_parts(p as *const Slot, capacity) };
         Ok(Table {
             slots,
             bucket_ms: (window_ms / BUCKETS as u64).max(1),
+            // Keyed at random in the master, inherited by every worker:
+            // nobody outside can aim two addresses at one slot.
+            hasher: seed().clone(),
             evictions: AtomicU64::new(0),
             contended: AtomicU64::new(0),
         })
@@ -153,6 +318,11 @@ impl Table {
     /// Number of slots.
     pub fn capacity(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Bytes mapped.
+    pub fn bytes(&self) -> usize {
+        self.slots.len() * SLOT_BYTES
     }
 
     /// Live clients evicted to make room, by this process.
@@ -166,26 +336,22 @@ impl Table {
     }
 
     fn lock<'s>(&self, slot: &'s Slot, now_ms: u64) -> Option<Guard<'s>> {
-        // Any non-zero value will do; getpid() would cost a system call.
-        let token = now_ms | 1 << 63;
-        for i in 0..2000 {
+        let token = ((now_ms >> 4) as u32) | 1;
+        for i in 0..4000 {
             match slot
                 .lock
                 .compare_exchange_weak(0, token, Ordering::Acquire, Ordering::Relaxed)
             {
-                Ok(_) => {
-                    slot.since.store(now_ms, Ordering::Relaxed);
-                    return Some(Guard { slot });
-                }
-                Err(held) if held != 0 && i > 100 => {
-                    let since = slot.since.load(Ordering::Relaxed);
-                    if now_ms.saturating_sub(since) > STALE_LOCK_MS
+                Ok(_) => return Some(Guard { slot }),
+                Err(held) if held != 0 && i > 200 => {
+                    let age = u64::from(token.wrapping_sub(held)) << 4;
+                    if age > STALE_LOCK_MS
+                        && age < 1 << 35
                         && slot
                             .lock
                             .compare_exchange(held, token, Ordering::Acquire, Ordering::Relaxed)
                             .is_ok()
                     {
-                        slot.since.store(now_ms, Ordering::Relaxed);
                         return Some(Guard { slot });
                     }
                 }
@@ -197,57 +363,172 @@ impl Table {
         None
     }
 
-    /// Adds one request of client `key` at `now_ms` and returns its counts
-    /// over the window, or `None` when the observation had to be dropped.
-    pub fn observe(&self, key: [u64; 2], now_ms: u64, o: &Observation) -> Option<Counts> {
-        let now = now_ms / self.bucket_ms;
-        let mask = self.slots.len() - 1;
-        let h = hash(key);
-        let mut victim: Option<(usize, u64)> = None;
-        for i in 0..PROBES {
-            let idx = (h as usize).wrapping_add(i) & mask;
-            let slot = &self.slots[idx];
-            let g = self.lock(slot, now_ms)?;
-            let d = g.data();
-            if d.key == key {
-                return Some(update(d, now, o));
-            }
-            let expired = d.key == [0, 0] || now.saturating_sub(d.bucket) >= BUCKETS as u64;
-            if expired {
-                reset(d, key, now);
-                return Some(update(d, now, o));
-            }
-            if victim.is_none_or(|(_, b)| d.bucket < b) {
-                victim = Some((idx, d.bucket));
+    fn locate(&self, key: &Key) -> (usize, u32) {
+        let h = self.hasher.hash_one(key);
+        let set = (h as usize) & (self.slots.len() - 1) & !(WAYS - 1);
+        let tag = ((h >> 32) as u32) | 1;
+        (set, tag)
+    }
+
+    /// Adds one request of client `key` at `now_ms`, checks `limits` and
+    /// returns the counts and the rule that tripped, or `None` when the
+    /// observation had to be dropped. `is_scanner` is asked only when the
+    /// client's user agent changed since its last request.
+    pub fn observe(
+        &self,
+        key: &Key,
+        now_ms: u64,
+        o: &Observation,
+        limits: &Thresholds,
+        is_scanner: impl FnOnce() -> bool,
+    ) -> Option<Outcome> {
+        let now = (now_ms / self.bucket_ms) as u32;
+        let (set, tag) = self.locate(key);
+        let ways = &self.slots[set..set + WAYS];
+        // The usual case: the client has a way; find it without a lock.
+        for s in ways {
+            if s.tag.load(Ordering::Relaxed) == tag {
+                let g = self.lock(s, now_ms)?;
+                if s.tag.load(Ordering::Relaxed) == tag {
+                    return Some(update(&g, now, o, limits, is_scanner));
+                }
+                break; // evicted meanwhile: insert below
             }
         }
-        let (idx, _) = victim?;
-        let g = self.lock(&self.slots[idx], now_ms)?;
-        let d = g.data();
-        if d.key != key {
-            self.evictions.fetch_add(1, Ordering::Relaxed);
-            reset(d, key, now);
+        // A new client. Inserts into a set are serialised by way 0's lock,
+        // so two workers cannot give one client two ways.
+        let g0 = self.lock(&ways[0], now_ms)?;
+        let mut victim = 0;
+        let mut oldest = u32::MAX;
+        for (i, s) in ways.iter().enumerate() {
+            let t = s.tag.load(Ordering::Relaxed);
+            if t == tag {
+                victim = i;
+                break;
+            }
+            let age = now.wrapping_sub(s.bucket.load(Ordering::Relaxed));
+            let score = if t == 0 || age >= BUCKETS as u32 {
+                0 // free or expired
+            } else {
+                u32::MAX - age
+            };
+            if score < oldest || (score == oldest && i < victim) {
+                oldest = score;
+                victim = i;
+            }
+            if score == 0 {
+                break;
+            }
         }
-        Some(update(d, now, o))
+        let g = if victim == 0 {
+            g0
+        } else {
+            let g = self.lock(&ways[victim], now_ms)?;
+            drop(g0);
+            g
+        };
+        let s = g.slot;
+        let mut evicted = false;
+        if s.tag.load(Ordering::Relaxed) != tag {
+            let t = s.tag.load(Ordering::Relaxed);
+            let age = now.wrapping_sub(s.bucket.load(Ordering::Relaxed));
+            if t != 0 && age < BUCKETS as u32 {
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+                evicted = true;
+            }
+            reset(&g, Some((key, tag)), now);
+        }
+        let mut out = update(&g, now, o, limits, is_scanner);
+        out.evicted = evicted;
+        Some(out)
+    }
+
+    /// The counts of client `key` now, without adding a request.
+    pub fn peek(&self, key: &Key, now_ms: u64) -> Option<Counts> {
+        let now = (now_ms / self.bucket_ms) as u32;
+        let (set, tag) = self.locate(key);
+        for s in &self.slots[set..set + WAYS] {
+            if s.tag.load(Ordering::Relaxed) == tag {
+                let g = self.lock(s, now_ms)?;
+                if s.tag.load(Ordering::Relaxed) != tag {
+                    return None;
+                }
+                slide(&g, now);
+                return Some(counts(g.data(), now, 0));
+            }
+        }
+        None
     }
 
     /// Forgets client `key` (after an unblock, so its next request does
-    /// not trip a rule again at once).
-    pub fn forget(&self, key: [u64; 2], now_ms: u64) {
-        let mask = self.slots.len() - 1;
-        let h = hash(key);
-        for i in 0..PROBES {
-            let slot = &self.slots[(h as usize).wrapping_add(i) & mask];
-            let Some(g) = self.lock(slot, now_ms) else {
-                return;
-            };
-            let d = g.data();
-            if d.key == key {
-                reset(d, [0, 0], 0);
-                return;
+    /// not trip a rule again at once). Returns whether it was tracked.
+    pub fn forget(&self, key: &Key, now_ms: u64) -> bool {
+        let (set, tag) = self.locate(key);
+        for s in &self.slots[set..set + WAYS] {
+            if s.tag.load(Ordering::Relaxed) == tag {
+                if let Some(g) = self.lock(s, now_ms) {
+                    if s.tag.load(Ordering::Relaxed) == tag {
+                        reset(&g, None, 0);
+                        return true;
+                    }
+                }
             }
         }
+        false
     }
+
+    /// Forgets every client inside `net` (an unblocked range). Walks the
+    /// whole table: an admin operation, never on the request path.
+    pub fn forget_net(&self, net: &Net, v6_prefix: u8, now_ms: u64) -> usize {
+        let mut n = 0;
+        for s in self.slots {
+            if s.tag.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let Some(g) = self.lock(s, now_ms) else {
+                continue;
+            };
+            if s.tag.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let d = g.data();
+            let k = Key {
+                v6: d.v6,
+                bits: join(d.key),
+            };
+            let first = match net {
+                Net::V4(p) => Addr::V4(p.addr),
+                Net::V6(p) => Addr::V6(p.addr),
+            };
+            // the client is inside the range, or the range inside the
+            // client's IPv6 group
+            if net.contains(k.addr()) || k.net(v6_prefix).contains(first) {
+                reset(&g, None, 0);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Clients seen within the window (walks the table).
+    pub fn tracked(&self, now_ms: u64) -> usize {
+        let now = (now_ms / self.bucket_ms) as u32;
+        self.slots
+            .iter()
+            .filter(|s| {
+                s.tag.load(Ordering::Relaxed) != 0
+                    && now.wrapping_sub(s.bucket.load(Ordering::Relaxed)) < BUCKETS as u32
+            })
+            .count()
+    }
+}
+
+/// One random hash key per process, made in the master before the fork
+/// and kept across reloads, so every worker and every generation of
+/// workers finds a client in the same slot.
+fn seed() -> &'static ahash::RandomState {
+    static SEED: once_cell::sync::OnceCell<ahash::RandomState> = once_cell::sync::OnceCell::new();
+    SEED.get_or_init(ahash::RandomState::new)
 }
 
 struct Guard<'a> {
@@ -269,79 +550,196 @@ impl Drop for Guard<'_> {
     }
 }
 
-fn hash(key: [u64; 2]) -> u64 {
-    let x = key[0] ^ key[1].rotate_left(29);
-    let x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    let x = (x ^ (x >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
+fn split(v: u128) -> [u32; 4] {
+    [
+        (v >> 96) as u32,
+        (v >> 64) as u32,
+        (v >> 32) as u32,
+        v as u32,
+    ]
 }
 
-fn reset(d: &mut Data, key: [u64; 2], now: u64) {
-    d.key = key;
-    d.bucket = now;
-    d.counts = [[0; BUCKETS]; 4];
+fn join(k: [u32; 4]) -> u128 {
+    k.iter().fold(0u128, |a, &w| a << 32 | u128::from(w))
+}
+
+fn reset(g: &Guard<'_>, key: Option<(&Key, u32)>, now: u32) {
+    let d = g.data();
+    d.ua = 0;
+    d.requests = [0; BUCKETS];
+    d.not_found = [0; BUCKETS];
+    d.auth = [0; BUCKETS];
+    d.probes = [0; BUCKETS];
+    d.signals = [0; BUCKETS];
     d.paths = [PathEntry::default(); MAX_PATHS];
+    d.fired = 0;
+    d.fired_at = 0;
+    match key {
+        Some((k, tag)) => {
+            d.key = split(k.bits);
+            d.v6 = k.v6;
+            g.slot.bucket.store(now, Ordering::Relaxed);
+            g.slot.tag.store(tag, Ordering::Relaxed);
+        }
+        None => {
+            d.key = [0; 4];
+            d.v6 = false;
+            g.slot.tag.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
-fn update(d: &mut Data, now: u64, o: &Observation) -> Counts {
-    // Slide: clear the buckets between the newest written and now.
-    if now > d.bucket {
-        let steps = (now - d.bucket).min(BUCKETS as u64);
-        for s in 1..=steps {
-            let b = ((d.bucket + s) % BUCKETS as u64) as usize;
-            for c in d.counts.iter_mut() {
-                c[b] = 0;
-            }
-        }
-        d.bucket = now;
+/// Clears the buckets between the newest written and `now`.
+fn slide(g: &Guard<'_>, now: u32) {
+    let last = g.slot.bucket.load(Ordering::Relaxed);
+    let steps = now.wrapping_sub(last);
+    if steps == 0 || steps > u32::MAX / 2 {
+        return; // same bucket, or a clock that stepped back a little
     }
-    let b = (now % BUCKETS as u64) as usize;
-    let add = |c: &mut [u32; BUCKETS], n: u32| c[b] = c[b].saturating_add(n);
-    add(&mut d.counts[REQ], 1);
-    add(&mut d.counts[NF], u32::from(o.not_found));
-    add(&mut d.counts[AUTH], u32::from(o.auth_failure));
-    add(&mut d.counts[EV], u32::from(o.events));
-    let sum = |c: &[u32; BUCKETS]| c.iter().fold(0u32, |a, x| a.saturating_add(*x));
+    let d = g.data();
+    if steps >= BUCKETS as u32 {
+        d.requests = [0; BUCKETS];
+        d.not_found = [0; BUCKETS];
+        d.auth = [0; BUCKETS];
+        d.probes = [0; BUCKETS];
+        d.signals = [0; BUCKETS];
+    } else {
+        for s in 1..=steps {
+            let b = (last.wrapping_add(s) as usize) % BUCKETS;
+            d.requests[b] = 0;
+            d.not_found[b] = 0;
+            d.auth[b] = 0;
+            d.probes[b] = 0;
+            d.signals[b] = 0;
+        }
+    }
+    g.slot.bucket.store(now, Ordering::Relaxed);
+}
 
-    let now32 = now as u32;
-    let age = |b: u32| u64::from(now32.wrapping_sub(b));
-    let live = |p: &PathEntry| p.hash != 0 && age(p.last) < BUCKETS as u64;
+fn age8(now: u32, b: u8) -> u32 {
+    u32::from((now as u8).wrapping_sub(b))
+}
+
+fn live(p: &PathEntry, now: u32) -> bool {
+    p.hash != 0 && age8(now, p.last) < BUCKETS as u32
+}
+
+fn counts(d: &Data, now: u32, path_hits: u32) -> Counts {
+    let s8 = |c: &[u8; BUCKETS]| c.iter().map(|&x| u32::from(x)).sum::<u32>();
+    let mut c = Counts::default();
+    c.by_rule[Rule::Rate as usize] = d.requests.iter().map(|&x| u32::from(x)).sum();
+    c.by_rule[Rule::NotFound as usize] = s8(&d.not_found);
+    c.by_rule[Rule::AuthFailure as usize] = s8(&d.auth);
+    c.by_rule[Rule::ProbePath as usize] = s8(&d.probes);
+    c.by_rule[Rule::Events as usize] = s8(&d.signals);
+    c.by_rule[Rule::UniquePaths as usize] = d
+        .paths
+        .iter()
+        .filter(|p| live(p, now) && p.hits & FAILED != 0)
+        .count() as u32;
+    c.by_rule[Rule::RepeatedHits as usize] = path_hits;
+    c
+}
+
+fn update(
+    g: &Guard<'_>,
+    now: u32,
+    o: &Observation,
+    limits: &Thresholds,
+    is_scanner: impl FnOnce() -> bool,
+) -> Outcome {
+    slide(g, now);
+    let d = g.data();
+    let b = now as usize % BUCKETS;
+    // The user agent's verdict is cached per client: (fingerprint, bit 0).
+    let mut scanner = false;
+    if o.ua_fp != 0 && limits[Rule::ScannerAgent as usize] != 0 {
+        let fp = o.ua_fp & !1;
+        if d.ua != 0 && d.ua & !1 == fp {
+            scanner = d.ua & 1 == 1;
+        } else {
+            scanner = is_scanner();
+            d.ua = fp | u32::from(scanner) | if fp == 0 { 2 } else { 0 };
+        }
+    }
+    d.requests[b] = d.requests[b].saturating_add(u16::from(!o.uncounted));
+    let add = |c: &mut [u8; BUCKETS], yes: bool| c[b] = c[b].saturating_add(u8::from(yes));
+    add(&mut d.not_found, o.not_found);
+    add(&mut d.auth, o.auth_failure);
+    add(&mut d.probes, o.probe);
+    let signals =
+        u8::from(o.not_found) + u8::from(o.auth_failure) + u8::from(o.probe) + u8::from(scanner);
+    d.signals[b] = d.signals[b].saturating_add(signals);
+
     let mut path_hits = 0;
     if o.path_hash != 0 {
         let h = o.path_hash;
+        let now8 = now as u8;
         let i = match d.paths.iter().position(|p| p.hash == h) {
             Some(i) => i,
             None => {
                 // a free or expired entry, else the least recently hit
-                let i = d.paths.iter().position(|p| !live(p)).unwrap_or_else(|| {
-                    (0..MAX_PATHS).min_by_key(|&i| d.paths[i].last).unwrap_or(0)
-                });
+                let i = d
+                    .paths
+                    .iter()
+                    .position(|p| !live(p, now))
+                    .unwrap_or_else(|| {
+                        // oldest first; among equals, one that did not fail
+                        // (failed paths are what the scanning rule counts)
+                        (0..MAX_PATHS)
+                            .max_by_key(|&i| {
+                                let p = &d.paths[i];
+                                (age8(now, p.last), p.hits & FAILED == 0)
+                            })
+                            .unwrap_or(0)
+                    });
                 d.paths[i] = PathEntry {
                     hash: h,
                     hits: 0,
-                    first: now32,
-                    last: now32,
+                    first: now8,
+                    last: now8,
                 };
                 i
             }
         };
         let p = &mut d.paths[i];
-        if age(p.first) >= BUCKETS as u64 {
+        if !live(p, now) || age8(now, p.first) >= BUCKETS as u32 {
             // the hits counted so far fell out of the window
-            p.first = now32;
+            p.first = now8;
             p.hits = 0;
         }
-        p.hits = p.hits.saturating_add(1);
-        p.last = now32;
-        path_hits = p.hits;
+        let hits = (p.hits & !FAILED).saturating_add(1).min(!FAILED);
+        p.hits = hits | if o.path_failed { FAILED } else { 0 };
+        p.last = now8;
+        path_hits = u32::from(hits);
     }
-    Counts {
-        requests: sum(&d.counts[REQ]),
-        not_found: sum(&d.counts[NF]),
-        auth_failures: sum(&d.counts[AUTH]),
-        events: sum(&d.counts[EV]),
-        unique_paths: d.paths.iter().filter(|p| live(p)).count() as u32,
-        path_hits,
+    let mut c = counts(d, now, path_hits);
+    if scanner {
+        c.by_rule[Rule::ScannerAgent as usize] = 1;
+    }
+
+    // Each rule trips once per client and window: the first request that
+    // brings it to its threshold.
+    if d.fired != 0 && now.wrapping_sub(d.fired_at) >= BUCKETS as u32 {
+        d.fired = 0;
+    }
+    let mut trip = None;
+    for r in Rule::ALL {
+        let (limit, n) = (limits[r as usize], c.get(r));
+        let bit = 1u8 << (r as u8);
+        if limit != 0 && n >= limit && d.fired & bit == 0 {
+            if d.fired == 0 {
+                d.fired_at = now;
+            }
+            d.fired |= bit;
+            trip = Some(Trip { rule: r, count: n });
+            break;
+        }
+    }
+    Outcome {
+        counts: c,
+        trip,
+        evicted: false,
     }
 }
 
@@ -350,6 +748,7 @@ mod tests {
     use super::*;
 
     const W: u64 = 8_000; // 1 s buckets
+    const NONE: Thresholds = [0; Rule::COUNT];
 
     fn obs(path: u32) -> Observation {
         Observation {
@@ -358,8 +757,12 @@ mod tests {
         }
     }
 
-    fn k(s: &str) -> [u64; 2] {
-        key_of(Addr::parse(s).unwrap())
+    fn k(s: &str) -> Key {
+        Key::of(Addr::parse(s).unwrap(), 64)
+    }
+
+    fn see(t: &Table, c: &Key, at: u64, o: &Observation) -> Counts {
+        t.observe(c, at, o, &NONE, || false).unwrap().counts
     }
 
     #[test]
@@ -368,94 +771,248 @@ mod tests {
         let c = k("192.0.2.1");
         let nf = Observation {
             not_found: true,
-            events: 1,
             path_hash: 7,
+            path_failed: true,
             ..Observation::default()
         };
         for i in 0..9 {
-            t.observe(c, 1_000 + i, &nf).unwrap();
+            see(&t, &c, 1_000 + i, &nf);
         }
-        let r = t.observe(c, 1_500, &nf).unwrap();
-        assert_eq!(
+        let r = see(&t, &c, 1_500, &nf);
+        use Rule::*;
+        let g = |r: &Counts| {
             (
-                r.requests,
-                r.not_found,
-                r.events,
-                r.path_hits,
-                r.unique_paths
-            ),
-            (10, 10, 10, 10, 1)
-        );
+                r.get(Rate),
+                r.get(NotFound),
+                r.get(Events),
+                r.get(RepeatedHits),
+                r.get(UniquePaths),
+            )
+        };
+        assert_eq!(g(&r), (10, 10, 10, 10, 1));
         // 6 s later: all still inside the 8 s window
-        let r = t.observe(c, 7_500, &obs(8)).unwrap();
-        assert_eq!(
-            (r.requests, r.not_found, r.unique_paths, r.path_hits),
-            (11, 10, 2, 1)
-        );
+        let r = see(&t, &c, 7_500, &obs(8));
+        assert_eq!(g(&r), (11, 10, 10, 1, 1));
         // 9 s after the burst: it has slid out
-        let r = t.observe(c, 9_600, &obs(8)).unwrap();
-        assert_eq!(
-            (r.requests, r.not_found, r.unique_paths, r.path_hits),
-            (2, 0, 1, 2)
-        );
+        let r = see(&t, &c, 9_600, &obs(8));
+        assert_eq!(g(&r), (2, 0, 0, 2, 0));
         // long silence: everything expired
-        let r = t.observe(c, 60_000, &obs(0)).unwrap();
-        assert_eq!((r.requests, r.unique_paths, r.path_hits), (1, 0, 0));
+        let r = see(&t, &c, 60_000, &obs(0));
+        assert_eq!(g(&r), (1, 0, 0, 0, 0));
+    }
+
+    #[test]
+    fn keys_group_ipv6_and_keep_families_apart() {
+        assert_eq!(k("2001:db8:1:2::1"), k("2001:db8:1:2:ffff::9"));
+        assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
+        assert_eq!(k("::ffff:192.0.2.2"), k("192.0.2.2"));
+        assert_ne!(Key::of(Addr::V6(1), 128), Key::of(Addr::V4(1), 64));
+        assert_ne!(
+            Key::of(Addr::parse("2001:db8::1").unwrap(), 128),
+            Key::of(Addr::parse("2001:db8::2").unwrap(), 128)
+        );
+        assert_eq!(
+            k("2001:db8:1:2::1").net(64).to_string(),
+            "2001:db8:1:2::/64"
+        );
     }
 
     #[test]
     fn clients_are_apart_and_forget_works() {
         let t = Table::new(64, W).unwrap();
         let (a, b) = (k("192.0.2.1"), k("::ffff:192.0.2.2"));
-        assert_ne!(k("0.0.0.0"), k("::"));
-        assert_ne!(key_of(Addr::V6(1)), key_of(Addr::V4(1)));
         for _ in 0..3 {
-            t.observe(a, 0, &obs(1)).unwrap();
+            see(&t, &a, 0, &obs(1));
         }
-        assert_eq!(t.observe(b, 0, &obs(1)).unwrap().requests, 1);
-        assert_eq!(t.observe(a, 0, &obs(1)).unwrap().requests, 4);
-        t.forget(a, 0);
-        assert_eq!(t.observe(a, 0, &obs(1)).unwrap().requests, 1);
+        assert_eq!(see(&t, &b, 0, &obs(1)).get(Rule::Rate), 1);
+        assert_eq!(see(&t, &a, 0, &obs(1)).get(Rule::Rate), 4);
+        assert!(t.forget(&a, 0));
+        assert!(!t.forget(&a, 0));
+        assert_eq!(see(&t, &a, 0, &obs(1)).get(Rule::Rate), 1);
+        assert_eq!(t.peek(&b, 0).unwrap().get(Rule::Rate), 1);
+        let net = Net::parse("192.0.2.0/24").unwrap();
+        assert_eq!(t.forget_net(&net, 64, 0), 2);
+        assert!(t.peek(&a, 0).is_none());
     }
 
     #[test]
-    fn unique_paths_are_capped_and_recent_first() {
+    fn unique_paths_count_failures_only_and_are_capped() {
         let t = Table::new(64, W).unwrap();
         let c = k("192.0.2.9");
         let mut last = Counts::default();
         for p in 1..=100u32 {
-            last = t.observe(c, 0, &obs(p)).unwrap();
+            let o = Observation {
+                path_hash: p,
+                path_failed: p % 2 == 0,
+                ..Observation::default()
+            };
+            last = see(&t, &c, 0, &o);
         }
-        assert_eq!(last.unique_paths, MAX_PATHS as u32);
-        assert_eq!(last.requests, 100);
+        // when full, paths that did not fail make room first
+        assert_eq!(last.get(Rule::UniquePaths), MAX_PATHS as u32);
+        assert_eq!(last.get(Rule::Rate), 100);
+    }
+
+    #[test]
+    fn each_rule_trips_once_at_its_threshold() {
+        let t = Table::new(64, W).unwrap();
+        let c = k("192.0.2.10");
+        let mut lim = NONE;
+        lim[Rule::NotFound as usize] = 3;
+        lim[Rule::Rate as usize] = 5;
+        let nf = Observation {
+            not_found: true,
+            ..Observation::default()
+        };
+        let mut trips = Vec::new();
+        for i in 0..8 {
+            let o = t.observe(&c, 100 + i, &nf, &lim, || false).unwrap();
+            trips.push(o.trip.map(|t| (t.rule, t.count)));
+        }
+        assert_eq!(
+            trips,
+            vec![
+                None,
+                None,
+                Some((Rule::NotFound, 3)),
+                None,
+                Some((Rule::Rate, 5)),
+                None,
+                None,
+                None
+            ]
+        );
+        // a window later, a persisting offender trips again
+        let again: Vec<_> = (0..5)
+            .map(|i| {
+                let o = t.observe(&c, 100 + W + i, &nf, &lim, || false).unwrap();
+                o.trip.map(|t| t.rule)
+            })
+            .collect();
+        assert_eq!(
+            again,
+            vec![None, None, Some(Rule::NotFound), None, Some(Rule::Rate)]
+        );
+    }
+
+    #[test]
+    fn user_agent_verdicts_are_cached_per_client() {
+        let t = Table::new(64, W).unwrap();
+        let c = k("192.0.2.11");
+        let mut lim = NONE;
+        lim[Rule::ScannerAgent as usize] = 1;
+        let o = Observation {
+            ua_fp: 0xabcd,
+            ..Observation::default()
+        };
+        let mut asked = 0;
+        for _ in 0..3 {
+            t.observe(&c, 0, &o, &lim, || {
+                asked += 1;
+                false
+            })
+            .unwrap();
+        }
+        assert_eq!(asked, 1);
+        let o2 = Observation {
+            ua_fp: 0x1234,
+            ..Observation::default()
+        };
+        let r = t.observe(&c, 0, &o2, &lim, || true).unwrap();
+        assert_eq!(r.trip.map(|t| t.rule), Some(Rule::ScannerAgent));
+        assert_eq!(r.counts.get(Rule::Events), 1);
+    }
+
+    #[test]
+    fn saturation_keeps_thresholds_exact() {
+        let t = Table::new(64, W).unwrap();
+        let c = k("192.0.2.12");
+        let mut lim = NONE;
+        lim[Rule::AuthFailure as usize] = MAX_SMALL_THRESHOLD;
+        let o = Observation {
+            auth_failure: true,
+            ..Observation::default()
+        };
+        let mut tripped_at = None;
+        for i in 1..=400u32 {
+            let r = t.observe(&c, 0, &o, &lim, || false).unwrap();
+            if r.trip.is_some() {
+                tripped_at = Some(i);
+            }
+        }
+        assert_eq!(tripped_at, Some(MAX_SMALL_THRESHOLD));
     }
 
     #[test]
     fn pressure_evicts_the_least_recent_and_counts_it() {
-        let t = Table::new(8, W).unwrap();
-        for i in 0..8u32 {
-            t.observe(key_of(Addr::V4(i)), u64::from(i) * 10, &obs(0))
-                .unwrap();
+        let t = Table::new(4, W).unwrap();
+        for i in 0..4u32 {
+            see(&t, &Key::of(Addr::V4(i), 64), u64::from(i) * 1000, &obs(0));
         }
-        // every slot is live; a ninth client evicts one of them
-        t.observe(key_of(Addr::V4(100)), 100, &obs(0)).unwrap();
+        // every way is live; a fifth client evicts the oldest (client 0)
+        see(&t, &Key::of(Addr::V4(100), 64), 4_000, &obs(0));
         assert_eq!(t.evictions(), 1);
-        assert_eq!(t.capacity(), 8);
+        assert!(t.peek(&Key::of(Addr::V4(0), 64), 4_000).is_none());
+        assert!(t.peek(&Key::of(Addr::V4(1), 64), 4_000).is_some());
+        assert_eq!(t.capacity(), 4);
+        // an expired client is replaced without counting an eviction
+        see(&t, &Key::of(Addr::V4(200), 64), 40_000, &obs(0));
+        assert_eq!(t.evictions(), 1);
     }
 
     #[test]
     fn a_dead_holder_does_not_wedge_a_slot() {
-        let t = Table::new(8, W).unwrap();
+        let t = Table::new(4, W).unwrap();
         let c = k("192.0.2.1");
-        t.observe(c, 1_000, &obs(0)).unwrap();
-        let idx = (hash(c) as usize) & 7;
-        t.slots[idx].lock.store(0xdead_0000_0001, Ordering::Relaxed);
-        t.slots[idx].since.store(1_000, Ordering::Relaxed);
+        see(&t, &c, 1_000, &obs(0));
+        let s = t
+            .slots
+            .iter()
+            .find(|s| s.tag.load(Ordering::Relaxed) != 0)
+            .unwrap();
+        s.lock
+            .store(((1_000u64 >> 4) as u32) | 1, Ordering::Relaxed);
         // still held, not stale yet: dropped and counted
-        assert!(t.observe(c, 1_050, &obs(0)).is_none());
+        assert!(t.observe(&c, 1_050, &obs(0), &NONE, || false).is_none());
         assert_eq!(t.contended(), 1);
         // stale: taken over
-        assert_eq!(t.observe(c, 1_200, &obs(0)).unwrap().requests, 2);
+        assert_eq!(see(&t, &c, 1_200, &obs(0)).get(Rule::Rate), 2);
+    }
+
+    /// The table against a naive per-client log of timestamps, on random
+    /// traffic from a few clients (no evictions: the table is large).
+    #[test]
+    fn agrees_with_a_naive_log() {
+        use proptest::prelude::*;
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(64));
+        let strat = proptest::collection::vec((0u32..6, 0u64..3_000, any::<bool>()), 1..400);
+        runner
+            .run(&strat, |events| {
+                let t = Table::new(256, W).unwrap();
+                let bucket = W / BUCKETS as u64;
+                let mut now = 50_000u64;
+                let mut log: Vec<(u32, u64, bool)> = Vec::new();
+                for (client, step, nf) in events {
+                    now += step;
+                    let key = Key::of(Addr::V4(client), 64);
+                    let o = Observation {
+                        not_found: nf,
+                        ..Observation::default()
+                    };
+                    let got = see(&t, &key, now, &o);
+                    log.push((client, now, nf));
+                    let b = now / bucket;
+                    let inside = |&&(c, at, _): &&(u32, u64, bool)| {
+                        c == client && b - at / bucket < BUCKETS as u64
+                    };
+                    let reqs = log.iter().filter(inside).count() as u32;
+                    let nfs = log.iter().filter(inside).filter(|e| e.2).count() as u32;
+                    prop_assert_eq!(got.get(Rule::Rate), reqs);
+                    prop_assert_eq!(got.get(Rule::NotFound), nfs);
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]
@@ -472,9 +1029,10 @@ mod tests {
                     let o = Observation {
                         not_found: i % 2 == 0,
                         path_hash: 1 + (w * 7 + i) % 5,
+                        path_failed: true,
                         ..Observation::default()
                     };
-                    while t.observe(c, 1_000, &o).is_none() {}
+                    while t.observe(&c, 1_000, &o, &NONE, || false).is_none() {}
                 }
                 // SAFETY: leaving the child without running the test harness.
                 unsafe { libc::_exit(0) };
@@ -486,12 +1044,18 @@ mod tests {
             // SAFETY: waiting for our own children.
             unsafe { libc::waitpid(pid, &mut st, 0) };
         }
-        let r = t.observe(c, 1_000, &obs(1)).unwrap();
-        assert_eq!(r.requests, 10_001);
-        assert_eq!(r.not_found, 5_000);
-        assert_eq!(r.unique_paths, 5);
+        let r = t.peek(&c, 1_000).unwrap();
+        assert_eq!(r.get(Rule::Rate), 10_000);
+        // 5,000 404s, counted exactly (u8 buckets saturate at 255 each,
+        // but all of these landed in one bucket: the sum saturates)
+        assert_eq!(r.get(Rule::NotFound), 255);
+        assert_eq!(r.get(Rule::UniquePaths), 5);
     }
 
-    // Slots are whole cache lines, and stay small.
-    const _: () = assert!(SLOT_BYTES % 64 == 0 && SLOT_BYTES <= 1024);
+    #[test]
+    fn layout() {
+        assert_eq!(SLOT_BYTES, 320);
+        assert_eq!(std::mem::offset_of!(Data, paths) + 12, 64);
+        assert_eq!(std::mem::offset_of!(Data, key) + 12, 256);
+    }
 }

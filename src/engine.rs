@@ -10,8 +10,10 @@ use std::cell::{Cell, RefCell};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::addr::{Addr, Net};
+use crate::audit::{Event, Ring};
 use crate::blocks::{Block, Blocks, Change, RecordError, Source};
 use crate::config::Config;
+use crate::detector::{Detector, Request, Tripped};
 use crate::lists::{ListMatch, Lists, NetSet};
 use crate::shm::{self, DictSlot, Region, Stat, WorkerStats};
 
@@ -31,6 +33,8 @@ pub mod code {
     pub const NEED_FORWARDED: i32 = 8;
     /// The worker's replica is behind the journal: sync, then call again.
     pub const SYNC: i32 = 9;
+    /// `warden_log`: a detector rule tripped; details via `engine:trip()`.
+    pub const TRIP: i32 = 10;
     /// The address could not be parsed.
     pub const BAD_ADDRESS: i32 = -1;
     /// A bug was caught at the FFI boundary.
@@ -93,6 +97,9 @@ pub struct Engine {
     slot: &'static DictSlot,
     applied: Cell<u64>,
     stats: Cell<&'static WorkerStats>,
+    detector: Option<Detector>,
+    events: Ring,
+    pending: RefCell<Option<Tripped>>,
 }
 
 impl Engine {
@@ -100,7 +107,16 @@ impl Engine {
     pub fn new(cfg: Config) -> Result<Engine, String> {
         let region = shm::region()?;
         let slot = region.dict_slot(&cfg.dict)?;
+        let detector = if cfg.detector.enabled {
+            Some(Detector::new(cfg.detector.clone(), &cfg.dict)?)
+        } else {
+            None
+        };
+        let events = Ring::new(&cfg.dict, cfg.max_events, cfg.retention_ms)?;
         Ok(Engine {
+            detector,
+            events,
+            pending: RefCell::new(None),
             lists: Lists::new(&cfg.allowlist, &cfg.denylist),
             trusted: NetSet::new(&cfg.trusted_proxies),
             blocks: RefCell::new(Blocks::default()),
@@ -227,6 +243,82 @@ impl Engine {
             _ => Stat::Passed,
         });
         rc
+    }
+
+    /// Feeds a finished request of `client` to the detector. Returns
+    /// `code::TRIP` when a rule tripped (the details wait in
+    /// [`Engine::take_trip`]), else `code::PASS`. Allowlisted, denylisted
+    /// and blocked clients are not counted.
+    #[inline]
+    pub fn observe(&self, client: Addr, req: &Request<'_>) -> i32 {
+        let Some(d) = &self.detector else {
+            return code::PASS;
+        };
+        if self.lists.lookup(client) != ListMatch::None {
+            return code::PASS;
+        }
+        let now = now_ms();
+        {
+            let blocks = self.blocks.borrow();
+            if !blocks.is_empty() && blocks.lookup(client, || now).is_some() {
+                return code::PASS;
+            }
+        }
+        let seen = d.see(client, req, now);
+        if seen.counted {
+            self.count(Stat::Observed);
+        }
+        if seen.dropped {
+            self.count(Stat::Contended);
+        }
+        if seen.evicted {
+            self.count(Stat::Evictions);
+        }
+        match seen.trip {
+            None => code::PASS,
+            Some(t) => {
+                self.count(Stat::Trips);
+                *self.pending.borrow_mut() = Some(t);
+                code::TRIP
+            }
+        }
+    }
+
+    /// The trip reported by the latest [`Engine::observe`], once.
+    pub fn take_trip(&self) -> Option<Tripped> {
+        self.pending.borrow_mut().take()
+    }
+
+    /// The detector, when enabled.
+    pub fn detector(&self) -> Option<&Detector> {
+        self.detector.as_ref()
+    }
+
+    /// The events ring.
+    pub fn events(&self) -> &Ring {
+        &self.events
+    }
+
+    /// Records an event.
+    pub fn record(&self, e: &Event) {
+        self.events.push(e);
+    }
+
+    /// Forgets the detector's counters for `net` (after an unblock).
+    pub fn forget(&self, net: &Net) -> usize {
+        let Some(d) = &self.detector else { return 0 };
+        let now = now_ms();
+        let p = d.config().ipv6_prefix;
+        match net {
+            n if n.is_host() => {
+                let a = match n {
+                    Net::V4(p) => Addr::V4(p.addr),
+                    Net::V6(p) => Addr::V6(p.addr),
+                };
+                usize::from(d.table().forget(&d.key(a), now))
+            }
+            n => d.table().forget_net(n, p, now),
+        }
     }
 
     /// What blocks `a`, if anything (the allowlist wins).

@@ -135,6 +135,90 @@ fn check(w: &Engine, peer: &[u8], fwd: &[u8], flags: u32, out: Option<&mut Warde
     w.decide(client.addr)
 }
 
+/// A finished request, for [`warden_log`]. Every pointer may be NULL
+/// with length 0.
+#[repr(C)]
+pub struct WardenLog {
+    /// `$binary_remote_addr`.
+    pub peer: *const u8,
+    /// Its length (4 or 16).
+    pub peer_len: usize,
+    /// X-Forwarded-For, read only when `flags & HAVE_FORWARDED`.
+    pub fwd: *const u8,
+    /// Its length.
+    pub fwd_len: usize,
+    /// `$request_uri`.
+    pub uri: *const u8,
+    /// Its length.
+    pub uri_len: usize,
+    /// The user agent.
+    pub ua: *const u8,
+    /// Its length.
+    pub ua_len: usize,
+    /// The response status.
+    pub status: u32,
+    /// `HAVE_FORWARDED`, `PEER_TEXT`.
+    pub flags: u32,
+}
+
+/// Feeds a finished request to the detector (the log phase).
+///
+/// Returns `code::PASS` when nothing tripped (or the detector is off, or
+/// the client is allowlisted, denylisted or blocked); `code::TRIP` when a
+/// rule tripped: the details wait in `engine:trip()`; `NEED_FORWARDED`
+/// when the peer is a trusted proxy and the header was not passed;
+/// `BAD_ADDRESS`; `INTERNAL` for a NULL argument or a caught panic.
+///
+/// # Safety
+/// `w` must be NULL or a live engine pointer from `engine:ptr()`; `req`
+/// must be NULL or point to a `warden_log_t` whose pointers are NULL or
+/// valid for their lengths.
+#[no_mangle]
+pub unsafe extern "C" fn warden_log(w: *const Engine, req: *const WardenLog) -> c_int {
+    if w.is_null() || req.is_null() {
+        return code::INTERNAL;
+    }
+    // SAFETY: checked non-null; the caller keeps both alive and their
+    // buffers valid (see `# Safety`).
+    let (w, r) = unsafe { (&*w, &*req) };
+    // SAFETY: as above, each pointer is NULL or valid for its length.
+    let (peer, fwd, uri, ua) = unsafe {
+        (
+            bytes(r.peer, r.peer_len),
+            bytes(r.fwd, r.fwd_len),
+            bytes(r.uri, r.uri_len),
+            bytes(r.ua, r.ua_len),
+        )
+    };
+    let (status, flags) = (r.status, r.flags);
+    catch_unwind(AssertUnwindSafe(|| {
+        let addr = if flags & PEER_TEXT != 0 {
+            Addr::parse_bytes(peer).ok()
+        } else {
+            Addr::from_binary(peer)
+        };
+        let Some(peer) = addr else {
+            return code::BAD_ADDRESS;
+        };
+        let client = if flags & PEER_TEXT != 0 {
+            peer
+        } else {
+            let fwd = (flags & HAVE_FORWARDED != 0).then_some(fwd);
+            match w.resolve(peer, fwd) {
+                Some(c) => c.addr,
+                None => return code::NEED_FORWARDED,
+            }
+        };
+        let req = crate::detector::Request {
+            uri,
+            status: status.min(999) as u16,
+            user_agent: ua,
+        };
+        w.observe(client, &req)
+    }))
+    .unwrap_or(code::INTERNAL)
+}
+
 /// Writes the textual form of a resolved client into `buf`.
 ///
 /// Returns the number of bytes written, or -1 if `c` holds no address or

@@ -23,11 +23,14 @@
 
 pub mod addr;
 pub mod agents;
+pub mod audit;
 pub mod blocks;
 pub mod config;
 pub mod counters;
+pub mod detector;
 pub mod engine;
 pub mod ffi;
+pub mod glob;
 pub mod lists;
 #[cfg(any(feature = "module", feature = "vendored"))]
 pub mod lua;

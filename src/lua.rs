@@ -13,6 +13,7 @@ use mlua::{
 };
 
 use crate::addr::{Addr, Net};
+use crate::audit::{Event, Filter, Kind};
 use crate::blocks::{Block, Source};
 use crate::config::{self, Config};
 use crate::engine::{now_ms, Engine};
@@ -73,6 +74,16 @@ fn duration_arg(v: &Value) -> Result<u64, String> {
                  '90s', '15m', '24h', '7d', got {got}"
             ))
         }
+    }
+}
+
+fn show_lua(v: &Value) -> String {
+    match v {
+        Value::Integer(i) => i.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("'{}'", s.to_string_lossy()),
+        Value::Boolean(b) => b.to_string(),
+        v => v.type_name().to_string(),
     }
 }
 
@@ -138,6 +149,13 @@ impl UserData for LuaEngine {
             Ok(())
         });
         m.add_method("sweep", |_, this, ()| Ok(this.0.sweep(now_ms())));
+        // stat(name) -> a counter summed over every worker
+        m.add_method("stat", |_, this, name: String| {
+            Ok(Stat::ALL
+                .iter()
+                .find(|(_, n)| *n == name)
+                .map_or(0.0, |(s, _)| this.0.region().total(*s) as f64))
+        });
         m.add_method("count", |_, this, name: String| {
             if let Some((s, _)) = Stat::ALL.iter().find(|(_, n)| *n == name) {
                 this.0.count(*s);
@@ -248,7 +266,193 @@ impl UserData for LuaEngine {
             t.set("blocks", this.0.block_count())?;
             t.set("lists_memory", this.0.lists_memory())?;
             t.set("shm_bytes", r.size())?;
+            if let Some(d) = this.0.detector() {
+                t.set("detector_tracked", d.table().tracked(now_ms()))?;
+                t.set("detector_capacity", d.table().capacity())?;
+                t.set("detector_memory_bytes", d.table().bytes())?;
+                t.set("detector_bytes_per_client", crate::counters::SLOT_BYTES)?;
+            }
+            let ev = this.0.events();
+            t.set("events_recorded", ev.written() as f64)?;
+            t.set("events_capacity", ev.capacity())?;
+            t.set("events_memory_bytes", ev.bytes())?;
             Ok(t)
+        });
+        // trip() -> the latest tripped rule of this worker, once, or nil
+        m.add_method("trip", |lua, this, ()| {
+            let Some(t) = this.0.take_trip() else {
+                return Ok(Value::Nil);
+            };
+            let d = this.0.detector();
+            let (prefix, window) =
+                d.map_or((64, 0), |d| (d.config().ipv6_prefix, d.config().window_ms));
+            let out = lua.create_table_with_capacity(0, 9)?;
+            out.set("target", t.key.net(prefix).to_string())?;
+            out.set("rule", t.rule.name())?;
+            out.set("type", crate::detector::event_kind(t.rule).name())?;
+            out.set("count", t.count)?;
+            out.set("threshold", t.threshold)?;
+            out.set("window", window as f64 / 1000.0)?;
+            out.set("mode", t.mode.name())?;
+            if let Some(m) = t.matched {
+                out.set("matched", m)?;
+            }
+            Ok(Value::Table(out))
+        });
+        // block_duration(offence) -> seconds (0 = permanent)
+        m.add_method("block_duration", |_, this, n: f64| {
+            let n = n.clamp(1.0, 1.0e6) as u32;
+            Ok(this
+                .0
+                .detector()
+                .map_or(0.0, |d| d.config().block_duration_ms(n) as f64 / 1000.0))
+        });
+        // detector() -> its options as Lua sees them, or nil when off
+        m.add_method("detector", |lua, this, ()| {
+            let Some(d) = this.0.detector() else {
+                return Ok(Value::Nil);
+            };
+            let c = d.config();
+            let t = lua.create_table()?;
+            t.set("auto_block_enabled", c.auto_block_enabled)?;
+            t.set("window", c.window_ms as f64 / 1000.0)?;
+            t.set(
+                "repeat_offender_memory",
+                c.repeat_offender_memory_ms as f64 / 1000.0,
+            )?;
+            t.set("ipv6_prefix", c.ipv6_prefix)?;
+            t.set("max_clients", d.table().capacity())?;
+            let rules = lua.create_table()?;
+            for r in crate::counters::Rule::ALL {
+                let x = lua.create_table()?;
+                x.set("threshold", c.thresholds[r as usize])?;
+                x.set("mode", c.modes[r as usize].name())?;
+                rules.set(r.name(), x)?;
+            }
+            t.set("rules", rules)?;
+            Ok(Value::Table(t))
+        });
+        // forget(target) -> number of clients whose counters were cleared
+        m.add_method("forget", |lua, this, target: Value| {
+            match net_arg(&target) {
+                Ok(n) => ok(lua, this.0.forget(&n)),
+                Err(e) => nil_err(lua, e),
+            }
+        });
+        // record{ ip, type, rule, count, threshold, window, status, method,
+        //         path, user_agent, action }
+        m.add_method("record", |lua, this, t: Table| {
+            let kind: String = t.get("type")?;
+            let Some(kind) = Kind::from_name(&kind) else {
+                return nil_err(lua, format!("unknown event type '{kind}'"));
+            };
+            let text = |k: &str| -> LuaResult<String> {
+                Ok(t.get::<Option<mlua::LuaString>>(k)?
+                    .map(|s| s.to_string_lossy())
+                    .unwrap_or_default())
+            };
+            let num = |k: &str| -> LuaResult<f64> { Ok(t.get::<Option<f64>>(k)?.unwrap_or(0.0)) };
+            let e = Event {
+                time_ms: now_ms(),
+                ip: text("ip")?,
+                kind: Some(kind),
+                rule: text("rule")?,
+                count: num("count")? as u32,
+                threshold: num("threshold")? as u32,
+                window_s: num("window")? as u32,
+                status: num("status")? as u16,
+                method: text("method")?,
+                path: text("path")?,
+                user_agent: text("user_agent")?,
+                action: text("action")?,
+            };
+            this.0.record(&e);
+            ok(lua, true)
+        });
+        // events{ limit, type, ip, since } -> { event, ... } | nil, err
+        m.add_method("events", |lua, this, f: Option<Table>| {
+            let mut filter = Filter {
+                limit: 100,
+                ..Filter::default()
+            };
+            if let Some(f) = f {
+                match f.get::<Value>("limit")? {
+                    Value::Nil => {}
+                    Value::Integer(n) if n > 0 => filter.limit = n as usize,
+                    Value::Number(n) if n >= 1.0 && n.fract() == 0.0 => filter.limit = n as usize,
+                    v => {
+                        return nil_err(
+                            lua,
+                            format!("limit must be a positive integer, got {}", show_lua(&v)),
+                        )
+                    }
+                }
+                match f.get::<Value>("type")? {
+                    Value::Nil => {}
+                    Value::String(s) => match Kind::from_name(&s.to_string_lossy()) {
+                        Some(k) => filter.kind = Some(k),
+                        None => {
+                            let names: Vec<&str> = Kind::ALL.iter().map(|(_, n)| *n).collect();
+                            return nil_err(
+                                lua,
+                                format!(
+                                    "type must be one of {}, got '{}'",
+                                    names.join(", "),
+                                    s.to_string_lossy()
+                                ),
+                            );
+                        }
+                    },
+                    v => {
+                        return nil_err(lua, format!("type must be a string, got {}", show_lua(&v)))
+                    }
+                }
+                match f.get::<Value>("ip")? {
+                    Value::Nil => {}
+                    v => match net_arg(&v) {
+                        Ok(n) => filter.ip = Some(n.to_string()),
+                        Err(e) => return nil_err(lua, format!("ip: {e}")),
+                    },
+                }
+                match f.get::<Value>("since")? {
+                    Value::Nil => {}
+                    Value::Integer(n) if n >= 0 => filter.since_ms = n as u64 * 1000,
+                    Value::Number(n) if n >= 0.0 => filter.since_ms = (n * 1000.0) as u64,
+                    v => {
+                        return nil_err(
+                            lua,
+                            format!(
+                                "since must be a time in seconds since the epoch, got {}",
+                                show_lua(&v)
+                            ),
+                        )
+                    }
+                }
+            }
+            let list = this.0.events().query(&filter, now_ms());
+            let out = lua.create_table_with_capacity(list.len(), 0)?;
+            for (i, e) in list.iter().enumerate() {
+                let t = lua.create_table_with_capacity(0, 12)?;
+                t.set("time", e.time_ms as f64 / 1000.0)?;
+                t.set("ip", e.ip.as_str())?;
+                t.set("type", e.kind.map_or("unknown", |k| k.name()))?;
+                t.set("rule", e.rule.as_str())?;
+                t.set("count", e.count)?;
+                t.set("threshold", e.threshold)?;
+                t.set("window", e.window_s)?;
+                t.set("status", e.status)?;
+                t.set("method", e.method.as_str())?;
+                t.set("path", e.path.as_str())?;
+                t.set("user_agent", e.user_agent.as_str())?;
+                t.set("action", e.action.as_str())?;
+                out.raw_set(i + 1, t)?;
+            }
+            ok(lua, out)
+        });
+        // cleanup(older_than) -> events hidden (older_than: seconds ago)
+        m.add_method("cleanup", |_, this, older: f64| {
+            let before = now_ms().saturating_sub((older.max(0.0) * 1000.0) as u64);
+            Ok(this.0.events().cleanup(before + 1))
         });
     }
 }

@@ -51,13 +51,23 @@ pub enum Stat {
     FullSyncs,
     /// Blocks refused because the shared dict was full.
     DictFull,
+    /// Finished requests the detector counted.
+    Observed,
+    /// Rules tripped.
+    Trips,
+    /// Clients blocked by the detector.
+    AutoBlocks,
+    /// Live clients evicted from the detector's table to make room.
+    Evictions,
+    /// Observations dropped because a client's slot stayed locked.
+    Contended,
 }
 
 impl Stat {
     /// Number of counters.
     pub const COUNT: usize = 16;
     /// Every counter with its name, for reports.
-    pub const ALL: [(Stat, &'static str); 10] = [
+    pub const ALL: [(Stat, &'static str); 15] = [
         (Stat::Passed, "passed"),
         (Stat::Allowlisted, "allowlisted"),
         (Stat::Denylisted, "denylisted"),
@@ -68,6 +78,11 @@ impl Stat {
         (Stat::JournalApplied, "journal_applied"),
         (Stat::FullSyncs, "full_syncs"),
         (Stat::DictFull, "dict_full"),
+        (Stat::Observed, "detector_observed"),
+        (Stat::Trips, "detector_trips"),
+        (Stat::AutoBlocks, "auto_blocks"),
+        (Stat::Evictions, "detector_evictions"),
+        (Stat::Contended, "detector_contended"),
     ];
 }
 
@@ -139,6 +154,22 @@ pub fn map_shared(size: usize, what: &str) -> Result<*mut libc::c_void, String> 
             std::io::Error::last_os_error()
         ));
     }
+    Ok(p)
+}
+
+/// Like [`map_shared`], but remembered by `name`: a later call in the same
+/// process (nginx's master re-running `init_by_lua` on `nginx -s reload`)
+/// with the same name and size gets the same memory back, so its contents
+/// survive the reload. A different size maps afresh.
+pub fn keep_shared(name: &str, size: usize, what: &str) -> Result<*mut libc::c_void, String> {
+    static KEPT: std::sync::Mutex<Vec<(String, usize, usize)>> = std::sync::Mutex::new(Vec::new());
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&(_, _, addr)) = kept.iter().find(|(n, s, _)| n == name && *s == size) {
+        return Ok(addr as *mut libc::c_void);
+    }
+    let p = map_shared(size, what)?;
+    kept.retain(|(n, _, _)| n != name);
+    kept.push((name.to_string(), size, p as usize));
     Ok(p)
 }
 

@@ -9,6 +9,8 @@ our $HttpConfig = <<'_EOC_';
             allowlist = { "10.0.0.0/8" },
             denylist = "203.0.113.0/24",
             trusted_proxies = { "127.0.0.1" },
+            -- one client logged 200k times would trip these
+            detector = { rules = { rate = "off", repeated_hits = "off" } },
         })
         warden:block("198.51.100.0/24")
         warden:block("198.51.100.9", { duration = "1h" })
@@ -31,6 +33,14 @@ our $HttpConfig = <<'_EOC_';
             local w = warden
             for _ = 1, n do
                 w:check()
+            end
+        end
+
+        -- n calls of warden:log() for the current request.
+        function log_loop(n)
+            local w = warden
+            for _ = 1, n do
+                w:log()
             end
         end
 
@@ -110,6 +120,42 @@ KiB: 0
             jit_report(loop)
         }
     }
+--- response_body
+trace
+no NYI
+KiB: 0
+
+
+
+=== TEST 4: log() feeding the detector: a trace, no NYI, no allocation
+--- http_config eval: $::HttpConfig
+--- config
+    location /t {
+        content_by_lua_block {
+            jit_report(log_loop)
+            ngx.say("counted: ", warden:stats().detector_observed >= 201000)
+        }
+    }
+--- more_headers
+User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0
+--- response_body
+trace
+no NYI
+KiB: 0
+counted: true
+
+
+
+=== TEST 5: log() through a trusted proxy's X-Forwarded-For: a trace, no NYI, no allocation
+--- http_config eval: $::HttpConfig
+--- config
+    location /t {
+        content_by_lua_block {
+            jit_report(log_loop)
+        }
+    }
+--- more_headers
+X-Forwarded-For: 192.0.2.1, 10.1.1.1
 --- response_body
 trace
 no NYI

@@ -12,6 +12,7 @@
 local core = require "resty.warden.core"
 local request = require "resty.warden.request"
 local store = require "resty.warden.store"
+local detector = require "resty.warden.detector"
 local ffi = require "ffi"
 
 local ngx = ngx
@@ -95,6 +96,7 @@ function _M.new(opts)
         blocking_mode = cfg.blocking_mode,
         block_status = cfg.block_status,
         forwarded_logged = 0,
+        detector = engine:detector(),  -- nil when disabled
     }, mt)
     store.sync(dict, engine)
     return self
@@ -110,18 +112,46 @@ local function sync(self)
 end
 
 
+local PRESSURE_INTERVAL = 60  -- seconds between "table full" lines
+
+
+-- Worker 0 reports detector table pressure, at most once a minute.
+local function report_pressure(self)
+    local p = self.pressure
+    local now = ngx_now()
+    local evicted = self.engine:stat("detector_evictions")
+    if evicted > p.evicted and now - p.logged >= PRESSURE_INTERVAL then
+        log(WARN, "warden: detector table full: evicted ",
+            evicted - p.evicted, " clients seen within the window since ",
+            p.logged == 0 and "start" or "the last report",
+            "; raise detector.max_clients (now ",
+            self.detector.max_clients, ")")
+        p.evicted = evicted
+        p.logged = now
+    end
+end
+
+
 local function tick(premature, self)
     if premature then
         return
     end
     sync(self)
     self.engine:sweep()
+    if self.pressure then
+        report_pressure(self)
+    end
 end
 
 
 --- warden:init_worker(): per-worker set-up (sync timer, counters).
 function _M:init_worker()
-    self.engine:set_worker(ngx.worker.id() or 0)
+    local id = ngx.worker.id() or 0
+    self.engine:set_worker(id)
+    if id == 0 and self.detector then
+        self.pressure = { evicted = self.engine:stat("detector_evictions"),
+                          logged = 0 }
+    end
     sync(self)
     local ok, err = ngx.timer.every(SYNC_INTERVAL, tick, self)
     if not ok then
@@ -226,8 +256,33 @@ end
 
 
 --- warden:log(): log phase. Feeds the detector (when enabled).
-function _M:log()  -- luacheck: no unused args
+function _M:log()
+    if self.detector then
+        detector.observe(self)
+    end
     return true
+end
+
+
+--- warden:events(filter?) -> { event, ... } | nil, err
+-- filter: { limit = 100, type = "scan_detected", ip = "192.0.2.7",
+--           since = <epoch seconds> }; newest first.
+function _M:events(filter)
+    if filter ~= nil and type(filter) ~= "table" then
+        return nil, "filter must be a table, got " .. type(filter)
+    end
+    return self.engine:events(filter)
+end
+
+
+--- warden:cleanup(older_than) -> number of events dropped
+-- older_than: seconds or "7d"; events older than that are forgotten.
+function _M:cleanup(older_than)
+    local s, err = core.lua.parse_duration(older_than)
+    if not s then
+        return nil, "older_than: " .. err
+    end
+    return self.engine:cleanup(s)
 end
 
 
@@ -252,7 +307,19 @@ function _M:block(target, opts, source)
         log(WARN, "warden: ", rec.target, " is allowlisted; its block has",
             " no effect while it is")
     end
-    return store.add(self.dict, self.dict_name, engine, rec)
+    local ok
+    ok, err = store.add(self.dict, self.dict_name, engine, rec)
+    if not ok then
+        return nil, err
+    end
+    if source ~= "auto" then
+        engine:record{ ip = rec.target, type = "blocked_ip",
+                       rule = source or "manual", reason = reason,
+                       action = rec.ttl == 0 and "blocked permanently"
+                                or "blocked for "
+                                   .. detector.human(rec.ttl) }
+    end
+    return true
 end
 
 
@@ -271,7 +338,16 @@ function _M:unblock(target)
         end
         return nil, rec.target .. " is not blocked"
     end
-    return store.remove(self.dict, self.dict_name, engine, rec)
+    local ok
+    ok, err = store.remove(self.dict, self.dict_name, engine, rec)
+    if not ok then
+        return nil, err
+    end
+    -- so that the client's next request does not trip a rule again
+    engine:forget(rec.target)
+    engine:record{ ip = rec.target, type = "blocked_ip", rule = "manual",
+                   action = "unblocked" }
+    return true
 end
 
 

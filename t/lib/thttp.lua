@@ -3,7 +3,9 @@
 -- that a fan-out spreads over nginx's workers.
 --
 --   res, err = thttp.request{ host=, port=, method=, path=, headers=, body=,
---                             timeout= }
+--                             timeout=, until_close= }
+--     until_close: return only once nginx has closed the connection, i.e.
+--     after the request's log phase
 --   stats = thttp.fanout{ n=, concurrency=, port=, path=, headers=, method= }
 --     stats.status[code] = count, stats.errors, stats.pids[pid] = count
 --     (from the X-Worker-Pid response header), stats.npids
@@ -106,6 +108,11 @@ function _M.request(opts)
     end
     local res_body
     res_body, err = read_body(sock, headers)
+    if res_body and opts.until_close then
+        -- nginx closes the connection after the request's log phase: once
+        -- it is closed, the request has been counted
+        sock:receive("*a")
+    end
     sock:close()
     if not res_body then
         return nil, "body: " .. err

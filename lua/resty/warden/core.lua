@@ -33,6 +33,21 @@ int warden_check(const warden_engine_t *w,
 
 int warden_client_text(const warden_client_t *c, unsigned char *buf,
                        size_t len);
+
+typedef struct {
+    const unsigned char *peer;
+    size_t peer_len;
+    const unsigned char *fwd;
+    size_t fwd_len;
+    const unsigned char *uri;
+    size_t uri_len;
+    const unsigned char *ua;
+    size_t ua_len;
+    unsigned int status;
+    unsigned int flags;
+} warden_log_t;
+
+int warden_log(const warden_engine_t *w, const warden_log_t *req);
 ]]
 
 
@@ -64,6 +79,7 @@ local _M = {
     BLOCK_AUTO = 4,
     NEED_FORWARDED = 8,
     SYNC = 9,
+    TRIP = 10,
     BAD_ADDRESS = -1,
     INTERNAL = -2,
 

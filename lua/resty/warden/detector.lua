@@ -1,0 +1,169 @@
+-- The log phase: every finished request goes to the detector in Rust
+-- through one FFI call that allocates nothing (the request's variables are
+-- passed as pointers into nginx's memory). The counters live in memory
+-- shared by every worker, so the request that brings a count to its
+-- threshold is the one that trips the rule, whichever worker serves it.
+--
+-- A tripped rule (rare: once per client, rule and window) is handled here,
+-- off the fast path: the automatic block with its escalation for repeat
+-- offenders, the security event and the log line.
+
+local core = require "resty.warden.core"
+local request = require "resty.warden.request"
+local ffi = require "ffi"
+require "resty.core.misc"  -- declares ngx_http_lua_ffi_get_resp_status
+
+local ngx = ngx
+local log = ngx.log
+local WARN = ngx.WARN
+local ERR = ngx.ERR
+local tostring = tostring
+
+local log_c = core.C.warden_log
+local get_status = ffi.C.ngx_http_lua_ffi_get_resp_status
+local get_request = request.get_request
+local fetch = request.fetch
+local value_ptr = request.value_ptr
+local value_len = request.value_len
+
+local TRIP = core.TRIP
+local NEED_FORWARDED = core.NEED_FORWARDED
+local HAVE_FORWARDED = core.HAVE_FORWARDED
+
+-- Scratch space reused by every request of this worker.
+local req = ffi.new("warden_log_t")
+
+
+local _M = {}
+
+
+-- "90s", "15m", "24h", "7d" for a number of seconds.
+local function human(s)
+    if s == 0 then
+        return "ever"
+    end
+    for _, u in ipairs({ { 86400, "d" }, { 3600, "h" }, { 60, "m" } }) do
+        if s >= u[1] and s % u[1] == 0 then
+            return (s / u[1]) .. u[2]
+        end
+    end
+    return tostring(s) .. "s"
+end
+_M.human = human
+
+
+-- Acts on the rule that tripped in this worker's latest observation.
+local function tripped(w)
+    local engine = w.engine
+    local t = engine:trip()
+    if not t then
+        return
+    end
+    local det = w.detector
+    local what = t.matched and ("scanner_agent: '" .. t.matched .. "'")
+                 or (t.rule .. ": " .. t.count .. " in " .. human(t.window))
+    local target = t.target
+    local var = ngx.var
+    local event = {
+        ip = target, type = t.type, rule = t.rule, count = t.count,
+        threshold = t.threshold, window = t.window, status = ngx.status,
+        method = ngx.req.get_method(), path = var.request_uri,
+        user_agent = var.http_user_agent,
+    }
+
+    if t.mode == "monitor" then
+        event.action = "monitor: would block"
+        log(WARN, "warden: ", target, " would have been auto-blocked (",
+            what, "); rule ", t.rule, " is in monitor mode")
+
+    elseif not det.auto_block_enabled then
+        event.action = "none: auto_block_enabled is false"
+        log(WARN, "warden: ", target, " tripped ", what,
+            "; auto_block_enabled is false")
+
+    else
+        -- Another worker may have blocked it a moment ago (two rules
+        -- tripping at once): one offence, one block.
+        local already = engine:is_blocked(target)
+        if already then
+            event.action = "already blocked"
+        else
+            local key = "o|" .. target
+            local memory = det.repeat_offender_memory
+            local n, err = w.dict:incr(key, 1, 0, memory)
+            if not n then
+                log(WARN, "warden: cannot count offences of ", target, " (",
+                    err, "); treating this one as the first")
+                n = 1
+            elseif n > 1 and w.dict.expire then
+                w.dict:expire(key, memory)  -- remembered from the latest
+            end
+            local duration = engine:block_duration(n)
+            local ok
+            ok, err = w:block(target, { duration = duration,
+                                         reason = what }, "auto")
+            if ok then
+                engine:count("auto_blocks")
+                event.action = (duration == 0 and "blocked permanently"
+                                or "blocked for " .. human(duration))
+                               .. (n > 1 and " (offence " .. n .. ")" or "")
+                log(WARN, "warden: auto-blocked ", target, " for ",
+                    human(duration), " (", what, ", offence ", n, ")",
+                    w.blocking_mode == 0
+                        and "; blocking_mode is 0, so it is only logged"
+                        or "")
+            else
+                event.action = "block failed: " .. tostring(err)
+                log(ERR, "warden: cannot auto-block ", target, ": ", err)
+            end
+        end
+    end
+    engine:record(event)
+end
+
+
+-- Feeds the current request to the detector. Never raises.
+function _M.observe(w)
+    local r = get_request()
+    if not r or not fetch(r, "binary_remote_addr") then
+        return
+    end
+    req.peer = value_ptr[0]
+    req.peer_len = value_len[0]
+    req.fwd = nil
+    req.fwd_len = 0
+    if fetch(r, "request_uri") then
+        req.uri = value_ptr[0]
+        req.uri_len = value_len[0]
+    else
+        req.uri = nil
+        req.uri_len = 0
+    end
+    if fetch(r, "http_user_agent") then
+        req.ua = value_ptr[0]
+        req.ua_len = value_len[0]
+    else
+        req.ua = nil
+        req.ua_len = 0
+    end
+    req.status = get_status(r)
+    req.flags = 0
+    local rc = log_c(w.handle, req)
+    if rc == NEED_FORWARDED then
+        if fetch(r, "http_x_forwarded_for") then
+            req.fwd = value_ptr[0]
+            req.fwd_len = value_len[0]
+        end
+        req.flags = HAVE_FORWARDED
+        rc = log_c(w.handle, req)
+    end
+    if rc == TRIP then
+        local ok, err = pcall(tripped, w)
+        if not ok then
+            log(ERR, "warden: acting on a tripped rule failed: ", err)
+        end
+    end
+end
+
+
+return _M

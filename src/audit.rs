@@ -1,0 +1,418 @@
+//! Security events: a bounded ring in memory shared by every worker.
+//!
+//! Each event is one fixed-size record ([`RECORD_BYTES`] bytes): long paths
+//! and user agents are cut. Writers take the next sequence number with one
+//! atomic add and publish the record with a sequence lock, so writers never
+//! wait for each other and readers never see half an event. When the ring
+//! is full the oldest events are overwritten; events older than the
+//! retention (or than the latest cleanup) are never returned.
+//!
+//! Events are written when a rule trips or a block is made, never per
+//! request, so their cost does not matter; reading walks the ring.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+
+/// Event types (FlatRun's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// An address was blocked or unblocked.
+    BlockedIp = 1,
+    /// Too many requests, overall or on one path.
+    RateLimited,
+    /// Too many 401/403 responses.
+    AuthFailed,
+    /// Probing: 404 bursts, probe paths, signals of any kind.
+    Suspicious,
+    /// A scanner: its user agent, or many distinct failing paths.
+    ScanDetected,
+    /// A captured request (real-time capture).
+    Capture,
+}
+
+impl Kind {
+    /// Every kind with its name.
+    pub const ALL: [(Kind, &'static str); 6] = [
+        (Kind::BlockedIp, "blocked_ip"),
+        (Kind::RateLimited, "rate_limited"),
+        (Kind::AuthFailed, "auth_failed"),
+        (Kind::Suspicious, "suspicious"),
+        (Kind::ScanDetected, "scan_detected"),
+        (Kind::Capture, "capture"),
+    ];
+
+    /// The kind's name.
+    pub fn name(self) -> &'static str {
+        Kind::ALL
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map_or("unknown", |(_, n)| n)
+    }
+
+    /// The kind named `s`.
+    pub fn from_name(s: &str) -> Option<Kind> {
+        Kind::ALL.iter().find(|(_, n)| *n == s).map(|(k, _)| *k)
+    }
+
+    fn from_u8(v: u8) -> Option<Kind> {
+        Kind::ALL
+            .iter()
+            .find(|(k, _)| *k as u8 == v)
+            .map(|(k, _)| *k)
+    }
+}
+
+/// One event, as written and read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// Milliseconds since the epoch.
+    pub time_ms: u64,
+    /// The client or target (an address or a network).
+    pub ip: String,
+    /// The event type.
+    pub kind: Option<Kind>,
+    /// The rule (or `manual`, `api`, ...).
+    pub rule: String,
+    /// The count that reached the threshold.
+    pub count: u32,
+    /// The threshold.
+    pub threshold: u32,
+    /// The window in seconds.
+    pub window_s: u32,
+    /// The response status (0: none).
+    pub status: u16,
+    /// The request method.
+    pub method: String,
+    /// The request path.
+    pub path: String,
+    /// The user agent.
+    pub user_agent: String,
+    /// What was done: `blocked`, `monitor`, ...
+    pub action: String,
+}
+
+const IP: usize = 48;
+const RULE: usize = 24;
+const METHOD: usize = 16;
+const ACTION: usize = 80;
+const PATH: usize = 192;
+const UA: usize = 128;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Data {
+    time_ms: u64,
+    count: u32,
+    threshold: u32,
+    window_s: u32,
+    status: u16,
+    kind: u8,
+    lens: [u8; 4],
+    path_len: u8,
+    ua_len: u8,
+    ip: [u8; IP],
+    rule: [u8; RULE],
+    method: [u8; METHOD],
+    action: [u8; ACTION],
+    path: [u8; PATH],
+    ua: [u8; UA],
+}
+
+#[repr(C, align(64))]
+struct Record {
+    /// 2 * (n + 1) once event n is complete; odd while it is written.
+    seq: AtomicU64,
+    data: UnsafeCell<Data>,
+}
+
+/// Bytes per event.
+pub const RECORD_BYTES: usize = std::mem::size_of::<Record>();
+
+#[repr(C, align(64))]
+struct Header {
+    /// Events ever written.
+    head: AtomicU64,
+    /// Events before this time (ms) are gone (cleanup).
+    floor_ms: AtomicU64,
+}
+
+/// The ring.
+pub struct Ring {
+    header: &'static Header,
+    records: &'static [Record],
+    retention_ms: u64,
+}
+
+// SAFETY: record data is written only between an odd and an even sequence
+// number, by the one writer that took that number, and readers discard any
+// copy during which the sequence changed.
+unsafe impl Sync for Ring {}
+
+/// What to return.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// At most this many (newest first).
+    pub limit: usize,
+    /// Only this type.
+    pub kind: Option<Kind>,
+    /// Only this address or target, as text.
+    pub ip: Option<String>,
+    /// Only events at or after this time (ms).
+    pub since_ms: u64,
+}
+
+fn put<const N: usize>(dst: &mut [u8; N], s: &str) -> u8 {
+    // cut at a character boundary
+    let mut n = s.len().min(N);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    dst[..n].copy_from_slice(&s.as_bytes()[..n]);
+    n as u8
+}
+
+fn get(b: &[u8], n: u8) -> String {
+    String::from_utf8_lossy(&b[..usize::from(n).min(b.len())]).into_owned()
+}
+
+impl Ring {
+    /// A ring of `capacity` events kept `retention_ms` (0: until
+    /// overwritten). `name` identifies it across `nginx -s reload`: the
+    /// same name and capacity give the same memory back.
+    pub fn new(name: &str, capacity: usize, retention_ms: u64) -> Result<Ring, String> {
+        let capacity = capacity.max(1);
+        let size = std::mem::size_of::<Header>()
+            + capacity
+                .checked_mul(RECORD_BYTES)
+                .ok_or_else(|| format!("{capacity} events do not fit in memory"))?;
+        let p = crate::shm::keep_shared(&format!("events:{name}"), size, "security events")?;
+        // SAFETY: a zero-filled (or previously initialised by this code)
+        // mapping of `size` bytes, page aligned, never unmapped; all-zero
+        // is a valid empty ring.
+        let (header, records) = unsafe {
+            let h = &*(p as *const Header);
+            let r = std::slice::from_raw_parts(
+                (p as *const u8).add(std::mem::size_of::<Header>()) as *const Record,
+                capacity,
+            );
+            (h, r)
+        };
+        Ok(Ring {
+            header,
+            records,
+            retention_ms,
+        })
+    }
+
+    /// Capacity in events.
+    pub fn capacity(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Bytes mapped.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of::<Header>() + self.records.len() * RECORD_BYTES
+    }
+
+    /// Events ever written.
+    pub fn written(&self) -> u64 {
+        self.header.head.load(Ordering::Relaxed)
+    }
+
+    /// Records an event.
+    pub fn push(&self, e: &Event) {
+        let n = self.header.head.fetch_add(1, Ordering::AcqRel);
+        let r = &self.records[(n % self.records.len() as u64) as usize];
+        r.seq.store(2 * n + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        // SAFETY: this writer owns record `n` until it stores the even
+        // sequence number below (see `unsafe impl Sync`).
+        let d = unsafe { &mut *r.data.get() };
+        d.time_ms = e.time_ms;
+        d.count = e.count;
+        d.threshold = e.threshold;
+        d.window_s = e.window_s;
+        d.status = e.status;
+        d.kind = e.kind.map_or(0, |k| k as u8);
+        d.lens = [
+            put(&mut d.ip, &e.ip),
+            put(&mut d.rule, &e.rule),
+            put(&mut d.method, &e.method),
+            put(&mut d.action, &e.action),
+        ];
+        d.path_len = put(&mut d.path, &e.path);
+        d.ua_len = put(&mut d.ua, &e.user_agent);
+        r.seq.store(2 * n + 2, Ordering::Release);
+    }
+
+    fn read(&self, n: u64) -> Option<Data> {
+        let r = &self.records[(n % self.records.len() as u64) as usize];
+        let s1 = r.seq.load(Ordering::Acquire);
+        if s1 != 2 * n + 2 {
+            return None;
+        }
+        // SAFETY: a plain copy of POD bytes; if a writer raced with it the
+        // sequence check below discards the copy.
+        let d = unsafe { std::ptr::read_volatile(r.data.get()) };
+        fence(Ordering::Acquire);
+        (r.seq.load(Ordering::Relaxed) == s1).then_some(d)
+    }
+
+    /// Events matching `f`, newest first.
+    pub fn query(&self, f: &Filter, now_ms: u64) -> Vec<Event> {
+        let head = self.header.head.load(Ordering::Acquire);
+        let oldest = head.saturating_sub(self.records.len() as u64);
+        let mut floor = self.header.floor_ms.load(Ordering::Relaxed).max(f.since_ms);
+        if self.retention_ms > 0 {
+            floor = floor.max(now_ms.saturating_sub(self.retention_ms));
+        }
+        let limit = if f.limit == 0 { usize::MAX } else { f.limit };
+        let mut out = Vec::new();
+        for n in (oldest..head).rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let Some(d) = self.read(n) else { continue };
+            if d.time_ms < floor {
+                continue;
+            }
+            if let Some(k) = f.kind {
+                if d.kind != k as u8 {
+                    continue;
+                }
+            }
+            let ip = get(&d.ip, d.lens[0]);
+            if let Some(want) = &f.ip {
+                if &ip != want {
+                    continue;
+                }
+            }
+            out.push(Event {
+                time_ms: d.time_ms,
+                ip,
+                kind: Kind::from_u8(d.kind),
+                rule: get(&d.rule, d.lens[1]),
+                count: d.count,
+                threshold: d.threshold,
+                window_s: d.window_s,
+                status: d.status,
+                method: get(&d.method, d.lens[2]),
+                path: get(&d.path, d.path_len),
+                user_agent: get(&d.ua, d.ua_len),
+                action: get(&d.action, d.lens[3]),
+            });
+        }
+        out
+    }
+
+    /// Forgets every event older than `before_ms`; returns how many of the
+    /// events still in the ring that hides.
+    pub fn cleanup(&self, before_ms: u64) -> usize {
+        let head = self.header.head.load(Ordering::Acquire);
+        let oldest = head.saturating_sub(self.records.len() as u64);
+        let prev = self.header.floor_ms.fetch_max(before_ms, Ordering::AcqRel);
+        (oldest..head)
+            .filter_map(|n| self.read(n))
+            .filter(|d| d.time_ms >= prev && d.time_ms < before_ms)
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(t: u64, ip: &str, kind: Kind) -> Event {
+        Event {
+            time_ms: t,
+            ip: ip.to_string(),
+            kind: Some(kind),
+            rule: "not_found".into(),
+            path: "/x".repeat(200),
+            user_agent: "é".repeat(100),
+            action: "blocked".into(),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn newest_first_filters_and_wraps() {
+        let r = Ring::new("t-ring", 4, 0).unwrap();
+        for i in 0..6u64 {
+            let k = if i % 2 == 0 {
+                Kind::Suspicious
+            } else {
+                Kind::AuthFailed
+            };
+            r.push(&ev(1000 + i, &format!("192.0.2.{i}"), k));
+        }
+        let all = r.query(&Filter::default(), 2000);
+        let ips: Vec<_> = all.iter().map(|e| e.ip.as_str()).collect();
+        assert_eq!(ips, ["192.0.2.5", "192.0.2.4", "192.0.2.3", "192.0.2.2"]);
+        assert_eq!(all[0].path.len(), PATH);
+        assert!(all[0].user_agent.chars().all(|c| c == 'é'));
+        let f = Filter {
+            kind: Some(Kind::Suspicious),
+            limit: 1,
+            ..Filter::default()
+        };
+        assert_eq!(r.query(&f, 2000)[0].ip, "192.0.2.4");
+        let f = Filter {
+            ip: Some("192.0.2.3".into()),
+            ..Filter::default()
+        };
+        assert_eq!(r.query(&f, 2000).len(), 1);
+        let f = Filter {
+            since_ms: 1004,
+            ..Filter::default()
+        };
+        assert_eq!(r.query(&f, 2000).len(), 2);
+        assert_eq!(r.cleanup(1005), 3);
+        assert_eq!(r.query(&Filter::default(), 2000).len(), 1);
+    }
+
+    #[test]
+    fn retention_hides_old_events() {
+        let r = Ring::new("t-ring-ret", 8, 1000).unwrap();
+        r.push(&ev(1_000, "a", Kind::BlockedIp));
+        r.push(&ev(5_000, "b", Kind::BlockedIp));
+        let got = r.query(&Filter::default(), 5_500);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].ip, "b");
+    }
+
+    #[test]
+    fn shared_across_fork_and_reused_by_name() {
+        let r = Ring::new("t-ring-fork", 64, 0).unwrap();
+        let mut pids = Vec::new();
+        for w in 0..4 {
+            // SAFETY: the child only writes events and exits.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                for i in 0..10 {
+                    r.push(&ev(1, &format!("w{w}-{i}"), Kind::Suspicious));
+                }
+                unsafe { libc::_exit(0) };
+            }
+            pids.push(pid);
+        }
+        for pid in pids {
+            let mut st = 0;
+            // SAFETY: our own children.
+            unsafe { libc::waitpid(pid, &mut st, 0) };
+        }
+        assert_eq!(r.query(&Filter::default(), 2).len(), 40);
+        let again = Ring::new("t-ring-fork", 64, 0).unwrap();
+        assert_eq!(again.written(), 40);
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for (k, n) in Kind::ALL {
+            assert_eq!(Kind::from_name(n), Some(k));
+            assert_eq!(k.name(), n);
+        }
+        assert_eq!(RECORD_BYTES, 576);
+    }
+}

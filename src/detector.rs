@@ -1,0 +1,1033 @@
+//! The behavioural detector: what a finished request says about its client.
+//!
+//! `warden:log()` hands every finished request (client, status, path, user
+//! agent) to [`Detector::observe`]. It classifies the request (a counted
+//! 404? an auth failure? a probe path? a scanner?), adds it to the client's
+//! counters in memory shared by every worker ([`crate::counters`]) and
+//! reports the rule that tripped, if any. Blocking, escalation and events
+//! are then done by the caller (rarely: once per trip).
+//!
+//! The rules (name: what counts, default threshold per window):
+//! - `scanner_agent`: a known scanner's user agent, 1;
+//! - `probe_path`: failed (>= 400) requests for well-known probe paths, 2;
+//! - `auth_failure`: 401/403 responses, 5;
+//! - `not_found`: 404 responses, harmless ones excepted, 10;
+//! - `unique_paths`: distinct paths that failed (>= 400), 20;
+//! - `repeated_hits`: hits on one path, 120;
+//! - `rate`: requests, 600;
+//! - `events`: security signals of any kind (each counted 404, auth
+//!   failure, probe and scanner request), `auto_block_threshold`, 50.
+//!
+//! Static assets (by extension) count for none of the path rules, and
+//! `unique_paths` counts only paths that failed: see the README for why
+//! FlatRun's defaults were changed.
+
+use serde_json::{Map, Value};
+
+use crate::addr::Addr;
+use crate::agents::{Agents, DEFAULT_SCANNERS};
+use crate::config::{duration, flag, integer, show, ConfigError};
+use crate::counters::{
+    Key, Observation, Outcome, Rule, Table, Thresholds, MAX_HITS_THRESHOLD, MAX_RATE_THRESHOLD,
+    MAX_SMALL_THRESHOLD,
+};
+use crate::glob::GlobSet;
+
+/// Paths whose 404 never counts.
+pub const DEFAULT_HARMLESS: &[&str] = &[
+    "/favicon.ico",
+    "/robots.txt",
+    "/apple-touch-icon*",
+    "/.well-known/**",
+    "/sitemap.xml",
+    "/ads.txt",
+    "/browserconfig.xml",
+    "/site.webmanifest",
+    "/manifest.json",
+];
+
+/// Paths that only scanners ask for (matched case-insensitively, counted
+/// only when the response is an error, so a site that serves one of them
+/// is not affected).
+pub const DEFAULT_PROBES: &[&str] = &[
+    "**/.env",
+    "**/.env.*",
+    "**/.git",
+    "**/.git/**",
+    "**/.svn/**",
+    "**/.hg/**",
+    "**/.DS_Store",
+    "**/.htaccess",
+    "**/.htpasswd",
+    "**/.aws/**",
+    "**/.ssh/**",
+    "**/.vscode/**",
+    "**/id_rsa",
+    "**/wp-login.php",
+    "**/wp-admin/**",
+    "**/wp-config.php*",
+    "**/xmlrpc.php",
+    "**/phpmyadmin/**",
+    "**/phpinfo.php",
+    "**/pma/**",
+    "**/adminer.php",
+    "**/server-status",
+    "**/etc/passwd",
+    "**/cgi-bin/**",
+    "**/vendor/phpunit/**",
+    "**/boaform/**",
+    "**/HNAP1",
+    "**/actuator/**",
+    "**/*.sql",
+    "**/*.bak",
+    "**/backup.zip",
+    "**/web.config",
+];
+
+/// Extensions of static assets: they count for no path rule.
+pub const DEFAULT_IGNORE_EXTENSIONS: &[&str] = &[
+    "css", "js", "mjs", "map", "png", "jpg", "jpeg", "gif", "webp", "avif", "svg", "ico", "bmp",
+    "woff", "woff2", "ttf", "otf", "eot", "mp4", "webm", "mp3", "ogg", "wav",
+];
+
+/// What a tripped rule does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Record an event and block (when `auto_block_enabled`).
+    Block,
+    /// Record a "would block" event only.
+    Monitor,
+    /// Nothing: the rule is off.
+    Off,
+}
+
+impl Mode {
+    /// The mode's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Block => "block",
+            Mode::Monitor => "monitor",
+            Mode::Off => "off",
+        }
+    }
+}
+
+/// Per-rule exceptions.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ignore {
+    /// Paths (globs).
+    pub paths: Vec<String>,
+    /// Extensions, lower case, without the dot.
+    pub extensions: Vec<String>,
+}
+
+/// Validated `detector` options.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DetectorConfig {
+    /// The detector runs.
+    pub enabled: bool,
+    /// Sliding window for every counter, ms.
+    pub window_ms: u64,
+    /// Threshold per rule ([`Rule`] order).
+    pub thresholds: Thresholds,
+    /// Mode per rule.
+    pub modes: [Mode; Rule::COUNT],
+    /// Exceptions per rule.
+    pub ignore: [Ignore; Rule::COUNT],
+    /// Tripped rules in `block` mode block the client.
+    pub auto_block_enabled: bool,
+    /// First block's duration, ms (0: permanent).
+    pub auto_block_duration_ms: u64,
+    /// Each repeat offence multiplies the duration by this (1: no growth).
+    pub repeat_offender_factor: f64,
+    /// Longest automatic block, ms.
+    pub max_block_duration_ms: u64,
+    /// How long an offence is remembered, ms.
+    pub repeat_offender_memory_ms: u64,
+    /// IPv6 clients are counted and blocked by this prefix.
+    pub ipv6_prefix: u8,
+    /// Clients tracked at once.
+    pub max_clients: usize,
+    /// Scanner user-agent patterns.
+    pub scanner_agents: Vec<String>,
+    /// Probe path globs.
+    pub probe_paths: Vec<String>,
+    /// Paths whose 404 never counts.
+    pub harmless_paths: Vec<String>,
+    /// Paths no rule looks at.
+    pub ignore_paths: Vec<String>,
+    /// Asset extensions no path rule looks at.
+    pub ignore_extensions: Vec<String>,
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        let mut thresholds = [0; Rule::COUNT];
+        for (r, n) in [
+            (Rule::ScannerAgent, 1),
+            (Rule::ProbePath, 2),
+            (Rule::AuthFailure, 5),
+            (Rule::NotFound, 10),
+            (Rule::UniquePaths, 20),
+            (Rule::RepeatedHits, 120),
+            (Rule::Rate, 600),
+            (Rule::Events, 50),
+        ] {
+            thresholds[r as usize] = n;
+        }
+        DetectorConfig {
+            enabled: true,
+            window_ms: 120_000,
+            thresholds,
+            modes: [Mode::Block; Rule::COUNT],
+            ignore: Default::default(),
+            auto_block_enabled: true,
+            auto_block_duration_ms: 24 * 3_600_000,
+            repeat_offender_factor: 2.0,
+            max_block_duration_ms: 7 * 24 * 3_600_000,
+            repeat_offender_memory_ms: 30 * 24 * 3_600_000,
+            ipv6_prefix: 64,
+            max_clients: 65_536,
+            scanner_agents: strings(DEFAULT_SCANNERS),
+            probe_paths: strings(DEFAULT_PROBES),
+            harmless_paths: strings(DEFAULT_HARMLESS),
+            ignore_paths: Vec::new(),
+            ignore_extensions: strings(DEFAULT_IGNORE_EXTENSIONS),
+        }
+    }
+}
+
+/// Options under `detector = { ... }`.
+pub const DETECTOR_OPTIONS: &[&str] = &[
+    "enabled",
+    "detection_window",
+    "not_found_threshold",
+    "auth_failure_threshold",
+    "unique_paths_threshold",
+    "repeated_hits_threshold",
+    "rate_threshold",
+    "probe_path_threshold",
+    "auto_block_enabled",
+    "auto_block_threshold",
+    "auto_block_duration",
+    "repeat_offender_factor",
+    "max_block_duration",
+    "repeat_offender_memory",
+    "ipv6_prefix",
+    "max_clients",
+    "scanner_agents",
+    "extra_scanner_agents",
+    "probe_paths",
+    "extra_probe_paths",
+    "harmless_paths",
+    "extra_harmless_paths",
+    "ignore_paths",
+    "ignore_extensions",
+    "extra_ignore_extensions",
+    "rules",
+];
+
+fn threshold_option(r: Rule) -> &'static str {
+    match r {
+        Rule::ScannerAgent => "",
+        Rule::ProbePath => "probe_path_threshold",
+        Rule::AuthFailure => "auth_failure_threshold",
+        Rule::NotFound => "not_found_threshold",
+        Rule::UniquePaths => "unique_paths_threshold",
+        Rule::RepeatedHits => "repeated_hits_threshold",
+        Rule::Rate => "rate_threshold",
+        Rule::Events => "auto_block_threshold",
+    }
+}
+
+fn max_threshold(r: Rule) -> u32 {
+    match r {
+        Rule::Rate => MAX_RATE_THRESHOLD,
+        Rule::RepeatedHits => MAX_HITS_THRESHOLD,
+        Rule::UniquePaths => crate::counters::MAX_PATHS as u32,
+        _ => MAX_SMALL_THRESHOLD,
+    }
+}
+
+/// A list of strings: a Lua array, or one comma-separated string.
+fn string_list(v: &Value, option: &str) -> Result<Vec<String>, ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            option,
+            format!(
+                "must be a list of strings or a comma-separated string, got {}",
+                show(v)
+            ),
+        )
+    };
+    match v {
+        Value::String(s) => Ok(s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| x.as_str().map(|s| s.trim().to_string()).ok_or_else(bad))
+            .collect(),
+        Value::Object(m) if m.is_empty() => Ok(Vec::new()),
+        _ => Err(bad()),
+    }
+}
+
+fn globs_ok(list: &[String], option: &str, caseless: bool) -> Result<(), ConfigError> {
+    GlobSet::new(list, caseless)
+        .map(|_| ())
+        .map_err(|e| ConfigError::new(option, format!("is invalid: {e}")))
+}
+
+fn extensions(list: Vec<String>, option: &str) -> Result<Vec<String>, ConfigError> {
+    list.into_iter()
+        .map(|e| {
+            let e = e.trim_start_matches('.').to_ascii_lowercase();
+            if e.is_empty() || e.len() > 8 || !e.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                Err(ConfigError::new(
+                    option,
+                    format!("has '{e}', which is not a file extension (1-8 letters or digits)"),
+                ))
+            } else {
+                Ok(e)
+            }
+        })
+        .collect()
+}
+
+impl DetectorConfig {
+    /// Validates the `detector` table.
+    ///
+    /// ```
+    /// use warden_core::detector::DetectorConfig;
+    /// let c = DetectorConfig::from_value(&serde_json::json!({"detection_window": "1m"})).unwrap();
+    /// assert_eq!(c.window_ms, 60_000);
+    /// let e = DetectorConfig::from_value(&serde_json::json!({"detection_window": "abc"})).unwrap_err();
+    /// assert_eq!(e.to_string(), "opts.detector.detection_window must be a duration like '90s', '15m', '24h' or '7d', got 'abc'");
+    /// ```
+    pub fn from_value(v: &Value) -> Result<DetectorConfig, ConfigError> {
+        let mut c = DetectorConfig::default();
+        let empty = Map::new();
+        let map = match v {
+            Value::Null => &empty,
+            Value::Object(m) => m,
+            Value::Array(a) if a.is_empty() => &empty,
+            Value::Bool(b) => {
+                c.enabled = *b;
+                return Ok(c);
+            }
+            other => {
+                return Err(ConfigError::new(
+                    "detector",
+                    format!("must be a table (or true/false), got {}", show(other)),
+                ))
+            }
+        };
+        let opt = |name: &str| format!("detector.{name}");
+        for k in map.keys() {
+            if !DETECTOR_OPTIONS.contains(&k.as_str()) {
+                return Err(ConfigError::new(
+                    &opt(k),
+                    format!(
+                        "is not a known option (known: {})",
+                        DETECTOR_OPTIONS.join(", ")
+                    ),
+                ));
+            }
+        }
+        if let Some(v) = map.get("enabled") {
+            c.enabled = flag(v, &opt("enabled"))?;
+        }
+        if let Some(v) = map.get("auto_block_enabled") {
+            c.auto_block_enabled = flag(v, &opt("auto_block_enabled"))?;
+        }
+        if let Some(v) = map.get("detection_window") {
+            c.window_ms = duration(v, &opt("detection_window"))?;
+            if c.window_ms < 1_000 || c.window_ms > 24 * 3_600_000 {
+                return Err(ConfigError::new(
+                    &opt("detection_window"),
+                    format!("must be from 1s to 24h, got {}", show(v)),
+                ));
+            }
+        }
+        for r in Rule::ALL {
+            let name = threshold_option(r);
+            let Some(v) = map.get(name).filter(|_| !name.is_empty()) else {
+                continue;
+            };
+            let max = max_threshold(r);
+            c.thresholds[r as usize] = match integer(v) {
+                Some(n) if (0..=i64::from(max)).contains(&n) => n as u32,
+                _ => {
+                    return Err(ConfigError::new(
+                        &opt(name),
+                        format!("must be an integer from 0 (off) to {max}, got {}", show(v)),
+                    ))
+                }
+            };
+        }
+        for (name, field) in [
+            ("auto_block_duration", &mut c.auto_block_duration_ms),
+            ("max_block_duration", &mut c.max_block_duration_ms),
+            ("repeat_offender_memory", &mut c.repeat_offender_memory_ms),
+        ] {
+            if let Some(v) = map.get(name) {
+                *field = duration(v, &opt(name))?;
+            }
+        }
+        if let Some(v) = map.get("repeat_offender_factor") {
+            c.repeat_offender_factor = match v.as_f64() {
+                Some(f) if (1.0..=100.0).contains(&f) => f,
+                _ => {
+                    return Err(ConfigError::new(
+                        &opt("repeat_offender_factor"),
+                        format!(
+                            "must be a number from 1 (no growth) to 100, got {}",
+                            show(v)
+                        ),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = map.get("ipv6_prefix") {
+            c.ipv6_prefix = match integer(v) {
+                Some(n) if (1..=128).contains(&n) => n as u8,
+                _ => {
+                    return Err(ConfigError::new(
+                        &opt("ipv6_prefix"),
+                        format!("must be a prefix length from 1 to 128, got {}", show(v)),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = map.get("max_clients") {
+            c.max_clients = match integer(v) {
+                Some(n) if (16..=16_777_216).contains(&n) => n as usize,
+                _ => {
+                    return Err(ConfigError::new(
+                        &opt("max_clients"),
+                        format!("must be an integer from 16 to 16777216, got {}", show(v)),
+                    ))
+                }
+            };
+        }
+        // Lists: `x` replaces the default, `extra_x` extends it.
+        let list = |name: &str, field: &mut Vec<String>| -> Result<(), ConfigError> {
+            if let Some(v) = map.get(name) {
+                *field = string_list(v, &opt(name))?;
+            }
+            let extra = format!("extra_{name}");
+            if let Some(v) = map.get(&extra) {
+                field.extend(string_list(v, &opt(&extra))?);
+            }
+            Ok(())
+        };
+        list("scanner_agents", &mut c.scanner_agents)?;
+        list("probe_paths", &mut c.probe_paths)?;
+        list("harmless_paths", &mut c.harmless_paths)?;
+        list("ignore_extensions", &mut c.ignore_extensions)?;
+        if let Some(v) = map.get("ignore_paths") {
+            c.ignore_paths = string_list(v, &opt("ignore_paths"))?;
+        }
+        Agents::new(&c.scanner_agents)
+            .map_err(|e| ConfigError::new(&opt("scanner_agents"), format!("is invalid: {e}")))?;
+        globs_ok(&c.probe_paths, &opt("probe_paths"), true)?;
+        globs_ok(&c.harmless_paths, &opt("harmless_paths"), false)?;
+        globs_ok(&c.ignore_paths, &opt("ignore_paths"), false)?;
+        c.ignore_extensions = extensions(
+            std::mem::take(&mut c.ignore_extensions),
+            &opt("ignore_extensions"),
+        )?;
+        if let Some(v) = map.get("rules") {
+            c.rules(v)?;
+        }
+        Ok(c)
+    }
+
+    /// `rules = { <rule> = "block" | "monitor" | "off" | { mode =,
+    /// ignore_paths =, ignore_extensions = } }`.
+    fn rules(&mut self, v: &Value) -> Result<(), ConfigError> {
+        let map = match v {
+            Value::Object(m) => m,
+            Value::Array(a) if a.is_empty() => return Ok(()),
+            other => {
+                return Err(ConfigError::new(
+                    "detector.rules",
+                    format!("must be a table of rule = mode, got {}", show(other)),
+                ))
+            }
+        };
+        let names: Vec<&str> = Rule::ALL.iter().map(|r| r.name()).collect();
+        for (name, spec) in map {
+            let opt = format!("detector.rules.{name}");
+            let Some(r) = Rule::from_name(name) else {
+                return Err(ConfigError::new(
+                    &opt,
+                    format!("is not a rule (rules: {})", names.join(", ")),
+                ));
+            };
+            let mode_of = |v: &Value, opt: &str| match v.as_str() {
+                Some("block") => Ok(Mode::Block),
+                Some("monitor") => Ok(Mode::Monitor),
+                Some("off") => Ok(Mode::Off),
+                _ => Err(ConfigError::new(
+                    opt,
+                    format!("must be \"block\", \"monitor\" or \"off\", got {}", show(v)),
+                )),
+            };
+            match spec {
+                Value::Object(m) => {
+                    for k in m.keys() {
+                        if !["mode", "ignore_paths", "ignore_extensions"].contains(&k.as_str()) {
+                            return Err(ConfigError::new(
+                                &format!("{opt}.{k}"),
+                                "is not a known option (known: mode, ignore_paths, ignore_extensions)",
+                            ));
+                        }
+                    }
+                    if let Some(m) = m.get("mode") {
+                        self.modes[r as usize] = mode_of(m, &format!("{opt}.mode"))?;
+                    }
+                    let ig = &mut self.ignore[r as usize];
+                    if let Some(v) = m.get("ignore_paths") {
+                        let o = format!("{opt}.ignore_paths");
+                        ig.paths = string_list(v, &o)?;
+                        globs_ok(&ig.paths, &o, false)?;
+                    }
+                    if let Some(v) = m.get("ignore_extensions") {
+                        let o = format!("{opt}.ignore_extensions");
+                        ig.extensions = extensions(string_list(v, &o)?, &o)?;
+                    }
+                }
+                other => self.modes[r as usize] = mode_of(other, &opt)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The duration (ms, 0 = permanent) of the `offence`-th automatic block
+    /// (1 = first) of one client: `auto_block_duration` times
+    /// `repeat_offender_factor` per earlier offence, at most
+    /// `max_block_duration`.
+    ///
+    /// ```
+    /// use warden_core::detector::DetectorConfig;
+    /// let c = DetectorConfig::default(); // 24h, x2, at most 7d
+    /// let h = 3_600_000;
+    /// assert_eq!(c.block_duration_ms(1), 24 * h);
+    /// assert_eq!(c.block_duration_ms(2), 48 * h);
+    /// assert_eq!(c.block_duration_ms(4), 168 * h);
+    /// assert_eq!(c.block_duration_ms(40), 168 * h);
+    /// ```
+    pub fn block_duration_ms(&self, offence: u32) -> u64 {
+        let base = self.auto_block_duration_ms;
+        if base == 0 {
+            return 0;
+        }
+        let n = offence.max(1) - 1;
+        let grown = base as f64 * self.repeat_offender_factor.powi(n.min(1000) as i32);
+        let cap = if self.max_block_duration_ms == 0 {
+            u64::MAX
+        } else {
+            self.max_block_duration_ms.max(base)
+        };
+        if grown >= cap as f64 {
+            cap
+        } else {
+            grown as u64
+        }
+    }
+
+    /// The effective thresholds: 0 for rules that are off.
+    pub fn limits(&self) -> Thresholds {
+        let mut t = self.thresholds;
+        for r in Rule::ALL {
+            if self.modes[r as usize] == Mode::Off {
+                t[r as usize] = 0;
+            }
+        }
+        t
+    }
+}
+
+/// A finished request, as the log phase sees it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Request<'a> {
+    /// `$request_uri` (the query string is cut off here).
+    pub uri: &'a [u8],
+    /// The response status.
+    pub status: u16,
+    /// The user agent (empty: none).
+    pub user_agent: &'a [u8],
+}
+
+impl Request<'_> {
+    /// The path: the URI up to `?` or `#`.
+    pub fn path(&self) -> &[u8] {
+        let end = self
+            .uri
+            .iter()
+            .position(|&b| b == b'?' || b == b'#')
+            .unwrap_or(self.uri.len());
+        &self.uri[..end]
+    }
+}
+
+/// A compiled extension set (up to 8 bytes each, packed).
+#[derive(Clone, Debug, Default)]
+struct Exts(Vec<u64>);
+
+impl Exts {
+    fn new(list: &[String]) -> Exts {
+        let mut v: Vec<u64> = list.iter().filter_map(|e| pack(e.as_bytes())).collect();
+        v.sort_unstable();
+        v.dedup();
+        Exts(v)
+    }
+
+    fn contains(&self, packed: Option<u64>) -> bool {
+        packed.is_some_and(|p| self.0.binary_search(&p).is_ok())
+    }
+}
+
+/// Packs a lower-cased extension of 1-8 bytes.
+fn pack(ext: &[u8]) -> Option<u64> {
+    if ext.is_empty() || ext.len() > 8 {
+        return None;
+    }
+    let mut v = 0u64;
+    for &b in ext {
+        v = v << 8 | u64::from(b.to_ascii_lowercase());
+    }
+    Some(v)
+}
+
+/// The packed extension of a path's last segment.
+fn extension(path: &[u8]) -> Option<u64> {
+    let tail = path.len().saturating_sub(9);
+    let seg = &path[tail..];
+    let dot = seg.iter().rposition(|&b| b == b'.' || b == b'/')?;
+    if seg[dot] != b'.' {
+        return None;
+    }
+    pack(&seg[dot + 1..])
+}
+
+struct RuleIgnore {
+    paths: GlobSet,
+    exts: Exts,
+}
+
+/// What one observation did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// The request was counted (not ignored, not dropped).
+    pub counted: bool,
+    /// The observation was dropped: the client's slot stayed locked.
+    pub dropped: bool,
+    /// A live client was evicted to make room for this one.
+    pub evicted: bool,
+    /// The rule that tripped.
+    pub trip: Option<Tripped>,
+}
+
+/// The compiled detector.
+pub struct Detector {
+    cfg: DetectorConfig,
+    limits: Thresholds,
+    table: Table,
+    agents: Agents,
+    probes: GlobSet,
+    harmless: GlobSet,
+    ignore_paths: GlobSet,
+    assets: Exts,
+    per_rule: Vec<(Rule, RuleIgnore)>,
+    hasher: ahash::RandomState,
+}
+
+/// A tripped rule, with what the caller needs to act on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tripped {
+    /// The client's key (address, or IPv6 prefix).
+    pub key: Key,
+    /// The rule.
+    pub rule: Rule,
+    /// Its count.
+    pub count: u32,
+    /// Its threshold.
+    pub threshold: u32,
+    /// What to do.
+    pub mode: Mode,
+    /// The scanner pattern that matched, for `scanner_agent`.
+    pub matched: Option<String>,
+}
+
+impl Detector {
+    /// Compiles the detector and maps its table. `name` keeps the table
+    /// across reloads (see [`Table::named`]).
+    pub fn new(cfg: DetectorConfig, name: &str) -> Result<Detector, String> {
+        let table = Table::named(name, cfg.max_clients, cfg.window_ms)?;
+        let agents = Agents::new(&cfg.scanner_agents).map_err(|e| e.to_string())?;
+        let probes = GlobSet::new(&cfg.probe_paths, true).map_err(|e| e.to_string())?;
+        let harmless = GlobSet::new(&cfg.harmless_paths, false).map_err(|e| e.to_string())?;
+        let ignore_paths = GlobSet::new(&cfg.ignore_paths, false).map_err(|e| e.to_string())?;
+        let mut per_rule = Vec::new();
+        for r in Rule::ALL {
+            let ig = &cfg.ignore[r as usize];
+            if ig.paths.is_empty() && ig.extensions.is_empty() {
+                continue;
+            }
+            per_rule.push((
+                r,
+                RuleIgnore {
+                    paths: GlobSet::new(&ig.paths, false).map_err(|e| e.to_string())?,
+                    exts: Exts::new(&ig.extensions),
+                },
+            ));
+        }
+        Ok(Detector {
+            limits: cfg.limits(),
+            assets: Exts::new(&cfg.ignore_extensions),
+            table,
+            agents,
+            probes,
+            harmless,
+            ignore_paths,
+            per_rule,
+            hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
+            cfg,
+        })
+    }
+
+    /// The options.
+    pub fn config(&self) -> &DetectorConfig {
+        &self.cfg
+    }
+
+    /// The counter table.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// The key `a` is counted (and blocked) under.
+    pub fn key(&self, a: Addr) -> Key {
+        Key::of(a, self.cfg.ipv6_prefix)
+    }
+
+    /// Classifies a finished request of client `a`, counts it and returns
+    /// the rule that tripped, if any.
+    pub fn observe(&self, a: Addr, req: &Request<'_>, now_ms: u64) -> Option<Tripped> {
+        self.see(a, req, now_ms).trip
+    }
+
+    /// [`Detector::observe`], with what happened to the counters.
+    pub fn see(&self, a: Addr, req: &Request<'_>, now_ms: u64) -> Seen {
+        let path = req.path();
+        if !self.ignore_paths.is_empty() && self.ignore_paths.matches(path) {
+            return Seen::default();
+        }
+        let status = req.status;
+        let ext = extension(path);
+        let asset = self.assets.contains(ext);
+        let failed = status >= 400;
+        let mut o = Observation {
+            not_found: status == 404 && !asset,
+            auth_failure: (status == 401 || status == 403) && !asset,
+            probe: false,
+            path_hash: 0,
+            path_failed: failed,
+            ua_fp: 0,
+            uncounted: false,
+        };
+        if o.not_found && self.harmless.matches(path) {
+            o.not_found = false;
+            o.path_failed = false;
+        }
+        if failed && self.limits[Rule::ProbePath as usize] != 0 {
+            o.probe = self.probes.matches(path);
+        }
+        if !req.user_agent.is_empty() {
+            o.ua_fp = fingerprint(req.user_agent);
+        }
+        let mut skip = 0u8;
+        for (r, ig) in &self.per_rule {
+            if ig.exts.contains(ext) || (!ig.paths.is_empty() && ig.paths.matches(path)) {
+                skip |= 1 << (*r as u8);
+                match r {
+                    Rule::NotFound => o.not_found = false,
+                    Rule::AuthFailure => o.auth_failure = false,
+                    Rule::ProbePath => o.probe = false,
+                    Rule::UniquePaths => o.path_failed = false,
+                    Rule::ScannerAgent => o.ua_fp = 0,
+                    Rule::Rate => o.uncounted = true,
+                    _ => {}
+                }
+            }
+        }
+        let track = !asset || o.probe;
+        if track {
+            o.path_hash = (self.hasher.hash_one(path) as u32) | 1;
+        } else {
+            o.path_failed = false;
+        }
+        let mut limits = self.limits;
+        for r in Rule::ALL {
+            if skip & (1 << (r as u8)) != 0 && r != Rule::ScannerAgent {
+                limits[r as usize] = 0;
+            }
+        }
+        let key = self.key(a);
+        let Some(Outcome { trip, evicted, .. }) =
+            self.table.observe(&key, now_ms, &o, &limits, || {
+                self.agents.find_bytes(req.user_agent).is_some()
+            })
+        else {
+            return Seen {
+                dropped: true,
+                ..Seen::default()
+            };
+        };
+        let mut seen = Seen {
+            counted: true,
+            dropped: false,
+            evicted,
+            trip: None,
+        };
+        let Some(t) = trip else { return seen };
+        seen.trip = Some(Tripped {
+            key,
+            rule: t.rule,
+            count: t.count,
+            threshold: limits[t.rule as usize],
+            mode: self.cfg.modes[t.rule as usize],
+            matched: (t.rule == Rule::ScannerAgent)
+                .then(|| self.agents.find_bytes(req.user_agent).map(str::to_string))
+                .flatten(),
+        });
+        seen
+    }
+}
+
+/// A cheap fingerprint of a user agent: its length and three 8-byte
+/// windows. Only used to notice that a client's user agent changed.
+fn fingerprint(ua: &[u8]) -> u32 {
+    let w = |at: usize| -> u64 {
+        let mut b = [0u8; 8];
+        let s = &ua[at.min(ua.len())..(at + 8).min(ua.len())];
+        b[..s.len()].copy_from_slice(s);
+        u64::from_le_bytes(b)
+    };
+    let n = ua.len();
+    let x = w(0) ^ w(n / 2).rotate_left(21) ^ w(n.saturating_sub(8)).rotate_left(42) ^ n as u64;
+    let x = (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    ((x >> 32) as u32) | 4
+}
+
+/// The event type a rule's trip is recorded as.
+pub fn event_kind(r: Rule) -> crate::audit::Kind {
+    use crate::audit::Kind;
+    match r {
+        Rule::ScannerAgent | Rule::UniquePaths => Kind::ScanDetected,
+        Rule::AuthFailure => Kind::AuthFailed,
+        Rule::Rate | Rule::RepeatedHits => Kind::RateLimited,
+        Rule::NotFound | Rule::ProbePath | Rule::Events => Kind::Suspicious,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn det(opts: Value) -> Detector {
+        Detector::new(DetectorConfig::from_value(&opts).unwrap(), "").unwrap()
+    }
+
+    fn req<'a>(uri: &'a str, status: u16, ua: &'a str) -> Request<'a> {
+        Request {
+            uri: uri.as_bytes(),
+            status,
+            user_agent: ua.as_bytes(),
+        }
+    }
+
+    const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+
+    fn run(d: &Detector, ip: &str, reqs: &[Request<'_>]) -> Vec<Option<(Rule, u32)>> {
+        let a = Addr::parse(ip).unwrap();
+        reqs.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                d.observe(a, r, 1_000_000 + i as u64)
+                    .map(|t| (t.rule, t.count))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let c = DetectorConfig::default();
+        assert_eq!(c.thresholds[Rule::NotFound as usize], 10);
+        assert_eq!(c.window_ms, 120_000);
+        let err = |v: Value| DetectorConfig::from_value(&v).unwrap_err().to_string();
+        assert_eq!(
+            err(json!({"not_found_threshold": 300})),
+            "opts.detector.not_found_threshold must be an integer from 0 (off) to 255, got 300"
+        );
+        assert!(err(json!({"bogus": 1})).starts_with("opts.detector.bogus is not a known option"));
+        assert_eq!(
+            err(json!({"rules": {"rate": "loud"}})),
+            "opts.detector.rules.rate must be \"block\", \"monitor\" or \"off\", got 'loud'"
+        );
+        assert!(err(json!({"rules": {"nope": "off"}}))
+            .starts_with("opts.detector.rules.nope is not a rule"));
+        assert!(err(json!({"probe_paths": ["x"]})).contains("must start with '/'"));
+        assert!(err(json!({"ignore_extensions": ["a.b"]})).contains("not a file extension"));
+        assert!(err(json!({"ipv6_prefix": 0})).contains("ipv6_prefix must be a prefix length"));
+        assert!(err(json!({"scanner_agents": ["--"]})).contains("scanner_agents is invalid"));
+        let c = DetectorConfig::from_value(&json!({
+            "extra_scanner_agents": "evilbot", "rules": {"rate": {"mode": "monitor", "ignore_paths": ["/poll"]}},
+        }))
+        .unwrap();
+        assert!(c.scanner_agents.contains(&"evilbot".to_string()));
+        assert!(c.scanner_agents.contains(&"sqlmap".to_string()));
+        assert_eq!(c.modes[Rule::Rate as usize], Mode::Monitor);
+        assert!(!DetectorConfig::from_value(&json!(false)).unwrap().enabled);
+    }
+
+    #[test]
+    fn not_found_trips_at_threshold_and_harmless_404s_never_count() {
+        let d = det(json!({"not_found_threshold": 3}));
+        let mut reqs = vec![req("/favicon.ico", 404, BROWSER); 20];
+        reqs.extend([req("/.well-known/security.txt", 404, BROWSER); 5]);
+        reqs.extend([req("/img/missing.png", 404, BROWSER); 5]);
+        reqs.push(req("/a", 404, BROWSER));
+        reqs.push(req("/b?x=1", 404, BROWSER));
+        reqs.push(req("/c", 404, BROWSER));
+        let r = run(&d, "192.0.2.1", &reqs);
+        assert!(r[..32].iter().all(Option::is_none));
+        assert_eq!(r[32], Some((Rule::NotFound, 3)));
+    }
+
+    #[test]
+    fn scanner_agents_match_tokens() {
+        let d = det(json!({}));
+        assert_eq!(
+            run(&d, "192.0.2.2", &[req("/", 200, "sqlmap/1.7.2#stable")]),
+            vec![Some((Rule::ScannerAgent, 1))]
+        );
+        assert_eq!(
+            run(
+                &d,
+                "192.0.2.3",
+                &[req("/", 200, "Titanium/1.0"), req("/", 200, BROWSER)]
+            ),
+            vec![None, None]
+        );
+        let d = det(json!({"extra_scanner_agents": ["titan"]}));
+        assert_eq!(
+            run(&d, "192.0.2.4", &[req("/", 200, "Titanium/1.0")]),
+            vec![None]
+        );
+        assert_eq!(
+            run(&d, "192.0.2.5", &[req("/", 200, "Titan/2")]),
+            vec![Some((Rule::ScannerAgent, 1))]
+        );
+    }
+
+    #[test]
+    fn probes_count_only_when_they_fail() {
+        let d = det(json!({}));
+        let served = vec![req("/wp-login.php", 200, BROWSER); 5];
+        assert!(run(&d, "192.0.2.6", &served).iter().all(Option::is_none));
+        let r = run(
+            &d,
+            "192.0.2.7",
+            &[req("/app/.ENV", 404, "x"), req("/.git/config", 403, "x")],
+        );
+        assert_eq!(r[1], Some((Rule::ProbePath, 2)));
+    }
+
+    #[test]
+    fn a_browser_session_is_never_blocked_by_default() {
+        // a page with 60 assets and 3 API calls, loaded 6 times in a
+        // minute, with a missing image and a favicon 404 each time
+        let d = det(json!({}));
+        let mut reqs = Vec::new();
+        let assets: Vec<String> = (0..60).map(|i| format!("/static/a{i}.js")).collect();
+        for _ in 0..6 {
+            reqs.push(req("/dashboard", 200, BROWSER));
+            reqs.extend(assets.iter().map(|a| req(a, 200, BROWSER)));
+            reqs.push(req("/img/logo-old.png", 404, BROWSER));
+            reqs.push(req("/favicon.ico", 404, BROWSER));
+            for api in ["/api/user", "/api/notifications", "/api/feed?page=1"] {
+                reqs.push(req(api, 200, BROWSER));
+            }
+        }
+        assert_eq!(reqs.len(), 6 * 66);
+        assert!(run(&d, "192.0.2.8", &reqs).iter().all(Option::is_none));
+        // FlatRun's defaults block the same session
+        let flatrun = det(json!({"rate_threshold": 100, "repeated_hits_threshold": 30,
+                                  "ignore_extensions": []}));
+        assert!(run(&flatrun, "192.0.2.9", &reqs)
+            .iter()
+            .any(Option::is_some));
+    }
+
+    #[test]
+    fn per_rule_ignores_and_modes() {
+        let d = det(json!({"repeated_hits_threshold": 3,
+                           "rules": {"repeated_hits": {"ignore_paths": ["/api/poll"]},
+                                     "not_found": "off"}}));
+        let r = run(&d, "192.0.2.10", &vec![req("/api/poll", 200, BROWSER); 10]);
+        assert!(r.iter().all(Option::is_none));
+        let r = run(&d, "192.0.2.10", &vec![req("/nope", 404, BROWSER); 12]);
+        assert_eq!(r.iter().flatten().next(), Some(&(Rule::RepeatedHits, 3)));
+        let m = det(json!({"rate_threshold": 2, "rules": {"rate": "monitor"}}));
+        let t = m.observe(Addr::parse("192.0.2.11").unwrap(), &req("/", 200, ""), 1);
+        assert!(t.is_none());
+        let t = m
+            .observe(Addr::parse("192.0.2.11").unwrap(), &req("/", 200, ""), 2)
+            .unwrap();
+        assert_eq!((t.rule, t.mode), (Rule::Rate, Mode::Monitor));
+    }
+
+    #[test]
+    fn ipv6_counts_by_prefix() {
+        let d = det(json!({"rate_threshold": 4}));
+        let ips = [
+            "2001:db8:1:2::1",
+            "2001:db8:1:2::2",
+            "2001:db8:1:2:abcd::3",
+            "2001:db8:1:2::4",
+        ];
+        let mut got = None;
+        for (i, ip) in ips.iter().enumerate() {
+            got = d.observe(Addr::parse(ip).unwrap(), &req("/", 200, ""), i as u64);
+        }
+        let t = got.unwrap();
+        assert_eq!(t.key.net(64).to_string(), "2001:db8:1:2::/64");
+        let d = det(json!({"rate_threshold": 2, "ipv6_prefix": 128}));
+        assert!(d
+            .observe(Addr::parse("2001:db8::1").unwrap(), &req("/", 200, ""), 0)
+            .is_none());
+        assert!(d
+            .observe(Addr::parse("2001:db8::2").unwrap(), &req("/", 200, ""), 0)
+            .is_none());
+    }
+
+    #[test]
+    fn extensions_and_paths() {
+        assert_eq!(extension(b"/a/b.CSS"), pack(b"css"));
+        assert_eq!(extension(b"/a.b/c"), None);
+        assert_eq!(extension(b"/x.verylongext"), None);
+        assert_eq!(req("/a?b.css", 200, "").path(), b"/a");
+    }
+}
