@@ -158,8 +158,8 @@ pub struct Trip {
 /// The result of one observation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
-    /// The client's counts.
-    pub counts: Counts,
+    /// Hits on this request's path in the window (0: not tracked).
+    pub path_hits: u32,
     /// The rule that tripped, if any.
     pub trip: Option<Trip>,
     /// A client seen within the window was evicted to make room.
@@ -267,6 +267,9 @@ pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
 
 /// The shared table.
 pub struct Table {
+    /// A copy of every slot's tag, packed: the four ways of a set share
+    /// one 16-byte group, so finding a client's way reads one cache line.
+    hints: &'static [AtomicU32],
     slots: &'static [Slot],
     bucket_ms: u64,
     hasher: ahash::RandomState,
@@ -292,8 +295,10 @@ impl Table {
     /// window.
     pub fn named(name: &str, capacity: usize, window_ms: u64) -> Result<Table, String> {
         let capacity = capacity.max(WAYS).next_power_of_two();
+        let hint_bytes = (capacity * 4).next_multiple_of(64);
         let size = capacity
             .checked_mul(SLOT_BYTES)
+            .and_then(|n| n.checked_add(hint_bytes))
             .ok_or_else(|| format!("{capacity} detector slots do not fit in memory"))?;
         let what = format!("{capacity} detector slots");
         let p = if name.is_empty() {
@@ -301,10 +306,20 @@ impl Table {
         } else {
             crate::shm::keep_shared(&format!("counters:{name}:{window_ms}"), size, &what)?
         };
-        // SAFETY: the zero-filled mapping holds `capacity` slots, for which
-        // all-zero is a valid (free, unlocked) state; it is never unmapped.
-        let slots = unsafe { std::slice::from_raw_parts(p as *const Slot, capacity) };
+        // SAFETY: the zero-filled mapping holds `capacity` tag hints, then
+        // (64-byte aligned) `capacity` slots; all-zero is a valid (free,
+        // unlocked) state for both; it is never unmapped.
+        let (hints, slots) = unsafe {
+            (
+                std::slice::from_raw_parts(p as *const AtomicU32, capacity),
+                std::slice::from_raw_parts(
+                    (p as *const u8).add(hint_bytes) as *const Slot,
+                    capacity,
+                ),
+            )
+        };
         Ok(Table {
+            hints,
             slots,
             bucket_ms: (window_ms / BUCKETS as u64).max(1),
             // Keyed at random in the master, inherited by every worker:
@@ -322,7 +337,7 @@ impl Table {
 
     /// Bytes mapped.
     pub fn bytes(&self) -> usize {
-        self.slots.len() * SLOT_BYTES
+        self.slots.len() * (SLOT_BYTES + 4)
     }
 
     /// Live clients evicted to make room, by this process.
@@ -335,14 +350,16 @@ impl Table {
         self.contended.load(Ordering::Relaxed)
     }
 
-    fn lock<'s>(&self, slot: &'s Slot, now_ms: u64) -> Option<Guard<'s>> {
+    fn lock(&self, idx: usize, now_ms: u64) -> Option<Guard<'static>> {
+        let slot = &self.slots[idx];
+        let hint = &self.hints[idx];
         let token = ((now_ms >> 4) as u32) | 1;
         for i in 0..4000 {
             match slot
                 .lock
                 .compare_exchange_weak(0, token, Ordering::Acquire, Ordering::Relaxed)
             {
-                Ok(_) => return Some(Guard { slot }),
+                Ok(_) => return Some(Guard { slot, hint }),
                 Err(held) if held != 0 && i > 200 => {
                     let age = u64::from(token.wrapping_sub(held)) << 4;
                     if age > STALE_LOCK_MS
@@ -352,7 +369,7 @@ impl Table {
                             .compare_exchange(held, token, Ordering::Acquire, Ordering::Relaxed)
                             .is_ok()
                     {
-                        return Some(Guard { slot });
+                        return Some(Guard { slot, hint });
                     }
                 }
                 Err(_) => {}
@@ -386,9 +403,10 @@ impl Table {
         let (set, tag) = self.locate(key);
         let ways = &self.slots[set..set + WAYS];
         // The usual case: the client has a way; find it without a lock.
-        for s in ways {
-            if s.tag.load(Ordering::Relaxed) == tag {
-                let g = self.lock(s, now_ms)?;
+        for (i, h) in self.hints[set..set + WAYS].iter().enumerate() {
+            if h.load(Ordering::Relaxed) == tag {
+                let s = &ways[i];
+                let g = self.lock(set + i, now_ms)?;
                 if s.tag.load(Ordering::Relaxed) == tag {
                     return Some(update(&g, now, o, limits, is_scanner));
                 }
@@ -397,7 +415,7 @@ impl Table {
         }
         // A new client. Inserts into a set are serialised by way 0's lock,
         // so two workers cannot give one client two ways.
-        let g0 = self.lock(&ways[0], now_ms)?;
+        let g0 = self.lock(set, now_ms)?;
         let mut victim = 0;
         let mut oldest = u32::MAX;
         for (i, s) in ways.iter().enumerate() {
@@ -423,7 +441,7 @@ impl Table {
         let g = if victim == 0 {
             g0
         } else {
-            let g = self.lock(&ways[victim], now_ms)?;
+            let g = self.lock(set + victim, now_ms)?;
             drop(g0);
             g
         };
@@ -447,9 +465,10 @@ impl Table {
     pub fn peek(&self, key: &Key, now_ms: u64) -> Option<Counts> {
         let now = (now_ms / self.bucket_ms) as u32;
         let (set, tag) = self.locate(key);
-        for s in &self.slots[set..set + WAYS] {
+        for i in set..set + WAYS {
+            let s = &self.slots[i];
             if s.tag.load(Ordering::Relaxed) == tag {
-                let g = self.lock(s, now_ms)?;
+                let g = self.lock(i, now_ms)?;
                 if s.tag.load(Ordering::Relaxed) != tag {
                     return None;
                 }
@@ -464,9 +483,10 @@ impl Table {
     /// not trip a rule again at once). Returns whether it was tracked.
     pub fn forget(&self, key: &Key, now_ms: u64) -> bool {
         let (set, tag) = self.locate(key);
-        for s in &self.slots[set..set + WAYS] {
+        for i in set..set + WAYS {
+            let s = &self.slots[i];
             if s.tag.load(Ordering::Relaxed) == tag {
-                if let Some(g) = self.lock(s, now_ms) {
+                if let Some(g) = self.lock(i, now_ms) {
                     if s.tag.load(Ordering::Relaxed) == tag {
                         reset(&g, None, 0);
                         return true;
@@ -481,11 +501,11 @@ impl Table {
     /// whole table: an admin operation, never on the request path.
     pub fn forget_net(&self, net: &Net, v6_prefix: u8, now_ms: u64) -> usize {
         let mut n = 0;
-        for s in self.slots {
+        for (i, s) in self.slots.iter().enumerate() {
             if s.tag.load(Ordering::Relaxed) == 0 {
                 continue;
             }
-            let Some(g) = self.lock(s, now_ms) else {
+            let Some(g) = self.lock(i, now_ms) else {
                 continue;
             };
             if s.tag.load(Ordering::Relaxed) == 0 {
@@ -533,6 +553,7 @@ fn seed() -> &'static ahash::RandomState {
 
 struct Guard<'a> {
     slot: &'a Slot,
+    hint: &'a AtomicU32,
 }
 
 impl Guard<'_> {
@@ -580,11 +601,13 @@ fn reset(g: &Guard<'_>, key: Option<(&Key, u32)>, now: u32) {
             d.v6 = k.v6;
             g.slot.bucket.store(now, Ordering::Relaxed);
             g.slot.tag.store(tag, Ordering::Relaxed);
+            g.hint.store(tag, Ordering::Relaxed);
         }
         None => {
             d.key = [0; 4];
             d.v6 = false;
             g.slot.tag.store(0, Ordering::Relaxed);
+            g.hint.store(0, Ordering::Relaxed);
         }
     }
 }
@@ -624,20 +647,31 @@ fn live(p: &PathEntry, now: u32) -> bool {
     p.hash != 0 && age8(now, p.last) < BUCKETS as u32
 }
 
-fn counts(d: &Data, now: u32, path_hits: u32) -> Counts {
+/// The count of one rule (`path_hits` for `repeated_hits`, `scanner`
+/// for `scanner_agent`).
+fn count(d: &Data, now: u32, r: Rule, path_hits: u32, scanner: bool) -> u32 {
     let s8 = |c: &[u8; BUCKETS]| c.iter().map(|&x| u32::from(x)).sum::<u32>();
+    match r {
+        Rule::Rate => d.requests.iter().map(|&x| u32::from(x)).sum(),
+        Rule::NotFound => s8(&d.not_found),
+        Rule::AuthFailure => s8(&d.auth),
+        Rule::ProbePath => s8(&d.probes),
+        Rule::Events => s8(&d.signals),
+        Rule::UniquePaths => d
+            .paths
+            .iter()
+            .filter(|p| live(p, now) && p.hits & FAILED != 0)
+            .count() as u32,
+        Rule::RepeatedHits => path_hits,
+        Rule::ScannerAgent => u32::from(scanner),
+    }
+}
+
+fn counts(d: &Data, now: u32, path_hits: u32) -> Counts {
     let mut c = Counts::default();
-    c.by_rule[Rule::Rate as usize] = d.requests.iter().map(|&x| u32::from(x)).sum();
-    c.by_rule[Rule::NotFound as usize] = s8(&d.not_found);
-    c.by_rule[Rule::AuthFailure as usize] = s8(&d.auth);
-    c.by_rule[Rule::ProbePath as usize] = s8(&d.probes);
-    c.by_rule[Rule::Events as usize] = s8(&d.signals);
-    c.by_rule[Rule::UniquePaths as usize] = d
-        .paths
-        .iter()
-        .filter(|p| live(p, now) && p.hits & FAILED != 0)
-        .count() as u32;
-    c.by_rule[Rule::RepeatedHits as usize] = path_hits;
+    for r in Rule::ALL {
+        c.by_rule[r as usize] = count(d, now, r, path_hits, false);
+    }
     c
 }
 
@@ -713,9 +747,22 @@ fn update(
         p.last = now8;
         path_hits = u32::from(hits);
     }
-    let mut c = counts(d, now, path_hits);
-    if scanner {
-        c.by_rule[Rule::ScannerAgent as usize] = 1;
+    // Only the rules whose counters this request changed can trip.
+    let bit = |r: Rule| 1u8 << (r as u8);
+    let mut touched = 0u8;
+    for (r, yes) in [
+        (Rule::ScannerAgent, scanner),
+        (Rule::ProbePath, o.probe),
+        (Rule::AuthFailure, o.auth_failure),
+        (Rule::NotFound, o.not_found),
+        (Rule::UniquePaths, o.path_hash != 0 && o.path_failed),
+        (Rule::RepeatedHits, o.path_hash != 0),
+        (Rule::Rate, !o.uncounted),
+        (Rule::Events, signals != 0),
+    ] {
+        if yes && limits[r as usize] != 0 {
+            touched |= bit(r);
+        }
     }
 
     // Each rule trips once per client and window: the first request that
@@ -725,9 +772,12 @@ fn update(
     }
     let mut trip = None;
     for r in Rule::ALL {
-        let (limit, n) = (limits[r as usize], c.get(r));
-        let bit = 1u8 << (r as u8);
-        if limit != 0 && n >= limit && d.fired & bit == 0 {
+        if touched & bit(r) == 0 || d.fired & bit(r) != 0 {
+            continue;
+        }
+        let (limit, n) = (limits[r as usize], count(d, now, r, path_hits, scanner));
+        let bit = bit(r);
+        if n >= limit {
             if d.fired == 0 {
                 d.fired_at = now;
             }
@@ -737,7 +787,7 @@ fn update(
         }
     }
     Outcome {
-        counts: c,
+        path_hits,
         trip,
         evicted: false,
     }
@@ -762,7 +812,10 @@ mod tests {
     }
 
     fn see(t: &Table, c: &Key, at: u64, o: &Observation) -> Counts {
-        t.observe(c, at, o, &NONE, || false).unwrap().counts
+        let out = t.observe(c, at, o, &NONE, || false).unwrap();
+        let mut all = t.peek(c, at).unwrap();
+        all.by_rule[Rule::RepeatedHits as usize] = out.path_hits;
+        all
     }
 
     #[test]
@@ -920,7 +973,7 @@ mod tests {
         };
         let r = t.observe(&c, 0, &o2, &lim, || true).unwrap();
         assert_eq!(r.trip.map(|t| t.rule), Some(Rule::ScannerAgent));
-        assert_eq!(r.counts.get(Rule::Events), 1);
+        assert_eq!(t.peek(&c, 0).unwrap().get(Rule::Events), 1);
     }
 
     #[test]

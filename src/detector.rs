@@ -571,11 +571,7 @@ pub struct Request<'a> {
 impl Request<'_> {
     /// The path: the URI up to `?` or `#`.
     pub fn path(&self) -> &[u8] {
-        let end = self
-            .uri
-            .iter()
-            .position(|&b| b == b'?' || b == b'#')
-            .unwrap_or(self.uri.len());
+        let end = memchr::memchr2(b'?', b'#', self.uri).unwrap_or(self.uri.len());
         &self.uri[..end]
     }
 }

@@ -8,6 +8,7 @@
 //! Used by the detector (probe paths, harmless 404s, ignored paths) and by
 //! protected routes.
 
+use std::collections::HashSet;
 use std::fmt;
 
 /// A compiled glob.
@@ -16,6 +17,85 @@ pub struct Glob {
     pattern: String,
     bytes: Vec<u8>,
     caseless: bool,
+    fast: Fast,
+}
+
+/// Shapes common enough to match without the general matcher (`L` is a
+/// literal without wildcards).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Fast {
+    /// `L`
+    Exact(Vec<u8>),
+    /// `**/L`, `L` without `/`: the last segment is `L`... or any path
+    /// ending in `/L` when `L` has slashes.
+    Suffix(Vec<u8>),
+    /// `**/L/**`: contains `/L/`.
+    Contains(Vec<u8>),
+    /// `**/*L`, `L` without `/`: the last segment ends with `L`.
+    SegmentEnd(Vec<u8>),
+    /// `**/L*`, `L` without `/`: the last segment starts with `L`.
+    SegmentStart(Vec<u8>),
+    /// `L/**`: starts with `L/`.
+    Below(Vec<u8>),
+    /// `L*`: starts with `L`, no `/` after it.
+    PrefixInSegment(Vec<u8>),
+    /// Anything else.
+    General,
+}
+
+fn literal(b: &[u8]) -> bool {
+    !b.iter().any(|&c| c == b'*' || c == b'?')
+}
+
+fn classify(p: &[u8]) -> Fast {
+    let no_slash = |b: &[u8]| !b.contains(&b'/');
+    if literal(p) {
+        return Fast::Exact(p.to_vec());
+    }
+    if let Some(rest) = p.strip_prefix(b"**/") {
+        if let Some(mid) = rest.strip_suffix(b"/**") {
+            if literal(mid) {
+                return Fast::Contains([b"/", mid, b"/"].concat());
+            }
+        }
+        if literal(rest) {
+            return Fast::Suffix([b"/", rest].concat());
+        }
+        if let Some(end) = rest.strip_prefix(b"*") {
+            if literal(end) && no_slash(end) {
+                return Fast::SegmentEnd(end.to_vec());
+            }
+        }
+        if let Some(start) = rest.strip_suffix(b"*") {
+            if literal(start) && no_slash(start) && !start.ends_with(b"*") {
+                return Fast::SegmentStart(start.to_vec());
+            }
+        }
+        return Fast::General;
+    }
+    if let Some(head) = p.strip_suffix(b"/**") {
+        if literal(head) {
+            return Fast::Below([head, b"/"].concat());
+        }
+    }
+    if let Some(head) = p.strip_suffix(b"*") {
+        if literal(head) && !head.ends_with(b"*") {
+            return Fast::PrefixInSegment(head.to_vec());
+        }
+    }
+    Fast::General
+}
+
+fn same(p: &[u8], s: &[u8], caseless: bool) -> bool {
+    p.len() == s.len() && p.iter().zip(s).all(|(&a, &b)| eq(a, b, caseless))
+}
+
+fn starts(s: &[u8], p: &[u8], caseless: bool) -> bool {
+    s.len() >= p.len() && same(p, &s[..p.len()], caseless)
+}
+
+fn ends(s: &[u8], p: &[u8], caseless: bool) -> bool {
+    s.len() >= p.len() && same(p, &s[s.len() - p.len()..], caseless)
 }
 
 /// A glob that is not valid.
@@ -69,6 +149,7 @@ impl Glob {
         };
         Ok(Glob {
             pattern: pattern.to_string(),
+            fast: classify(&bytes),
             bytes,
             caseless,
         })
@@ -81,7 +162,18 @@ impl Glob {
 
     /// True when `path` matches the whole pattern.
     pub fn matches(&self, path: &[u8]) -> bool {
-        matches(&self.bytes, path, self.caseless)
+        let c = self.caseless;
+        let last_segment = || &path[path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1)..];
+        match &self.fast {
+            Fast::Exact(l) => same(l, path, c),
+            Fast::Suffix(l) => ends(path, l, c),
+            Fast::Contains(l) => path.windows(l.len()).any(|w| same(l, w, c)),
+            Fast::SegmentEnd(l) => path.contains(&b'/') && ends(last_segment(), l, c),
+            Fast::SegmentStart(l) => path.contains(&b'/') && starts(last_segment(), l, c),
+            Fast::Below(l) => starts(path, l, c),
+            Fast::PrefixInSegment(l) => starts(path, l, c) && !path[l.len()..].contains(&b'/'),
+            Fast::General => matches(&self.bytes, path, c),
+        }
     }
 }
 
@@ -158,11 +250,23 @@ fn matches(p: &[u8], s: &[u8], caseless: bool) -> bool {
     }
 }
 
-/// Several globs, matched in order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Several globs. `**/name` and `**/dir/**` globs (the usual shape of
+/// probe paths) are looked up by path segment in hash sets; the others are
+/// tried in turn.
+#[derive(Clone, Debug, Default)]
 pub struct GlobSet {
     globs: Vec<Glob>,
+    caseless: bool,
+    /// `**/X`: the last segment is X.
+    last: HashSet<Vec<u8>, ahash::RandomState>,
+    /// `**/X/**`: a segment other than the last is X.
+    dirs: HashSet<Vec<u8>, ahash::RandomState>,
+    /// Indices of the other globs.
+    rest: Vec<usize>,
 }
+
+/// Longest segment looked up in the sets.
+const MAX_SEGMENT: usize = 64;
 
 impl GlobSet {
     /// Compiles every pattern.
@@ -171,7 +275,24 @@ impl GlobSet {
             .iter()
             .map(|p| Glob::new(p.as_ref(), caseless))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(GlobSet { globs })
+        let mut set = GlobSet {
+            caseless,
+            ..GlobSet::default()
+        };
+        let simple = |l: &[u8]| l.len() <= MAX_SEGMENT && !l.is_empty() && !l.contains(&b'/');
+        for (i, g) in globs.iter().enumerate() {
+            match &g.fast {
+                Fast::Suffix(l) if simple(&l[1..]) => {
+                    set.last.insert(l[1..].to_vec());
+                }
+                Fast::Contains(l) if simple(&l[1..l.len() - 1]) => {
+                    set.dirs.insert(l[1..l.len() - 1].to_vec());
+                }
+                _ => set.rest.push(i),
+            }
+        }
+        set.globs = globs;
+        Ok(set)
     }
 
     /// True when there are no globs.
@@ -179,14 +300,36 @@ impl GlobSet {
         self.globs.is_empty()
     }
 
-    /// The first glob matching `path`.
+    /// The first glob (in the order given) matching `path`.
     pub fn find(&self, path: &[u8]) -> Option<&Glob> {
         self.globs.iter().find(|g| g.matches(path))
     }
 
     /// True when a glob matches `path`.
     pub fn matches(&self, path: &[u8]) -> bool {
-        self.find(path).is_some()
+        if !(self.last.is_empty() && self.dirs.is_empty()) {
+            let mut buf = [0u8; MAX_SEGMENT];
+            let mut segs = path.split(|&b| b == b'/').skip(1).peekable();
+            while let Some(seg) = segs.next() {
+                let is_last = segs.peek().is_none();
+                let set = if is_last { &self.last } else { &self.dirs };
+                if set.is_empty() || seg.is_empty() || seg.len() > MAX_SEGMENT {
+                    continue;
+                }
+                let key = if self.caseless {
+                    for (d, &c) in buf.iter_mut().zip(seg) {
+                        *d = c.to_ascii_lowercase();
+                    }
+                    &buf[..seg.len()]
+                } else {
+                    seg
+                };
+                if set.contains(key) {
+                    return true;
+                }
+            }
+        }
+        self.rest.iter().any(|&i| self.globs[i].matches(path))
     }
 
     /// The patterns as given.
@@ -250,6 +393,34 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn shapes_agree_with_naive(
+            shape in 0usize..7, lit in "[a.]{1,3}", s in "/[a./]{0,10}"
+        ) {
+            let p = match shape {
+                0 => format!("/{lit}"),
+                1 => format!("**/{lit}"),
+                2 => format!("**/{lit}/**"),
+                3 => format!("**/*{lit}"),
+                4 => format!("**/{lit}*"),
+                5 => format!("/{lit}/**"),
+                _ => format!("/{lit}*"),
+            };
+            let g = Glob::new(&p, false).unwrap();
+            prop_assert_eq!(g.matches(s.as_bytes()), naive(p.as_bytes(), s.as_bytes()), "{} vs {}", p, s);
+        }
+
+        #[test]
+        fn sets_agree_with_each_glob(
+            pats in proptest::collection::vec("(\\*\\*/[aB.]{1,2}(/\\*\\*)?|/[aB.*]{1,3})", 1..5),
+            s in "/[aAbB./]{0,10}", caseless in any::<bool>()
+        ) {
+            prop_assume!(pats.iter().all(|p| !p.contains("***")));
+            let set = GlobSet::new(&pats, caseless).unwrap();
+            let each = pats.iter().any(|p| Glob::new(p, caseless).unwrap().matches(s.as_bytes()));
+            prop_assert_eq!(set.matches(s.as_bytes()), each, "{:?} vs {}", pats, s);
+        }
+
         #[test]
         fn agrees_with_naive(p in "/[ab/*?]{0,8}", s in "/[ab/]{0,10}") {
             prop_assume!(!p.contains("***"));
