@@ -46,29 +46,36 @@ run() { # port -> "rps cpu_us_per_request"
         'BEGIN { printf "%.0f %.2f\n", r / s, c / hz * 1e6 / r }'
 }
 
-# warm up the servers (JIT, caches)
-run 8091 >/dev/null; run 8093 >/dev/null; run 8092 >/dev/null
+# warm up the servers (JIT, caches, the detector's table)
+for port in 8091 8093 8092 8094 8095; do run $port >/dev/null; done
 
-printf '%-6s %10s %10s %10s %9s %9s %9s\n' round plain_rps empty_rps \
-    warden_rps plain_us empty_us warden_us
-sp=0; se=0; sw=0; cp=0; ce=0; cw=0
+names=(plain empty_access warden_check empty_access_log warden_full)
+ports=(8091 8093 8092 8094 8095)
+declare -a rps us
+for j in "${!ports[@]}"; do rps[$j]=0; us[$j]=0; done
 add() { awk -v a="$1" -v b="$2" 'BEGIN { print a + b }'; }
+printf '%-6s' round
+for n in "${names[@]}"; do printf ' %17s' "$n"; done
+printf '   (requests/s, worker CPU us per request)\n'
 for i in $(seq "$rounds"); do
-    read -r rp up < <(run 8091)
-    read -r re ue < <(run 8093)
-    read -r rw uw < <(run 8092)
-    printf '%-6s %10s %10s %10s %9s %9s %9s\n' "$i" "$rp" "$re" "$rw" \
-        "$up" "$ue" "$uw"
-    sp=$(add "$sp" "$rp"); se=$(add "$se" "$re"); sw=$(add "$sw" "$rw")
-    cp=$(add "$cp" "$up"); ce=$(add "$ce" "$ue"); cw=$(add "$cw" "$uw")
+    printf '%-6s' "$i"
+    for j in "${!ports[@]}"; do
+        read -r r u < <(run "${ports[$j]}")
+        printf ' %9s %7s' "$r" "$u"
+        rps[$j]=$(add "${rps[$j]}" "$r"); us[$j]=$(add "${us[$j]}" "$u")
+    done
+    printf '\n'
 done
-awk -v sp="$sp" -v se="$se" -v sw="$sw" -v cp="$cp" -v ce="$ce" \
-    -v cw="$cw" -v n="$rounds" 'BEGIN {
-    printf "\nthroughput vs plain nginx: empty access_by_lua %.1f%%, warden %.1f%%\n",
-        100 * se / sp, 100 * sw / sp
-    printf "worker CPU per request: plain %.2f us, empty handler %.2f us, warden %.2f us\n",
-        cp / n, ce / n, cw / n
-    printf "warden:check() itself: +%.2f us over an empty access_by_lua_block\n",
-        (cw - ce) / n
+awk -v n="$rounds" -v r="${rps[*]}" -v u="${us[*]}" 'BEGIN {
+    split(r, R, " "); split(u, U, " ")
+    printf "\nthroughput vs plain nginx (same run, interleaved):\n"
+    printf "  empty access_by_lua            %5.1f%%\n", 100 * R[2] / R[1]
+    printf "  warden:check()                 %5.1f%%\n", 100 * R[3] / R[1]
+    printf "  empty access_by_lua + log_by_lua %3.1f%%\n", 100 * R[4] / R[1]
+    printf "  warden:check() + warden:log()  %5.1f%%   (full pipeline)\n", 100 * R[5] / R[1]
+    printf "worker CPU per request (us): plain %.2f, empty access %.2f, check %.2f, empty access+log %.2f, check+log %.2f\n",
+        U[1] / n, U[2] / n, U[3] / n, U[4] / n, U[5] / n
+    printf "warden:check() itself: +%.2f us over an empty access handler\n", (U[3] - U[2]) / n
+    printf "warden:log() itself:   +%.2f us over an empty log handler\n", ((U[5] - U[4]) - (U[3] - U[2])) / n
 }'
 grep -E "\[(error|alert|crit|emerg)\]" "$dir/logs/error.log" && exit 1 || true
