@@ -51,7 +51,7 @@ for port in 8091 8093 8092 8094 8095; do run $port >/dev/null; done
 
 names=(plain empty_access warden_check empty_access_log warden_full)
 ports=(8091 8093 8092 8094 8095)
-declare -a rps us
+declare -a rps us med_r med_u
 for j in "${!ports[@]}"; do rps[$j]=0; us[$j]=0; done
 add() { awk -v a="$1" -v b="$2" 'BEGIN { print a + b }'; }
 printf '%-6s' round
@@ -63,9 +63,28 @@ for i in $(seq "$rounds"); do
         read -r r u < <(run "${ports[$j]}")
         printf ' %9s %7s' "$r" "$u"
         rps[$j]=$(add "${rps[$j]}" "$r"); us[$j]=$(add "${us[$j]}" "$u")
+        echo "$j $r $u" >> "$dir/samples"
     done
     printf '\n'
 done
+# Medians resist this VM's noisy neighbours better than means.
+printf '\nmedians:'
+for j in "${!ports[@]}"; do
+    mr=$(awk -v j="$j" '$1 == j { print $2 }' "$dir/samples" | sort -n |
+         awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
+    mu=$(awk -v j="$j" '$1 == j { print $3 }' "$dir/samples" | sort -n |
+         awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
+    printf ' %s %s rps %s us;' "${names[$j]}" "$mr" "$mu"
+    med_r[$j]=$mr; med_u[$j]=$mu
+done
+printf '\n'
+awk -v r="${med_r[*]}" -v u="${med_u[*]}" 'BEGIN {
+    split(r, R, " "); split(u, U, " ")
+    printf "median throughput vs plain: empty access %.1f%%, check %.1f%%, empty access+log %.1f%%, check+log (full pipeline) %.1f%%\n",
+        100 * R[2] / R[1], 100 * R[3] / R[1], 100 * R[4] / R[1], 100 * R[5] / R[1]
+    printf "median worker CPU per request: check +%.2f us over empty access; log +%.2f us over empty log\n",
+        U[3] - U[2], (U[5] - U[4]) - (U[3] - U[2])
+}'
 awk -v n="$rounds" -v r="${rps[*]}" -v u="${us[*]}" 'BEGIN {
     split(r, R, " "); split(u, U, " ")
     printf "\nthroughput vs plain nginx (same run, interleaved):\n"
