@@ -139,6 +139,7 @@ struct Header {
 
 /// The ring.
 pub struct Ring {
+    base: usize,
     header: &'static Header,
     records: &'static [Record],
     retention_ms: u64,
@@ -176,6 +177,12 @@ fn get(b: &[u8], n: u8) -> String {
     String::from_utf8_lossy(&b[..usize::from(n).min(b.len())]).into_owned()
 }
 
+impl Drop for Ring {
+    fn drop(&mut self) {
+        crate::shm::release_shared(self.base as *mut libc::c_void);
+    }
+}
+
 impl Ring {
     /// A ring of `capacity` events kept `retention_ms` (0: until
     /// overwritten). `name` identifies it across `nginx -s reload`: the
@@ -186,7 +193,7 @@ impl Ring {
             + capacity
                 .checked_mul(RECORD_BYTES)
                 .ok_or_else(|| format!("{capacity} events do not fit in memory"))?;
-        let p = crate::shm::keep_shared(&format!("events:{name}"), size, "security events")?;
+        let p = crate::shm::keep_shared(&format!("events:{name}"), size, 0, "security events")?;
         // SAFETY: a zero-filled (or previously initialised by this code)
         // mapping of `size` bytes, page aligned, never unmapped; all-zero
         // is a valid empty ring.
@@ -199,6 +206,7 @@ impl Ring {
             (h, r)
         };
         Ok(Ring {
+            base: p as usize,
             header,
             records,
             retention_ms,

@@ -272,6 +272,8 @@ pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
 
 /// The shared table.
 pub struct Table {
+    /// The mapping's address when it is kept across reloads.
+    kept: Option<usize>,
     /// A copy of every slot's tag, packed: the four ways of a set share
     /// one 16-byte group, so finding a client's way reads one cache line.
     hints: &'static [AtomicU32],
@@ -309,8 +311,9 @@ impl Table {
         let p = if name.is_empty() {
             crate::shm::map_shared(size, &what)?
         } else {
-            crate::shm::keep_shared(&format!("counters:{name}:{window_ms}"), size, &what)?
+            crate::shm::keep_shared(&format!("counters:{name}"), size, window_ms, &what)?
         };
+        let kept = (!name.is_empty()).then_some(p as usize);
         // SAFETY: the zero-filled mapping holds `capacity` tag hints, then
         // (64-byte aligned) `capacity` slots; all-zero is a valid (free,
         // unlocked) state for both; it is never unmapped.
@@ -324,6 +327,7 @@ impl Table {
             )
         };
         Ok(Table {
+            kept,
             hints,
             slots,
             bucket_ms: (window_ms / BUCKETS as u64).max(1),
@@ -579,6 +583,14 @@ impl Table {
                     && now.wrapping_sub(s.bucket.load(Ordering::Relaxed)) < BUCKETS as u32
             })
             .count()
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        if let Some(p) = self.kept {
+            crate::shm::release_shared(p as *mut libc::c_void);
+        }
     }
 }
 

@@ -164,20 +164,75 @@ pub fn map_shared(size: usize, what: &str) -> Result<*mut libc::c_void, String> 
     Ok(p)
 }
 
+struct Kept {
+    name: String,
+    size: usize,
+    shape: u64,
+    addr: usize,
+    /// Live objects of this process using the mapping.
+    users: usize,
+    /// The mapping a new object of this name would get.
+    current: bool,
+}
+
+static KEPT: std::sync::Mutex<Vec<Kept>> = std::sync::Mutex::new(Vec::new());
+
 /// Like [`map_shared`], but remembered by `name`: a later call in the same
 /// process (nginx's master re-running `init_by_lua` on `nginx -s reload`)
-/// with the same name and size gets the same memory back, so its contents
-/// survive the reload. A different size maps afresh.
-pub fn keep_shared(name: &str, size: usize, what: &str) -> Result<*mut libc::c_void, String> {
-    static KEPT: std::sync::Mutex<Vec<(String, usize, usize)>> = std::sync::Mutex::new(Vec::new());
+/// with the same name, size and `shape` gets the same memory back, so its
+/// contents survive the reload. With another size or shape a new mapping
+/// is made, and the old one is unmapped once no object of this process
+/// uses it (see [`release_shared`]); workers forked earlier keep theirs
+/// until they exit.
+pub fn keep_shared(
+    name: &str,
+    size: usize,
+    shape: u64,
+    what: &str,
+) -> Result<*mut libc::c_void, String> {
     let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(&(_, _, addr)) = kept.iter().find(|(n, s, _)| n == name && *s == size) {
-        return Ok(addr as *mut libc::c_void);
+    if let Some(k) = kept
+        .iter_mut()
+        .find(|k| k.current && k.name == name && k.size == size && k.shape == shape)
+    {
+        k.users += 1;
+        return Ok(k.addr as *mut libc::c_void);
     }
     let p = map_shared(size, what)?;
-    kept.retain(|(n, _, _)| n != name);
-    kept.push((name.to_string(), size, p as usize));
+    for k in kept.iter_mut().filter(|k| k.name == name) {
+        k.current = false;
+    }
+    unmap_unused(&mut kept);
+    kept.push(Kept {
+        name: name.to_string(),
+        size,
+        shape,
+        addr: p as usize,
+        users: 1,
+        current: true,
+    });
     Ok(p)
+}
+
+/// Tells that an object using a mapping from [`keep_shared`] is gone.
+pub fn release_shared(addr: *mut libc::c_void) {
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(k) = kept.iter_mut().find(|k| k.addr == addr as usize) {
+        k.users = k.users.saturating_sub(1);
+    }
+    unmap_unused(&mut kept);
+}
+
+fn unmap_unused(kept: &mut Vec<Kept>) {
+    kept.retain(|k| {
+        if k.current || k.users > 0 {
+            return true;
+        }
+        // SAFETY: a mapping made by map_shared for keep_shared that no
+        // live object of this process uses and no new one will get.
+        unsafe { libc::munmap(k.addr as *mut libc::c_void, k.size) };
+        false
+    });
 }
 
 /// The shared region, mapped on first use.
@@ -262,6 +317,31 @@ mod tests {
         r.worker(1000).incr(Stat::DictFull);
         r.worker(0).incr(Stat::DictFull);
         assert_eq!(r.total(Stat::DictFull), before + 2);
+    }
+
+    #[test]
+    fn kept_mappings_are_reused_and_replaced() {
+        let a = keep_shared("t-keep", 4096, 1, "test").unwrap();
+        let b = keep_shared("t-keep", 4096, 1, "test").unwrap();
+        assert_eq!(a, b);
+        // another shape: a new mapping; the old one stays while used
+        let c = keep_shared("t-keep", 4096, 2, "test").unwrap();
+        assert_ne!(a, c);
+        let users = |p: *mut libc::c_void| {
+            KEPT.lock()
+                .unwrap()
+                .iter()
+                .find(|k| k.addr == p as usize)
+                .map(|k| k.users)
+        };
+        assert_eq!(users(a), Some(2));
+        release_shared(a);
+        release_shared(b);
+        assert_eq!(users(a), None); // unmapped
+        assert_eq!(users(c), Some(1));
+        release_shared(c);
+        assert_eq!(users(c), Some(0)); // current: kept for the next user
+        assert_eq!(keep_shared("t-keep", 4096, 2, "test").unwrap(), c);
     }
 
     #[test]

@@ -78,6 +78,11 @@ sub conf {
                 ngx.say("s")
             }
         }
+        location = /capacity {
+            content_by_lua_block {
+                ngx.say(warden:stats().detector_capacity)
+            }
+        }
     }
 _EOC_
 }
@@ -554,3 +559,98 @@ opts.detector must be a table (or true/false), got 'on'
 403
 --- error_log
 warden: detector table full: evicted
+
+
+
+=== TEST 20: counts and events survive nginx -s reload (the tables are kept)
+--- http_config eval: ::conf('not_found_threshold = 4')
+--- config
+    location /t {
+        content_by_lua_block {
+            local ip = "192.0.2.21"
+            local function pids()
+                local seen = {}
+                for _ = 1, 8 do
+                    local res = thttp.request{ port = 1990, path = "/ok",
+                        until_close = true,
+                        headers = { ["X-Forwarded-For"] = "192.0.2.22" } }
+                    if res then seen[res.headers["x-worker-pid"]] = true end
+                end
+                return seen
+            end
+            run(ip, rep("/r#?s=404", 3, true))
+            warden:block("203.0.113.77", { duration = "1h" })
+            local old = pids()
+            local f = assert(io.open(ngx.config.prefix() .. "logs/nginx.pid"))
+            local master = f:read("*n")
+            f:close()
+            os.execute("kill -HUP " .. master)
+            local fresh = false
+            for _ = 1, 50 do
+                ngx.sleep(0.1)
+                fresh = true
+                for pid in pairs(pids()) do
+                    if old[pid] then fresh = false end
+                end
+                if fresh then break end
+            end
+            ngx.say("new workers only: ", fresh)
+            ngx.say("threshold-1: ", probe(ip))
+            run(ip, { "/r4?s=404" })
+            ngx.say("threshold: ", probe(ip))
+            ngx.say(ev(ip))
+            ngx.say(warden:events{ type = "blocked_ip" }[1].ip)
+        }
+    }
+--- response_body
+new workers only: true
+threshold-1: 200
+threshold: 403
+suspicious not_found 4 4 120 blocked for 1d
+203.0.113.77
+--- timeout: 30
+
+
+
+=== TEST 21: a reload that resizes the detector's table gets a new one
+--- http_config eval: ::conf('not_found_threshold = 4, max_clients = 64')
+--- config
+    location /t {
+        content_by_lua_block {
+            local function capacities()
+                local seen = {}
+                for _ = 1, 8 do
+                    local res = thttp.request{ port = 1990,
+                                               path = "/capacity" }
+                    if res then seen[#seen + 1] = res.body:sub(1, -2) end
+                end
+                return table.concat(seen, " ")
+            end
+            ngx.say(capacities())
+            local conf = ngx.config.prefix() .. "conf/nginx.conf"
+            local f = assert(io.open(conf))
+            local text = f:read("*a"):gsub("max_clients = 64", "max_clients = 128")
+            f:close()
+            f = assert(io.open(conf, "w"))
+            f:write(text)
+            f:close()
+            f = assert(io.open(ngx.config.prefix() .. "logs/nginx.pid"))
+            local master = f:read("*n")
+            f:close()
+            os.execute("kill -HUP " .. master)
+            local now
+            for _ = 1, 50 do
+                ngx.sleep(0.1)
+                now = capacities()
+                if now == "128 128 128 128 128 128 128 128" then break end
+            end
+            ngx.say(now)
+            run("192.0.2.23", rep("/r#?s=404", 4, true))
+            ngx.say(probe("192.0.2.23"))
+        }
+    }
+--- response_body
+64 64 64 64 64 64 64 64
+128 128 128 128 128 128 128 128
+403
+--- timeout: 30
