@@ -31,6 +31,7 @@ pub mod detector;
 pub mod engine;
 pub mod ffi;
 pub mod glob;
+pub mod http;
 pub mod lists;
 #[cfg(any(feature = "module", feature = "vendored"))]
 pub mod lua;

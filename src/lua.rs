@@ -489,6 +489,47 @@ fn warden_core(lua: &Lua) -> LuaResult<Table> {
         "now",
         lua.create_function(|_, ()| Ok(now_ms() as f64 / 1000.0))?,
     )?;
+    // http_head(buf, head_request) -> head | false (need more) | nil, err
+    t.set(
+        "http_head",
+        lua.create_function(|lua, (buf, head): (mlua::LuaString, Option<bool>)| {
+            match crate::http::parse_head(&buf.as_bytes(), head.unwrap_or(false)) {
+                Ok(None) => ok(lua, false),
+                Ok(Some(h)) => {
+                    let t = lua.create_table_with_capacity(0, 6)?;
+                    t.set("status", h.status)?;
+                    t.set("len", h.len)?;
+                    match h.body {
+                        crate::http::Framing::Length(n) => t.set("length", n)?,
+                        crate::http::Framing::Chunked => t.set("chunked", true)?,
+                        crate::http::Framing::Close => t.set("until_close", true)?,
+                    }
+                    t.set("keep_alive", h.keep_alive)?;
+                    let hs = lua.create_table_with_capacity(0, h.headers.len())?;
+                    for (k, v) in h.headers {
+                        hs.set(k, v)?;
+                    }
+                    t.set("headers", hs)?;
+                    ok(lua, t)
+                }
+                Err(e) => nil_err(lua, e),
+            }
+        })?,
+    )?;
+    // http_chunked(buf, max) -> body, used | false (need more) | nil, err
+    t.set(
+        "http_chunked",
+        lua.create_function(|lua, (buf, max): (mlua::LuaString, usize)| {
+            match crate::http::decode_chunked(&buf.as_bytes(), max) {
+                Ok(None) => ok(lua, false),
+                Ok(Some((body, used))) => Ok(MultiValue::from_vec(vec![
+                    Value::String(lua.create_string(&body)?),
+                    Value::Integer(used as i64),
+                ])),
+                Err(e) => nil_err(lua, e),
+            }
+        })?,
+    )?;
     t.set("version", env!("CARGO_PKG_VERSION"))?;
     Ok(t)
 }
