@@ -98,7 +98,7 @@ local function exchange(sock, opts, deadline)
         return nil, err
     end
 
-    local buf, head = "", nil
+    local buf, head = ""
     while true do
         buf, err = read(sock, deadline, buf)
         if not buf then
