@@ -18,7 +18,7 @@ DEMO_DIR ?= /tmp/warden-demo
 SO       := build/warden_core.so
 SOURCES  := $(wildcard src/*.rs) Cargo.toml
 
-.PHONY: all build deps test test-rust test-nginx run bench install opm lint clean
+.PHONY: all build deps test check-rockspec test-rust test-nginx run bench install opm lint clean
 
 all: build
 
@@ -40,7 +40,14 @@ deps:
 	    apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-test: deps build test-rust test-nginx
+test: deps build check-rockspec test-rust test-nginx
+
+# The mlua rockspec lists the Lua modules one by one: none may be missing.
+check-rockspec:
+	@for f in lua/resty/warden/*.lua; do \
+	  grep -q "\"$$f\"" rockspec/lua-resty-warden-0.1.0-1.rockspec || \
+	  { echo "$$f is missing from rockspec/lua-resty-warden-0.1.0-1.rockspec"; exit 1; }; \
+	done
 
 test-rust:
 	$(CARGO) test --release

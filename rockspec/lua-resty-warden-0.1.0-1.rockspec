@@ -38,6 +38,9 @@ build = {
     include = {
         ["lua/resty/warden.lua"] = "resty/warden.lua",
         ["lua/resty/warden/core.lua"] = "resty/warden/core.lua",
+        ["lua/resty/warden/detector.lua"] = "resty/warden/detector.lua",
+        ["lua/resty/warden/http.lua"] = "resty/warden/http.lua",
+        ["lua/resty/warden/iprepd.lua"] = "resty/warden/iprepd.lua",
         ["lua/resty/warden/request.lua"] = "resty/warden/request.lua",
         ["lua/resty/warden/store.lua"] = "resty/warden/store.lua",
     },
