@@ -219,6 +219,104 @@ pub unsafe extern "C" fn warden_log(w: *const Engine, req: *const WardenLog) -> 
     .unwrap_or(code::INTERNAL)
 }
 
+/// Reputation of the textual address `ip` in the shared iprepd cache at
+/// `now_ms` (ms since the epoch; 0: the library's clock).
+///
+/// Returns 0-100 for a cached reputation; -1 when the caller must look it
+/// up (the address is now marked as in flight); -2 when another request
+/// is looking it up; -3 for an invalid address; -4 for a NULL cache or a
+/// caught panic.
+///
+/// # Safety
+/// `c` must be NULL or a live cache pointer from `cache:ptr()`; `ip` must
+/// be valid for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn warden_rep_get(
+    c: *const crate::reputation::Cache,
+    ip: *const u8,
+    len: usize,
+) -> c_int {
+    if c.is_null() {
+        return -4;
+    }
+    // SAFETY: see `# Safety`.
+    let (c, ip) = unsafe { (&*c, bytes(ip, len)) };
+    catch_unwind(AssertUnwindSafe(|| {
+        let Ok(a) = Addr::parse_bytes(ip) else {
+            return -3;
+        };
+        match c.get(a, crate::engine::now_ms()) {
+            crate::reputation::Lookup::Hit(r) => c_int::from(r),
+            crate::reputation::Lookup::Fetch => -1,
+            crate::reputation::Lookup::Wait => -2,
+        }
+    }))
+    .unwrap_or(-4)
+}
+
+/// Stores a reputation (0-100) for `ttl_ms`; a negative `reputation`
+/// clears the in-flight mark instead (the lookup failed, not cached).
+/// Returns 0, or -3 for an invalid address, -4 for a NULL cache or a
+/// caught panic.
+///
+/// # Safety
+/// As [`warden_rep_get`].
+#[no_mangle]
+pub unsafe extern "C" fn warden_rep_put(
+    c: *const crate::reputation::Cache,
+    ip: *const u8,
+    len: usize,
+    reputation: c_int,
+    ttl_ms: u64,
+) -> c_int {
+    if c.is_null() {
+        return -4;
+    }
+    // SAFETY: see `# Safety`.
+    let (c, ip) = unsafe { (&*c, bytes(ip, len)) };
+    catch_unwind(AssertUnwindSafe(|| {
+        let Ok(a) = Addr::parse_bytes(ip) else {
+            return -3;
+        };
+        if reputation < 0 {
+            c.abandon(a);
+        } else {
+            c.put(
+                a,
+                reputation.min(100) as u8,
+                ttl_ms,
+                crate::engine::now_ms(),
+            );
+        }
+        0
+    }))
+    .unwrap_or(-4)
+}
+
+/// Whether the textual address `ip` is inside the network set `s`:
+/// 1 yes, 0 no, -3 invalid address, -4 NULL set or a caught panic.
+///
+/// # Safety
+/// `s` must be NULL or a live set pointer from `netset:ptr()`; `ip` must
+/// be valid for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn warden_netset_contains(
+    s: *const crate::lists::NetSet,
+    ip: *const u8,
+    len: usize,
+) -> c_int {
+    if s.is_null() {
+        return -4;
+    }
+    // SAFETY: see `# Safety`.
+    let (s, ip) = unsafe { (&*s, bytes(ip, len)) };
+    catch_unwind(AssertUnwindSafe(|| match Addr::parse_bytes(ip) {
+        Ok(a) => c_int::from(s.contains(a)),
+        Err(_) => -3,
+    }))
+    .unwrap_or(-4)
+}
+
 /// Writes the textual form of a resolved client into `buf`.
 ///
 /// Returns the number of bytes written, or -1 if `c` holds no address or

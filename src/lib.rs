@@ -36,4 +36,5 @@ pub mod lists;
 #[cfg(any(feature = "module", feature = "vendored"))]
 pub mod lua;
 pub mod prefix;
+pub mod reputation;
 pub mod shm;

@@ -457,6 +457,34 @@ impl UserData for LuaEngine {
     }
 }
 
+/// The shared iprepd cache, owned by Lua.
+pub struct LuaCache(Box<crate::reputation::Cache>);
+
+impl UserData for LuaCache {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_method("ptr", |_, this, ()| {
+            Ok(LightUserData(
+                &*this.0 as *const crate::reputation::Cache as *mut _,
+            ))
+        });
+        m.add_method("capacity", |_, this, ()| Ok(this.0.capacity()));
+    }
+}
+
+/// A set of networks (an allowlist), owned by Lua.
+pub struct LuaNetSet(Box<crate::lists::NetSet>);
+
+impl UserData for LuaNetSet {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_method("ptr", |_, this, ()| {
+            Ok(LightUserData(
+                &*this.0 as *const crate::lists::NetSet as *mut _,
+            ))
+        });
+        m.add_method("is_empty", |_, this, ()| Ok(this.0.is_empty()));
+    }
+}
+
 /// `new(opts)` -> engine | nil, err (the message names the option).
 fn new(lua: &Lua, opts: Value) -> LuaResult<MultiValue> {
     let v: serde_json::Value = match lua.from_value(opts) {
@@ -488,6 +516,30 @@ fn warden_core(lua: &Lua) -> LuaResult<Table> {
     t.set(
         "now",
         lua.create_function(|_, ()| Ok(now_ms() as f64 / 1000.0))?,
+    )?;
+    // reputation_cache(name, capacity, stale_ms) -> cache | nil, err
+    t.set(
+        "reputation_cache",
+        lua.create_function(|lua, (name, capacity, stale): (String, usize, f64)| {
+            match crate::reputation::Cache::new(&name, capacity, stale.max(1.0) as u64) {
+                Ok(c) => ok(lua, LuaCache(Box::new(c))),
+                Err(e) => nil_err(lua, e),
+            }
+        })?,
+    )?;
+    // netset(list, option) -> set | nil, err (list: array or "a,b" string)
+    t.set(
+        "netset",
+        lua.create_function(|lua, (list, option): (Value, String)| {
+            let v: serde_json::Value = match lua.from_value(list) {
+                Ok(v) => v,
+                Err(e) => return nil_err(lua, format!("{option}: {e}")),
+            };
+            match config::net_list(Some(&v), &option) {
+                Ok(nets) => ok(lua, LuaNetSet(Box::new(crate::lists::NetSet::new(&nets)))),
+                Err(e) => nil_err(lua, e),
+            }
+        })?,
     )?;
     // http_head(buf, head_request) -> head | false (need more) | nil, err
     t.set(

@@ -48,6 +48,14 @@ typedef struct {
 } warden_log_t;
 
 int warden_log(const warden_engine_t *w, const warden_log_t *req);
+
+typedef struct warden_cache warden_cache_t;
+typedef struct warden_netset warden_netset_t;
+int warden_rep_get(const warden_cache_t *c, const char *ip, size_t len);
+int warden_rep_put(const warden_cache_t *c, const char *ip, size_t len,
+                   int reputation, uint64_t ttl_ms);
+int warden_netset_contains(const warden_netset_t *s, const char *ip,
+                           size_t len);
 ]]
 
 

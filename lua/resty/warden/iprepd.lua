@@ -1,0 +1,305 @@
+-- resty.warden.iprepd: a drop-in replacement for Mozilla's iprepd-nginx
+-- (`require("resty.iprepd")`, version 0.1.14): the same options,
+-- defaults, request headers, status codes and log lines, with its known
+-- defects fixed: it works without statsd, and one cache in shared memory
+-- serves every worker, with at most one lookup in flight per address.
+--
+--   init_by_lua_block {
+--       client = require("resty.warden.iprepd").new({
+--           url = "http://127.0.0.1:8080", api_key = "...", threshold = 50,
+--       })
+--   }
+--   access_by_lua_block { client:check(ngx.var.remote_addr) }
+--
+-- Lookups: GET <url>/type/ip/<ip> with "Authorization: APIKey <key>";
+-- 200 -> the JSON "reputation", 404 -> 100; anything else fails open.
+
+local core = require "resty.warden.core"
+local http = require "resty.warden.http"
+local cjson = require "cjson.safe"
+local ffi = require "ffi"
+
+local ngx = ngx
+local log = ngx.log
+local ERR = ngx.ERR
+local WARN = ngx.WARN
+local set_header = ngx.req.set_header
+local sleep = ngx.sleep
+local now = ngx.now
+local update_time = ngx.update_time
+local type = type
+local tostring = tostring
+local tonumber = tonumber
+local setmetatable = setmetatable
+local format = string.format
+
+local C = core.C
+local rep_get = C.warden_rep_get
+local rep_put = C.warden_rep_put
+local netset_contains = C.warden_netset_contains
+
+local HIT_MIN = 0
+local FETCH, WAIT, BAD_ADDRESS = -1, -2, -3
+local WAIT_STEP = 0.001  -- seconds between polls of another lookup
+
+-- Options with their defaults (iprepd-nginx's).
+local DEFAULTS = {
+    timeout = 10,
+    cache_ttl = 60,
+    cache_buffer_count = 5000,
+    cache_errors = 0,
+    cache_errors_ttl = 10,
+    statsd_port = 8125,
+    statsd_max_buffer_count = 100,
+    statsd_flush_timer = 5,
+    blocking_mode = 0,
+    verbose = 0,
+    audit_blocked_requests = 0,
+    audit_include_headers = 0,
+}
+
+
+local _M = { _VERSION = "0.1.0" }
+local mt = { __index = _M }
+
+
+local function fail(msg)
+    error("resty.warden.iprepd: " .. msg, 3)
+end
+
+
+local function number(options, name, min, max)
+    local v = options[name]
+    if v == nil then
+        return DEFAULTS[name]
+    end
+    local n = tonumber(v)
+    if not n or n < min or (max and n > max) then
+        fail(format("opts.%s must be a number from %s%s, got %s", name, min,
+                    max and " to " .. max or "", tostring(v)))
+    end
+    return n
+end
+
+
+--- new(options) -> client. Raises on missing or bad options.
+function _M.new(options)
+    if type(options) ~= "table" then
+        fail("options must be a table, got " .. type(options))
+    end
+    local url = options.url or "http://localhost:8080"
+    if url:sub(-1) == "/" then
+        url = url:sub(1, -2)
+    end
+    local host, port_or_err = http.parse_url(url)
+    if not host then
+        fail("opts.url: " .. port_or_err)
+    end
+    if options.threshold == nil then
+        fail("Need to pass in a threshold (opts.threshold)")
+    end
+    if options.api_key == nil then
+        fail("Need to pass in an api_key (opts.api_key)")
+    end
+
+    local allowlist = options.allowlist
+    if options.whitelist ~= nil then
+        log(WARN, "whitelist option is deprecated. please switch to allowlist.")
+        if allowlist ~= nil then
+            log(WARN,
+                "both whitelist and allowlist specified - using allowlist")
+        else
+            allowlist = options.whitelist
+        end
+    end
+    local set
+    if allowlist ~= nil then
+        local err
+        set, err = core.lua.netset(allowlist, "allowlist")
+        if not set then
+            fail(err)  -- names opts.allowlist and the value
+        end
+    end
+
+    local self = {
+        url = url,
+        api_key = tostring(options.api_key),
+        threshold = number(options, "threshold", 0, 100),
+        timeout = number(options, "timeout", 1),
+        cache_ttl = number(options, "cache_ttl", 0),
+        cache_buffer_count = number(options, "cache_buffer_count", 1),
+        cache_errors = number(options, "cache_errors", 0, 1),
+        cache_errors_ttl = number(options, "cache_errors_ttl", 0),
+        statsd_host = options.statsd_host,
+        statsd_port = number(options, "statsd_port", 1, 65535),
+        statsd_max_buffer_count = number(options, "statsd_max_buffer_count",
+                                         1),
+        statsd_flush_timer = number(options, "statsd_flush_timer", 1),
+        blocking_mode = number(options, "blocking_mode", 0, 1),
+        verbose = number(options, "verbose", 0, 1),
+        audit_blocked_requests = number(options, "audit_blocked_requests",
+                                        0, 1),
+        audit_include_headers = number(options, "audit_include_headers", 0,
+                                       1),
+        allowlist = set,
+    }
+    self.headers = { Authorization = "APIKey " .. self.api_key }
+    if self.audit_blocked_requests == 1 and not options.audit_uri_list then
+        fail("audit_blocked_requests needs opts.audit_uri_list (a"
+             .. " comma-separated list of Lua patterns)")
+    end
+
+    -- One cache for every worker; a lookup mark older than twice the
+    -- timeout is taken over by the next request.
+    local cache, err = core.lua.reputation_cache("iprepd:" .. url,
+        self.cache_buffer_count, 2 * self.timeout + 10)
+    if not cache then
+        fail(err)
+    end
+    self.cache_ud = cache  -- keeps the memory alive
+    self.cache = ffi.cast("const warden_cache_t *", cache:ptr())
+    if set then
+        self.allowlist_ud = set
+        self.allowlist = ffi.cast("const warden_netset_t *", set:ptr())
+    end
+    return setmetatable(self, mt)
+end
+
+
+function _M:debug_log(msg)
+    if self.verbose == 1 then
+        log(ERR, "[verbose] ", msg)
+    end
+end
+
+
+local function stat(self, name)
+    local s = self.statsd
+    if s then
+        s.incr(name)
+    end
+end
+
+
+local function store(self, ip, reputation, ttl)
+    rep_put(self.cache, ip, #ip, reputation, ttl * 1000)
+end
+
+
+-- Asks iprepd; returns the reputation or nil (fail open).
+local function fetch(self, ip)
+    local res, err = http.request{
+        url = self.url, path = "/type/ip/" .. ip, headers = self.headers,
+        timeout = self.timeout,
+    }
+    stat(self, "iprepd.get_reputation")
+    if not res then
+        stat(self, "iprepd.err." .. (err:gsub("%W+", "_")))
+        log(ERR, "Error with request to iprepd: ", err)
+        store(self, ip, -1, 0)
+        return nil
+    end
+    local status = res.status
+    if status == 200 then
+        local body = cjson.decode(res.body)
+        local reputation = type(body) == "table" and tonumber(body.reputation)
+        if not reputation or reputation < 0 or reputation > 100 then
+            log(ERR, "Unable to parse `reputation` value from response body")
+            store(self, ip, -1, 0)
+            return nil
+        end
+        store(self, ip, reputation, self.cache_ttl)
+        return reputation
+    elseif status == 404 then
+        store(self, ip, 100, self.cache_ttl)
+        return 100
+    end
+    log(ERR, "iprepd responded with a ", status, " http status code")
+    stat(self, "iprepd.err." .. status)
+    if self.cache_errors == 1 then
+        self:debug_log("cache_errors is enabled, setting reputation of " .. ip
+                       .. " to 100 within the cache")
+        store(self, ip, 100, self.cache_errors_ttl)
+        return 100
+    end
+    store(self, ip, -1, 0)
+    return nil
+end
+
+
+--- client:get_reputation(ip) -> reputation | nil (fail open)
+function _M:get_reputation(ip)
+    local rc = rep_get(self.cache, ip, #ip)
+    if rc >= HIT_MIN then
+        stat(self, "iprepd.cache_hit")
+        return rc
+    elseif rc == FETCH then
+        return fetch(self, ip)
+    elseif rc == WAIT then
+        -- another request is asking iprepd: wait for its answer within
+        -- our own timeout, then fail open
+        update_time()
+        local deadline = now() + self.timeout / 1000
+        repeat
+            sleep(WAIT_STEP)
+            rc = rep_get(self.cache, ip, #ip)
+            if rc >= HIT_MIN then
+                stat(self, "iprepd.cache_hit")
+                return rc
+            elseif rc == FETCH then
+                return fetch(self, ip)
+            end
+            update_time()
+        until now() >= deadline
+        stat(self, "iprepd.err.timeout")
+        return nil
+    elseif rc == BAD_ADDRESS then
+        log(ERR, "invalid IP address '", ip, "'")
+        return nil
+    end
+    log(ERR, "reputation cache failed with code ", rc)
+    return nil
+end
+
+
+--- client:check(ip): sets the X-Foxsec-* request headers; with
+-- blocking_mode = 1, ends the request with 429 when the reputation is
+-- at or below the threshold.
+function _M:check(ip)
+    self:debug_log("Checking " .. tostring(ip))
+    set_header("X-Foxsec-IP-Reputation-Below-Threshold", "false")
+    set_header("X-Foxsec-Block", "false")
+    if type(ip) ~= "string" then
+        log(ERR, "check(): ip must be a string, got ", type(ip))
+        return
+    end
+    if self.allowlist and netset_contains(self.allowlist, ip, #ip) == 1 then
+        self:debug_log(ip .. " in allowlist")
+        return
+    end
+
+    local reputation = self:get_reputation(ip)
+    if reputation then
+        self:debug_log(format("Got reputation of %d for %s", reputation, ip))
+        set_header("X-Foxsec-IP-Reputation", tostring(reputation))
+        if reputation <= self.threshold then
+            set_header("X-Foxsec-IP-Reputation-Below-Threshold", "true")
+            set_header("X-Foxsec-Block", "true")
+            stat(self, "iprepd.status.below_threshold")
+            if self.blocking_mode == 0 then
+                log(ERR, format("%s is below threshold with a reputation of %d",
+                                ip, reputation))
+            else
+                log(ERR, format("%s rejected with a reputation of %d", ip,
+                                reputation))
+                stat(self, "iprepd.status.rejected")
+                return ngx.exit(ngx.HTTP_TOO_MANY_REQUESTS)
+            end
+        end
+    end
+    self:debug_log(ip .. " accepted")
+    stat(self, "iprepd.status.accepted")
+end
+
+
+return _M

@@ -1,0 +1,225 @@
+# resty.warden.iprepd, the drop-in for iprepd-nginx, against a stand-in
+# iprepd (port 1997) implementing GET /type/ip/<ip> with APIKey auth, and
+# a protected site (port 1998, 4 workers) using nginx's realip module so
+# that X-Forwarded-For picks the client.
+use lib 't/lib';
+use TestWarden;
+
+workers(4);
+master_on();
+
+sub conf {
+    my ($opts) = @_;
+    return <<"_EOC_";
+    lua_shared_dict lookups 1m;
+    init_by_lua_block {
+        client = require("resty.warden.iprepd").new({
+            url = "http://127.0.0.1:1997/", api_key = "secret", threshold = 50,
+            -- iprepd-nginx's 10 ms default is too tight for a loaded 2-core
+            -- test machine; TEST 3 checks the timeout itself
+            timeout = 500,
+            $opts
+        })
+        thttp = require "thttp"
+        -- One request to the site as client ip; returns status and headers.
+        function visit(ip)
+            local res, err = thttp.request{ port = 1998, path = "/",
+                headers = { ["X-Forwarded-For"] = ip } }
+            if not res then return err end
+            return res.status .. " " .. (res.status == 200 and res.body or "")
+        end
+        function lookups(ip)
+            return ngx.shared.lookups:get(ip) or 0
+        end
+    }
+    server {
+        listen 127.0.0.1:1997;
+        location ~ ^/type/ip/(?<ip>.+)\$ {
+            content_by_lua_block {
+                local ip = ngx.var.ip
+                ngx.shared.lookups:incr(ip, 1, 0)
+                if ngx.var.http_authorization ~= "APIKey secret" then
+                    return ngx.exit(401)
+                end
+                local reps = { ["192.0.2.10"] = 20, ["192.0.2.20"] = 90,
+                               ["2001:db8::5"] = 10 }
+                if ip == "192.0.2.50" then return ngx.exit(500) end
+                if ip == "192.0.2.60" then ngx.sleep(0.2) end
+                if ip == "192.0.2.70" then return ngx.print("garbage") end
+                if not reps[ip] then return ngx.exit(404) end
+                ngx.say('{"reputation": ', reps[ip], ', "ip": "', ip, '"}')
+            }
+        }
+    }
+    server {
+        listen 127.0.0.1:1998 reuseport;
+        set_real_ip_from 127.0.0.1;
+        real_ip_header X-Forwarded-For;
+        access_by_lua_block { client:check(ngx.var.remote_addr) }
+        location / {
+            content_by_lua_block {
+                ngx.print(ngx.var.http_x_foxsec_ip_reputation or "-", " ",
+                          ngx.var.http_x_foxsec_ip_reputation_below_threshold,
+                          " ", ngx.var.http_x_foxsec_block)
+            }
+        }
+    }
+_EOC_
+}
+
+plan 'no_plan';
+run_tests();
+
+__DATA__
+
+=== TEST 1: reputations, headers, monitor mode, and one lookup for all workers
+--- http_config eval: ::conf('')
+--- config
+    location /t {
+        content_by_lua_block {
+            ngx.say(visit("192.0.2.20"))
+            ngx.say(visit("192.0.2.10"))
+            ngx.say(visit("192.0.2.99"))
+            ngx.say(visit("2001:db8::5"))
+            for _ = 1, 40 do visit("192.0.2.20") end
+            ngx.say("lookups: ", lookups("192.0.2.20"), " ", lookups("192.0.2.99"))
+        }
+    }
+--- response_body
+200 90 false false
+200 20 true true
+200 100 false false
+200 10 true true
+lookups: 1 1
+--- error_log
+192.0.2.10 is below threshold with a reputation of 20
+2001:db8::5 is below threshold with a reputation of 10
+--- no_error_log
+rejected with
+
+
+
+=== TEST 2: blocking_mode = 1 answers 429
+--- http_config eval: ::conf('blocking_mode = 1,')
+--- config
+    location /t {
+        content_by_lua_block {
+            ngx.say(visit("192.0.2.10"))
+            ngx.say(visit("192.0.2.20"))
+        }
+    }
+--- response_body
+429 
+200 90 false false
+--- error_log
+192.0.2.10 rejected with a reputation of 20
+
+
+
+=== TEST 3: errors fail open; cache_errors = 0 asks again, timeouts are strict
+--- http_config eval: ::conf('timeout = 50,')
+--- config
+    location /t {
+        content_by_lua_block {
+            ngx.say(visit("192.0.2.50"), " | ", visit("192.0.2.50"))
+            ngx.say("lookups: ", lookups("192.0.2.50"))
+            ngx.update_time()
+            local t0 = ngx.now()
+            ngx.say(visit("192.0.2.60"))
+            ngx.update_time()
+            ngx.say("fast: ", ngx.now() - t0 < 0.15)
+            ngx.say(visit("192.0.2.70"))
+        }
+    }
+--- response_body
+200 - false false | 200 - false false
+lookups: 2
+200 - false false
+fast: true
+200 - false false
+--- error_log
+iprepd responded with a 500 http status code
+Error with request to iprepd: timeout
+Unable to parse `reputation` value from response body
+--- no_error_log
+[alert]
+
+
+
+=== TEST 4: cache_errors = 1 caches an error as 100 for cache_errors_ttl
+--- http_config eval: ::conf('cache_errors = 1,')
+--- config
+    location /t {
+        content_by_lua_block {
+            ngx.say(visit("192.0.2.50"), " | ", visit("192.0.2.50"))
+            ngx.say("lookups: ", lookups("192.0.2.50"))
+        }
+    }
+--- response_body
+200 100 false false | 200 100 false false
+lookups: 1
+--- error_log
+iprepd responded with a 500 http status code
+--- no_error_log
+[alert]
+
+
+
+=== TEST 5: the allowlist (and the deprecated whitelist) skips the lookup
+--- http_config eval: ::conf('whitelist = "192.0.2.0/24,2001:db8::/32",')
+--- config
+    location /t {
+        content_by_lua_block {
+            ngx.say(visit("192.0.2.10"))
+            ngx.say(visit("2001:db8::5"))
+            ngx.say("lookups: ", lookups("192.0.2.10") + lookups("2001:db8::5"))
+        }
+    }
+--- response_body
+200 - false false
+200 - false false
+lookups: 0
+--- error_log
+whitelist option is deprecated. please switch to allowlist.
+
+
+
+=== TEST 6: missing and bad options are start-up errors
+--- http_config
+    init_by_lua_block {
+        local new = require("resty.warden.iprepd").new
+        local cases = {
+            { api_key = "k" },
+            { threshold = 50 },
+            { api_key = "k", threshold = 500 },
+            { api_key = "k", threshold = 5, url = "ftp://x" },
+            { api_key = "k", threshold = 5, audit_blocked_requests = 1 },
+            { api_key = "k", threshold = 5, allowlist = "10.0.0.300" },
+        }
+        ERRS = {}
+        for i, opts in ipairs(cases) do
+            local ok, err = pcall(new, opts)
+            ERRS[i] = ok and "ok" or err
+        end
+        local ok = pcall(new, { api_key = "k", threshold = 5,
+                                whitelist = "10.0.0.1", allowlist = "10.0.0.2" })
+        ERRS[#ERRS + 1] = tostring(ok)
+    }
+--- config
+    location /t {
+        content_by_lua_block {
+            for _, e in ipairs(ERRS) do
+                ngx.say((e:gsub("^.-resty%.warden%.iprepd: ", "")))
+            end
+        }
+    }
+--- response_body
+Need to pass in a threshold (opts.threshold)
+Need to pass in an api_key (opts.api_key)
+opts.threshold must be a number from 0 to 100, got 500
+opts.url: url must look like http://host:port, got 'ftp://x'
+audit_blocked_requests needs opts.audit_uri_list (a comma-separated list of Lua patterns)
+opts.allowlist has an invalid IP address or CIDR '10.0.0.300'
+true
+--- error_log
+both whitelist and allowlist specified - using allowlist
