@@ -42,6 +42,7 @@ build = {
         ["lua/resty/warden/http.lua"] = "resty/warden/http.lua",
         ["lua/resty/warden/iprepd.lua"] = "resty/warden/iprepd.lua",
         ["lua/resty/warden/request.lua"] = "resty/warden/request.lua",
+        ["lua/resty/warden/statsd.lua"] = "resty/warden/statsd.lua",
         ["lua/resty/warden/store.lua"] = "resty/warden/store.lua",
     },
 }

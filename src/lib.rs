@@ -36,5 +36,6 @@ pub mod lists;
 #[cfg(any(feature = "module", feature = "vendored"))]
 pub mod lua;
 pub mod prefix;
+pub mod report;
 pub mod reputation;
 pub mod shm;

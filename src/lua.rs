@@ -485,6 +485,28 @@ impl UserData for LuaNetSet {
     }
 }
 
+/// A worker's buffered statsd metrics.
+pub struct LuaMetrics(crate::report::Metrics);
+
+impl UserData for LuaMetrics {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_method_mut("count", |_, this, (name, n): (String, f64)| {
+            this.0.count(&name, n as i64);
+            Ok(this.0.len())
+        });
+        m.add_method_mut("time", |_, this, (name, ms): (String, f64)| {
+            this.0.time(&name, ms);
+            Ok(this.0.len())
+        });
+        m.add_method_mut("set", |_, this, (name, v): (String, mlua::LuaString)| {
+            this.0.set(&name, &v.to_string_lossy());
+            Ok(this.0.len())
+        });
+        m.add_method("len", |_, this, ()| Ok(this.0.len()));
+        m.add_method_mut("drain", |_, this, ()| Ok(this.0.drain()));
+    }
+}
+
 /// `new(opts)` -> engine | nil, err (the message names the option).
 fn new(lua: &Lua, opts: Value) -> LuaResult<MultiValue> {
     let v: serde_json::Value = match lua.from_value(opts) {
@@ -540,6 +562,51 @@ fn warden_core(lua: &Lua) -> LuaResult<Table> {
                 Err(e) => nil_err(lua, e),
             }
         })?,
+    )?;
+    t.set(
+        "metrics",
+        lua.create_function(|_, ()| Ok(LuaMetrics(crate::report::Metrics::default())))?,
+    )?;
+    // audit_line(ip, headers | nil, body_data | nil, body_file | nil)
+    t.set(
+        "audit_line",
+        lua.create_function(
+            |_,
+             (ip, headers, data, file): (
+                String,
+                Option<Table>,
+                Option<mlua::LuaString>,
+                Option<String>,
+            )| {
+                let hs = match headers {
+                    None => None,
+                    Some(t) => {
+                        let mut v = Vec::new();
+                        for pair in t.pairs::<String, Value>() {
+                            let (k, val) = pair?;
+                            match val {
+                                Value::Table(list) => {
+                                    for x in list.sequence_values::<mlua::LuaString>() {
+                                        v.push((k.clone(), x?.to_string_lossy()));
+                                    }
+                                }
+                                Value::String(x) => v.push((k, x.to_string_lossy())),
+                                other => v.push((k, show_lua(&other))),
+                            }
+                        }
+                        v.sort();
+                        Some(v)
+                    }
+                };
+                let bytes = data.as_ref().map(|d| d.as_bytes().to_vec());
+                let body = match (&bytes, &file) {
+                    (Some(d), _) => crate::report::Body::Data(d),
+                    (None, Some(f)) => crate::report::Body::File(f),
+                    _ => crate::report::Body::Unreadable,
+                };
+                Ok(crate::report::audit_line(&ip, hs.as_deref(), body))
+            },
+        )?,
     )?;
     // http_head(buf, head_request) -> head | false (need more) | nil, err
     t.set(

@@ -16,6 +16,7 @@
 
 local core = require "resty.warden.core"
 local http = require "resty.warden.http"
+local statsd = require "resty.warden.statsd"
 local cjson = require "cjson.safe"
 local ffi = require "ffi"
 
@@ -23,6 +24,7 @@ local ngx = ngx
 local log = ngx.log
 local ERR = ngx.ERR
 local WARN = ngx.WARN
+local ALERT = ngx.ALERT
 local set_header = ngx.req.set_header
 local sleep = ngx.sleep
 local now = ngx.now
@@ -148,6 +150,34 @@ function _M.new(options)
         fail("audit_blocked_requests needs opts.audit_uri_list (a"
              .. " comma-separated list of Lua patterns)")
     end
+    local uris = options.audit_uri_list
+    if type(uris) == "string" then
+        local list = {}
+        for p in uris:gmatch("[^,]+") do
+            list[#list + 1] = p:match("^%s*(.-)%s*$")
+        end
+        uris = list
+    end
+    if uris ~= nil then
+        if type(uris) ~= "table" then
+            fail("opts.audit_uri_list must be a comma-separated string or a"
+                 .. " list of Lua patterns, got " .. type(uris))
+        end
+        for _, p in ipairs(uris) do
+            local ok, err = pcall(string.find, "", p)
+            if not ok then
+                fail("opts.audit_uri_list has an invalid Lua pattern '"
+                     .. tostring(p) .. "': " .. tostring(err))
+            end
+        end
+    end
+    self.audit_uri_list = uris
+    if self.statsd_host then
+        -- client.statsd exists only with a host, as in iprepd-nginx
+        self.statsd = statsd.new(tostring(self.statsd_host),
+                                 self.statsd_port,
+                                 self.statsd_max_buffer_count)
+    end
 
     -- One cache for every worker; a lookup mark older than twice the
     -- timeout is taken over by the next request.
@@ -163,6 +193,60 @@ function _M.new(options)
         self.allowlist = ffi.cast("const warden_netset_t *", set:ptr())
     end
     return setmetatable(self, mt)
+end
+
+
+--- client:config_flush_timer(): in init_worker_by_lua*, sends the
+-- buffered metrics every statsd_flush_timer seconds.
+function _M:config_flush_timer()
+    if self.statsd then
+        return self.statsd.start_timer(self.statsd_flush_timer)
+    end
+    return true
+end
+
+
+--- client:flush_stats(): sends the metrics when the buffer is full
+-- (a full buffer is also sent on its own, from a timer).
+function _M:flush_stats()
+    local s = self.statsd
+    if s and s.buffer_count() >= self.statsd_max_buffer_count then
+        return s.flush()
+    end
+    return true
+end
+
+
+-- iprepd-nginx's audit line for a request below the threshold, when its
+-- URI matches audit_uri_list.
+function _M:audit_log(ip)
+    if self.audit_blocked_requests ~= 1 then
+        return
+    end
+    local uri = ngx.var.uri or ""
+    local matched = false
+    for _, p in ipairs(self.audit_uri_list) do
+        if uri:find(p) then
+            matched = true
+            break
+        end
+    end
+    if not matched then
+        return
+    end
+    local headers
+    if self.audit_include_headers == 1 then
+        headers = ngx.req.get_headers(100, true)
+    end
+    local ok = pcall(ngx.req.read_body)
+    local data, file
+    if ok then
+        data = ngx.req.get_body_data()
+        if not data then
+            file = ngx.req.get_body_file()
+        end
+    end
+    log(ALERT, core.lua.audit_line(ip, headers, data, file))
 end
 
 
@@ -285,6 +369,7 @@ function _M:check(ip)
         if reputation <= self.threshold then
             set_header("X-Foxsec-IP-Reputation-Below-Threshold", "true")
             set_header("X-Foxsec-Block", "true")
+            self:audit_log(ip)
             stat(self, "iprepd.status.below_threshold")
             if self.blocking_mode == 0 then
                 log(ERR, format("%s is below threshold with a reputation of %d",

@@ -1,0 +1,172 @@
+# resty.warden.iprepd's statsd metrics (received by a real UDP listener)
+# and its audit line (read back from the error log).
+use lib 't/lib';
+use TestWarden;
+use IO::Socket::INET;
+
+workers(2);
+master_on();
+
+# A statsd listener on 127.0.0.1:1999 writing every datagram to a file.
+our $StatsdFile = "/tmp/warden-statsd-$$.log";
+unlink $StatsdFile;
+my $listener = fork();
+die "fork: $!" unless defined $listener;
+if ($listener == 0) {
+    my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+        LocalPort => 1999, Proto => 'udp') or die "udp listener: $!";
+    open(my $fh, '>>', $StatsdFile) or die "$StatsdFile: $!";
+    $fh->autoflush(1);
+    while (1) {
+        my $buf;
+        $sock->recv($buf, 65535) or next;
+        print $fh $buf;
+    }
+}
+END { if ($listener) { kill 9, $listener; unlink $StatsdFile } }
+
+sub conf {
+    my ($opts) = @_;
+    return <<"_EOC_";
+    init_by_lua_block {
+        client = require("resty.warden.iprepd").new({
+            url = "http://127.0.0.1:1997", api_key = "secret", threshold = 50,
+            timeout = 500, statsd_host = "127.0.0.1", statsd_port = 1999,
+            statsd_flush_timer = 1,
+            $opts
+        })
+        thttp = require "thttp"
+        STATSD_FILE = "$StatsdFile"
+        function visit(ip, path, method, body, headers)
+            headers = headers or {}
+            headers["X-Forwarded-For"] = ip
+            local res, err = thttp.request{ port = 1998, path = path or "/",
+                method = method, body = body, headers = headers }
+            return res and res.status or err
+        end
+        -- Sums of the statsd counters received so far, by name.
+        function received()
+            local f = io.open(STATSD_FILE)
+            local sums = {}
+            if f then
+                for line in f:lines() do
+                    local name, n, kind = line:match("^(.-):(.-)|(%a+)\$")
+                    if kind == "c" then
+                        sums[name] = (sums[name] or 0) + tonumber(n)
+                    elseif name then
+                        local set = sums[name .. "|" .. kind] or {}
+                        set[n] = true
+                        sums[name .. "|" .. kind] = set
+                    end
+                end
+                f:close()
+            end
+            return sums
+        end
+    }
+    init_worker_by_lua_block { client:config_flush_timer() }
+    server {
+        listen 127.0.0.1:1997;
+        location ~ ^/type/ip/(?<ip>.+)\$ {
+            content_by_lua_block {
+                local ip = ngx.var.ip
+                if ip == "192.0.2.50" then return ngx.exit(500) end
+                if ip == "192.0.2.10" then return ngx.say('{"reputation": 20}') end
+                return ngx.exit(404)
+            }
+        }
+    }
+    server {
+        listen 127.0.0.1:1998 reuseport;
+        set_real_ip_from 127.0.0.1;
+        real_ip_header X-Forwarded-For;
+        access_by_lua_block { client:check(ngx.var.remote_addr) }
+        log_by_lua_block {
+            if client.statsd then
+                client.statsd.set("iprepd.ips_seen", ngx.var.remote_addr)
+            end
+        }
+        location / { content_by_lua_block { ngx.say("ok") } }
+    }
+_EOC_
+}
+
+plan 'no_plan';
+run_tests();
+
+__DATA__
+
+=== TEST 1: iprepd-nginx's metrics reach statsd, summed, with custom ones
+--- http_config eval: ::conf('blocking_mode = 1,')
+--- config
+    location /t {
+        content_by_lua_block {
+            local codes = {}
+            for _ = 1, 5 do codes[#codes + 1] = visit("192.0.2.99") end
+            codes[#codes + 1] = visit("192.0.2.10")
+            codes[#codes + 1] = visit("192.0.2.50")
+            ngx.say(table.concat(codes, " "))
+            ngx.sleep(2.2)  -- statsd_flush_timer is 1 s, in both workers
+            local s = received()
+            for _, name in ipairs({ "iprepd.get_reputation", "iprepd.cache_hit",
+                    "iprepd.status.accepted", "iprepd.status.below_threshold",
+                    "iprepd.status.rejected", "iprepd.err.500" }) do
+                ngx.say(name, " ", s[name])
+            end
+            local seen = {}
+            for ip in pairs(s["iprepd.ips_seen|s"] or {}) do
+                seen[#seen + 1] = ip
+            end
+            table.sort(seen)
+            ngx.say(table.concat(seen, " "))
+        }
+    }
+--- response_body
+200 200 200 200 200 429 200
+iprepd.get_reputation 3
+iprepd.cache_hit 4
+iprepd.status.accepted 6
+iprepd.status.below_threshold 1
+iprepd.status.rejected 1
+iprepd.err.500 1
+192.0.2.10 192.0.2.50 192.0.2.99
+--- error_log
+iprepd responded with a 500 http status code
+--- no_error_log
+[alert]
+--- timeout: 10
+
+
+
+=== TEST 2: audit of blocked requests: matching URIs only, credentials removed
+--- http_config eval: ::conf('audit_blocked_requests = 1, audit_include_headers = 1, audit_uri_list = "/audited,/x/%d+/y",')
+--- config
+    location /t {
+        content_by_lua_block {
+            visit("192.0.2.10", "/audited", "POST", "secret-body",
+                  { Authorization = "Bearer t0ken", ["X-Trace"] = "abc" })
+            visit("192.0.2.10", "/x/12/y")
+            visit("192.0.2.10", "/other")
+            local f = assert(io.open(ngx.config.prefix() .. "logs/error.log"))
+            local log = f:read("*a")
+            f:close()
+            local n = 0
+            for line in log:gmatch("FoxSec Audit[^\n]*") do
+                n = n + 1
+                local ip, h, body = line:match("ip: (.-), headers: (.-), body: ([^,]*)")
+                local headers = require("cjson").decode(ngx.decode_base64(h))
+                ngx.say(ip, " x-trace=", headers["x-trace"], " authorization=",
+                        tostring(headers.authorization), " body=",
+                        ngx.decode_base64(body) or body)
+            end
+            ngx.say(n, " audited")
+        }
+    }
+--- response_body
+192.0.2.10 x-trace=abc authorization=nil body=secret-body
+192.0.2.10 x-trace=nil authorization=nil body=unable to read body
+2 audited
+--- error_log
+192.0.2.10 is below threshold with a reputation of 20
+--- no_error_log
+[crit]
