@@ -61,6 +61,7 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "detector",
     "retention_days",
     "max_events",
+    "iprepd",
 ];
 
 /// An invalid option: which one, and why.

@@ -653,6 +653,8 @@ pub struct Detector {
 pub struct Tripped {
     /// The client's key (address, or IPv6 prefix).
     pub key: Key,
+    /// The client's own address.
+    pub addr: Addr,
     /// The rule.
     pub rule: Rule,
     /// Its count.
@@ -799,6 +801,7 @@ impl Detector {
         let Some(t) = trip else { return seen };
         seen.trip = Some(Tripped {
             key,
+            addr: a,
             rule: t.rule,
             count: t.count,
             threshold: limits[t.rule as usize],

@@ -288,6 +288,7 @@ impl UserData for LuaEngine {
                 d.map_or((64, 0), |d| (d.config().ipv6_prefix, d.config().window_ms));
             let out = lua.create_table_with_capacity(0, 9)?;
             out.set("target", t.key.net(prefix).to_string())?;
+            out.set("client", t.addr.to_string())?;
             out.set("rule", t.rule.name())?;
             out.set("type", crate::detector::event_kind(t.rule).name())?;
             out.set("count", t.count)?;

@@ -24,6 +24,9 @@ local WARN = ngx.WARN
 local INFO = ngx.INFO
 local type = type
 local error = error
+local pairs = pairs
+local pcall = pcall
+local tostring = tostring
 local setmetatable = setmetatable
 local ffi_string = ffi.string
 
@@ -98,6 +101,28 @@ function _M.new(opts)
         forwarded_logged = 0,
         detector = engine:detector(),  -- nil when disabled
     }, mt)
+    if opts and opts.iprepd ~= nil then
+        -- reputation from iprepd after the lists and blocks; blocking and
+        -- monitoring follow warden's blocking_mode unless set there
+        local o = opts.iprepd
+        if type(o) ~= "table" then
+            error("resty.warden: opts.iprepd must be a table, got "
+                  .. type(o), 2)
+        end
+        local copy = {}
+        for k, v in pairs(o) do
+            copy[k] = v
+        end
+        if copy.blocking_mode == nil then
+            copy.blocking_mode = cfg.blocking_mode
+        end
+        local ok, rep = pcall(require("resty.warden.iprepd").new, copy)
+        if not ok then
+            error((tostring(rep):gsub("resty%.warden%.iprepd: opts%.",
+                                       "resty.warden: opts.iprepd.")), 2)
+        end
+        self.iprepd = rep
+    end
     store.sync(dict, engine)
     return self
 end
@@ -243,7 +268,15 @@ function _M:check(ip)
         end
     end
 
-    if rc == PASS or rc == ALLOW then
+    if rc == PASS then
+        local rep = self.iprepd
+        if rep then
+            -- may end the request with 429 (iprepd-nginx's behaviour)
+            rep:check(ip or client_text())
+        end
+        return true
+    end
+    if rc == ALLOW then
         return true
     end
     if rc >= DENY and rc <= BLOCK_AUTO then

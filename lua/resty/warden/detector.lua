@@ -104,6 +104,9 @@ local function tripped(w)
                                          reason = what }, "auto")
             if ok then
                 engine:count("auto_blocks")
+                if w.iprepd then
+                    w.iprepd:report_violation(t.client, t.rule)
+                end
                 event.action = (duration == 0 and "blocked permanently"
                                 or "blocked for " .. human(duration))
                                .. (n > 1 and " (offence " .. n .. ")" or "")

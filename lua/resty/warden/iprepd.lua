@@ -58,6 +58,7 @@ local DEFAULTS = {
     verbose = 0,
     audit_blocked_requests = 0,
     audit_include_headers = 0,
+    violation_timeout = 1000,
 }
 
 
@@ -172,6 +173,14 @@ function _M.new(options)
         end
     end
     self.audit_uri_list = uris
+    -- warden's additions: violations reported for detector rules
+    local violations = options.violations or {}
+    if type(violations) ~= "table" then
+        fail("opts.violations must be a table of rule = violation name,"
+             .. " got " .. type(violations))
+    end
+    self.violations = violations
+    self.violation_timeout = number(options, "violation_timeout", 1)
     if self.statsd_host then
         -- client.statsd exists only with a host, as in iprepd-nginx
         self.statsd = statsd.new(tostring(self.statsd_host),
@@ -343,6 +352,49 @@ function _M:get_reputation(ip)
     end
     log(ERR, "reputation cache failed with code ", rc)
     return nil
+end
+
+
+local function put_violation(premature, self, ip, violation)
+    if premature then
+        return
+    end
+    local body = cjson.encode({ object = ip, type = "ip",
+                                violation = violation })
+    local res, err = http.request{
+        url = self.url, path = "/violations/type/ip/" .. ip, method = "PUT",
+        headers = { Authorization = self.headers.Authorization,
+                    ["Content-Type"] = "application/json" },
+        body = body, timeout = self.violation_timeout,
+    }
+    if not res then
+        stat(self, "iprepd.violation.err")
+        log(ERR, "cannot report violation ", violation, " of ", ip,
+            " to iprepd: ", err)
+    elseif res.status >= 300 then
+        stat(self, "iprepd.violation.err")
+        log(ERR, "iprepd answered ", res.status, " to violation ", violation,
+            " of ", ip)
+    else
+        stat(self, "iprepd.violation.sent")
+    end
+end
+
+
+--- client:report_violation(ip, rule): tells iprepd (PUT
+-- /violations/type/ip/<ip>) from a timer, off the request path. The
+-- violation's name is opts.violations[rule], else "warden:<rule>".
+function _M:report_violation(ip, rule)
+    local v = self.violations[rule]
+    if v == false then
+        return true  -- this rule is not reported
+    end
+    local ok, err = ngx.timer.at(0, put_violation, self, ip,
+                                 v or ("warden:" .. rule))
+    if not ok then
+        log(ERR, "cannot schedule a violation report: ", err)
+    end
+    return ok, err
 end
 
 

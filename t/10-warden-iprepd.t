@@ -1,0 +1,150 @@
+# Reputation inside warden:check() (iprepd = { ... } in warden.new), and
+# detector blocks reported to iprepd as violations.
+use lib 't/lib';
+use TestWarden;
+
+workers(4);
+master_on();
+
+sub conf {
+    my ($opts) = @_;
+    return <<"_EOC_";
+    lua_shared_dict warden 1m;
+    lua_shared_dict iprepd 1m;
+    init_by_lua_block {
+        warden = require("resty.warden").new({
+            trusted_proxies = { "127.0.0.1" },
+            allowlist = { "198.51.100.1" },
+            detector = { not_found_threshold = 3 },
+            iprepd = { url = "http://127.0.0.1:1997", api_key = "secret",
+                       threshold = 50, timeout = 500,
+                       violations = { not_found = "fxa:request_blacklisted_ip" } },
+            $opts
+        })
+        thttp = require "thttp"
+        function visit(ip, path)
+            local res, err = thttp.request{ port = 1998, path = path or "/",
+                until_close = true, headers = { ["X-Forwarded-For"] = ip } }
+            return res and res.status .. (res.status == 200 and " " .. res.body or "") or err
+        end
+    }
+    init_worker_by_lua_block { warden:init_worker() }
+    server {
+        listen 127.0.0.1:1997;
+        location ~ ^/type/ip/(?<ip>.+)\$ {
+            content_by_lua_block {
+                ngx.shared.iprepd:incr("get " .. ngx.var.ip, 1, 0)
+                local reps = { ["192.0.2.10"] = 20, ["192.0.2.20"] = 90 }
+                local r = reps[ngx.var.ip]
+                if not r then return ngx.exit(404) end
+                ngx.say('{"reputation": ', r, '}')
+            }
+        }
+        location ~ ^/violations/type/ip/(?<ip>.+)\$ {
+            content_by_lua_block {
+                ngx.req.read_body()
+                ngx.shared.iprepd:set("put " .. ngx.var.ip,
+                    ngx.req.get_method() .. " " .. ngx.var.http_authorization
+                    .. " " .. ngx.req.get_body_data())
+                ngx.status = 204
+            }
+        }
+    }
+    server {
+        listen 127.0.0.1:1998 reuseport;
+        access_by_lua_block { warden:check() }
+        log_by_lua_block { warden:log() }
+        location / {
+            content_by_lua_block {
+                if ngx.var.arg_s then return ngx.exit(tonumber(ngx.var.arg_s)) end
+                ngx.print(ngx.var.http_x_foxsec_ip_reputation or "-", " ",
+                          ngx.var.http_x_foxsec_block)
+            }
+        }
+    }
+_EOC_
+}
+
+plan 'no_plan';
+run_tests();
+
+__DATA__
+
+=== TEST 1: reputation after the lists and blocks, one lookup per address
+--- http_config eval: ::conf('')
+--- config
+    location /t {
+        content_by_lua_block {
+            ngx.say(visit("192.0.2.20"))
+            ngx.say(visit("192.0.2.10"))
+            ngx.say(visit("192.0.2.30"))
+            ngx.say(visit("198.51.100.1"))     -- allowlisted: never asked
+            warden:block("192.0.2.40")
+            ngx.say(visit("192.0.2.40"))       -- blocked: never asked
+            for _ = 1, 20 do visit("192.0.2.20") end
+            local d = ngx.shared.iprepd
+            ngx.say(d:get("get 192.0.2.20"), " ", d:get("get 198.51.100.1"),
+                    " ", d:get("get 192.0.2.40"))
+        }
+    }
+--- response_body
+200 90 false
+429
+200 100 false
+200 - nil
+403
+1 nil nil
+--- error_log
+192.0.2.10 rejected with a reputation of 20
+
+
+
+=== TEST 2: blocking_mode = 0 applies to reputation too
+--- http_config eval: ::conf('blocking_mode = 0,')
+--- config
+    location /t {
+        content_by_lua_block {
+            ngx.say(visit("192.0.2.10"))
+        }
+    }
+--- response_body
+200 20 true
+--- error_log
+192.0.2.10 is below threshold with a reputation of 20
+
+
+
+=== TEST 3: a detector block is reported to iprepd as a violation
+--- http_config eval: ::conf('')
+--- config
+    location /t {
+        content_by_lua_block {
+            for i = 1, 3 do visit("192.0.2.60", "/nope" .. i .. "?s=404") end
+            ngx.say(visit("192.0.2.60"))
+            ngx.sleep(0.3)
+            local put = ngx.shared.iprepd:get("put 192.0.2.60")
+            local method, auth, body = put:match("^(%S+) (APIKey %S+) (.*)$")
+            local v = require("cjson").decode(body)
+            ngx.say(method, " ", auth, " ", v.object, " ", v.type, " ", v.violation)
+        }
+    }
+--- response_body
+403
+PUT APIKey secret 192.0.2.60 ip fxa:request_blacklisted_ip
+
+
+
+=== TEST 4: bad iprepd options name the option
+--- http_config
+    lua_shared_dict warden 1m;
+    init_by_lua_block {
+        local ok, err = pcall(require("resty.warden").new,
+                              { iprepd = { api_key = "k", threshold = 500 } })
+        ERR = err
+    }
+--- config
+    location /t {
+        content_by_lua_block { ngx.say((ERR:gsub("^.-resty%.warden: ", ""))) }
+    }
+--- response_body
+opts.iprepd.threshold must be a number from 0 to 100, got 500
