@@ -14,10 +14,10 @@ sub conf {
     lua_shared_dict lookups 1m;
     init_by_lua_block {
         client = require("resty.warden.iprepd").new({
-            url = "http://127.0.0.1:1997/", api_key = "secret", threshold = 50,
+            url = "http://127.0.0.1:1997/", threshold = 50,
             -- iprepd-nginx's 10 ms default is too tight for a loaded 2-core
             -- test machine; TEST 3 checks the timeout itself
-            timeout = 500,
+            timeout = 500, api_key = "secret",
             $opts
         })
         thttp = require "thttp"
@@ -223,3 +223,42 @@ opts.allowlist has an invalid IP address or CIDR '10.0.0.300'
 true
 --- error_log
 both whitelist and allowlist specified - using allowlist
+
+
+
+=== TEST 7: concurrent requests for one address make one lookup; cache_ttl expires
+--- http_config eval: ::conf('cache_ttl = 1,')
+--- config
+    location /t {
+        content_by_lua_block {
+            -- 192.0.2.60 answers after 200 ms: 30 requests arrive meanwhile
+            local s = thttp.fanout{ n = 30, concurrency = 30, port = 1998,
+                path = "/", headers = { ["X-Forwarded-For"] = "192.0.2.60" } }
+            ngx.say("200s: ", s.status[200], " lookups: ", lookups("192.0.2.60"))
+            visit("192.0.2.20")
+            ngx.sleep(1.2)
+            visit("192.0.2.20")
+            ngx.say("after cache_ttl: ", lookups("192.0.2.20"))
+        }
+    }
+--- response_body
+200s: 30 lookups: 1
+after cache_ttl: 2
+--- timeout: 10
+
+
+
+=== TEST 8: a wrong api_key (401) fails open and is logged; verbose logging
+--- http_config eval: ::conf('api_key = "wrong", verbose = 1,')
+--- config
+    location /t {
+        content_by_lua_block {
+            ngx.say(visit("192.0.2.10"))
+        }
+    }
+--- response_body
+200 - false false
+--- error_log
+iprepd responded with a 401 http status code
+[verbose] Checking 192.0.2.10
+[verbose] 192.0.2.10 accepted

@@ -170,3 +170,31 @@ iprepd responded with a 500 http status code
 192.0.2.10 is below threshold with a reputation of 20
 --- no_error_log
 [crit]
+
+
+
+=== TEST 3: audit without headers; a full statsd buffer is sent at once
+--- http_config eval: ::conf('audit_blocked_requests = 1, audit_uri_list = { "/a" }, statsd_max_buffer_count = 3, statsd_flush_timer = 3600,')
+--- config
+    location /t {
+        content_by_lua_block {
+            -- single worker requests would not fill a buffer of 3 metrics
+            -- each; enough visits fill both workers' buffers
+            for i = 1, 8 do visit("192.0.2.9" .. i) end
+            visit("192.0.2.10", "/a", "POST", "b")
+            ngx.sleep(0.3)
+            local s = received()
+            ngx.say("sent before the hourly timer: ",
+                    (s["iprepd.get_reputation"] or 0) >= 4)
+            local f = assert(io.open(ngx.config.prefix() .. "logs/error.log"))
+            ngx.say(f:read("*a"):match("FoxSec Audit [^\n]-, body: Yg=="))
+            f:close()
+        }
+    }
+--- response_body
+sent before the hourly timer: true
+FoxSec Audit || ip: 192.0.2.10, headers: none, body: Yg==
+--- error_log
+192.0.2.10 is below threshold with a reputation of 20
+--- no_error_log
+[crit]
