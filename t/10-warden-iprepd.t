@@ -2,9 +2,28 @@
 # detector blocks reported to iprepd as violations.
 use lib 't/lib';
 use TestWarden;
+use IO::Socket::INET;
 
 workers(4);
 master_on();
+
+# A statsd listener on 127.0.0.1:1999 writing every datagram to a file.
+our $StatsdFile = "/tmp/warden-statsd10-$$.log";
+unlink $StatsdFile;
+my $listener = fork();
+die "fork: $!" unless defined $listener;
+if ($listener == 0) {
+    my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+        LocalPort => 1999, Proto => 'udp') or die "udp listener: $!";
+    open(my $fh, '>>', $StatsdFile) or die "$StatsdFile: $!";
+    $fh->autoflush(1);
+    while (1) {
+        my $buf;
+        $sock->recv($buf, 65535) or next;
+        print $fh $buf;
+    }
+}
+END { if ($listener) { kill 9, $listener; unlink $StatsdFile } }
 
 sub conf {
     my ($opts) = @_;
@@ -22,6 +41,7 @@ sub conf {
             $opts
         })
         thttp = require "thttp"
+        STATSD_FILE = "$StatsdFile"
         function visit(ip, path)
             local res, err = thttp.request{ port = 1998, path = path or "/",
                 until_close = true, headers = { ["X-Forwarded-For"] = ip } }
@@ -148,3 +168,36 @@ PUT APIKey secret 192.0.2.60 ip fxa:request_blacklisted_ip
     }
 --- response_body
 opts.iprepd.threshold must be a number from 0 to 100, got 500
+
+
+
+=== TEST 5: with statsd_host, iprepd's metrics and warden's own counters reach statsd
+--- http_config eval: ::conf('') =~ s/timeout = 500,/timeout = 500, statsd_host = "127.0.0.1", statsd_port = 1999, statsd_flush_timer = 1,/r
+--- config
+    location /t {
+        content_by_lua_block {
+            for i = 1, 5 do visit("192.0.2.20") end
+            visit("192.0.2.10")
+            for i = 1, 3 do visit("192.0.2.61", "/n" .. i .. "?s=404") end
+            ngx.sleep(2.5)
+            local sums = {}
+            for line in io.lines(STATSD_FILE) do
+                local name, n = line:match("^(.-):(%d+)|c$")
+                if name then sums[name] = (sums[name] or 0) + tonumber(n) end
+            end
+            for _, k in ipairs({ "iprepd.status.rejected", "iprepd.cache_hit",
+                                 "warden.passed", "warden.auto_blocks",
+                                 "warden.detector_trips" }) do
+                ngx.say(k, " ", sums[k])
+            end
+        }
+    }
+--- response_body
+iprepd.status.rejected 1
+iprepd.cache_hit 6
+warden.passed 9
+warden.auto_blocks 1
+warden.detector_trips 1
+--- error_log
+192.0.2.10 rejected with a reputation of 20
+--- timeout: 10

@@ -53,6 +53,16 @@ local textbuf = ffi.new("unsigned char[64]")
 
 local SYNC_INTERVAL = 1  -- seconds between background syncs and sweeps
 
+-- stats() counters pushed to statsd as warden.<name> (with iprepd's
+-- statsd_host): deltas since the previous push, summed over workers.
+local STATSD_COUNTERS = {
+    passed = true, allowlisted = true, denylisted = true,
+    blocked_manual = true, blocked_auto = true, bad_address = true,
+    bad_forwarded = true, dict_full = true, detector_observed = true,
+    detector_trips = true, auto_blocks = true, detector_evictions = true,
+    detector_contended = true, events_recorded = true,
+}
+
 
 local _M = { _VERSION = "0.1.0" }
 local mt = { __index = _M }
@@ -173,6 +183,31 @@ end
 function _M:init_worker()
     local id = ngx.worker.id() or 0
     self.engine:set_worker(id)
+    local rep = self.iprepd
+    if rep and rep.statsd then
+        rep:config_flush_timer()
+        if id == 0 then
+            -- warden's own counters, summed over every worker, as deltas
+            local last = self.engine:stats()
+            local ok, err = ngx.timer.every(rep.statsd_flush_timer,
+                function(premature)
+                    if premature then
+                        return
+                    end
+                    local now = self.engine:stats()
+                    for name, v in pairs(now) do
+                        local before = last[name]
+                        if before and STATSD_COUNTERS[name] and v > before then
+                            rep.statsd.count("warden." .. name, v - before)
+                        end
+                    end
+                    last = now
+                end)
+            if not ok then
+                log(ERR, "warden: cannot start the statsd timer: ", err)
+            end
+        end
+    end
     if id == 0 and self.detector then
         self.pressure = { evicted = self.engine:stat("detector_evictions"),
                           logged = 0 }
