@@ -2,28 +2,13 @@
 # and its audit line (read back from the error log).
 use lib 't/lib';
 use TestWarden;
-use IO::Socket::INET;
+use StatsdListener;
 
 workers(2);
 master_on();
 
-# A statsd listener on 127.0.0.1:1999 writing every datagram to a file.
-our $StatsdFile = "/tmp/warden-statsd-$$.log";
-unlink $StatsdFile;
-my $listener = fork();
-die "fork: $!" unless defined $listener;
-if ($listener == 0) {
-    my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-        LocalPort => 1999, Proto => 'udp') or die "udp listener: $!";
-    open(my $fh, '>>', $StatsdFile) or die "$StatsdFile: $!";
-    $fh->autoflush(1);
-    while (1) {
-        my $buf;
-        $sock->recv($buf, 65535) or next;
-        print $fh $buf;
-    }
-}
-END { if ($listener) { kill 9, $listener; unlink $StatsdFile } }
+# A statsd listener on 127.0.0.1:1999 (t/lib/StatsdListener.pm).
+our $StatsdFile = StatsdListener::start(1999);
 
 sub conf {
     my ($opts) = @_;
