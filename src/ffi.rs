@@ -236,20 +236,35 @@ pub unsafe extern "C" fn warden_rep_get(
     ip: *const u8,
     len: usize,
 ) -> c_int {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        with_cache(c, ip, len, |c, a| match c.get(a, crate::engine::now_ms()) {
+            crate::reputation::Lookup::Hit(r) => c_int::from(r),
+            crate::reputation::Lookup::Fetch => -1,
+            crate::reputation::Lookup::Wait => -2,
+        })
+    }
+}
+
+/// The common part of the cache entry points: NULL checks, the address
+/// (-3 when invalid), and a caught panic (-4).
+///
+/// # Safety
+/// `c` must be NULL or a live cache; `ip` valid for `len` bytes.
+unsafe fn with_cache(
+    c: *const crate::reputation::Cache,
+    ip: *const u8,
+    len: usize,
+    f: impl FnOnce(&crate::reputation::Cache, Addr) -> c_int,
+) -> c_int {
     if c.is_null() {
         return -4;
     }
     // SAFETY: see `# Safety`.
     let (c, ip) = unsafe { (&*c, bytes(ip, len)) };
-    catch_unwind(AssertUnwindSafe(|| {
-        let Ok(a) = Addr::parse_bytes(ip) else {
-            return -3;
-        };
-        match c.get(a, crate::engine::now_ms()) {
-            crate::reputation::Lookup::Hit(r) => c_int::from(r),
-            crate::reputation::Lookup::Fetch => -1,
-            crate::reputation::Lookup::Wait => -2,
-        }
+    catch_unwind(AssertUnwindSafe(|| match Addr::parse_bytes(ip) {
+        Ok(a) => f(c, a),
+        Err(_) => -3,
     }))
     .unwrap_or(-4)
 }
@@ -269,28 +284,18 @@ pub unsafe extern "C" fn warden_rep_put(
     reputation: c_int,
     ttl_ms: u64,
 ) -> c_int {
-    if c.is_null() {
-        return -4;
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        with_cache(c, ip, len, |c, a| {
+            if reputation < 0 {
+                c.abandon(a);
+            } else {
+                let r = reputation.min(100) as u8;
+                c.put(a, r, ttl_ms, crate::engine::now_ms());
+            }
+            0
+        })
     }
-    // SAFETY: see `# Safety`.
-    let (c, ip) = unsafe { (&*c, bytes(ip, len)) };
-    catch_unwind(AssertUnwindSafe(|| {
-        let Ok(a) = Addr::parse_bytes(ip) else {
-            return -3;
-        };
-        if reputation < 0 {
-            c.abandon(a);
-        } else {
-            c.put(
-                a,
-                reputation.min(100) as u8,
-                ttl_ms,
-                crate::engine::now_ms(),
-            );
-        }
-        0
-    }))
-    .unwrap_or(-4)
 }
 
 /// Whether the textual address `ip` is inside the network set `s`:
