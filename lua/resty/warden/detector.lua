@@ -83,8 +83,10 @@ local function tripped(w)
 
     else
         -- Another worker may have blocked it a moment ago (two rules
-        -- tripping at once): one offence, one block.
-        local already = engine:is_blocked(target)
+        -- tripping at once): one offence, one block. Ask with the
+        -- client's address (the target may be its IPv6 /64), after a
+        -- sync, so that a block made in another worker is seen.
+        local already = w:is_blocked(t.client)
         if already then
             event.action = "already blocked"
         else
