@@ -216,10 +216,25 @@ impl Engine {
         Some(client)
     }
 
-    /// Decides on a client: allowlist first, then denylist, then blocks.
+    /// Decides on a client and counts the outcome.
     #[inline]
     pub fn decide(&self, a: Addr) -> i32 {
-        let rc = match self.lists.lookup(a) {
+        let rc = self.verdict(a);
+        self.count(match rc {
+            code::ALLOW => Stat::Allowlisted,
+            code::DENY => Stat::Denylisted,
+            code::BLOCK_AUTO => Stat::BlockedAuto,
+            code::BLOCK_MANUAL => Stat::BlockedManual,
+            _ => Stat::Passed,
+        });
+        rc
+    }
+
+    /// What applies to a client, uncounted: allowlist first, then
+    /// denylist, then blocks (`PASS` when none).
+    #[inline]
+    fn verdict(&self, a: Addr) -> i32 {
+        match self.lists.lookup(a) {
             ListMatch::Allow => code::ALLOW,
             ListMatch::Deny(_) => code::DENY,
             ListMatch::None => {
@@ -234,15 +249,7 @@ impl Engine {
                     }
                 }
             }
-        };
-        self.count(match rc {
-            code::ALLOW => Stat::Allowlisted,
-            code::DENY => Stat::Denylisted,
-            code::BLOCK_AUTO => Stat::BlockedAuto,
-            code::BLOCK_MANUAL => Stat::BlockedManual,
-            _ => Stat::Passed,
-        });
-        rc
+        }
     }
 
     /// Feeds a finished request of `client` to the detector. Returns
@@ -254,17 +261,10 @@ impl Engine {
         let Some(d) = &self.detector else {
             return code::PASS;
         };
-        if self.lists.lookup(client) != ListMatch::None {
+        if self.verdict(client) != code::PASS {
             return code::PASS;
         }
-        let now = now_ms();
-        {
-            let blocks = self.blocks.borrow();
-            if !blocks.is_empty() && blocks.lookup(client, || now).is_some() {
-                return code::PASS;
-            }
-        }
-        let seen = d.see(client, req, now);
+        let seen = d.see(client, req, now_ms());
         if seen.counted {
             self.count(Stat::Observed);
         }

@@ -95,30 +95,42 @@ pub unsafe extern "C" fn warden_check(
     catch_unwind(AssertUnwindSafe(|| check(w, peer, fwd, flags, out))).unwrap_or(code::INTERNAL)
 }
 
+/// The client of a request: the textual address itself (`PEER_TEXT`), or
+/// the binary peer address resolved through X-Forwarded-For when it is a
+/// trusted proxy. `Err(BAD_ADDRESS)`, or `Err(NEED_FORWARDED)` when the
+/// header is needed and was not passed.
+#[inline]
+fn client_of(
+    w: &Engine,
+    peer: &[u8],
+    fwd: &[u8],
+    flags: u32,
+) -> Result<crate::engine::Client, c_int> {
+    if flags & PEER_TEXT != 0 {
+        return Addr::parse_bytes(peer)
+            .map(|addr| crate::engine::Client {
+                addr,
+                bad_forwarded: false,
+            })
+            .map_err(|_| code::BAD_ADDRESS);
+    }
+    let peer = Addr::from_binary(peer).ok_or(code::BAD_ADDRESS)?;
+    let fwd = (flags & HAVE_FORWARDED != 0).then_some(fwd);
+    w.resolve(peer, fwd).ok_or(code::NEED_FORWARDED)
+}
+
 #[inline]
 fn check(w: &Engine, peer: &[u8], fwd: &[u8], flags: u32, out: Option<&mut WardenClient>) -> c_int {
     if flags & NO_SYNC == 0 && w.stale() {
         return code::SYNC;
     }
-    let parsed = if flags & PEER_TEXT != 0 {
-        Addr::parse_bytes(peer).ok()
-    } else {
-        Addr::from_binary(peer)
-    };
-    let Some(peer) = parsed else {
-        w.count(Stat::BadAddress);
-        return code::BAD_ADDRESS;
-    };
-    let client = if flags & PEER_TEXT != 0 {
-        crate::engine::Client {
-            addr: peer,
-            bad_forwarded: false,
-        }
-    } else {
-        let fwd = (flags & HAVE_FORWARDED != 0).then_some(fwd);
-        match w.resolve(peer, fwd) {
-            Some(c) => c,
-            None => return code::NEED_FORWARDED,
+    let client = match client_of(w, peer, fwd, flags) {
+        Ok(c) => c,
+        Err(rc) => {
+            if rc == code::BAD_ADDRESS {
+                w.count(Stat::BadAddress);
+            }
+            return rc;
         }
     };
     if client.bad_forwarded {
@@ -192,22 +204,9 @@ pub unsafe extern "C" fn warden_log(w: *const Engine, req: *const WardenLog) -> 
     };
     let (status, flags) = (r.status, r.flags);
     catch_unwind(AssertUnwindSafe(|| {
-        let addr = if flags & PEER_TEXT != 0 {
-            Addr::parse_bytes(peer).ok()
-        } else {
-            Addr::from_binary(peer)
-        };
-        let Some(peer) = addr else {
-            return code::BAD_ADDRESS;
-        };
-        let client = if flags & PEER_TEXT != 0 {
-            peer
-        } else {
-            let fwd = (flags & HAVE_FORWARDED != 0).then_some(fwd);
-            match w.resolve(peer, fwd) {
-                Some(c) => c.addr,
-                None => return code::NEED_FORWARDED,
-            }
+        let client = match client_of(w, peer, fwd, flags) {
+            Ok(c) => c.addr,
+            Err(rc) => return rc,
         };
         let req = crate::detector::Request {
             uri,
