@@ -53,16 +53,6 @@ local textbuf = ffi.new("unsigned char[64]")
 
 local SYNC_INTERVAL = 1  -- seconds between background syncs and sweeps
 
--- stats() counters pushed to statsd as warden.<name> (with iprepd's
--- statsd_host): deltas since the previous push, summed over workers.
-local STATSD_COUNTERS = {
-    passed = true, allowlisted = true, denylisted = true,
-    blocked_manual = true, blocked_auto = true, bad_address = true,
-    bad_forwarded = true, dict_full = true, detector_observed = true,
-    detector_trips = true, auto_blocks = true, detector_evictions = true,
-    detector_contended = true, events_recorded = true,
-}
-
 
 local _M = { _VERSION = "0.1.0" }
 local mt = { __index = _M }
@@ -187,17 +177,18 @@ function _M:init_worker()
     if rep and rep.statsd then
         rep:config_flush_timer()
         if id == 0 then
-            -- warden's own counters, summed over every worker, as deltas
-            local last = self.engine:stats()
+            -- warden's own counters (stats()'s counters), summed over every
+            -- worker, as deltas since the previous push
+            local last = self.engine:counters()
             local ok, err = ngx.timer.every(rep.statsd_flush_timer,
                 function(premature)
                     if premature then
                         return
                     end
-                    local now = self.engine:stats()
+                    local now = self.engine:counters()
                     for name, v in pairs(now) do
                         local before = last[name]
-                        if before and STATSD_COUNTERS[name] and v > before then
+                        if before and v > before then
                             rep.statsd.count("warden." .. name, v - before)
                         end
                     end
