@@ -23,6 +23,7 @@ local log_c = core.C.warden_log
 local get_status = ffi.C.ngx_http_lua_ffi_get_resp_status
 local get_request = request.get_request
 local fetch = request.fetch
+local get_var = request.get
 local value_ptr = request.value_ptr
 local value_len = request.value_len
 
@@ -137,28 +138,13 @@ function _M.observe(w)
     req.peer_len = value_len[0]
     req.fwd = nil
     req.fwd_len = 0
-    if fetch(r, "request_uri") then
-        req.uri = value_ptr[0]
-        req.uri_len = value_len[0]
-    else
-        req.uri = nil
-        req.uri_len = 0
-    end
-    if fetch(r, "http_user_agent") then
-        req.ua = value_ptr[0]
-        req.ua_len = value_len[0]
-    else
-        req.ua = nil
-        req.ua_len = 0
-    end
+    req.uri, req.uri_len = get_var(r, "request_uri")
+    req.ua, req.ua_len = get_var(r, "http_user_agent")
     req.status = get_status(r)
     req.flags = 0
     local rc = log_c(w.handle, req)
     if rc == NEED_FORWARDED then
-        if fetch(r, "http_x_forwarded_for") then
-            req.fwd = value_ptr[0]
-            req.fwd_len = value_len[0]
-        end
+        req.fwd, req.fwd_len = get_var(r, "http_x_forwarded_for")
         req.flags = HAVE_FORWARDED
         rc = log_c(w.handle, req)
     end

@@ -35,4 +35,16 @@ function _M.fetch(r, name)
 end
 
 
+-- Variable `name` of request `r` as a pointer and a length, or nil, 0
+-- when it is not set.
+function _M.get(r, name)
+    if var_get(r, name, #name, lowcase, 0, value_ptr, value_len, errmsg)
+       == NGX_OK
+    then
+        return value_ptr[0], value_len[0]
+    end
+    return nil, 0
+end
+
+
 return _M
