@@ -763,7 +763,6 @@ impl Detector {
                     Rule::AuthFailure => o.auth_failure = false,
                     Rule::ProbePath => o.probe = false,
                     Rule::UniquePaths => o.path_failed = false,
-                    Rule::ScannerAgent => o.ua_fp = 0,
                     Rule::Rate => o.uncounted = true,
                     _ => {}
                 }
@@ -775,10 +774,13 @@ impl Detector {
         } else {
             o.path_failed = false;
         }
+        // a rule that ignores this request cannot trip on it
         let mut limits = self.limits;
-        for r in Rule::ALL {
-            if skip & (1 << (r as u8)) != 0 && r != Rule::ScannerAgent {
-                limits[r as usize] = 0;
+        if skip != 0 {
+            for r in Rule::ALL {
+                if skip & (1 << (r as u8)) != 0 {
+                    limits[r as usize] = 0;
+                }
             }
         }
         let key = self.key(a);
