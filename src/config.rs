@@ -32,6 +32,18 @@ pub struct Config {
     pub retention_ms: u64,
     /// Events kept at most (a ring in shared memory).
     pub max_events: usize,
+    /// Captured requests kept at most (real-time capture has its own ring,
+    /// so that it never pushes security events out).
+    pub max_captures: usize,
+    /// The options' policies: `whitelist`, `protected_routes`, `sites`,
+    /// `realtime_capture` (validated; compiled by [`crate::policy`]).
+    pub policy: Value,
+    /// The admin API's bearer token.
+    pub admin_token: Option<String>,
+    /// A file holding it (read by the Lua side in `new()`).
+    pub admin_token_file: Option<String>,
+    /// Largest admin API request body, in bytes.
+    pub admin_max_body: usize,
 }
 
 impl Default for Config {
@@ -46,6 +58,11 @@ impl Default for Config {
             detector: crate::detector::DetectorConfig::default(),
             retention_ms: 30 * 24 * 3_600_000,
             max_events: 10_000,
+            max_captures: 1_000,
+            policy: Value::Object(serde_json::Map::new()),
+            admin_token: None,
+            admin_token_file: None,
+            admin_max_body: 1 << 20,
         }
     }
 }
@@ -62,6 +79,14 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "retention_days",
     "max_events",
     "iprepd",
+    "whitelist",
+    "protected_routes",
+    "sites",
+    "realtime_capture",
+    "max_captures",
+    "admin_token",
+    "admin_token_file",
+    "admin_max_body",
 ];
 
 /// An invalid option: which one, and why.
@@ -199,8 +224,85 @@ impl Config {
                 }
             };
         }
+        if let Some(v) = map.get("max_captures") {
+            c.max_captures = match integer(v) {
+                Some(n) if (1..=1_000_000).contains(&n) => n as usize,
+                _ => {
+                    return Err(ConfigError::new(
+                        "max_captures",
+                        format!("must be an integer from 1 to 1000000, got {}", show(v)),
+                    ))
+                }
+            };
+        }
+        let mut policy = serde_json::Map::new();
+        for k in ["whitelist", "protected_routes", "sites"] {
+            if let Some(v) = map.get(k) {
+                policy.insert(k.to_string(), v.clone());
+            }
+        }
+        if let Some(v) = map.get("realtime_capture") {
+            policy.insert(
+                "realtime_capture".into(),
+                Value::Bool(flag(v, "realtime_capture")?),
+            );
+        }
+        c.policy = Value::Object(policy);
+        crate::policy::Policy::compile(&c.policy, &Value::Null)
+            .map_err(|e| ConfigError::new(e.field(), e.message()))?;
+        for k in ["admin_token", "admin_token_file"] {
+            let slot = match map.get(k) {
+                None | Some(Value::Null) => continue,
+                Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+                Some(v) => {
+                    return Err(ConfigError::new(
+                        k,
+                        format!("must be a non-empty string, got {}", show(v)),
+                    ))
+                }
+            };
+            if k == "admin_token" {
+                c.admin_token = slot;
+            } else {
+                c.admin_token_file = slot;
+            }
+        }
+        if c.admin_token.is_some() && c.admin_token_file.is_some() {
+            return Err(ConfigError::new(
+                "admin_token_file",
+                "cannot be set together with opts.admin_token (choose one)",
+            ));
+        }
+        if let Some(v) = map.get("admin_max_body") {
+            c.admin_max_body = match v {
+                Value::String(s) => parse_size(s),
+                v => integer(v).and_then(|n| usize::try_from(n).ok()),
+            }
+            .filter(|n| (1024..=1 << 30).contains(n))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "admin_max_body",
+                    format!(
+                        "must be a size from 1k to 1g (bytes, or '64k', '1m'), got {}",
+                        show(v)
+                    ),
+                )
+            })?;
+        }
         Ok(c)
     }
+}
+
+/// A size in bytes: `"4096"`, `"64k"`, `"1m"`, `"1g"` (as nginx writes them).
+pub fn parse_size(s: &str) -> Option<usize> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, mul) = match t.as_bytes().last()? {
+        b'k' => (&t[..t.len() - 1], 1usize << 10),
+        b'm' => (&t[..t.len() - 1], 1 << 20),
+        b'g' => (&t[..t.len() - 1], 1 << 30),
+        _ => (&t[..], 1),
+    };
+    num.trim().parse::<usize>().ok()?.checked_mul(mul)
 }
 
 /// An integral number (JSON integer or a float without fraction).

@@ -15,6 +15,7 @@ use crate::blocks::{Block, Blocks, Change, RecordError, Source};
 use crate::config::Config;
 use crate::detector::{Detector, Request, Tripped};
 use crate::lists::{ListMatch, Lists, NetSet};
+use crate::policy::{Policy, PolicyError};
 use crate::shm::{self, DictSlot, Region, Stat, WorkerStats};
 
 /// Outcome codes of a check, shared with `lua/resty/warden.lua`.
@@ -99,7 +100,13 @@ pub struct Engine {
     stats: Cell<&'static WorkerStats>,
     detector: Option<Detector>,
     events: Ring,
+    captures: Ring,
     pending: RefCell<Option<Tripped>>,
+    policy: RefCell<Policy>,
+    /// Something applies by path or site (see [`Policy::is_empty`]).
+    policy_active: Cell<bool>,
+    /// The policy's whitelist has addresses.
+    whitelist: Cell<bool>,
 }
 
 impl Engine {
@@ -113,9 +120,20 @@ impl Engine {
             None
         };
         let events = Ring::new(&cfg.dict, cfg.max_events, cfg.retention_ms)?;
+        let captures = Ring::new(
+            &format!("{}#capture", cfg.dict),
+            cfg.max_captures,
+            cfg.retention_ms,
+        )?;
+        let policy =
+            Policy::compile(&cfg.policy, &serde_json::Value::Null).map_err(|e| e.to_string())?;
         Ok(Engine {
             detector,
             events,
+            captures,
+            policy_active: Cell::new(!policy.is_empty()),
+            whitelist: Cell::new(policy.has_whitelist()),
+            policy: RefCell::new(policy),
             pending: RefCell::new(None),
             lists: Lists::new(&cfg.allowlist, &cfg.denylist),
             trusted: NetSet::new(&cfg.trusted_proxies),
@@ -220,14 +238,27 @@ impl Engine {
     #[inline]
     pub fn decide(&self, a: Addr) -> i32 {
         let rc = self.verdict(a);
-        self.count(match rc {
+        self.count(Self::stat_of(rc));
+        rc
+    }
+
+    #[inline]
+    fn stat_of(rc: i32) -> Stat {
+        match rc {
             code::ALLOW => Stat::Allowlisted,
             code::DENY => Stat::Denylisted,
             code::BLOCK_AUTO => Stat::BlockedAuto,
             code::BLOCK_MANUAL => Stat::BlockedManual,
             _ => Stat::Passed,
-        });
-        rc
+        }
+    }
+
+    /// Takes back the count of a decision (its request turned out to be
+    /// exempt: a whitelisted path).
+    pub fn uncount(&self, rc: i32) {
+        if (code::PASS..=code::BLOCK_AUTO).contains(&rc) {
+            self.stats.get().decr(Self::stat_of(rc));
+        }
     }
 
     /// What applies to a client, uncounted: allowlist first, then
@@ -236,6 +267,7 @@ impl Engine {
     fn verdict(&self, a: Addr) -> i32 {
         match self.lists.lookup(a) {
             ListMatch::Allow => code::ALLOW,
+            _ if self.whitelist.get() && self.policy.borrow().whitelisted(a) => code::ALLOW,
             ListMatch::Deny(_) => code::DENY,
             ListMatch::None => {
                 let blocks = self.blocks.borrow();
@@ -301,6 +333,13 @@ impl Engine {
 
     /// Records an event.
     pub fn record(&self, e: &Event) {
+        if let Some(k) = e.kind {
+            self.count(Stat::of_event(k));
+            if k == crate::audit::Kind::Capture {
+                self.captures.push(e);
+                return;
+            }
+        }
         self.events.push(e);
     }
 
@@ -325,6 +364,7 @@ impl Engine {
     pub fn is_blocked(&self, a: Addr) -> Option<BlockInfo> {
         match self.lists.lookup(a) {
             ListMatch::Allow => None,
+            _ if self.policy.borrow().whitelisted(a) => None,
             ListMatch::Deny(n) => Some(BlockInfo {
                 target: *n,
                 source: Source::Denylist,
@@ -340,9 +380,76 @@ impl Engine {
         }
     }
 
+    /// True when `a` is a trusted proxy.
+    pub fn trusted(&self, a: Addr) -> bool {
+        self.trusted.contains(a)
+    }
+
     /// True when an allowlist entry covers `a`.
     pub fn allowlisted(&self, a: Addr) -> bool {
-        self.lists.lookup(a) == ListMatch::Allow
+        self.lists.lookup(a) == ListMatch::Allow || self.policy.borrow().whitelisted(a)
+    }
+
+    /// Compiles the options' policies with the admin API's document
+    /// (validation only; see [`Engine::install_policy`]).
+    pub fn compile_policy(&self, api: &serde_json::Value) -> Result<Policy, PolicyError> {
+        Policy::compile(&self.cfg.policy, api)
+    }
+
+    /// Makes `p` this worker's policy.
+    pub fn install_policy(&self, p: Policy) {
+        self.policy_active.set(!p.is_empty());
+        self.whitelist.set(p.has_whitelist());
+        *self.policy.borrow_mut() = p;
+        self.count(Stat::PolicyLoads);
+    }
+
+    /// True when something applies by path or site.
+    #[inline]
+    pub fn policy_active(&self) -> bool {
+        self.policy_active.get()
+    }
+
+    /// This worker's policy.
+    pub fn policy(&self) -> std::cell::Ref<'_, Policy> {
+        self.policy.borrow()
+    }
+
+    /// The ring of captured requests.
+    pub fn captures(&self) -> &Ring {
+        &self.captures
+    }
+
+    /// A threat score from 0 to 100 for `a` from the lists, blocks and the
+    /// detector's counts: 0 when allowlisted, 100 when blocked, otherwise
+    /// the highest share of a rule's threshold the client has reached
+    /// (99 at most: only a block makes 100). Reputation is added by the
+    /// Lua side.
+    pub fn threat_score(&self, a: Addr) -> (u8, Option<&'static str>) {
+        match self.verdict(a) {
+            code::ALLOW => return (0, None),
+            code::PASS => {}
+            _ => return (100, None),
+        }
+        let Some(d) = &self.detector else {
+            return (0, None);
+        };
+        let Some(counts) = d.table().peek(&d.key(a), now_ms()) else {
+            return (0, None);
+        };
+        let limits = d.config().limits();
+        let mut best = (0u8, None);
+        for r in crate::counters::Rule::ALL {
+            let limit = limits[r as usize];
+            if limit == 0 {
+                continue;
+            }
+            let share = (u64::from(counts.get(r)) * 100 / u64::from(limit)).min(99) as u8;
+            if share > best.0 {
+                best = (share, Some(r.name()));
+            }
+        }
+        best
     }
 
     /// True when `net` (a host or a range) is in the denylist as given.

@@ -321,6 +321,145 @@ pub unsafe extern "C" fn warden_netset_contains(
     .unwrap_or(-4)
 }
 
+/// A request as the path and site policies see it, for
+/// [`warden_policy_skip`] and [`warden_policy_require`]. Every pointer may
+/// be NULL with length 0.
+#[repr(C)]
+pub struct WardenPolicy {
+    /// The normalized path (`$uri`).
+    pub path: *const u8,
+    /// Its length.
+    pub path_len: usize,
+    /// The request method.
+    pub method: *const u8,
+    /// Its length.
+    pub method_len: usize,
+    /// The site given to `check{ site = ... }`.
+    pub site: *const u8,
+    /// Its length.
+    pub site_len: usize,
+    /// Out: the index of the protected route covering the request, -1.
+    pub route: c_int,
+    /// Out: the site's rate limit (0: none).
+    pub rate_limit: u32,
+    /// Out: its window in seconds.
+    pub rate_window: u32,
+}
+
+/// `warden_policy_require`: the client is not in the site's `allowed_ips`.
+pub const POLICY_FORBIDDEN_IP: c_int = 2;
+/// `warden_policy_require`: the path is one of the site's `blocked_paths`.
+pub const POLICY_BLOCKED_PATH: c_int = 3;
+
+/// Bit 1 when a policy applies by path or site (whitelisted paths,
+/// protected routes, sites, real-time capture), plus bit 2 when real-time
+/// capture is on; 0 when none does; `INTERNAL` for a NULL engine.
+///
+/// # Safety
+/// `w` must be NULL or a live engine pointer from `engine:ptr()`.
+#[no_mangle]
+pub unsafe extern "C" fn warden_policy_active(w: *const Engine) -> c_int {
+    // SAFETY: see `# Safety`.
+    match unsafe { w.as_ref() } {
+        Some(w) if w.policy_active() => 1 | (c_int::from(w.policy().capture) << 1),
+        Some(_) => 0,
+        None => code::INTERNAL,
+    }
+}
+
+/// 1 when warden leaves the request alone (a whitelisted path, a site
+/// whose policy is disabled), counted as skipped (and no longer as what
+/// `verdict`, the outcome of `warden_check`, counted it as); 0 otherwise;
+/// `INTERNAL` for a NULL argument or a caught panic.
+///
+/// # Safety
+/// `w` must be NULL or a live engine pointer; `p` must be NULL or point to
+/// a `warden_policy_t` whose pointers are NULL or valid for their lengths.
+#[no_mangle]
+pub unsafe extern "C" fn warden_policy_skip(
+    w: *const Engine,
+    p: *const WardenPolicy,
+    verdict: c_int,
+) -> c_int {
+    if w.is_null() || p.is_null() {
+        return code::INTERNAL;
+    }
+    // SAFETY: checked non-null; see `# Safety`.
+    let (w, p) = unsafe { (&*w, &*p) };
+    // SAFETY: as above.
+    let (path, site) = unsafe { (bytes(p.path, p.path_len), bytes(p.site, p.site_len)) };
+    catch_unwind(AssertUnwindSafe(|| {
+        let skip = w.policy().skips(path, site);
+        if skip {
+            w.uncount(verdict);
+            w.count(Stat::PolicySkipped);
+        }
+        c_int::from(skip)
+    }))
+    .unwrap_or(code::INTERNAL)
+}
+
+/// What the site and the protected routes require of a request from the
+/// client `c` (filled by [`warden_check`], whose outcome was `verdict`).
+///
+/// Returns 0 when the request may go on (then `p->route` is the protected
+/// route to authenticate against, or -1, and `p->rate_limit` the site's
+/// limit), `POLICY_FORBIDDEN_IP` or `POLICY_BLOCKED_PATH` (counted),
+/// `INTERNAL` for a NULL argument or a caught panic.
+///
+/// # Safety
+/// `w` must be NULL or a live engine pointer; `c` must be NULL or point to
+/// a `warden_client_t` filled by `warden_check`; `p` must be NULL or point
+/// to a writable `warden_policy_t` whose pointers are NULL or valid for
+/// their lengths.
+#[no_mangle]
+pub unsafe extern "C" fn warden_policy_require(
+    w: *const Engine,
+    c: *const WardenClient,
+    verdict: c_int,
+    p: *mut WardenPolicy,
+) -> c_int {
+    if w.is_null() || c.is_null() || p.is_null() {
+        return code::INTERNAL;
+    }
+    // SAFETY: checked non-null; see `# Safety`.
+    let (w, c, p) = unsafe { (&*w, &*c, &mut *p) };
+    // SAFETY: as above.
+    let (path, method, site) = unsafe {
+        (
+            bytes(p.path, p.path_len),
+            bytes(p.method, p.method_len),
+            bytes(p.site, p.site_len),
+        )
+    };
+    catch_unwind(AssertUnwindSafe(|| {
+        let client = match c.family {
+            4 => Addr::from_binary(&c.addr[..4]),
+            6 => Addr::from_binary(&c.addr),
+            _ => None,
+        };
+        let Some(client) = client else {
+            return code::BAD_ADDRESS;
+        };
+        let r = w
+            .policy()
+            .require(client, verdict == code::ALLOW, path, method, site);
+        p.route = r.route.map_or(-1, |i| i as c_int);
+        p.rate_limit = r.rate_limit.0;
+        p.rate_window = r.rate_limit.1;
+        if r.forbidden_ip || r.blocked_path {
+            w.count(Stat::SiteDenied);
+            return if r.forbidden_ip {
+                POLICY_FORBIDDEN_IP
+            } else {
+                POLICY_BLOCKED_PATH
+            };
+        }
+        0
+    }))
+    .unwrap_or(code::INTERNAL)
+}
+
 /// Writes the textual form of a resolved client into `buf`.
 ///
 /// Returns the number of bytes written, or -1 if `c` holds no address or

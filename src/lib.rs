@@ -21,12 +21,14 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod accesslog;
 pub mod addr;
 pub mod agents;
 pub mod audit;
 pub mod blocks;
 pub mod config;
 pub mod counters;
+pub mod credentials;
 pub mod detector;
 pub mod engine;
 pub mod ffi;
@@ -35,6 +37,7 @@ pub mod http;
 pub mod lists;
 #[cfg(any(feature = "module", feature = "vendored"))]
 pub mod lua;
+pub mod policy;
 pub mod prefix;
 pub mod report;
 pub mod reputation;

@@ -16,6 +16,7 @@ use crate::addr::{Addr, Net};
 use crate::audit::{Event, Filter, Kind};
 use crate::blocks::{Block, Source};
 use crate::config::{self, Config};
+use crate::credentials::Outcome;
 use crate::engine::{now_ms, Engine};
 use crate::shm::Stat;
 
@@ -27,6 +28,14 @@ fn nil_err(lua: &Lua, msg: impl ToString) -> LuaResult<MultiValue> {
     Ok(MultiValue::from_vec(vec![
         Value::Nil,
         Value::String(lua.create_string(msg.to_string())?),
+    ]))
+}
+
+fn error3(lua: &Lua, msg: &str, field: &str) -> LuaResult<MultiValue> {
+    Ok(MultiValue::from_vec(vec![
+        Value::Nil,
+        Value::String(lua.create_string(msg)?),
+        Value::String(lua.create_string(field)?),
     ]))
 }
 
@@ -265,6 +274,11 @@ impl UserData for LuaEngine {
             t.set("blocking_mode", if c.blocking_mode { 1 } else { 0 })?;
             t.set("block_status", c.block_status)?;
             t.set("trusted_proxies", c.trusted_proxies.len())?;
+            t.set("admin_token", c.admin_token.clone())?;
+            t.set("admin_token_file", c.admin_token_file.clone())?;
+            t.set("admin_max_body", c.admin_max_body)?;
+            t.set("max_captures", c.max_captures)?;
+            t.set("policy", lua.to_value(&c.policy)?)?;
             Ok(t)
         });
         m.add_method("stats", |lua, this, ()| {
@@ -276,6 +290,7 @@ impl UserData for LuaEngine {
             t.set("blocks", this.0.block_count())?;
             t.set("lists_memory", this.0.lists_memory())?;
             t.set("shm_bytes", r.size())?;
+            t.set("denylist", this.0.config().denylist.len())?;
             if let Some(d) = this.0.detector() {
                 t.set("detector_tracked", d.table().tracked(now_ms()))?;
                 t.set("detector_capacity", d.table().capacity())?;
@@ -440,7 +455,18 @@ impl UserData for LuaEngine {
                     }
                 }
             }
-            let list = this.0.events().query(&filter, now_ms());
+            let now = now_ms();
+            let list = match filter.kind {
+                Some(Kind::Capture) => this.0.captures().query(&filter, now),
+                Some(_) => this.0.events().query(&filter, now),
+                None => {
+                    let mut l = this.0.events().query(&filter, now);
+                    l.extend(this.0.captures().query(&filter, now));
+                    l.sort_by_key(|e| std::cmp::Reverse(e.time_ms));
+                    l.truncate(filter.limit);
+                    l
+                }
+            };
             let out = lua.create_table_with_capacity(list.len(), 0)?;
             for (i, e) in list.iter().enumerate() {
                 let t = lua.create_table_with_capacity(0, 12)?;
@@ -463,7 +489,161 @@ impl UserData for LuaEngine {
         // cleanup(older_than) -> events hidden (older_than: seconds ago)
         m.add_method("cleanup", |_, this, older: f64| {
             let before = now_ms().saturating_sub((older.max(0.0) * 1000.0) as u64);
-            Ok(this.0.events().cleanup(before + 1))
+            Ok(this.0.events().cleanup(before + 1) + this.0.captures().cleanup(before + 1))
+        });
+        // trusted(ip) -> true when ip is a trusted proxy (false if invalid)
+        m.add_method("trusted", |_, this, ip: String| {
+            Ok(Addr::parse(ip.trim()).is_ok_and(|a| this.0.trusted(a)))
+        });
+        // allowlisted(ip) -> true when the allowlist or whitelist covers ip
+        m.add_method("allowlisted", |_, this, ip: String| {
+            Ok(Net::parse(ip.trim()).is_ok_and(|n| {
+                this.0.allowlisted(match n {
+                    Net::V4(p) => Addr::V4(p.addr),
+                    Net::V6(p) => Addr::V6(p.addr),
+                })
+            }))
+        });
+        // load_policy(json | nil) -> true | nil, err: compiles the admin
+        // API's document with the options and installs it in this worker
+        m.add_method("load_policy", |lua, this, doc: Option<mlua::LuaString>| {
+            let v = match doc {
+                None => serde_json::Value::Null,
+                Some(s) => match serde_json::from_slice(&s.as_bytes()) {
+                    Ok(v) => v,
+                    Err(e) => return nil_err(lua, format!("policy document: {e}")),
+                },
+            };
+            match this.0.compile_policy(&v) {
+                Ok(p) => {
+                    this.0.install_policy(p);
+                    ok(lua, true)
+                }
+                Err(e) => nil_err(lua, e),
+            }
+        });
+        // check_policy(doc) -> true | nil, err, field (validation only)
+        m.add_method("check_policy", |lua, this, doc: Value| {
+            let v: serde_json::Value = match lua.from_value(doc) {
+                Ok(v) => v,
+                Err(e) => return nil_err(lua, format!("policy document: {e}")),
+            };
+            match this.0.compile_policy(&v) {
+                Ok(_) => ok(lua, true),
+                Err(e) => error3(lua, &e.to_string(), e.field()),
+            }
+        });
+        // routes() -> { { id, path, method, auth_type, credentials (redacted),
+        //                 deployment, realm }, ... } in matching order
+        m.add_method("routes", |lua, this, ()| {
+            let p = this.0.policy();
+            let out = lua.create_table_with_capacity(p.route_count(), 0)?;
+            for i in 0..p.route_count() {
+                if let Some(r) = p.route(i) {
+                    let t = lua.to_value(&r.describe())?;
+                    if let (Value::Table(t), Some(id)) = (&t, r.id) {
+                        t.set("id", id)?;
+                    }
+                    out.raw_set(i + 1, t)?;
+                }
+            }
+            Ok(out)
+        });
+        // verify_route(index (0-based), authorization | nil)
+        //   -> "ok" | "missing" | "malformed" | "denied", user, scheme, realm
+        m.add_method(
+            "verify_route",
+            |lua, this, (i, auth): (usize, Option<mlua::LuaString>)| {
+                let p = this.0.policy();
+                let Some(r) = p.route(i) else {
+                    return nil_err(lua, format!("no protected route {i}"));
+                };
+                let auth = auth.as_ref().map(|a| a.as_bytes());
+                let (word, user) = match r.verify(auth.as_deref()) {
+                    Outcome::Ok { user } => {
+                        this.0.count(Stat::AuthPassed);
+                        ("ok", user)
+                    }
+                    other => {
+                        this.0.count(Stat::AuthFailed);
+                        let w = match other {
+                            Outcome::Missing => "missing",
+                            Outcome::Malformed => "malformed",
+                            _ => "denied",
+                        };
+                        (w, String::new())
+                    }
+                };
+                Ok(MultiValue::from_vec(vec![
+                    Value::String(lua.create_string(word)?),
+                    Value::String(lua.create_string(&user)?),
+                    Value::String(lua.create_string(r.scheme().as_str())?),
+                    Value::String(lua.create_string(&r.realm)?),
+                ]))
+            },
+        );
+        // threat_score(ip) -> score (0-100), rule | nil, err
+        m.add_method("threat_score", |lua, this, ip: Value| {
+            let a = match str_arg(&ip, "ip")
+                .and_then(|s| Addr::parse(s.trim()).map_err(|e| e.to_string()))
+            {
+                Ok(a) => a,
+                Err(e) => return nil_err(lua, e),
+            };
+            let (score, rule) = this.0.threat_score(a);
+            Ok(MultiValue::from_vec(vec![
+                Value::Integer(i64::from(score)),
+                match rule {
+                    Some(r) => Value::String(lua.create_string(r)?),
+                    None => Value::Nil,
+                },
+            ]))
+        });
+        // observe(ip, uri, status, user_agent) -> rc (TRIP: see trip())
+        m.add_method(
+            "observe",
+            |lua, this, (ip, uri, status, ua): (String, mlua::LuaString, u16, Option<mlua::LuaString>)| {
+                let a = match Addr::parse(ip.trim()) {
+                    Ok(a) => a,
+                    Err(e) => return nil_err(lua, e),
+                };
+                let uri = uri.as_bytes();
+                let ua = ua.as_ref().map(|u| u.as_bytes());
+                let req = crate::detector::Request {
+                    uri: &uri,
+                    status: status.min(999),
+                    user_agent: ua.as_deref().unwrap_or(&[]),
+                };
+                ok(lua, this.0.observe(a, &req))
+            },
+        );
+        // analyze_line(line) -> { rc, ip, method, path, status, user_agent,
+        //                         time } | nil, err, field
+        m.add_method("analyze_line", |lua, this, line: mlua::LuaString| {
+            let text = line.to_string_lossy();
+            let l = match crate::accesslog::parse(&text) {
+                Ok(l) => l,
+                Err(e) => return error3(lua, &e.to_string(), e.field()),
+            };
+            let a = match Addr::parse(l.addr) {
+                Ok(a) => a,
+                Err(e) => return error3(lua, &format!("remote_addr: {e}"), "remote_addr"),
+            };
+            let req = crate::detector::Request {
+                uri: l.target,
+                status: l.status.min(999),
+                user_agent: l.user_agent,
+            };
+            let rc = this.0.observe(a, &req);
+            let t = lua.create_table_with_capacity(0, 7)?;
+            t.set("rc", rc)?;
+            t.set("ip", a.to_string())?;
+            t.set("method", l.method)?;
+            t.set("path", lua.create_string(l.target)?)?;
+            t.set("status", l.status)?;
+            t.set("user_agent", lua.create_string(l.user_agent)?)?;
+            t.set("time", l.time_ms as f64 / 1000.0)?;
+            ok(lua, t)
         });
     }
 }
@@ -507,6 +687,10 @@ impl UserData for LuaMetrics {
         });
         m.add_method_mut("time", |_, this, (name, ms): (String, f64)| {
             this.0.time(&name, ms);
+            Ok(this.0.len())
+        });
+        m.add_method_mut("gauge", |_, this, (name, v): (String, f64)| {
+            this.0.gauge(&name, v);
             Ok(this.0.len())
         });
         m.add_method_mut("set", |_, this, (name, v): (String, mlua::LuaString)| {
@@ -658,6 +842,74 @@ fn warden_core(lua: &Lua) -> LuaResult<Table> {
                 ])),
                 Err(e) => nil_err(lua, e),
             }
+        })?,
+    )?;
+    // policy_entry(kind, value[, name]) -> normalized | nil, err, field
+    // kind: "whitelist", "route", "site" (name: the site's)
+    t.set(
+        "policy_entry",
+        lua.create_function(|lua, (kind, v, name): (String, Value, Option<String>)| {
+            let v: serde_json::Value = match lua.from_value(v) {
+                Ok(v) => v,
+                Err(e) => return error3(lua, &format!("body: {e}"), "body"),
+            };
+            let r = match kind.as_str() {
+                "whitelist" => crate::policy::whitelist_entry(&v),
+                "route" => crate::policy::route_entry(&v),
+                "site" => match crate::policy::site_name(name.as_deref().unwrap_or(""), "name") {
+                    Ok(()) => crate::policy::site_entry(&v),
+                    Err(e) => Err(e),
+                },
+                other => return error3(lua, &format!("unknown policy kind '{other}'"), "kind"),
+            };
+            match r {
+                Ok(n) => ok(lua, lua.to_value(&n)?),
+                Err(e) => error3(lua, &e.to_string(), e.field()),
+            }
+        })?,
+    )?;
+    // json_encode(value) -> text | nil, err. Tables with array_mt (and
+    // non-empty sequences) become arrays; other empty tables objects.
+    t.set(
+        "json_encode",
+        lua.create_function(|lua, v: Value| {
+            let opts = mlua::serde::DeserializeOptions::new().deny_unsupported_types(false);
+            match lua.from_value_with::<serde_json::Value>(v, opts) {
+                Ok(j) => ok(lua, j.to_string()),
+                Err(e) => nil_err(lua, format!("cannot encode as JSON: {e}")),
+            }
+        })?,
+    )?;
+    // json_decode(text) -> value | nil, err (JSON null is json_null)
+    t.set(
+        "json_decode",
+        lua.create_function(|lua, s: mlua::LuaString| {
+            match serde_json::from_slice::<serde_json::Value>(&s.as_bytes()) {
+                Ok(j) => ok(lua, lua.to_value(&j)?),
+                Err(e) => nil_err(lua, format!("invalid JSON: {e}")),
+            }
+        })?,
+    )?;
+    t.set("array_mt", lua.array_metatable())?;
+    t.set("json_null", Value::NULL)?;
+    // ct_eq(a, b) -> true when equal, in time that depends on the length
+    // only (for the admin token)
+    t.set(
+        "ct_eq",
+        lua.create_function(|_, (a, b): (mlua::LuaString, mlua::LuaString)| {
+            let (a, b) = (a.as_bytes(), b.as_bytes());
+            if a.len() != b.len() {
+                return Ok(false);
+            }
+            let diff = a.iter().zip(b.iter()).fold(0u8, |d, (x, y)| d | (x ^ y));
+            Ok(std::hint::black_box(diff) == 0)
+        })?,
+    )?;
+    // normalize_path(target) -> path as nginx's $uri would be
+    t.set(
+        "normalize_path",
+        lua.create_function(|lua, s: mlua::LuaString| {
+            lua.create_string(crate::policy::normalize_path(&s.as_bytes()))
         })?,
     )?;
     t.set("version", env!("CARGO_PKG_VERSION"))?;

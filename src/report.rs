@@ -62,6 +62,12 @@ impl Metrics {
             .push(format!("{}:{}|ms", metric_name(name), num(ms)));
     }
 
+    /// Records a gauge's current value.
+    pub fn gauge(&mut self, name: &str, value: f64) {
+        self.lines
+            .push(format!("{}:{}|g", metric_name(name), num(value.max(0.0))));
+    }
+
     /// Records a set member (made safe like a name).
     pub fn set(&mut self, name: &str, value: &str) {
         self.lines

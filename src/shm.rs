@@ -61,13 +61,39 @@ pub enum Stat {
     Evictions,
     /// Observations dropped because a client's slot stayed locked.
     Contended,
+    /// Policies (whitelist, routes, sites) compiled by workers.
+    PolicyLoads,
+    /// Requests let through without checks: whitelisted path or disabled site.
+    PolicySkipped,
+    /// Requests refused by a site's `allowed_ips` or `blocked_paths`.
+    SiteDenied,
+    /// Requests refused by a site's `rate_limit`.
+    SiteRateLimited,
+    /// Requests to a protected route with valid credentials.
+    AuthPassed,
+    /// Requests to a protected route refused for missing or wrong credentials.
+    AuthFailed,
+    /// Reputation lookups that failed (iprepd unreachable, bad answer).
+    LookupErrors,
+    /// Events recorded, by type (in [`crate::audit::Kind`] order).
+    EventsBlockedIp,
+    /// See `EventsBlockedIp`.
+    EventsRateLimited,
+    /// See `EventsBlockedIp`.
+    EventsAuthFailed,
+    /// See `EventsBlockedIp`.
+    EventsSuspicious,
+    /// See `EventsBlockedIp`.
+    EventsScanDetected,
+    /// See `EventsBlockedIp`.
+    EventsCapture,
 }
 
 impl Stat {
     /// Number of counters.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 32;
     /// Every counter with its name, for reports.
-    pub const ALL: [(Stat, &'static str); 15] = [
+    pub const ALL: [(Stat, &'static str); 28] = [
         (Stat::Passed, "passed"),
         (Stat::Allowlisted, "allowlisted"),
         (Stat::Denylisted, "denylisted"),
@@ -83,7 +109,33 @@ impl Stat {
         (Stat::AutoBlocks, "auto_blocks"),
         (Stat::Evictions, "detector_evictions"),
         (Stat::Contended, "detector_contended"),
+        (Stat::PolicyLoads, "policy_loads"),
+        (Stat::PolicySkipped, "policy_skipped"),
+        (Stat::SiteDenied, "site_denied"),
+        (Stat::SiteRateLimited, "site_rate_limited"),
+        (Stat::AuthPassed, "auth_passed"),
+        (Stat::AuthFailed, "auth_failed"),
+        (Stat::LookupErrors, "lookup_errors"),
+        (Stat::EventsBlockedIp, "events_blocked_ip"),
+        (Stat::EventsRateLimited, "events_rate_limited"),
+        (Stat::EventsAuthFailed, "events_auth_failed"),
+        (Stat::EventsSuspicious, "events_suspicious"),
+        (Stat::EventsScanDetected, "events_scan_detected"),
+        (Stat::EventsCapture, "events_capture"),
     ];
+
+    /// The counter of events of kind `k`.
+    pub fn of_event(k: crate::audit::Kind) -> Stat {
+        use crate::audit::Kind;
+        match k {
+            Kind::BlockedIp => Stat::EventsBlockedIp,
+            Kind::RateLimited => Stat::EventsRateLimited,
+            Kind::AuthFailed => Stat::EventsAuthFailed,
+            Kind::Suspicious => Stat::EventsSuspicious,
+            Kind::ScanDetected => Stat::EventsScanDetected,
+            Kind::Capture => Stat::EventsCapture,
+        }
+    }
 }
 
 impl WorkerStats {
@@ -94,6 +146,13 @@ impl WorkerStats {
     pub fn incr(&self, s: Stat) {
         let c = &self.counters[s as usize];
         c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// Takes one from a counter (see [`WorkerStats::incr`]).
+    #[inline]
+    pub fn decr(&self, s: Stat) {
+        let c = &self.counters[s as usize];
+        c.store(c.load(Ordering::Relaxed).wrapping_sub(1), Ordering::Relaxed);
     }
 
     fn get(&self, s: Stat) -> u64 {

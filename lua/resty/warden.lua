@@ -13,6 +13,9 @@ local core = require "resty.warden.core"
 local request = require "resty.warden.request"
 local store = require "resty.warden.store"
 local detector = require "resty.warden.detector"
+local access = require "resty.warden.access"
+local policy = require "resty.warden.policy"
+local metrics = require "resty.warden.metrics"
 local ffi = require "ffi"
 
 local ngx = ngx
@@ -25,6 +28,7 @@ local INFO = ngx.INFO
 local type = type
 local error = error
 local pairs = pairs
+local ipairs = ipairs
 local pcall = pcall
 local tostring = tostring
 local setmetatable = setmetatable
@@ -32,6 +36,7 @@ local ffi_string = ffi.string
 
 local C = core.C
 local check_c = C.warden_check
+local policy_active_c = C.warden_policy_active
 local get_request = request.get_request
 local fetch = request.fetch
 local value_ptr = request.value_ptr
@@ -100,7 +105,31 @@ function _M.new(opts)
         block_status = cfg.block_status,
         forwarded_logged = 0,
         detector = engine:detector(),  -- nil when disabled
+        admin_max_body = cfg.admin_max_body,
+        max_captures = cfg.max_captures,
+        options_policy = cfg.policy,
     }, mt)
+    if cfg.admin_token then
+        self.admin_token = cfg.admin_token
+    elseif cfg.admin_token_file then
+        local f, ferr = io.open(cfg.admin_token_file, "rb")
+        if not f then
+            error("resty.warden: opts.admin_token_file: cannot read '"
+                  .. cfg.admin_token_file .. "': " .. tostring(ferr), 2)
+        end
+        local token = (f:read("*a") or ""):match("^%s*(.-)%s*$")
+        f:close()
+        if token == "" or token:find("%s") then
+            error("resty.warden: opts.admin_token_file: '"
+                  .. cfg.admin_token_file .. "' must hold one token"
+                  .. " (no spaces)", 2)
+        end
+        self.admin_token = token
+    end
+    if self.admin_token and #self.admin_token < 16 then
+        log(WARN, "warden: the admin token is shorter than 16 characters;"
+            .. " use a long random one (e.g. openssl rand -hex 32)")
+    end
     if opts and opts.iprepd ~= nil then
         -- reputation from iprepd after the lists and blocks; blocking and
         -- monitoring follow warden's blocking_mode unless set there
@@ -121,9 +150,13 @@ function _M.new(opts)
             error((tostring(rep):gsub("resty%.warden%.iprepd: opts%.",
                                        "resty.warden: opts.iprepd.")), 2)
         end
+        rep.on_error = function()
+            engine:count("lookup_errors")
+        end
         self.iprepd = rep
     end
     store.sync(dict, engine)
+    store.load_policy(dict, engine)
     return self
 end
 
@@ -193,6 +226,10 @@ function _M:init_worker()
                         end
                     end
                     last = now
+                    local g, names = metrics.gauges(self:stats())
+                    for _, name in ipairs(names) do
+                        rep.statsd.gauge("warden." .. name, g[name])
+                    end
                 end)
             if not ok then
                 log(ERR, "warden: cannot start the statsd timer: ", err)
@@ -242,11 +279,22 @@ end
 
 
 --- warden:check(ip?) -> true, or ends the request with block_status.
+-- warden:check{ site = "name", ip = ip? }: the same, with the policy of
+-- site `name` (set with PUT /deployments/<name>/security or opts.sites).
 -- Without `ip`, the client is the peer address, or, when the peer is a
 -- trusted proxy, resolved from X-Forwarded-For.
 function _M:check(ip)
     local handle = self.handle
-    local rc
+    local rc, site
+    if type(ip) == "table" then
+        site = ip.site
+        ip = ip.ip
+        if site ~= nil and type(site) ~= "string" then
+            log(ERR, "warden: check(): site must be a string, got ",
+                type(site))
+            return nil, "site must be a string"
+        end
+    end
     if ip ~= nil then
         if type(ip) ~= "string" then
             log(ERR, "warden: check(): ip must be a string, got ", type(ip))
@@ -294,6 +342,14 @@ function _M:check(ip)
         end
     end
 
+    if rc >= PASS and rc <= BLOCK_AUTO and policy_active_c(handle) > 0 then
+        -- whitelisted paths, sites, protected routes; may end the request
+        local res = access.enforce(self, rc, client, client_text, site,
+                                   blocked)
+        if rc ~= PASS or res == "skip" then
+            return true  -- allowlisted, or let through in monitor mode
+        end
+    end
     if rc == PASS then
         local rep = self.iprepd
         if rep then
@@ -314,8 +370,13 @@ function _M:check(ip)
 end
 
 
---- warden:log(): log phase. Feeds the detector (when enabled).
+--- warden:log(): log phase. Feeds the detector (when enabled) and
+-- real-time capture (when on).
 function _M:log()
+    local flags = policy_active_c(self.handle)
+    if flags > 0 and access.log(self, flags) then
+        return true
+    end
     if self.detector then
         detector.observe(self)
     end
@@ -345,7 +406,7 @@ function _M:cleanup(older_than)
 end
 
 
---- warden:block(target, opts?) -> true | nil, err
+--- warden:block(target, opts?) -> true, target | nil, err
 -- opts.duration: seconds or "90s"/"15m"/"24h"/"7d"; 0 or absent = permanent.
 -- opts.reason: free text.
 function _M:block(target, opts, source)
@@ -378,7 +439,7 @@ function _M:block(target, opts, source)
                                 or "blocked for "
                                    .. detector.human(rec.ttl) }
     end
-    return true
+    return true, rec.target
 end
 
 
@@ -428,9 +489,95 @@ end
 --- warden:stats() -> counters summed over every worker, and memory use.
 function _M:stats()
     local s = self.engine:stats()
+    s.dict = self.dict_name
+    s.version = _M._VERSION
     s.dict_free_bytes = self.dict:free_space()
     s.dict_capacity_bytes = self.dict:capacity()
     return s
+end
+
+
+--- warden:sync(): brings this worker up to date (blocks and policy) now.
+function _M:sync()
+    return sync(self)
+end
+
+
+--- warden:refresh() -> true | nil, err: every worker re-reads the blocks
+-- and the policy from the shared dict before its next request.
+function _M:refresh()
+    return policy.refresh(self)
+end
+
+
+--- warden:api(): the admin API, in content_by_lua*.
+function _M:api()
+    return require("resty.warden.api").serve(self)
+end
+
+
+--- warden:metrics_text() -> the Prometheus text format.
+function _M:metrics_text()
+    return metrics.render(self:stats())
+end
+
+
+--- warden:metrics(): serves the Prometheus text format, in
+-- content_by_lua* (a location of its own, e.g. for a scraper without the
+-- admin token).
+function _M:metrics()
+    ngx.header["Content-Type"] = "text/plain; version=0.0.4"
+    ngx.print(self:metrics_text())
+    return true
+end
+
+
+--- warden:threat_score(ip) -> 0-100 | nil, err
+-- 100 when blocked or denylisted, 0 when allowlisted; otherwise the
+-- highest share of a detector threshold the client has reached, or, with
+-- iprepd, 100 - its reputation, whichever is higher.
+function _M:threat_score(ip)
+    if type(ip) ~= "string" then
+        return nil, "ip must be a string, got " .. type(ip)
+    end
+    sync(self)
+    local score, rule = self.engine:threat_score(ip)
+    if not score then
+        return nil, rule
+    end
+    local rep = self.iprepd
+    if rep and score < 100 and not self.engine:allowlisted(ip) then
+        local ok, r = pcall(rep.get_reputation, rep, ip)
+        if ok and r and 100 - r > score then
+            score, rule = 100 - r, "reputation"
+        end
+    end
+    return score, rule
+end
+
+
+--- warden:should_block(ip) -> true, reason | false | nil, err
+-- Whether check() would refuse `ip` by its address (lists, blocks,
+-- reputation below the threshold), whatever the blocking mode.
+function _M:should_block(ip)
+    if type(ip) ~= "string" then
+        return nil, "ip must be a string, got " .. type(ip)
+    end
+    local blocked_now, info = self:is_blocked(ip)
+    if blocked_now == nil then
+        return nil, info
+    end
+    if blocked_now then
+        return true, info.source
+    end
+    local rep = self.iprepd
+    if rep and not self.engine:allowlisted(ip) then
+        local ok, r = pcall(rep.get_reputation, rep, ip)
+        if ok and r and r <= rep.threshold then
+            return true, "reputation"
+        end
+    end
+    return false
 end
 
 

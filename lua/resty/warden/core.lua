@@ -49,6 +49,25 @@ typedef struct {
 
 int warden_log(const warden_engine_t *w, const warden_log_t *req);
 
+typedef struct {
+    const unsigned char *path;
+    size_t path_len;
+    const unsigned char *method;
+    size_t method_len;
+    const unsigned char *site;
+    size_t site_len;
+    int route;
+    unsigned int rate_limit;
+    unsigned int rate_window;
+} warden_policy_t;
+
+int warden_policy_active(const warden_engine_t *w);
+int warden_policy_skip(const warden_engine_t *w, const warden_policy_t *p,
+                       int verdict);
+int warden_policy_require(const warden_engine_t *w,
+                          const warden_client_t *c, int verdict,
+                          warden_policy_t *p);
+
 typedef struct warden_cache warden_cache_t;
 typedef struct warden_netset warden_netset_t;
 int warden_rep_get(const warden_cache_t *c, const char *ip, size_t len);
@@ -90,6 +109,10 @@ local _M = {
     TRIP = 10,
     BAD_ADDRESS = -1,
     INTERNAL = -2,
+
+    -- warden_policy_require outcomes (src/ffi.rs).
+    POLICY_FORBIDDEN_IP = 2,
+    POLICY_BLOCKED_PATH = 3,
 
     -- warden_check flags (src/ffi.rs).
     PEER_TEXT = 1,

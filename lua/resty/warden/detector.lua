@@ -54,7 +54,9 @@ _M.human = human
 
 
 -- Acts on the rule that tripped in this worker's latest observation.
-local function tripped(w)
+-- `req` describes the request ({ status, method, path, user_agent }) when
+-- it is not the current one (log lines given to /security/analyze).
+local function tripped(w, req)
     local engine = w.engine
     local t = engine:trip()
     if not t then
@@ -64,13 +66,18 @@ local function tripped(w)
     local what = t.matched and ("scanner_agent: '" .. t.matched .. "'")
                  or (t.rule .. ": " .. t.count .. " in " .. human(t.window))
     local target = t.target
-    local var = ngx.var
     local event = {
         ip = target, type = t.type, rule = t.rule, count = t.count,
-        threshold = t.threshold, window = t.window, status = ngx.status,
-        method = ngx.req.get_method(), path = var.request_uri,
-        user_agent = var.http_user_agent,
+        threshold = t.threshold, window = t.window,
     }
+    if req then
+        event.status, event.method = req.status, req.method
+        event.path, event.user_agent = req.path, req.user_agent
+    else
+        local var = ngx.var
+        event.status, event.method = ngx.status, ngx.req.get_method()
+        event.path, event.user_agent = var.request_uri, var.http_user_agent
+    end
 
     if t.mode == "monitor" then
         event.action = "monitor: would block"
@@ -125,6 +132,18 @@ local function tripped(w)
         end
     end
     engine:record(event)
+    return event
+end
+
+
+--- tripped(w, req?) -> the event recorded, or nil. Never raises.
+function _M.tripped(w, req)
+    local ok, res = pcall(tripped, w, req)
+    if not ok then
+        log(ERR, "warden: acting on a tripped rule failed: ", res)
+        return nil
+    end
+    return res
 end
 
 
@@ -149,10 +168,7 @@ function _M.observe(w)
         rc = log_c(w.handle, req)
     end
     if rc == TRIP then
-        local ok, err = pcall(tripped, w)
-        if not ok then
-            log(ERR, "warden: acting on a tripped rule failed: ", err)
-        end
+        _M.tripped(w)
     end
 end
 

@@ -279,6 +279,14 @@ local function store(self, ip, reputation, ttl)
 end
 
 
+local function lookup_failed(self)
+    local f = self.on_error  -- set by resty.warden (counts lookup_errors)
+    if f then
+        f()
+    end
+end
+
+
 -- Asks iprepd; returns the reputation or nil (fail open).
 local function fetch(self, ip)
     local res, err = http.request{
@@ -289,6 +297,7 @@ local function fetch(self, ip)
     if not res then
         stat(self, "iprepd.err." .. (err:gsub("%W+", "_")))
         log(ERR, "Error with request to iprepd: ", err)
+        lookup_failed(self)
         store(self, ip, -1, 0)
         return nil
     end
@@ -298,6 +307,7 @@ local function fetch(self, ip)
         local reputation = type(body) == "table" and tonumber(body.reputation)
         if not reputation or reputation < 0 or reputation > 100 then
             log(ERR, "Unable to parse `reputation` value from response body")
+            lookup_failed(self)
             store(self, ip, -1, 0)
             return nil
         end
@@ -309,6 +319,7 @@ local function fetch(self, ip)
     end
     log(ERR, "iprepd responded with a ", status, " http status code")
     stat(self, "iprepd.err." .. status)
+    lookup_failed(self)
     if self.cache_errors == 1 then
         self:debug_log("cache_errors is enabled, setting reputation of " .. ip
                        .. " to 100 within the cache")

@@ -86,6 +86,10 @@ function _M.new(host, port, max_buffer_count)
         added(m:time(tostring(name), tonumber(ms) or 0))
     end
 
+    function s.gauge(name, value)
+        added(m:gauge(tostring(name), tonumber(value) or 0))
+    end
+
     function s.set(name, value)
         added(m:set(tostring(name), tostring(value)))
     end

@@ -5,7 +5,10 @@
 --
 --   b|<target>   one per block; the dict's own expiry removes it on time
 --   v            the journal's newest sequence number
---   j|<seq>      journal entry <seq>: one block added or removed
+--   j|<seq>      journal entry <seq>: one block added or removed, or
+--                "P" (the policy document changed: reload it), or
+--                "R" (refresh: every worker re-reads everything)
+--   p            the admin API's policy document (JSON, policy.lua)
 --
 -- A writer sets (or deletes) b|<target>, takes a sequence number with
 -- incr("v"), writes j|<seq> and publishes <seq> in Rust-owned shared
@@ -28,6 +31,7 @@ local byte = string.byte
 local JOURNAL_TTL = 300   -- seconds a journal entry is kept
 local MAX_REPLAY = 10000  -- further behind than this: re-read everything
 local B, BAR = byte("b"), byte("|")
+local P, R = byte("P"), byte("R")
 
 
 local _M = {
@@ -43,7 +47,17 @@ local function applied_up_to(core, v)
 end
 
 
--- Re-reads every block from the dict.
+-- Compiles the admin API's policy document into this worker.
+local function load_policy(dict, core)
+    local ok, err = core:load_policy(dict:get("p"))
+    if not ok then
+        log(ERR, "warden: keeping the previous policy: ", err)
+    end
+end
+_M.load_policy = load_policy
+
+
+-- Re-reads every block and the policy from the dict.
 local function full_sync(dict, core)
     -- Everything published before this point has its b| key written, so
     -- after reading every key this worker is current up to `published`
@@ -67,8 +81,10 @@ local function full_sync(dict, core)
             end
         end
     end
+    load_policy(dict, core)
     return applied_up_to(core, v)
 end
+_M.full_sync = full_sync
 
 
 -- Brings this worker's replica up to date with the journal.
@@ -81,15 +97,26 @@ function _M.sync(dict, core)
     if v < applied or v - applied > MAX_REPLAY then
         return full_sync(dict, core)
     end
+    local policy = false
     for seq = applied + 1, v do
         local entry = dict:get("j|" .. seq)
         if not entry then
             return full_sync(dict, core)
         end
-        local ok, err = core:apply_entry(entry)
-        if not ok then
-            log(ERR, "warden: ignoring journal entry ", seq, ": ", err)
+        local kind = byte(entry, 1)
+        if kind == P then
+            policy = true
+        elseif kind == R then
+            return full_sync(dict, core)
+        else
+            local ok, err = core:apply_entry(entry)
+            if not ok then
+                log(ERR, "warden: ignoring journal entry ", seq, ": ", err)
+            end
         end
+    end
+    if policy then
+        load_policy(dict, core)
     end
     return applied_up_to(core, v)
 end
@@ -112,6 +139,7 @@ local function journal(dict, core, entry)
     core:publish(seq)
     return seq
 end
+_M.journal = journal
 
 
 local function fail(dict_name, what, err, verb, target)

@@ -1,0 +1,211 @@
+-- The access phase when a policy applies by path or site: whitelisted
+-- paths, disabled sites, a site's allowed_ips, blocked_paths and
+-- rate_limit, and protected routes (basic or bearer credentials).
+--
+-- warden:check() comes here only when such a policy exists (one FFI call
+-- tells it); without one the access phase never loads a path.
+--
+-- The order, for a request from client c to path p of site s:
+--   1. p whitelisted, or s disabled: nothing else is checked;
+--   2. the lists and blocks (allowlist and whitelist let c through);
+--   3. s's allowed_ips and blocked_paths (403), then its rate_limit (429),
+--      unless c is allowlisted or whitelisted;
+--   4. the protected route covering p: 401 without valid credentials,
+--      whoever c is (the whitelist exempts from blocking, not from
+--      authentication).
+
+local core = require "resty.warden.core"
+local request = require "resty.warden.request"
+local ffi = require "ffi"
+
+local ngx = ngx
+local log = ngx.log
+local WARN = ngx.WARN
+local INFO = ngx.INFO
+local ngx_now = ngx.now
+local floor = math.floor
+local type = type
+local ffi_string = ffi.string
+
+local C = core.C
+local skip_c = C.warden_policy_skip
+local require_c = C.warden_policy_require
+local get_var = request.get
+
+local ALLOW, DENY, BLOCK_AUTO = core.ALLOW, core.DENY, core.BLOCK_AUTO
+local TRIP = core.TRIP
+local FORBIDDEN_IP = core.POLICY_FORBIDDEN_IP
+local BLOCKED_PATH = core.POLICY_BLOCKED_PATH
+
+-- Scratch space reused by every request of this worker.
+local p = ffi.new("warden_policy_t")
+
+
+local _M = {}
+
+
+--- decide(w, rc, client, ip, req) -> outcome, a, b, c
+-- rc, client: warden_check's outcome and client; ip: the client as text;
+-- req: { site, path (ptr or string), path_len, method, method_len,
+--        authorization }.
+-- Outcomes: nil (go on), "skip", "blocked" (rc), "forbidden_ip",
+-- "blocked_path", "rate_limited" (limit, retry_after),
+-- "unauthorized" (why, scheme, realm).
+function _M.decide(w, rc, client, ip, req)
+    local site = req.site
+    p.path, p.path_len = req.path, req.path_len
+    p.method, p.method_len = req.method, req.method_len
+    p.site, p.site_len = site, site and #site or 0
+    if skip_c(w.handle, p, rc) == 1 then
+        return "skip"
+    end
+    if rc >= DENY and rc <= BLOCK_AUTO then
+        return "blocked", rc
+    end
+    local r = require_c(w.handle, client, rc, p)
+    if r == FORBIDDEN_IP then
+        return "forbidden_ip"
+    elseif r == BLOCKED_PATH then
+        return "blocked_path"
+    end
+    local limit = p.rate_limit
+    if limit > 0 and rc ~= ALLOW then
+        local window = p.rate_window
+        local now = ngx_now()
+        local slot = floor(now / window)
+        local key = "r|" .. site .. "|" .. ip .. "|" .. slot
+        local n = w.dict:incr(key, 1, 0, window + 1)
+        if n and n > limit then
+            w.engine:count("site_rate_limited")
+            if n == limit + 1 then
+                w.engine:record{
+                    ip = ip, type = "rate_limited", rule = "site:" .. site,
+                    count = n, threshold = limit, window = window,
+                    status = 429,
+                    method = type(req.method) == "string" and req.method
+                             or ffi_string(req.method, req.method_len),
+                    path = type(req.path) == "string" and req.path
+                           or ffi_string(req.path, req.path_len),
+                    action = "rate limited until the window ends",
+                }
+            end
+            return "rate_limited", limit, (slot + 1) * window - now
+        end
+    end
+    local route = p.route
+    if route >= 0 then
+        local why, _, scheme, realm = w.engine:verify_route(route,
+                                                            req.authorization)
+        if why ~= "ok" then
+            return "unauthorized", why, scheme, realm
+        end
+    end
+    return nil
+end
+
+
+local function challenge(scheme, realm)
+    if scheme == "bearer" then
+        return 'Bearer realm="' .. realm .. '"'
+    end
+    return 'Basic realm="' .. realm .. '", charset="UTF-8"'
+end
+_M.challenge = challenge
+
+
+-- Counts a failed authentication for the detector now (the log phase may
+-- not run for this location), and tells the log phase not to count it
+-- again.
+local function auth_failed(w, ip, why, path)
+    local var = ngx.var
+    w.engine:record{ ip = ip, type = "auth_failed", rule = "protected_route",
+                     status = 401, method = ngx.req.get_method(), path = path,
+                     user_agent = var.http_user_agent,
+                     action = "401: credentials " .. why }
+    if w.detector then
+        local rc = w.engine:observe(ip, var.request_uri, 401,
+                                    var.http_user_agent)
+        if rc == TRIP then
+            require("resty.warden.detector").tripped(w)
+        end
+        ngx.ctx.warden_counted = true
+    end
+end
+
+
+--- enforce(w, rc, client, ip_text, site, refuse) -> true or "skip" (a
+-- whitelisted path or a disabled site: check nothing else), or ends the
+-- request. The access phase's part of warden:check() when a policy
+-- applies; refuse(w, rc) acts on a block as check() does.
+function _M.enforce(w, rc, client, ip_text, site, refuse)
+    local r = request.get_request()
+    local path, path_len = get_var(r, "uri")
+    local method, method_len = get_var(r, "request_method")
+    local req = { site = site, path = path, path_len = path_len,
+                  method = method, method_len = method_len }
+    -- only what a rejection needs is turned into Lua strings
+    local ip = ip_text()
+    req.authorization = ngx.var.http_authorization
+    local ctx = ngx.ctx
+    ctx.warden_ip = ip
+    ctx.warden_site = site
+    local outcome, a, b, c = _M.decide(w, rc, client, ip, req)
+    if outcome == nil then
+        return true
+    elseif outcome == "skip" then
+        ctx.warden_skip = true
+        return "skip"
+    elseif outcome == "blocked" then
+        return refuse(w, a)
+    end
+
+    local what = path and ffi_string(path, path_len) or ""
+    if outcome == "unauthorized" then
+        auth_failed(w, ip, a, what)
+        ngx.header["WWW-Authenticate"] = challenge(b, c)
+        log(INFO, "warden: ", ip, ": credentials ", a, " for ", what)
+        return ngx.exit(401)
+    end
+
+    local status, reason
+    if outcome == "rate_limited" then
+        status = 429
+        reason = "over the rate limit of site '" .. site .. "' (" .. a
+                 .. " requests)"
+        ngx.header["Retry-After"] = math.max(1, math.ceil(b))
+    else
+        status = w.block_status
+        reason = outcome == "forbidden_ip"
+                 and "not in allowed_ips of site '" .. site .. "'"
+                 or "path " .. what .. " is blocked for site '" .. site .. "'"
+    end
+    if w.blocking_mode == 0 then
+        log(WARN, "warden: ", ip, " would have been refused (", reason,
+            "); blocking_mode is 0")
+        return true
+    end
+    log(INFO, "warden: refused ", ip, ": ", reason)
+    return ngx.exit(status)
+end
+
+
+--- log(w, flags): the log phase when a policy applies. Returns true when
+-- the detector must not see this request (whitelisted path, disabled
+-- site, or counted already).
+function _M.log(w, flags)
+    local ctx = ngx.ctx
+    if flags >= 2 then
+        -- real-time capture
+        local var = ngx.var
+        w.engine:record{
+            type = "capture", ip = ctx.warden_ip or var.remote_addr,
+            method = var.request_method, path = var.request_uri,
+            status = ngx.status, user_agent = var.http_user_agent,
+            rule = ctx.warden_site or "", action = "captured",
+        }
+    end
+    return ctx.warden_skip or ctx.warden_counted
+end
+
+
+return _M
