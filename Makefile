@@ -30,7 +30,8 @@ $(SO): $(SOURCES)
 build: $(SO)
 
 # Debian packages the tests and the demo need; installed only when missing.
-DEB_PKGS := nginx libnginx-mod-http-lua lua-resty-core lua-cjson dirb gobuster
+DEB_PKGS := nginx libnginx-mod-http-lua lua-resty-core lua-cjson dirb gobuster \
+            prometheus curl
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
