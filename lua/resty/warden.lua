@@ -488,6 +488,7 @@ end
 
 --- warden:stats() -> counters summed over every worker, and memory use.
 function _M:stats()
+    sync(self)
     local s = self.engine:stats()
     s.dict = self.dict_name
     s.version = _M._VERSION

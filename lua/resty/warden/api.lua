@@ -14,7 +14,6 @@
 local core = require "resty.warden.core"
 local policy = require "resty.warden.policy"
 local access = require "resty.warden.access"
-local metrics = require "resty.warden.metrics"
 local detector = require "resty.warden.detector"
 local ffi = require "ffi"
 
@@ -230,12 +229,14 @@ local function add_block(w, q)
         return fail(400, err, field_of(err, "ip") == "duration"
                     and "duration" or "ip")
     end
-    local _, info = w:is_blocked(err or ip)
-    local view = info and block_view(info, ngx_now())
-                 or { ip = err or ip }
+    local target = err or ip
+    local now = ngx_now()
+    local view = block_view({ target = target, reason = reason or "",
+                              source = "manual",
+                              expires = secs == 0 and 0 or now + secs }, now)
     view.message = "blocked"
-    if w.engine:allowlisted(err or ip) then
-        view.warning = (err or ip) .. " is allowlisted: the block has no"
+    if w.engine:allowlisted(target) then
+        view.warning = target .. " is allowlisted: the block has no"
                        .. " effect while it is"
     end
     return 201, view

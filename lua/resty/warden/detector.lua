@@ -54,9 +54,9 @@ _M.human = human
 
 
 -- Acts on the rule that tripped in this worker's latest observation.
--- `req` describes the request ({ status, method, path, user_agent }) when
+-- `line` describes the request ({ status, method, path, user_agent }) when
 -- it is not the current one (log lines given to /security/analyze).
-local function tripped(w, req)
+local function tripped(w, line)
     local engine = w.engine
     local t = engine:trip()
     if not t then
@@ -70,9 +70,9 @@ local function tripped(w, req)
         ip = target, type = t.type, rule = t.rule, count = t.count,
         threshold = t.threshold, window = t.window,
     }
-    if req then
-        event.status, event.method = req.status, req.method
-        event.path, event.user_agent = req.path, req.user_agent
+    if line then
+        event.status, event.method = line.status, line.method
+        event.path, event.user_agent = line.path, line.user_agent
     else
         local var = ngx.var
         event.status, event.method = ngx.status, ngx.req.get_method()
@@ -136,9 +136,9 @@ local function tripped(w, req)
 end
 
 
---- tripped(w, req?) -> the event recorded, or nil. Never raises.
-function _M.tripped(w, req)
-    local ok, res = pcall(tripped, w, req)
+--- tripped(w, line?) -> the event recorded, or nil. Never raises.
+function _M.tripped(w, line)
+    local ok, res = pcall(tripped, w, line)
     if not ok then
         log(ERR, "warden: acting on a tripped rule failed: ", res)
         return nil
