@@ -79,11 +79,11 @@ __DATA__
         }
     }
 --- response_body
-true
+true192.0.2.10
 true 192.0.2.10 manual test 900
-true
+true198.18.0.0/15
 true 198.18.0.0/15 manual 0
-true
+true192.0.2.20
 true 192.0.2.20 0
 192.0.2.10 manual test expires
 192.0.2.20 manual  permanent
