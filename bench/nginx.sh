@@ -47,10 +47,10 @@ run() { # port -> "rps cpu_us_per_request"
 }
 
 # warm up the servers (JIT, caches, the detector's table)
-for port in 8091 8093 8092 8094 8095; do run $port >/dev/null; done
+for port in 8091 8093 8092 8094 8095 8096; do run $port >/dev/null; done
 
-names=(plain empty_access warden_check empty_access_log warden_full)
-ports=(8091 8093 8092 8094 8095)
+names=(plain empty_access warden_check empty_access_log warden_full warden_policies)
+ports=(8091 8093 8092 8094 8095 8096)
 declare -a rps us med_r med_u
 for j in "${!ports[@]}"; do rps[$j]=0; us[$j]=0; done
 add() { awk -v a="$1" -v b="$2" 'BEGIN { print a + b }'; }
@@ -84,6 +84,8 @@ awk -v r="${med_r[*]}" -v u="${med_u[*]}" 'BEGIN {
         100 * R[2] / R[1], 100 * R[3] / R[1], 100 * R[4] / R[1], 100 * R[5] / R[1]
     printf "median worker CPU per request: check +%.2f us over empty access; log +%.2f us over empty log\n",
         U[3] - U[2], (U[5] - U[4]) - (U[3] - U[2])
+    printf "with path and site policies (check{site=} + log): %.1f%% of plain, +%.2f us per request over check+log without\n",
+        100 * R[6] / R[1], U[6] - U[5]
 }'
 awk -v n="$rounds" -v r="${rps[*]}" -v u="${us[*]}" 'BEGIN {
     split(r, R, " "); split(u, U, " ")

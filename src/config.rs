@@ -44,6 +44,12 @@ pub struct Config {
     pub admin_token_file: Option<String>,
     /// Largest admin API request body, in bytes.
     pub admin_max_body: usize,
+    /// Where warden's metrics go over statsd (without iprepd).
+    pub statsd_host: Option<String>,
+    /// Its port.
+    pub statsd_port: u16,
+    /// Seconds between pushes.
+    pub statsd_flush_timer: f64,
 }
 
 impl Default for Config {
@@ -63,6 +69,9 @@ impl Default for Config {
             admin_token: None,
             admin_token_file: None,
             admin_max_body: 1 << 20,
+            statsd_host: None,
+            statsd_port: 8125,
+            statsd_flush_timer: 5.0,
         }
     }
 }
@@ -87,6 +96,9 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "admin_token",
     "admin_token_file",
     "admin_max_body",
+    "statsd_host",
+    "statsd_port",
+    "statsd_flush_timer",
 ];
 
 /// An invalid option: which one, and why.
@@ -288,6 +300,43 @@ impl Config {
                     ),
                 )
             })?;
+        }
+        match map.get("statsd_host") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(h)) if !h.trim().is_empty() => {
+                c.statsd_host = Some(h.trim().to_string())
+            }
+            Some(v) => {
+                return Err(ConfigError::new(
+                    "statsd_host",
+                    format!("must be a host name or address, got {}", show(v)),
+                ))
+            }
+        }
+        if let Some(v) = map.get("statsd_port") {
+            c.statsd_port = match integer(v) {
+                Some(n) if (1..=65535).contains(&n) => n as u16,
+                _ => {
+                    return Err(ConfigError::new(
+                        "statsd_port",
+                        format!("must be a port from 1 to 65535, got {}", show(v)),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = map.get("statsd_flush_timer") {
+            c.statsd_flush_timer = match v.as_f64() {
+                Some(n) if (0.1..=3600.0).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::new(
+                        "statsd_flush_timer",
+                        format!(
+                            "must be a number of seconds from 0.1 to 3600, got {}",
+                            show(v)
+                        ),
+                    ))
+                }
+            };
         }
         Ok(c)
     }

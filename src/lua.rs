@@ -278,6 +278,9 @@ impl UserData for LuaEngine {
             t.set("admin_token_file", c.admin_token_file.clone())?;
             t.set("admin_max_body", c.admin_max_body)?;
             t.set("max_captures", c.max_captures)?;
+            t.set("statsd_host", c.statsd_host.clone())?;
+            t.set("statsd_port", c.statsd_port)?;
+            t.set("statsd_flush_timer", c.statsd_flush_timer)?;
             t.set("policy", lua.to_value(&c.policy)?)?;
             Ok(t)
         });

@@ -188,3 +188,61 @@ warden.detector_trips 1
 --- error_log
 192.0.2.10 rejected with a reputation of 20
 --- timeout: 10
+
+
+
+=== TEST 6: statsd_host at the top level: counters, gauges, lookup errors
+--- http_config eval
+"    lua_shared_dict warden 1m;
+    init_by_lua_block {
+        warden = require('resty.warden').new({
+            statsd_host = '127.0.0.1', statsd_port = 1999,
+            statsd_flush_timer = 1,
+            trusted_proxies = { '127.0.0.1' },
+            -- nothing listens on port 1: every lookup fails (open)
+            iprepd = { url = 'http://127.0.0.1:1', timeout = 200, threshold = 50, api_key = 'k' },
+        })
+        thttp = require 'thttp'
+        STATSD_FILE = '$::StatsdFile'
+    }
+    init_worker_by_lua_block { warden:init_worker() }
+    server {
+        listen 127.0.0.1:1998 reuseport;
+        access_by_lua_block { warden:check() }
+        location / { content_by_lua_block { ngx.say('ok') } }
+    }
+"
+--- config
+    location /t {
+        content_by_lua_block {
+            io.open(STATSD_FILE, "w"):close()
+            ngx.sleep(0.5)
+            warden:block("192.0.2.90")
+            for i = 1, 3 do
+                thttp.request{ port = 1998, path = "/",
+                               headers = { ["X-Forwarded-For"] = "192.0.2." .. i } }
+            end
+            ngx.sleep(2.5)
+            local sums, gauges = {}, {}
+            for line in io.lines(STATSD_FILE) do
+                local name, n, kind = line:match("^(.-):([%d.]+)|(%a+)$")
+                if kind == "c" then
+                    sums[name] = (sums[name] or 0) + tonumber(n)
+                elseif kind == "g" then
+                    gauges[name] = tonumber(n)
+                end
+            end
+            ngx.say("warden.passed ", sums["warden.passed"])
+            ngx.say("warden.lookup_errors ", sums["warden.lookup_errors"])
+            ngx.say("warden.blocked_addresses ", gauges["warden.blocked_addresses"])
+            ngx.say("shm free > 0: ", (gauges["warden.shm_free_bytes"] or 0) > 0)
+        }
+    }
+--- response_body
+warden.passed 3
+warden.lookup_errors 3
+warden.blocked_addresses 1
+shm free > 0: true
+--- error_log
+Error with request to iprepd
+--- timeout: 10

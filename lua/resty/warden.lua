@@ -109,6 +109,11 @@ function _M.new(opts)
         max_captures = cfg.max_captures,
         options_policy = cfg.policy,
     }, mt)
+    if cfg.statsd_host then
+        self.statsd = require("resty.warden.statsd").new(cfg.statsd_host,
+            cfg.statsd_port, 100)
+        self.statsd_flush_timer = cfg.statsd_flush_timer
+    end
     if cfg.admin_token then
         self.admin_token = cfg.admin_token
     elseif cfg.admin_token_file then
@@ -206,34 +211,40 @@ end
 function _M:init_worker()
     local id = ngx.worker.id() or 0
     self.engine:set_worker(id)
+    local sd, interval = self.statsd, self.statsd_flush_timer
     local rep = self.iprepd
     if rep and rep.statsd then
         rep:config_flush_timer()
-        if id == 0 then
-            -- warden's own counters (stats()'s counters), summed over every
-            -- worker, as deltas since the previous push
-            local last = self.engine:counters()
-            local ok, err = ngx.timer.every(rep.statsd_flush_timer,
-                function(premature)
-                    if premature then
-                        return
-                    end
-                    local now = self.engine:counters()
-                    for name, v in pairs(now) do
-                        local before = last[name]
-                        if before and v > before then
-                            rep.statsd.count("warden." .. name, v - before)
-                        end
-                    end
-                    last = now
-                    local g, names = metrics.gauges(self:stats())
-                    for _, name in ipairs(names) do
-                        rep.statsd.gauge("warden." .. name, g[name])
-                    end
-                end)
-            if not ok then
-                log(ERR, "warden: cannot start the statsd timer: ", err)
+        if not sd then
+            sd, interval = rep.statsd, rep.statsd_flush_timer
+        end
+    end
+    if self.statsd then
+        self.statsd.start_timer(interval)
+    end
+    if sd and id == 0 then
+        -- warden's own counters (stats()'s counters), summed over every
+        -- worker, as deltas since the previous push, and its gauges
+        local last = self.engine:counters()
+        local ok, err = ngx.timer.every(interval, function(premature)
+            if premature then
+                return
             end
+            local now = self.engine:counters()
+            for name, v in pairs(now) do
+                local before = last[name]
+                if before and v > before then
+                    sd.count("warden." .. name, v - before)
+                end
+            end
+            last = now
+            local g, names = metrics.gauges(self:stats())
+            for _, name in ipairs(names) do
+                sd.gauge("warden." .. name, g[name])
+            end
+        end)
+        if not ok then
+            log(ERR, "warden: cannot start the statsd timer: ", err)
         end
     end
     if id == 0 and self.detector then
