@@ -289,24 +289,39 @@ local function list_whitelist(w)
 end
 
 
-local function add_whitelist(w, q)
-    local n, err, field = lua_core.policy_entry("whitelist", q.body)
+-- Validates an entry of `kind` and appends it to doc[key] with a fresh
+-- id. same(e, n) -> true refuses n as a duplicate of e (409).
+-- -> the stored entry | fail
+local function add_entry(w, kind, key, body, same)
+    local n, err, field = lua_core.policy_entry(kind, body)
     if not n then
         return fail(400, err, field)
     end
     local res, uerr, ufield, status = policy.update(w, function(doc, id)
-        for _, e in ipairs(doc.whitelist) do
-            if e.type == n.type and e.value == n.value then
-                return nil, n.value .. " is already in the whitelist (id "
-                            .. tostring(e.id) .. ")", "value", 409
+        local list = doc[key]
+        for _, e in ipairs(same and list or {}) do
+            if same(e, n) then
+                return nil, n.value .. " is already in the " .. key
+                            .. " (id " .. tostring(e.id) .. ")", "value", 409
             end
         end
         n.id, n.created = id, floor(ngx_now())
-        doc.whitelist[#doc.whitelist + 1] = n
+        list[#list + 1] = n
         return n
     end)
     if not res then
         return fail(status, uerr, ufield)
+    end
+    return res
+end
+
+
+local function add_whitelist(w, q)
+    local res = add_entry(w, "whitelist", "whitelist", q.body, function(e, n)
+        return e.type == n.type and e.value == n.value
+    end)
+    if is_fail(res) then
+        return res
     end
     return 201, res
 end
@@ -359,17 +374,9 @@ end
 
 
 local function add_route(w, q)
-    local n, err, field = lua_core.policy_entry("route", q.body)
-    if not n then
-        return fail(400, err, field)
-    end
-    local res, uerr, ufield, status = policy.update(w, function(doc, id)
-        n.id, n.created = id, floor(ngx_now())
-        doc.routes[#doc.routes + 1] = n
-        return n
-    end)
-    if not res then
-        return fail(status, uerr, ufield)
+    local res = add_entry(w, "route", "routes", q.body)
+    if is_fail(res) then
+        return res
     end
     for _, r in ipairs(w.engine:routes()) do
         if r.id == res.id then
