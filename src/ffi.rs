@@ -353,17 +353,23 @@ pub const POLICY_BLOCKED_PATH: c_int = 3;
 
 /// Bit 1 when a policy applies by path or site (whitelisted paths,
 /// protected routes, sites, real-time capture), plus bit 2 when real-time
-/// capture is on; 0 when none does; `INTERNAL` for a NULL engine.
+/// capture is on, plus bit 4 when the worker is behind the journal (sync
+/// first, then ask again: the policy may have changed); 0 when none
+/// applies; `INTERNAL` for a NULL engine.
 ///
 /// # Safety
 /// `w` must be NULL or a live engine pointer from `engine:ptr()`.
 #[no_mangle]
 pub unsafe extern "C" fn warden_policy_active(w: *const Engine) -> c_int {
     // SAFETY: see `# Safety`.
-    match unsafe { w.as_ref() } {
-        Some(w) if w.policy_active() => 1 | (c_int::from(w.policy().capture) << 1),
-        Some(_) => 0,
-        None => code::INTERNAL,
+    let Some(w) = (unsafe { w.as_ref() }) else {
+        return code::INTERNAL;
+    };
+    let stale = c_int::from(w.stale()) << 2;
+    if w.policy_active() {
+        stale | 1 | (c_int::from(w.policy().capture) << 1)
+    } else {
+        stale
     }
 }
 

@@ -17,6 +17,7 @@ local access = require "resty.warden.access"
 local policy = require "resty.warden.policy"
 local metrics = require "resty.warden.metrics"
 local ffi = require "ffi"
+local band = require("bit").band
 
 local ngx = ngx
 local ngx_exit = ngx.exit
@@ -353,7 +354,9 @@ function _M:check(ip)
         end
     end
 
-    if rc >= PASS and rc <= BLOCK_AUTO and policy_active_c(handle) > 0 then
+    if rc >= PASS and rc <= BLOCK_AUTO
+       and band(policy_active_c(handle), 3) > 0
+    then
         -- whitelisted paths, sites, protected routes; may end the request
         local res = access.enforce(self, rc, client, client_text, site,
                                    blocked)
@@ -385,6 +388,12 @@ end
 -- real-time capture (when on).
 function _M:log()
     local flags = policy_active_c(self.handle)
+    if flags >= 4 then
+        -- behind the journal (e.g. a location without check()): the
+        -- policy, and with it real-time capture, may have changed
+        sync(self)
+        flags = band(policy_active_c(self.handle), 3)
+    end
     if flags > 0 and access.log(self, flags) then
         return true
     end

@@ -650,7 +650,7 @@ local function check(w, q)
     if rc >= DENY and rc <= BLOCK_AUTO then
         outcome, a = "blocked", rc
     end
-    if core.C.warden_policy_active(w.handle) > 0 then
+    if require("bit").band(core.C.warden_policy_active(w.handle), 3) > 0 then
         outcome, a, b, c = access.decide(w, rc, client, ip, {
             site = site, path = path, path_len = #path,
             method = method, method_len = #method,
