@@ -17,7 +17,12 @@
 //! - [`config`]: options and durations;
 //! - [`counters`]: per-client counters shared by every worker (detector);
 //! - [`shm`]: memory shared by every worker (journal versions, counters);
-//! - [`engine`]: one warden instance and the per-request decision.
+//! - [`engine`]: one warden instance and the per-request decision;
+//! - [`policy`]: whitelist, protected routes, site policies (by path/site);
+//! - [`credentials`]: basic/bearer credentials, plain or htpasswd-hashed;
+//! - [`audit`]: security events in a shared ring;
+//! - [`accesslog`]: nginx `combined` log lines (`/security/analyze`);
+//! - [`report`]: statsd packets and audit lines.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
