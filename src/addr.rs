@@ -265,6 +265,14 @@ impl Net {
         Err(AddrError::new(ErrorKind::Network, s))
     }
 
+    /// The network's first address (the address itself for a host).
+    pub fn first(&self) -> Addr {
+        match self {
+            Net::V4(p) => Addr::V4(p.addr),
+            Net::V6(p) => Addr::V6(p.addr),
+        }
+    }
+
     /// True when this network is a single address (/32 or /128).
     pub fn is_host(&self) -> bool {
         match self {

@@ -559,10 +559,7 @@ impl Table {
                 v6: d.v6,
                 bits: join(d.key),
             };
-            let first = match net {
-                Net::V4(p) => Addr::V4(p.addr),
-                Net::V6(p) => Addr::V6(p.addr),
-            };
+            let first = net.first();
             // the client is inside the range, or the range inside the
             // client's IPv6 group
             if net.contains(k.addr()) || k.net(v6_prefix).contains(first) {

@@ -103,10 +103,9 @@ pub struct Engine {
     captures: Ring,
     pending: RefCell<Option<Tripped>>,
     policy: RefCell<Policy>,
-    /// Something applies by path or site (see [`Policy::is_empty`]).
+    /// Something applies by path or site (see [`Policy::is_empty`]),
+    /// cached for the FFI check that every request makes.
     policy_active: Cell<bool>,
-    /// The policy's whitelist has addresses.
-    whitelist: Cell<bool>,
 }
 
 impl Engine {
@@ -132,7 +131,6 @@ impl Engine {
             events,
             captures,
             policy_active: Cell::new(!policy.is_empty()),
-            whitelist: Cell::new(policy.has_whitelist()),
             policy: RefCell::new(policy),
             pending: RefCell::new(None),
             lists: Lists::new(&cfg.allowlist, &cfg.denylist),
@@ -267,7 +265,7 @@ impl Engine {
     fn verdict(&self, a: Addr) -> i32 {
         match self.lists.lookup(a) {
             ListMatch::Allow => code::ALLOW,
-            _ if self.whitelist.get() && self.policy.borrow().whitelisted(a) => code::ALLOW,
+            _ if self.policy.borrow().whitelisted(a) => code::ALLOW,
             ListMatch::Deny(_) => code::DENY,
             ListMatch::None => {
                 let blocks = self.blocks.borrow();
@@ -349,13 +347,7 @@ impl Engine {
         let now = now_ms();
         let p = d.config().ipv6_prefix;
         match net {
-            n if n.is_host() => {
-                let a = match n {
-                    Net::V4(p) => Addr::V4(p.addr),
-                    Net::V6(p) => Addr::V6(p.addr),
-                };
-                usize::from(d.table().forget(&d.key(a), now))
-            }
+            n if n.is_host() => usize::from(d.table().forget(&d.key(n.first()), now)),
             n => d.table().forget_net(n, p, now),
         }
     }
@@ -399,7 +391,6 @@ impl Engine {
     /// Makes `p` this worker's policy.
     pub fn install_policy(&self, p: Policy) {
         self.policy_active.set(!p.is_empty());
-        self.whitelist.set(p.has_whitelist());
         *self.policy.borrow_mut() = p;
         self.count(Stat::PolicyLoads);
     }

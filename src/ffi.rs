@@ -29,6 +29,17 @@ pub struct WardenClient {
     _pad: [u8; 6],
 }
 
+impl WardenClient {
+    /// The address, when one was resolved.
+    fn addr(&self) -> Option<Addr> {
+        match self.family {
+            4 => Addr::from_binary(&self.addr[..4]),
+            6 => Addr::from_binary(&self.addr),
+            _ => None,
+        }
+    }
+}
+
 /// `flags` bit: `peer` is a textual address (`check(ip)`), not
 /// `$binary_remote_addr`. A textual address is the client itself.
 pub const PEER_TEXT: u32 = 1;
@@ -439,12 +450,7 @@ pub unsafe extern "C" fn warden_policy_require(
         )
     };
     catch_unwind(AssertUnwindSafe(|| {
-        let client = match c.family {
-            4 => Addr::from_binary(&c.addr[..4]),
-            6 => Addr::from_binary(&c.addr),
-            _ => None,
-        };
-        let Some(client) = client else {
+        let Some(client) = c.addr() else {
             return code::BAD_ADDRESS;
         };
         let r = w
@@ -485,12 +491,7 @@ pub unsafe extern "C" fn warden_client_text(
     }
     // SAFETY: checked non-null; the caller guarantees validity.
     let c = unsafe { &*c };
-    let addr = match c.family {
-        4 => Addr::from_binary(&c.addr[..4]),
-        6 => Addr::from_binary(&c.addr),
-        _ => None,
-    };
-    let Some(addr) = addr else { return -1 };
+    let Some(addr) = c.addr() else { return -1 };
     let s = addr.to_string();
     if s.len() > len {
         return -1;

@@ -211,10 +211,7 @@ impl UserData for LuaEngine {
                 t.set("entry", p.entry)?;
                 t.set("ttl", p.ttl)?;
                 t.set("expires", p.block.expires_ms as f64 / 1000.0)?;
-                t.set("allowlisted", this.0.allowlisted(match net {
-                    Net::V4(p) => Addr::V4(p.addr),
-                    Net::V6(p) => Addr::V6(p.addr),
-                }))?;
+                t.set("allowlisted", this.0.allowlisted(net.first()))?;
                 ok(lua, t)
             },
         );
@@ -500,12 +497,7 @@ impl UserData for LuaEngine {
         });
         // allowlisted(ip) -> true when the allowlist or whitelist covers ip
         m.add_method("allowlisted", |_, this, ip: String| {
-            Ok(Net::parse(ip.trim()).is_ok_and(|n| {
-                this.0.allowlisted(match n {
-                    Net::V4(p) => Addr::V4(p.addr),
-                    Net::V6(p) => Addr::V6(p.addr),
-                })
-            }))
+            Ok(Net::parse(ip.trim()).is_ok_and(|n| this.0.allowlisted(n.first())))
         });
         // load_policy(json | nil) -> true | nil, err: compiles the admin
         // API's document with the options and installs it in this worker
@@ -602,24 +594,6 @@ impl UserData for LuaEngine {
                 },
             ]))
         });
-        // observe(ip, uri, status, user_agent) -> rc (TRIP: see trip())
-        m.add_method(
-            "observe",
-            |lua, this, (ip, uri, status, ua): (String, mlua::LuaString, u16, Option<mlua::LuaString>)| {
-                let a = match Addr::parse(ip.trim()) {
-                    Ok(a) => a,
-                    Err(e) => return nil_err(lua, e),
-                };
-                let uri = uri.as_bytes();
-                let ua = ua.as_ref().map(|u| u.as_bytes());
-                let req = crate::detector::Request {
-                    uri: &uri,
-                    status: status.min(999),
-                    user_agent: ua.as_deref().unwrap_or(&[]),
-                };
-                ok(lua, this.0.observe(a, &req))
-            },
-        );
         // analyze_line(line) -> { rc, ip, method, path, status, user_agent,
         //                         time } | nil, err, field
         m.add_method("analyze_line", |lua, this, line: mlua::LuaString| {

@@ -220,26 +220,41 @@ fn description(m: &Map<String, Value>) -> Result<String, PolicyError> {
 /// assert_eq!(err.field(), "value");
 /// ```
 pub fn whitelist_entry(v: &Value) -> Result<Value, PolicyError> {
-    let m = object(v, "entry")?;
-    known_fields(m, &["type", "value", "description"])?;
-    let kind = text(m, "type", true)?.to_ascii_lowercase();
-    let value = text(m, "value", true)?;
-    let value = match kind.as_str() {
-        "ip" | "cidr" => Net::parse(value)
-            .map_err(|e| PolicyError::new("value", e.to_string()))?
-            .to_string(),
-        "path" => PathRule::new(value)
-            .map_err(|e| PolicyError::new("value", e))?
-            .as_str()
-            .to_string(),
-        other => {
-            return Err(PolicyError::new(
-                "type",
-                format!("must be 'ip', 'cidr' or 'path', got '{other}'"),
-            ))
-        }
-    };
-    Ok(json!({"type": kind, "value": value, "description": description(m)?}))
+    Ok(Listed::compile(v)?.1)
+}
+
+/// A compiled whitelist entry.
+enum Listed {
+    Net(Net),
+    Path(PathRule),
+}
+
+impl Listed {
+    fn compile(v: &Value) -> Result<(Listed, Value), PolicyError> {
+        let m = object(v, "entry")?;
+        known_fields(m, &["type", "value", "description"])?;
+        let kind = text(m, "type", true)?.to_ascii_lowercase();
+        let value = text(m, "value", true)?;
+        let (item, value) = match kind.as_str() {
+            "ip" | "cidr" => {
+                let n = Net::parse(value).map_err(|e| PolicyError::new("value", e.to_string()))?;
+                (Listed::Net(n), n.to_string())
+            }
+            "path" => {
+                let r = PathRule::new(value).map_err(|e| PolicyError::new("value", e))?;
+                let shown = r.as_str().to_string();
+                (Listed::Path(r), shown)
+            }
+            other => {
+                return Err(PolicyError::new(
+                    "type",
+                    format!("must be 'ip', 'cidr' or 'path', got '{other}'"),
+                ))
+            }
+        };
+        let normalized = json!({"type": kind, "value": value, "description": description(m)?});
+        Ok((item, normalized))
+    }
 }
 
 /// Methods of a route: `None` for all.
@@ -588,14 +603,11 @@ impl Policy {
             (api, "whitelist", "routes", "sites"),
         ] {
             for (i, e) in entries(doc, wl)?.iter().enumerate() {
-                let n =
-                    whitelist_entry(e).map_err(|err| err.within(&format!("{wl}[{}]", i + 1)))?;
-                let value = n["value"].as_str().unwrap_or_default();
-                if n["type"] == "path" {
-                    p.whitelist_paths
-                        .push(PathRule::new(value).map_err(|m| PolicyError::new("value", m))?);
-                } else if let Ok(net) = Net::parse(value) {
-                    nets.push(net);
+                let (item, _) =
+                    Listed::compile(e).map_err(|err| err.within(&format!("{wl}[{}]", i + 1)))?;
+                match item {
+                    Listed::Path(r) => p.whitelist_paths.push(r),
+                    Listed::Net(n) => nets.push(n),
                 }
             }
             for (i, e) in entries(doc, routes)?.iter().enumerate() {

@@ -290,6 +290,26 @@ local function blocked(self, rc)
 end
 
 
+-- Decides on the textual address `ip` (counted; `client` filled), after
+-- a sync when this worker is behind.
+local function decide_text(self, ip)
+    local rc = check_c(self.handle, ip, #ip, nil, 0, PEER_TEXT, client)
+    if rc == SYNC then
+        sync(self)
+        rc = check_c(self.handle, ip, #ip, nil, 0, PEER_TEXT + NO_SYNC,
+                     client)
+    end
+    return rc
+end
+
+
+--- warden:_decide(ip) -> rc, client: check()'s decision on the textual
+-- address `ip`, without acting on it (for /security/check).
+function _M:_decide(ip)
+    return decide_text(self, ip), client
+end
+
+
 --- warden:check(ip?) -> true, or ends the request with block_status.
 -- warden:check{ site = "name", ip = ip? }: the same, with the policy of
 -- site `name` (set with PUT /deployments/<name>/security or opts.sites).
@@ -312,11 +332,7 @@ function _M:check(ip)
             log(ERR, "warden: check(): ip must be a string, got ", type(ip))
             return nil, "ip must be a string"
         end
-        rc = check_c(handle, ip, #ip, nil, 0, PEER_TEXT, client)
-        if rc == SYNC then
-            sync(self)
-            rc = check_c(handle, ip, #ip, nil, 0, PEER_TEXT + NO_SYNC, client)
-        end
+        rc = decide_text(self, ip)
         if rc == BAD_ADDRESS then
             log(ERR, "warden: check(): invalid IP address '", ip, "'")
             return nil, "invalid IP address '" .. ip .. "'"
@@ -354,12 +370,12 @@ function _M:check(ip)
         end
     end
 
-    if rc >= PASS and rc <= BLOCK_AUTO
-       and band(policy_active_c(handle), 3) > 0
-    then
+    local flags = rc >= PASS and rc <= BLOCK_AUTO
+                  and band(policy_active_c(handle), 3) or 0
+    if flags > 0 then
         -- whitelisted paths, sites, protected routes; may end the request
         local res = access.enforce(self, rc, client, client_text, site,
-                                   blocked)
+                                   blocked, flags)
         if rc ~= PASS or res == "skip" then
             return true  -- allowlisted, or let through in monitor mode
         end
@@ -553,6 +569,18 @@ function _M:metrics()
 end
 
 
+-- iprepd's reputation of `ip` (nil without iprepd, for an allowlisted
+-- address, or when the lookup fails: fail open).
+local function reputation(self, ip)
+    local rep = self.iprepd
+    if not rep or self.engine:allowlisted(ip) then
+        return nil
+    end
+    local ok, r = pcall(rep.get_reputation, rep, ip)
+    return ok and r or nil
+end
+
+
 --- warden:threat_score(ip) -> 0-100 | nil, err
 -- 100 when blocked or denylisted, 0 when allowlisted; otherwise the
 -- highest share of a detector threshold the client has reached, or, with
@@ -566,10 +594,9 @@ function _M:threat_score(ip)
     if not score then
         return nil, rule
     end
-    local rep = self.iprepd
-    if rep and score < 100 and not self.engine:allowlisted(ip) then
-        local ok, r = pcall(rep.get_reputation, rep, ip)
-        if ok and r and 100 - r > score then
+    if score < 100 then
+        local r = reputation(self, ip)
+        if r and 100 - r > score then
             score, rule = 100 - r, "reputation"
         end
     end
@@ -591,12 +618,9 @@ function _M:should_block(ip)
     if blocked_now then
         return true, info.source
     end
-    local rep = self.iprepd
-    if rep and not self.engine:allowlisted(ip) then
-        local ok, r = pcall(rep.get_reputation, rep, ip)
-        if ok and r and r <= rep.threshold then
-            return true, "reputation"
-        end
+    local r = reputation(self, ip)
+    if r and r <= self.iprepd.threshold then
+        return true, "reputation"
     end
     return false
 end

@@ -16,6 +16,7 @@
 
 local core = require "resty.warden.core"
 local request = require "resty.warden.request"
+local detector = require "resty.warden.detector"
 local ffi = require "ffi"
 
 local ngx = ngx
@@ -33,25 +34,35 @@ local require_c = C.warden_policy_require
 local get_var = request.get
 
 local ALLOW, DENY, BLOCK_AUTO = core.ALLOW, core.DENY, core.BLOCK_AUTO
-local TRIP = core.TRIP
 local FORBIDDEN_IP = core.POLICY_FORBIDDEN_IP
 local BLOCKED_PATH = core.POLICY_BLOCKED_PATH
 
 -- Scratch space reused by every request of this worker.
 local p = ffi.new("warden_policy_t")
+local current = {}  -- the current request, for decide()
 
 
 local _M = {}
 
 
---- decide(w, rc, client, ip, req) -> outcome, a, b, c
--- rc, client: warden_check's outcome and client; ip: the client as text;
--- req: { site, path (ptr or string), path_len, method, method_len,
---        authorization }.
+-- A request field as a Lua string (it is a string or a pointer).
+local function text(v, len)
+    if type(v) == "string" then
+        return v
+    end
+    return v and ffi_string(v, len) or ""
+end
+
+
+--- decide(w, rc, client, ip_text, req) -> outcome, a, b, c
+-- rc, client: warden_check's outcome and client; ip_text() -> the client
+-- as text (called only when needed); req: { site, path (ptr or string),
+-- path_len, method, method_len }. A protected route is checked against
+-- the current request's Authorization header.
 -- Outcomes: nil (go on), "skip", "blocked" (rc), "forbidden_ip",
 -- "blocked_path", "rate_limited" (limit, retry_after),
 -- "unauthorized" (why, scheme, realm).
-function _M.decide(w, rc, client, ip, req)
+function _M.decide(w, rc, client, ip_text, req)
     local site = req.site
     p.path, p.path_len = req.path, req.path_len
     p.method, p.method_len = req.method, req.method_len
@@ -73,6 +84,7 @@ function _M.decide(w, rc, client, ip, req)
         local window = p.rate_window
         local now = ngx_now()
         local slot = floor(now / window)
+        local ip = ip_text()
         local key = "r|" .. site .. "|" .. ip .. "|" .. slot
         local n = w.dict:incr(key, 1, 0, window + 1)
         if n and n > limit then
@@ -81,11 +93,8 @@ function _M.decide(w, rc, client, ip, req)
                 w.engine:record{
                     ip = ip, type = "rate_limited", rule = "site:" .. site,
                     count = n, threshold = limit, window = window,
-                    status = 429,
-                    method = type(req.method) == "string" and req.method
-                             or ffi_string(req.method, req.method_len),
-                    path = type(req.path) == "string" and req.path
-                           or ffi_string(req.path, req.path_len),
+                    status = 429, method = text(req.method, req.method_len),
+                    path = text(req.path, req.path_len),
                     action = "rate limited until the window ends",
                 }
             end
@@ -95,7 +104,7 @@ function _M.decide(w, rc, client, ip, req)
     local route = p.route
     if route >= 0 then
         local why, _, scheme, realm = w.engine:verify_route(route,
-                                                            req.authorization)
+            ngx.var.http_authorization)
         if why ~= "ok" then
             return "unauthorized", why, scheme, realm
         end
@@ -117,49 +126,46 @@ _M.challenge = challenge
 -- not run for this location), and tells the log phase not to count it
 -- again.
 local function auth_failed(w, ip, why, path)
-    local var = ngx.var
     w.engine:record{ ip = ip, type = "auth_failed", rule = "protected_route",
                      status = 401, method = ngx.req.get_method(), path = path,
-                     user_agent = var.http_user_agent,
+                     user_agent = ngx.var.http_user_agent,
                      action = "401: credentials " .. why }
     if w.detector then
-        local rc = w.engine:observe(ip, var.request_uri, 401,
-                                    var.http_user_agent)
-        if rc == TRIP then
-            require("resty.warden.detector").tripped(w)
-        end
+        detector.observe(w, 401)
         ngx.ctx.warden_counted = true
     end
 end
 
 
---- enforce(w, rc, client, ip_text, site, refuse) -> true or "skip" (a
--- whitelisted path or a disabled site: check nothing else), or ends the
--- request. The access phase's part of warden:check() when a policy
--- applies; refuse(w, rc) acts on a block as check() does.
-function _M.enforce(w, rc, client, ip_text, site, refuse)
+--- enforce(w, rc, client, ip_text, site, refuse, flags) -> true or "skip"
+-- (a whitelisted path or a disabled site: check nothing else), or ends
+-- the request. The access phase's part of warden:check() when a policy
+-- applies; refuse(w, rc) acts on a block as check() does; flags: from
+-- warden_policy_active.
+function _M.enforce(w, rc, client, ip_text, site, refuse, flags)
     local r = request.get_request()
-    local path, path_len = get_var(r, "uri")
-    local method, method_len = get_var(r, "request_method")
-    local req = { site = site, path = path, path_len = path_len,
-                  method = method, method_len = method_len }
-    -- only what a rejection needs is turned into Lua strings
-    local ip = ip_text()
-    req.authorization = ngx.var.http_authorization
-    local ctx = ngx.ctx
-    ctx.warden_ip = ip
-    ctx.warden_site = site
-    local outcome, a, b, c = _M.decide(w, rc, client, ip, req)
+    -- pointers into nginx's memory: only a refusal makes strings of them
+    current.site = site
+    current.path, current.path_len = get_var(r, "uri")
+    current.method, current.method_len = get_var(r, "request_method")
+    if flags >= 2 then
+        -- real-time capture: the log phase records the client as resolved
+        local ctx = ngx.ctx
+        ctx.warden_ip = ip_text()
+        ctx.warden_site = site
+    end
+    local outcome, a, b, c = _M.decide(w, rc, client, ip_text, current)
     if outcome == nil then
         return true
     elseif outcome == "skip" then
-        ctx.warden_skip = true
+        ngx.ctx.warden_skip = true
         return "skip"
     elseif outcome == "blocked" then
         return refuse(w, a)
     end
 
-    local what = path and ffi_string(path, path_len) or ""
+    local ip = ip_text()
+    local what = text(current.path, current.path_len)
     if outcome == "unauthorized" then
         auth_failed(w, ip, a, what)
         ngx.header["WWW-Authenticate"] = challenge(b, c)

@@ -15,7 +15,6 @@ local core = require "resty.warden.core"
 local policy = require "resty.warden.policy"
 local access = require "resty.warden.access"
 local detector = require "resty.warden.detector"
-local ffi = require "ffi"
 
 local ngx = ngx
 local log = ngx.log
@@ -39,16 +38,13 @@ local json_decode = lua_core.json_decode
 local null = lua_core.json_null
 local array = policy.array
 local ct_eq = lua_core.ct_eq
-local check_c = core.C.warden_check
 
-local PEER_TEXT, NO_SYNC = core.PEER_TEXT, core.NO_SYNC
-local SYNC, BAD_ADDRESS = core.SYNC, core.BAD_ADDRESS
+local BAD_ADDRESS = core.BAD_ADDRESS
+local band = require("bit").band
 local DENY, BLOCK_AUTO, TRIP = core.DENY, core.BLOCK_AUTO, core.TRIP
 
 local SOURCES = { [core.DENY] = "denylist", [core.BLOCK_MANUAL] = "manual",
                   [core.BLOCK_AUTO] = "auto" }
-
-local client = ffi.new("warden_client_t")
 
 local STATS_SAMPLE = 10000  -- events looked at for /security/stats
 local MAX_LINES = 100000    -- log lines per /security/analyze request
@@ -629,11 +625,7 @@ local function check(w, q)
         return fail(400, "ip must be a string", "ip")
     end
     local var = ngx.var
-    local rc = check_c(w.handle, ip, #ip, nil, 0, PEER_TEXT, client)
-    if rc == SYNC then
-        w:sync()
-        rc = check_c(w.handle, ip, #ip, nil, 0, PEER_TEXT + NO_SYNC, client)
-    end
+    local rc, client = w:_decide(ip)
     if rc == BAD_ADDRESS then
         return fail(400, "invalid IP address '" .. ip .. "'", "ip")
     end
@@ -650,11 +642,12 @@ local function check(w, q)
     if rc >= DENY and rc <= BLOCK_AUTO then
         outcome, a = "blocked", rc
     end
-    if require("bit").band(core.C.warden_policy_active(w.handle), 3) > 0 then
-        outcome, a, b, c = access.decide(w, rc, client, ip, {
+    if band(core.C.warden_policy_active(w.handle), 3) > 0 then
+        outcome, a, b, c = access.decide(w, rc, client, function()
+            return ip
+        end, {
             site = site, path = path, path_len = #path,
             method = method, method_len = #method,
-            authorization = var.http_authorization,
         })
     end
     local status, reason, headers = 200, "allowed", {}

@@ -147,8 +147,9 @@ function _M.tripped(w, line)
 end
 
 
--- Feeds the current request to the detector. Never raises.
-function _M.observe(w)
+-- Feeds the current request to the detector, with its response status or
+-- `status` (the access phase's refusals). Never raises.
+function _M.observe(w, status)
     local r = get_request()
     if not r or not fetch(r, "binary_remote_addr") then
         return
@@ -159,7 +160,7 @@ function _M.observe(w)
     req.fwd_len = 0
     req.uri, req.uri_len = get_var(r, "request_uri")
     req.ua, req.ua_len = get_var(r, "http_user_agent")
-    req.status = get_status(r)
+    req.status = status or get_status(r)
     req.flags = 0
     local rc = log_c(w.handle, req)
     if rc == NEED_FORWARDED then

@@ -123,8 +123,8 @@ function _M.update(w, edit)
         if res == nil then
             return
         end
-        if doc.next_id <= id and res.id == id then
-            doc.next_id = id + 1
+        if res.id == id then
+            doc.next_id = id + 1  -- the edit took the fresh id
         end
         local valid, verr, vfield = w.engine:check_policy(doc)
         if not valid then
