@@ -14,6 +14,7 @@
 //! - [`prefix`]: the longest-prefix-match structure;
 //! - [`lists`]: the configured allowlist, denylist and trusted proxies;
 //! - [`blocks`]: blocks made at run time and their shared-dict records;
+//! - [`state`]: the state file (blocks and policy kept across restarts);
 //! - [`config`]: options and durations;
 //! - [`counters`]: per-client counters shared by every worker (detector);
 //! - [`shm`]: memory shared by every worker (journal versions, counters);
@@ -47,3 +48,4 @@ pub mod prefix;
 pub mod report;
 pub mod reputation;
 pub mod shm;
+pub mod state;
