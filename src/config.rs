@@ -50,6 +50,179 @@ pub struct Config {
     pub statsd_port: u16,
     /// Seconds between pushes.
     pub statsd_flush_timer: f64,
+    /// Where blocks and the admin API's policy are kept across restarts.
+    pub state_file: Option<String>,
+    /// Shortest time between two writes of the state file, in ms.
+    pub state_interval_ms: u64,
+    /// The fleet's Redis (`redis = { host = ..., ... }`).
+    pub redis: Option<RedisConfig>,
+}
+
+/// `redis = { ... }`: the Redis server a fleet of nodes shares blocks
+/// through.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedisConfig {
+    /// Host name or address, or `unix:/path/to/socket`.
+    pub host: String,
+    /// TCP port (ignored for a unix socket).
+    pub port: u16,
+    /// `AUTH` password.
+    pub password: Option<String>,
+    /// Database number (`SELECT`); publish/subscribe ignores it.
+    pub db: u32,
+    /// Prefix of every key and of the channel.
+    pub prefix: String,
+    /// Connect, send and read timeout, in ms.
+    pub timeout_ms: u64,
+    /// This node's name in messages (default: host name and a random tag).
+    pub node: Option<String>,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            host: String::new(),
+            port: 6379,
+            password: None,
+            db: 0,
+            prefix: "warden:".to_string(),
+            timeout_ms: 1_000,
+            node: None,
+        }
+    }
+}
+
+/// Options of `redis = { ... }`.
+pub const REDIS_OPTIONS: &[&str] = &[
+    "host", "port", "password", "db", "prefix", "timeout", "node",
+];
+
+impl RedisConfig {
+    /// Validates `redis = { ... }`.
+    ///
+    /// ```
+    /// use warden_core::config::RedisConfig;
+    /// let r = RedisConfig::from_value(&serde_json::json!({"host": "127.0.0.1"})).unwrap();
+    /// assert_eq!((r.port, r.prefix.as_str()), (6379, "warden:"));
+    /// let e = RedisConfig::from_value(&serde_json::json!({"host": "r", "db": -1})).unwrap_err();
+    /// assert_eq!(e.to_string(), "opts.redis.db must be a database number from 0 to 65535, got -1");
+    /// ```
+    pub fn from_value(v: &Value) -> Result<RedisConfig, ConfigError> {
+        let mut r = RedisConfig::default();
+        let map = match v {
+            Value::Object(m) => m,
+            other => {
+                return Err(ConfigError::new(
+                    "redis",
+                    format!(
+                        "must be a table like {{ host = \"127.0.0.1\", port = 6379 }}, got {}",
+                        show(other)
+                    ),
+                ))
+            }
+        };
+        for k in map.keys() {
+            if !REDIS_OPTIONS.contains(&k.as_str()) {
+                return Err(ConfigError::new(
+                    &format!("redis.{k}"),
+                    format!(
+                        "is not a known option (known: {})",
+                        REDIS_OPTIONS.join(", ")
+                    ),
+                ));
+            }
+        }
+        r.host = match map.get("host") {
+            Some(Value::String(h)) if !h.trim().is_empty() && !h.contains(char::is_whitespace) => {
+                h.clone()
+            }
+            None => return Err(ConfigError::new("redis.host", "is required")),
+            Some(v) => {
+                return Err(ConfigError::new(
+                    "redis.host",
+                    format!(
+                        "must be a host name, an address or unix:/path, got {}",
+                        show(v)
+                    ),
+                ))
+            }
+        };
+        if let Some(v) = map.get("port") {
+            r.port = match integer(v) {
+                Some(n) if (1..=65535).contains(&n) => n as u16,
+                _ => {
+                    return Err(ConfigError::new(
+                        "redis.port",
+                        format!("must be a port from 1 to 65535, got {}", show(v)),
+                    ))
+                }
+            };
+        }
+        match map.get("password") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(p)) if !p.is_empty() => r.password = Some(p.clone()),
+            Some(v) => {
+                return Err(ConfigError::new(
+                    "redis.password",
+                    format!("must be a non-empty string, got {}", show(v)),
+                ))
+            }
+        }
+        if let Some(v) = map.get("db") {
+            r.db = match integer(v) {
+                Some(n) if (0..=65535).contains(&n) => n as u32,
+                _ => {
+                    return Err(ConfigError::new(
+                        "redis.db",
+                        format!("must be a database number from 0 to 65535, got {}", show(v)),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = map.get("prefix") {
+            r.prefix = match v {
+                Value::String(p) if p.len() <= 64 && p.bytes().all(|b| b.is_ascii_graphic()) => {
+                    p.clone()
+                }
+                _ => {
+                    return Err(ConfigError::new(
+                        "redis.prefix",
+                        format!(
+                            "must be up to 64 printable characters without spaces, got {}",
+                            show(v)
+                        ),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = map.get("timeout") {
+            r.timeout_ms = duration(v, "redis.timeout")?;
+            if !(10..=60_000).contains(&r.timeout_ms) {
+                return Err(ConfigError::new(
+                    "redis.timeout",
+                    format!("must be from 10ms to 60s, got {}", show(v)),
+                ));
+            }
+        }
+        match map.get("node") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(n))
+                if !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                r.node = Some(n.clone())
+            }
+            Some(v) => {
+                return Err(ConfigError::new(
+                    "redis.node",
+                    format!(
+                        "must be a name of up to 64 printable characters without spaces, got {}",
+                        show(v)
+                    ),
+                ))
+            }
+        }
+        Ok(r)
+    }
 }
 
 impl Default for Config {
@@ -72,6 +245,9 @@ impl Default for Config {
             statsd_host: None,
             statsd_port: 8125,
             statsd_flush_timer: 5.0,
+            state_file: None,
+            state_interval_ms: 1_000,
+            redis: None,
         }
     }
 }
@@ -99,6 +275,9 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "statsd_host",
     "statsd_port",
     "statsd_flush_timer",
+    "state_file",
+    "state_interval",
+    "redis",
 ];
 
 /// An invalid option: which one, and why.
@@ -338,6 +517,34 @@ impl Config {
                 }
             };
         }
+        match map.get("state_file") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(p)) if !p.trim().is_empty() && !p.contains('\0') => {
+                c.state_file = Some(p.clone())
+            }
+            Some(v) => {
+                return Err(ConfigError::new(
+                    "state_file",
+                    format!(
+                        "must be a file path like '/var/lib/warden/state', got {}",
+                        show(v)
+                    ),
+                ))
+            }
+        }
+        if let Some(v) = map.get("state_interval") {
+            c.state_interval_ms = duration(v, "state_interval")?;
+            if !(100..=3_600_000).contains(&c.state_interval_ms) {
+                return Err(ConfigError::new(
+                    "state_interval",
+                    format!("must be from 100ms to 1h, got {}", show(v)),
+                ));
+            }
+        }
+        match map.get("redis") {
+            None | Some(Value::Null) => {}
+            Some(v) => c.redis = Some(RedisConfig::from_value(v)?),
+        }
         Ok(c)
     }
 }
@@ -552,6 +759,49 @@ mod tests {
             "opts.dict must be a lua_shared_dict name, got ''"
         );
         assert_eq!(e(json!(5)), "opts. must be a table, got 5");
+    }
+
+    #[test]
+    fn state_and_redis() {
+        let c = Config::from_value(&json!({
+            "state_file": "/var/lib/warden/state", "state_interval": "2s",
+            "redis": {"host": "10.0.0.5", "port": 6380, "password": "pw", "db": 2,
+                      "prefix": "edge:", "timeout": "250ms", "node": "edge-1"},
+        }))
+        .unwrap();
+        assert_eq!(c.state_file.as_deref(), Some("/var/lib/warden/state"));
+        assert_eq!(c.state_interval_ms, 2_000);
+        let r = c.redis.unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.port, r.password.as_deref(), r.db),
+            ("10.0.0.5", 6380, Some("pw"), 2)
+        );
+        assert_eq!((r.prefix.as_str(), r.timeout_ms), ("edge:", 250));
+        assert_eq!(r.node.as_deref(), Some("edge-1"));
+        let e = |v: Value| Config::from_value(&v).unwrap_err().to_string();
+        assert_eq!(
+            e(json!({"state_file": 5})),
+            "opts.state_file must be a file path like '/var/lib/warden/state', got 5"
+        );
+        assert_eq!(
+            e(json!({"state_interval": "10ms"})),
+            "opts.state_interval must be from 100ms to 1h, got '10ms'"
+        );
+        assert_eq!(e(json!({"redis": {}})), "opts.redis.host is required");
+        assert_eq!(
+            e(json!({"redis": {"host": "r", "port": 0}})),
+            "opts.redis.port must be a port from 1 to 65535, got 0"
+        );
+        assert!(e(json!({"redis": {"host": "r", "hots": 1}}))
+            .starts_with("opts.redis.hots is not a known option (known: host, port"));
+        assert_eq!(
+            e(json!({"redis": {"host": "r", "node": "a b"}})),
+            "opts.redis.node must be a name of up to 64 printable characters without spaces, got 'a b'"
+        );
+        assert_eq!(
+            e(json!({"redis": "127.0.0.1"})),
+            "opts.redis must be a table like { host = \"127.0.0.1\", port = 6379 }, got '127.0.0.1'"
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! failures at run time return `nil, err`.
 
 use mlua::{
-    LightUserData, Lua, LuaSerdeExt, MultiValue, Result as LuaResult, Table, UserData,
-    UserDataMethods, Value,
+    IntoLuaMulti, LightUserData, Lua, LuaSerdeExt, MultiValue, Result as LuaResult, Table,
+    UserData, UserDataMethods, Value,
 };
 
 use crate::addr::{Addr, Net};
@@ -19,6 +19,8 @@ use crate::config::{self, Config};
 use crate::credentials::Outcome;
 use crate::engine::{now_ms, Engine};
 use crate::shm::Stat;
+use crate::state;
+use std::path::PathBuf;
 
 /// The userdata that owns an engine. The engine is boxed so that the
 /// pointer handed to the FFI functions stays put.
@@ -278,6 +280,19 @@ impl UserData for LuaEngine {
             t.set("statsd_host", c.statsd_host.clone())?;
             t.set("statsd_port", c.statsd_port)?;
             t.set("statsd_flush_timer", c.statsd_flush_timer)?;
+            t.set("state_file", c.state_file.clone())?;
+            t.set("state_interval", c.state_interval_ms as f64 / 1000.0)?;
+            if let Some(r) = &c.redis {
+                let x = lua.create_table()?;
+                x.set("host", r.host.clone())?;
+                x.set("port", r.port)?;
+                x.set("password", r.password.clone())?;
+                x.set("db", r.db)?;
+                x.set("prefix", r.prefix.clone())?;
+                x.set("timeout", r.timeout_ms)?;
+                x.set("node", r.node.clone())?;
+                t.set("redis", x)?;
+            }
             t.set("policy", lua.to_value(&c.policy)?)?;
             Ok(t)
         });
@@ -622,7 +637,176 @@ impl UserData for LuaEngine {
             t.set("time", l.time_ms as f64 / 1000.0)?;
             ok(lua, t)
         });
+        // save_state(path, policy_json?, epoch?) -> true, or false while
+        // the previous save is still being written (state file)
+        m.add_method(
+            "save_state",
+            |lua,
+             this,
+             (path, policy, epoch): (String, Option<mlua::LuaString>, Option<String>)| {
+                match snapshot(&this.0, policy, epoch) {
+                    Ok(st) => ok(lua, STATE_WRITER.submit(PathBuf::from(path), st)),
+                    Err(e) => nil_err(lua, e),
+                }
+            },
+        );
+        // save_state_now(...) -> true | nil, err: the same, written before
+        // returning (a worker that exits), after any save in flight
+        m.add_method(
+            "save_state_now",
+            |lua,
+             this,
+             (path, policy, epoch): (String, Option<mlua::LuaString>, Option<String>)| {
+                STATE_WRITER.wait();
+                let st = match snapshot(&this.0, policy, epoch) {
+                    Ok(st) => st,
+                    Err(e) => return nil_err(lua, e),
+                };
+                let path = PathBuf::from(path);
+                match state::write_atomic(&path, &state::serialize(&st)) {
+                    Ok(()) => {
+                        this.0.count(Stat::StateSaves);
+                        ok(lua, true)
+                    }
+                    Err(e) => {
+                        this.0.count(Stat::StateSaveErrors);
+                        nil_err(lua, e)
+                    }
+                }
+            },
+        );
+        // state_saved() -> nil (nothing finished since the last call) |
+        // true, { bytes, blocks, ms } | false, err
+        m.add_method("state_saved", |lua, this, ()| match STATE_WRITER.poll() {
+            None => Ok(MultiValue::new()),
+            Some(Ok(s)) => {
+                this.0.count(Stat::StateSaves);
+                let t = lua.create_table()?;
+                t.set("bytes", s.bytes)?;
+                t.set("blocks", s.blocks)?;
+                t.set("ms", s.elapsed_ms)?;
+                (true, t).into_lua_multi(lua)
+            }
+            Some(Err(e)) => {
+                this.0.count(Stat::StateSaveErrors);
+                (false, e).into_lua_multi(lua)
+            }
+        });
     }
+}
+
+/// One writer of state files per process (each worker has its own).
+static STATE_WRITER: once_cell::sync::Lazy<state::Writer> =
+    once_cell::sync::Lazy::new(state::Writer::new);
+
+/// What a state file would hold now: this worker's replica of the blocks,
+/// the policy document (JSON text, as in the shared dict) and the epoch.
+fn snapshot(
+    e: &Engine,
+    policy: Option<mlua::LuaString>,
+    epoch: Option<String>,
+) -> Result<state::State, String> {
+    let policy = match policy {
+        Some(text) if !text.as_bytes().is_empty() => Some(
+            serde_json::from_slice::<serde_json::Value>(&text.as_bytes())
+                .map_err(|err| format!("the stored policy document is not JSON: {err}"))?,
+        ),
+        _ => None,
+    };
+    let now = now_ms();
+    Ok(state::State {
+        saved_ms: now,
+        blocks: e.list(now),
+        policy,
+        fleet_epoch: epoch,
+    })
+}
+
+/// Seconds left of a block expiring at `expires_ms` (0: permanent), or
+/// `None` when it has expired.
+fn ttl_left(expires_ms: u64, now_ms: u64) -> Option<f64> {
+    match expires_ms {
+        0 => Some(0.0),
+        e if e > now_ms => Some((e - now_ms) as f64 / 1000.0),
+        _ => None,
+    }
+}
+
+/// `load_state(path)` -> { saved, epoch, policy, keys, values, ttls,
+/// expired } | nil, err, kind ("missing", "unreadable", "corrupt"), aside.
+fn load_state(lua: &Lua, path: String) -> LuaResult<MultiValue> {
+    let path = PathBuf::from(path);
+    let st = match state::load(&path) {
+        Ok(st) => st,
+        Err(e) => {
+            let kind = e.kind_name();
+            let aside = match kind {
+                "missing" => None,
+                _ => state::set_aside(&path, now_ms())
+                    .ok()
+                    .map(|p| p.display().to_string()),
+            };
+            return (Value::Nil, e.to_string(), kind, aside).into_lua_multi(lua);
+        }
+    };
+    let now = now_ms();
+    let (keys, values, ttls) = (
+        lua.create_table()?,
+        lua.create_table()?,
+        lua.create_table()?,
+    );
+    let mut n = 0;
+    let mut expired = 0;
+    for b in &st.blocks {
+        match ttl_left(b.expires_ms, now) {
+            Some(ttl) => {
+                n += 1;
+                keys.raw_set(n, Block::key(&b.net))?;
+                values.raw_set(n, lua.create_string(b.value())?)?;
+                ttls.raw_set(n, ttl)?;
+            }
+            None => expired += 1,
+        }
+    }
+    let t = lua.create_table()?;
+    t.set("saved", st.saved_ms as f64 / 1000.0)?;
+    t.set("epoch", st.fleet_epoch)?;
+    if let Some(p) = &st.policy {
+        t.set("policy", p.to_string())?;
+    }
+    t.set("keys", keys)?;
+    t.set("values", values)?;
+    t.set("ttls", ttls)?;
+    t.set("expired", expired)?;
+    ok(lua, t)
+}
+
+/// `decode_entry(entry)` -> { op = "+"|"-", target, key, value?, ttl?,
+/// expired? } | nil, err: a journal entry as the fleet sends it.
+fn decode_entry(lua: &Lua, entry: mlua::LuaString) -> LuaResult<MultiValue> {
+    let text = entry.to_string_lossy();
+    let t = lua.create_table()?;
+    match crate::blocks::Change::decode(&text) {
+        Ok(crate::blocks::Change::Add(b)) => {
+            t.set("op", "+")?;
+            t.set("target", b.net.to_string())?;
+            t.set("key", Block::key(&b.net))?;
+            t.set("value", lua.create_string(b.value())?)?;
+            t.set("entry", entry)?;
+            match ttl_left(b.expires_ms, now_ms()) {
+                Some(ttl) => t.set("ttl", ttl)?,
+                None => t.set("expired", true)?,
+            }
+        }
+        Ok(crate::blocks::Change::Remove(net)) => {
+            t.set("op", "-")?;
+            t.set("target", net.to_string())?;
+            t.set("key", Block::key(&net))?;
+            t.set("entry", entry)?;
+        }
+        Err(e) => return nil_err(lua, e),
+    }
+    ok(lua, t)
 }
 
 /// The shared iprepd cache, owned by Lua.
@@ -889,6 +1073,8 @@ fn warden_core(lua: &Lua) -> LuaResult<Table> {
             lua.create_string(crate::policy::normalize_path(&s.as_bytes()))
         })?,
     )?;
+    t.set("load_state", lua.create_function(load_state)?)?;
+    t.set("decode_entry", lua.create_function(decode_entry)?)?;
     t.set("version", env!("CARGO_PKG_VERSION"))?;
     Ok(t)
 }

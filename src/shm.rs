@@ -87,13 +87,27 @@ pub enum Stat {
     EventsScanDetected,
     /// See `EventsBlockedIp`.
     EventsCapture,
+    /// State file writes that succeeded.
+    StateSaves,
+    /// State file writes that failed.
+    StateSaveErrors,
+    /// Blocks restored from the state file at start-up.
+    StateRestored,
+    /// Block changes this node sent to the fleet's Redis.
+    FleetSent,
+    /// Block changes from other nodes applied here.
+    FleetReceived,
+    /// Full reconciliations with Redis (start-up, reconnection).
+    FleetResyncs,
+    /// Times Redis became unreachable.
+    FleetOutages,
 }
 
 impl Stat {
     /// Number of counters.
-    pub const COUNT: usize = 32;
+    pub const COUNT: usize = 40;
     /// Every counter with its name, for reports.
-    pub const ALL: [(Stat, &'static str); 28] = [
+    pub const ALL: [(Stat, &'static str); 35] = [
         (Stat::Passed, "passed"),
         (Stat::Allowlisted, "allowlisted"),
         (Stat::Denylisted, "denylisted"),
@@ -122,6 +136,13 @@ impl Stat {
         (Stat::EventsSuspicious, "events_suspicious"),
         (Stat::EventsScanDetected, "events_scan_detected"),
         (Stat::EventsCapture, "events_capture"),
+        (Stat::StateSaves, "state_saves"),
+        (Stat::StateSaveErrors, "state_save_errors"),
+        (Stat::StateRestored, "state_restored"),
+        (Stat::FleetSent, "fleet_sent"),
+        (Stat::FleetReceived, "fleet_received"),
+        (Stat::FleetResyncs, "fleet_resyncs"),
+        (Stat::FleetOutages, "fleet_outages"),
     ];
 
     /// The counter of events of kind `k`.
