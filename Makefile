@@ -31,7 +31,7 @@ build: $(SO)
 
 # Debian packages the tests and the demo need; installed only when missing.
 DEB_PKGS := nginx libnginx-mod-http-lua lua-resty-core lua-cjson dirb gobuster \
-            prometheus curl
+            prometheus curl redis-server lua-nginx-redis
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -16,6 +16,7 @@ local detector = require "resty.warden.detector"
 local access = require "resty.warden.access"
 local policy = require "resty.warden.policy"
 local metrics = require "resty.warden.metrics"
+local state = require "resty.warden.state"
 local ffi = require "ffi"
 local band = require("bit").band
 
@@ -161,6 +162,14 @@ function _M.new(opts)
         end
         self.iprepd = rep
     end
+    if cfg.state_file then
+        self.state_path = state.path(cfg.state_file)
+        self.state_interval = cfg.state_interval
+        state.restore(self, self.state_path)
+    end
+    if cfg.redis then
+        self.fleet = require("resty.warden.fleet").new(self, cfg.redis)
+    end
     store.sync(dict, engine)
     store.load_policy(dict, engine)
     return self
@@ -251,6 +260,12 @@ function _M:init_worker()
     if id == 0 and self.detector then
         self.pressure = { evicted = self.engine:stat("detector_evictions"),
                           logged = 0 }
+    end
+    if id == 0 and self.state_path then
+        state.start(self, self.state_path, self.state_interval)
+    end
+    if id == 0 and self.fleet then
+        self.fleet:start()
     end
     sync(self)
     local ok, err = ngx.timer.every(SYNC_INTERVAL, tick, self)
@@ -468,6 +483,9 @@ function _M:block(target, opts, source)
     if not ok then
         return nil, err
     end
+    if self.fleet then
+        self.fleet:queue(rec.entry)
+    end
     if source ~= "auto" then
         engine:record{ ip = rec.target, type = "blocked_ip",
                        rule = source or "manual", reason = reason,
@@ -498,6 +516,9 @@ function _M:unblock(target)
     ok, err = store.remove(self.dict, self.dict_name, engine, rec)
     if not ok then
         return nil, err
+    end
+    if self.fleet then
+        self.fleet:queue(rec.entry)
     end
     -- so that the client's next request does not trip a rule again
     engine:forget(rec.target)
@@ -530,6 +551,15 @@ function _M:stats()
     s.version = _M._VERSION
     s.dict_free_bytes = self.dict:free_space()
     s.dict_capacity_bytes = self.dict:capacity()
+    s.state_file = self.state_path
+    local fleet = self.fleet
+    if fleet then
+        local dict = self.dict
+        s.fleet_node = fleet.node
+        s.fleet_redis = fleet.where
+        s.fleet_connected = dict:get("r|up") == true
+        s.fleet_queued = (dict:get("r|tail") or 0) - (dict:get("r|head") or 0)
+    end
     return s
 end
 

@@ -82,6 +82,31 @@ local function families(s)
         { "warden_events_capacity", "gauge",
           "Events the ring holds at most.", s.events_capacity },
     }
+    if s.state_file then
+        fams[#fams + 1] = { "warden_state_writes_total", "counter",
+            "Writes of the state file, by result.",
+            { { 'result="ok"', s.state_saves },
+              { 'result="error"', s.state_save_errors } } }
+        fams[#fams + 1] = { "warden_state_restored_total", "counter",
+            "Blocks restored from the state file at start.",
+            s.state_restored }
+    end
+    if s.fleet_node then
+        local node = 'node="' .. s.fleet_node .. '"'
+        fams[#fams + 1] = { "warden_fleet_connected", "gauge",
+            "1 while this node's agent is connected to Redis.",
+            { { node, s.fleet_connected and 1 or 0 } } }
+        fams[#fams + 1] = { "warden_fleet_queued", "gauge",
+            "Local changes not yet sent to Redis.", s.fleet_queued }
+        fams[#fams + 1] = { "warden_fleet_changes_total", "counter",
+            "Block changes sent to and received from the fleet.",
+            { { 'direction="sent"', s.fleet_sent },
+              { 'direction="received"', s.fleet_received } } }
+        fams[#fams + 1] = { "warden_fleet_resyncs_total", "counter",
+            "Full reconciliations with Redis.", s.fleet_resyncs }
+        fams[#fams + 1] = { "warden_fleet_outages_total", "counter",
+            "Times Redis became unreachable.", s.fleet_outages }
+    end
     if s.detector_capacity then
         local more = {
             { "warden_detector_observed_total", "counter",

@@ -1,0 +1,197 @@
+-- The state file (`state_file`): blocks and the admin API's policy kept
+-- across a full stop and start of nginx.
+--
+-- Restoring happens once, in new() in the master, when the shared dict is
+-- fresh (a restart; after `nginx -s reload` the dict already holds
+-- everything and the file is left alone). Blocks come back with the time
+-- they had left; blocks that expired while nginx was stopped are dropped.
+--
+-- Saving happens in worker 0, off the request path: a timer notices that
+-- the journal moved (a block, an unblock, a policy change, a change from
+-- the fleet), takes a snapshot of the worker's replica of the blocks and
+-- the policy document, and hands it to a thread in the Rust library that
+-- writes it atomically (temporary file, fsync, rename, fsync of the
+-- directory). A change reaches the file within `state_interval` (1 s by
+-- default) plus the time to write it; that is what a crash can lose. A
+-- graceful stop (`nginx -s quit`, systemd's stop) writes what is left
+-- before the worker exits.
+--
+-- A missing file starts clean. A corrupt or unreadable one is logged,
+-- renamed to <file>.corrupt-<ms> and never stops nginx from starting.
+
+local core = require "resty.warden.core"
+local store = require "resty.warden.store"
+
+local ngx = ngx
+local log = ngx.log
+local ERR = ngx.ERR
+local NOTICE = ngx.NOTICE
+local INFO = ngx.INFO
+local ngx_now = ngx.now
+local pcall = pcall
+
+local CHECK_INTERVAL = 0.2  -- seconds between looks at the journal
+
+
+local _M = {}
+
+
+-- A relative path is relative to nginx's prefix (as nginx's own paths).
+function _M.path(p)
+    if p:sub(1, 1) == "/" then
+        return p
+    end
+    return ngx.config.prefix() .. p
+end
+
+
+--- restore(w, path): in new(), before the workers start. Never raises.
+function _M.restore(w, path)
+    local dict, engine = w.dict, w.engine
+    local fresh = dict:add("s|loaded", true)
+    if not fresh then
+        return  -- a reload: the shared dict is current
+    end
+    local st, err, kind, aside = core.lua.load_state(path)
+    if not st then
+        if kind == "missing" then
+            log(NOTICE, "warden: no state file at ", path,
+                " yet; starting with no blocks")
+        else
+            log(ERR, "warden: ", err, "; ",
+                aside and "moved it to " .. aside
+                      or "could not move it aside",
+                "; starting without it")
+        end
+        return
+    end
+    local keys, values, ttls = st.keys, st.values, st.ttls
+    local restored, refused = 0, 0
+    for i = 1, #keys do
+        local ok = dict:safe_set(keys[i], values[i], ttls[i])
+        if ok then
+            restored = restored + 1
+        else
+            refused = refused + 1
+        end
+    end
+    if refused > 0 then
+        engine:count("dict_full")
+        log(ERR, "warden: shared dict '", w.dict_name, "' is full: ",
+            refused, " blocks of the state file were not restored")
+    end
+    local policy = ""
+    if st.policy then
+        local ok, perr = engine:load_policy(st.policy)
+        if ok then
+            dict:safe_set("p", st.policy)
+            policy = " and the admin API's policy"
+        else
+            log(ERR, "warden: the state file's policy was not restored: ",
+                perr)
+        end
+    end
+    if st.epoch then
+        dict:safe_set("r|epoch", st.epoch)
+    end
+    for _ = 1, restored do
+        engine:count("state_restored")
+    end
+    store.journal(dict, engine, "R")
+    log(NOTICE, "warden: restored ", restored, " blocks", policy, " from ",
+        path, " (saved ", ngx.http_time(st.saved), "; ", st.expired,
+        " expired while nginx was stopped)")
+end
+
+
+local function save(self, now)
+    local w, s = self.w, self
+    local dict = w.dict
+    local ok, err = pcall(store.sync, dict, w.engine)
+    if not ok then
+        log(ERR, "warden: sync before saving the state failed: ", err)
+    end
+    local v = w.engine:applied()
+    local started = w.engine:save_state(s.path, dict:get("p"),
+                                        dict:get("r|epoch"))
+    if started then
+        s.pending = v
+        s.last = now
+    end
+end
+
+
+local function outcome(self, ok, res)
+    local s = self
+    if ok then
+        s.saved = s.pending
+        if s.failing then
+            s.failing = false
+            log(NOTICE, "warden: state file ", s.path, " written again (",
+                res.blocks, " blocks)")
+        else
+            log(INFO, "warden: state file ", s.path, " written (",
+                res.blocks, " blocks, ", res.bytes, " bytes, ",
+                res.ms, " ms)")
+        end
+    elseif not s.failing then
+        s.failing = true
+        log(ERR, "warden: ", res, "; changes will not survive a restart",
+            " until it can be written (retrying every ",
+            s.interval, " s)")
+    end
+end
+
+
+local function tick(premature, self)
+    local w = self.w
+    local engine = w.engine
+    local ok, res = engine:state_saved()
+    if ok ~= nil then
+        outcome(self, ok, res)
+    end
+    local now = ngx_now()
+    if premature then
+        -- the worker exits: write what is left, now
+        if engine:applied() ~= self.saved or self.failing then
+            pcall(store.sync, w.dict, engine)
+            local done, err = engine:save_state_now(self.path,
+                w.dict:get("p"), w.dict:get("r|epoch"))
+            if not done then
+                log(ERR, "warden: ", err, " (at exit)")
+            end
+        end
+        return
+    end
+    if now - self.last < self.interval then
+        return
+    end
+    local v = w.dict:get("v") or 0
+    if v ~= self.saved or self.failing then
+        save(self, now)
+    end
+end
+
+
+--- start(w, path, interval): in worker 0's init_worker.
+function _M.start(w, path, interval)
+    local self = {
+        w = w, path = path, interval = interval,
+        saved = -1,     -- the journal version in the file (-1: write one
+                        -- now, which also tells at once if it can be)
+        pending = -1,   -- the version being written
+        last = 0,       -- when the latest write started
+        failing = false,
+    }
+    local ok, err = ngx.timer.every(CHECK_INTERVAL, tick, self)
+    if not ok then
+        log(ERR, "warden: cannot start the state file timer: ", err)
+        return nil, err
+    end
+    log(INFO, "warden: state file ", path, ", written at most every ",
+        interval, " s")
+    return self
+end
+
+
+return _M

@@ -1,0 +1,271 @@
+# state_file: blocks of every source and the admin API's policy survive a
+# full stop and start of another nginx ("node", 2 workers, started and
+# stopped by the test through t/lib/tnode.lua); corrupt, unreadable and
+# unwritable state files never stop nginx.
+use lib 't/lib';
+use TestWarden;
+
+our $Http = <<'_EOC_';
+    lua_shared_dict warden 1m;
+    init_by_lua_block {
+        tnode = require "tnode"
+        -- "target source seconds-left reason" lines of node n
+        function blocked(n)
+            local _, body = n:get("/blocked")
+            return body
+        end
+        function lines(s)
+            local t = {}
+            for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
+            return t
+        end
+    }
+_EOC_
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    # after TestWarden's own preprocessor, which sets the package paths
+    my $http = $block->http_config // '';
+    $block->set_value('http_config', $http . $Http) unless $http =~ /tnode/;
+    $block->set_value('timeout', 60) unless defined $block->timeout;
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: restart: blocks of every source come back with their remaining time, and the policy
+--- config
+    location = /t {
+        content_by_lua_block {
+            local a = tnode.node{ name = "a", port = 1991, warden = [[
+                state_file = "]] .. tnode.BASE .. [[a/data/state",
+                detector = { not_found_threshold = 5,
+                             auto_block_duration = "2h" },
+            ]] }
+            assert(a:start())
+            ngx.say("api: ", (a:api("POST", "/security/blocked-ips",
+                '{"ip":"192.0.2.1","reason":"by api","duration":"1h"}')))
+            local _, body = a:get("/lua?do=block&target=198.51.100.0/24"
+                                  .. "&reason=by+lua")
+            ngx.print("lua: ", body)
+            for i = 1, 6 do a:get("/nope" .. i, "192.0.2.9") end
+            ngx.say("whitelist: ", (a:api("POST", "/security/whitelist",
+                '{"type":"ip","value":"10.9.0.0/16","description":"office"}')))
+            ngx.sleep(1.5)  -- the state file is written within ~1 s
+            local before = lines(blocked(a))
+            assert(a:stop())
+            ngx.sleep(2)    -- time passes while nginx is stopped
+            assert(a:start())
+            local after = lines(blocked(a))
+            ngx.say("blocks: ", #before, " -> ", #after)
+            for i, l in ipairs(before) do
+                local t, src, left, why = l:match("^(%S+) (%S+) (%S+) (.*)$")
+                local t2, src2, left2, why2 =
+                    (after[i] or ""):match("^(%S+) (%S+) (%S+) (.*)$")
+                local lost = tonumber(left) - tonumber(left2 or 0)
+                ngx.say(t, " ", src, " ", why, ": ",
+                        t == t2 and src == src2 and why == why2
+                        and (left == "-1" and left2 == "-1"
+                             and "permanent" or (lost >= 2 and lost <= 4
+                                                 and "kept its expiry"
+                                                 or "lost " .. lost .. "s")))
+            end
+            for _, ip in ipairs({ "192.0.2.1", "198.51.100.7", "192.0.2.9",
+                                  "192.0.2.200" }) do
+                ngx.say(ip, " ", a:statuses("/", ip, 8))
+            end
+            local _, wl = a:api("GET", "/security/whitelist")
+            ngx.say("whitelist kept: ", wl:find("10.9.0.0/16", 1, true) ~= nil)
+            ngx.say("logged: ", a:count("restored 3 blocks and the admin"
+                                        .. " API's policy from"))
+            a:stop()
+        }
+    }
+--- response_body
+api: 201
+lua: true 198.51.100.0/24
+whitelist: 201
+blocks: 3 -> 3
+192.0.2.1 manual by api: kept its expiry
+192.0.2.9 auto not_found: 5 in 2m: kept its expiry
+198.51.100.0/24 manual by lua: permanent
+192.0.2.1 403x8
+198.51.100.7 403x8
+192.0.2.9 403x8
+192.0.2.200 200x8
+whitelist kept: true
+logged: 1
+
+
+
+=== TEST 2: unblocks and expiry survive too; a graceful stop writes the last change at once
+--- config
+    location = /t {
+        content_by_lua_block {
+            local a = tnode.node{ name = "a", port = 1991, warden = [[
+                state_file = "]] .. tnode.BASE .. [[a/data/state",
+                state_interval = "1h",
+            ]] }
+            assert(a:start())
+            a:get("/lua?do=block&target=192.0.2.1")
+            a:get("/lua?do=block&target=192.0.2.2")
+            a:get("/lua?do=block&target=192.0.2.3&duration=2")
+            ngx.sleep(0.5)  -- the first write (at start) is done; the next
+                            -- would wait an hour: only the stop writes it
+            a:get("/lua?do=unblock&target=192.0.2.2")
+            assert(a:stop())
+            ngx.sleep(2.5)  -- 192.0.2.3's block expires while stopped
+            assert(a:start())
+            ngx.say(blocked(a))
+            ngx.say(a:count("1 expired while nginx was stopped"))
+            a:stop()
+        }
+    }
+--- response_body
+192.0.2.1 manual -1 
+1
+
+
+
+=== TEST 3: a crash (kill -9 of every process) loses at most state_interval
+--- config
+    location = /t {
+        content_by_lua_block {
+            local a = tnode.node{ name = "a", port = 1991, warden = [[
+                state_file = "]] .. tnode.BASE .. [[a/data/state",
+                state_interval = 0.5,
+            ]] }
+            assert(a:start())
+            a:get("/lua?do=block&target=2001:db8::/48&duration=1h")
+            ngx.sleep(1.2)
+            a:kill()
+            assert(a:start())
+            ngx.say(blocked(a):match("^%S+ %S+"))
+            ngx.say(a:statuses("/", "2001:db8::7", 4))
+            a:stop()
+        }
+    }
+--- response_body
+2001:db8::/48 manual
+403x4
+
+
+
+=== TEST 4: a corrupt state file is set aside and logged; nginx starts and serves
+--- config
+    location = /t {
+        content_by_lua_block {
+            local dir = tnode.BASE .. "a/data/"
+            local a = tnode.node{ name = "a", port = 1991, warden = [[
+                state_file = "]] .. dir .. [[state",
+            ]] }
+            tnode.write(dir .. "state", '{"format":"lua-resty-warden state",'
+                        .. '"version":1,"blocks":[{"target":"10.0.0.300"')
+            assert(a:start())
+            ngx.say((a:get("/", "192.0.2.1")))
+            local log = a:log()
+            ngx.say(log:match("%[error%].-(warden: [^,]*corrupt[^;]*)") ~= nil)
+            local aside = log:match("moved it to (%S+);")
+            ngx.say("set aside: ", aside ~= nil and tnode.read(aside) ~= nil)
+            ngx.sleep(0.5)
+            -- a new, good file replaced it
+            ngx.say(tnode.read(dir .. "state"):sub(1, 40))
+            a:stop()
+        }
+    }
+--- response_body
+200
+true
+set aside: true
+{"format":"lua-resty-warden state","vers
+
+
+
+=== TEST 5: an unreadable state file (a directory) is logged; nginx starts
+--- config
+    location = /t {
+        content_by_lua_block {
+            local dir = tnode.BASE .. "a/data/"
+            local a = tnode.node{ name = "a", port = 1991, warden = [[
+                state_file = "]] .. dir .. [[state",
+            ]] }
+            os.execute("mkdir -p " .. dir .. "state/sub")
+            assert(a:start())
+            ngx.say((a:get("/", "192.0.2.1")))
+            ngx.say(a:count("[error]") > 0,
+                    " ", a:log():find("state", 1, true) ~= nil)
+            a:stop()
+        }
+    }
+--- response_body
+200
+true true
+
+
+
+=== TEST 6: an unwritable directory: logged once, counted, blocks still enforced; written again once fixed
+--- config
+    location = /t {
+        content_by_lua_block {
+            if not tnode.WORKER_USER then
+                -- as a normal user the workers are the test's own user
+                ngx.say("skipped: needs root to run workers as another user")
+                return
+            end
+            local dir = tnode.BASE .. "a/data/"
+            local a = tnode.node{ name = "a", port = 1991, warden = [[
+                state_file = "]] .. dir .. [[state",
+                state_interval = 0.2,
+            ]] }
+            os.execute("chown root " .. dir .. "; chmod 755 " .. dir)
+            assert(a:start())
+            for i = 1, 3 do
+                a:get("/lua?do=block&target=192.0.2." .. i)
+                ngx.sleep(0.4)
+            end
+            ngx.say(a:statuses("/", "192.0.2.2", 4))
+            ngx.say("logged: ", a:count("changes will not survive a restart"))
+            local _, stats = a:get("/stats")
+            ngx.say(stats:match("state_save_errors=(%d+)") + 0 > 1)
+            tnode.chown(dir)
+            ngx.sleep(0.6)
+            ngx.say("recovered: ", a:count("written again"))
+            a:stop()
+            assert(a:start())
+            ngx.say((blocked(a):gsub(" manual %-1 ", "")))
+            a:stop()
+        }
+    }
+--- response_body_like chomp
+^(?:403x4
+logged: 1
+true
+recovered: 1
+192.0.2.1
+192.0.2.2
+192.0.2.3
+|skipped: .*
+)$
+
+
+
+=== TEST 7: bad options name the option
+--- config
+    location = /t {
+        content_by_lua_block {
+            local new = require("resty.warden.core").lua.new
+            for _, o in ipairs({ { state_file = 5 },
+                                 { state_interval = "5ms" },
+                                 { redis = { port = 6379 } },
+                                 { redis = { host = "r", db = "x" } } }) do
+                local ok, err = new(o)
+                ngx.say(err)
+            end
+        }
+    }
+--- response_body
+opts.state_file must be a file path like '/var/lib/warden/state', got 5
+opts.state_interval must be from 100ms to 1h, got '5ms'
+opts.redis.host is required
+opts.redis.db must be a database number from 0 to 65535, got 'x'
