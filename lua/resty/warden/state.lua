@@ -52,8 +52,12 @@ function _M.restore(w, path)
     if not fresh then
         return  -- a reload: the shared dict is current
     end
+    -- a million blocks make three million strings and table slots: do not
+    -- let the collector walk them while they are being made
+    collectgarbage("stop")
     local st, err, kind, aside = core.lua.load_state(path)
     if not st then
+        collectgarbage("restart")
         if kind == "missing" then
             log(NOTICE, "warden: no state file at ", path,
                 " yet; starting with no blocks")
@@ -75,6 +79,7 @@ function _M.restore(w, path)
             refused = refused + 1
         end
     end
+    collectgarbage("restart")
     if refused > 0 then
         engine:count("dict_full")
         log(ERR, "warden: shared dict '", w.dict_name, "' is full: ",
