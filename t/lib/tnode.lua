@@ -30,6 +30,16 @@ end
 _M.sh = sh
 
 
+-- Starts a daemon without the test nginx's descriptors: a daemon that kept
+-- the test's listening socket would keep its port bound after the test.
+local function detached(cmd)
+    -- bash: dash cannot close descriptors above 9
+    return sh("bash -c 'for fd in $(ls /proc/$$/fd); do"
+              .. " if [ $fd -gt 2 ]; then eval \"exec $fd>&-\"; fi; done; "
+              .. cmd:gsub("'", "'\\''") .. "'")
+end
+
+
 local function write(path, text)
     local f = assert(io.open(path, "w"))
     f:write(text)
@@ -65,6 +75,10 @@ _M.WORKER_USER = USER and USER:match("^%S+")
 
 -- Where nodes and servers keep their files: under the test's server root.
 _M.BASE = ngx.config.prefix() .. "nodes/"
+
+-- Nodes left running by an earlier test that failed half-way.
+sh("for p in $(pgrep -f '[n]ginx -p " .. _M.BASE .. "'); do"
+   .. " pkill -9 -P $p; kill -9 $p; done")
 
 
 -- Gives the nodes' workers (another user when the test runs as root) what
@@ -216,8 +230,8 @@ end
 
 --- node:start() -> true | nil, err (with the error log's tail)
 function Node:start()
-    local out = sh(BIN .. " -p " .. self.dir .. " -c " .. self.dir
-                   .. "conf/nginx.conf")
+    local out = detached(BIN .. " -p " .. self.dir .. " -c " .. self.dir
+                         .. "conf/nginx.conf")
     if not wait_port(self.port) then
         return nil, "node " .. self.name .. " did not start: " .. out
                .. (self:log():sub(-600))
@@ -367,12 +381,15 @@ function _M.redis(o)
     local self = setmetatable({ port = o.port, args = o.args or "" }, Redis)
     self.dir = _M.BASE .. "redis-" .. o.port .. "/"
     os.execute("mkdir -p " .. self.dir)
+    if self:cli("PING") == "PONG" then
+        self:cli("SHUTDOWN", "NOSAVE")  -- left by an earlier test
+    end
     return self
 end
 
 
 function Redis:start()
-    local out = sh("redis-server --port " .. self.port
+    local out = detached("redis-server --port " .. self.port
                    .. " --bind 127.0.0.1 --daemonize yes --save ''"
                    .. " --dir " .. self.dir .. " --pidfile " .. self.dir
                    .. "redis.pid --logfile " .. self.dir .. "redis.log "
