@@ -140,6 +140,7 @@ pub fn parse(line: &str) -> Result<Line<'_>, ParseError> {
     let status = Some(status)
         .filter(|s| s.len() == 3)
         .and_then(|s| number(s.as_bytes()))
+        .filter(|n| *n >= 100)
         .ok_or_else(|| err("status", "a 3-digit number", status))?;
     let (bytes, rest) = rest.split_once(' ').unwrap_or((rest, ""));
     let bytes =
@@ -363,6 +364,8 @@ mod tests {
             (show(&format!("::1 - - [{TIME}] \"GET /")), "request: expected a closing '\"', got 'GET /'"),
             (with(" 404 ", " 4o4 "), "status: expected a 3-digit number, got '4o4'"),
             (with(" 404 ", " 40 "), "status: expected a 3-digit number, got '40'"),
+            // found by fuzz/fuzz_targets/accesslog.rs: not an HTTP status
+            (with(" 404 ", " 004 "), "status: expected a 3-digit number, got '004'"),
             (with(" 153 ", " +153 "), "body_bytes_sent: expected a number, got '+153'"),
             (with("\"-\"", "-"), "http_referer: expected a quoted field, got '- \"Mozilla"),
             (with("1.7\"", "1.7"), "http_user_agent: expected a quoted field, got '\"Mozilla"),

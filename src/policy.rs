@@ -929,6 +929,15 @@ mod tests {
     }
 
     #[test]
+    fn normalize_decodes_once_like_nginx() {
+        // found by fuzz/fuzz_targets/glob.rs: "%%33" decodes to "%3", which
+        // a second pass would decode again; $uri is decoded once, and so
+        // is X-Original-URI here
+        assert_eq!(normalize_path(b"/a/%2541"), b"/a/%41".to_vec());
+        assert_eq!(normalize_path(b"//ap/%%333/./"), b"/ap/%33/".to_vec());
+    }
+
+    #[test]
     fn flatrun_examples_normalize() {
         assert_eq!(
             site_entry(
