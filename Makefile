@@ -4,9 +4,11 @@
 #   make run     the demo: nginx in the foreground on 127.0.0.1:8080
 #   make test    cargo test + prove -r t (installs what is missing)
 #   make bench   criterion + wrk benchmarks (see bench/README.md)
+#   make fuzz    every cargo-fuzz target for FUZZ_SECONDS each (nightly)
 #
 # NGINX=/usr/local/openresty/bin/openresty make run   uses OpenResty.
 
+SHELL := bash
 NGINX    ?= $(shell command -v openresty 2>/dev/null || echo nginx)
 CARGO    ?= cargo
 PROVE    ?= prove
@@ -18,7 +20,7 @@ DEMO_DIR ?= /tmp/warden-demo
 SO       := build/warden_core.so
 SOURCES  := $(wildcard src/*.rs) Cargo.toml
 
-.PHONY: all build deps test check-rockspec test-rust test-nginx run bench install opm lint clean
+.PHONY: fuzz all build deps test check-rockspec test-rust test-nginx run bench install opm lint clean
 
 all: build
 
@@ -63,6 +65,24 @@ bench: build
 	$(CARGO) bench --bench prefix
 	$(CARGO) bench --bench counters
 	bench/nginx.sh
+
+# cargo-fuzz (libFuzzer) targets in fuzz/: one per parser or matcher that
+# sees outside input. Needs a nightly toolchain (rustup toolchain install
+# nightly); installs cargo-fuzz when missing. The corpus found is kept in
+# fuzz/corpus/<target> (minimised with `cargo fuzz cmin` before commits).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := addr forwarded prefix duration options glob agents \
+                iprepd_http accesslog api_json state_file
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t; \
+	  $(CARGO) +nightly fuzz run -O $$t corpus/$$t seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 \
+	    | grep -E "^stat::number_of_executed_units|SUMMARY|panicked" \
+	    | sed "s/^/$$t: /"; \
+	  [ $${PIPESTATUS[0]} -eq 0 ] || exit 1; \
+	done
 
 install: build
 	install -d $(DESTDIR)$(LUA_LIB_DIR) $(DESTDIR)$(LUA_SHARE_DIR)/resty/warden
