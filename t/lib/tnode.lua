@@ -77,8 +77,9 @@ _M.WORKER_USER = USER and USER:match("^%S+")
 _M.BASE = ngx.config.prefix() .. "nodes/"
 
 -- Nodes left running by an earlier test that failed half-way.
+-- (A stopped master cannot start new workers while its workers are killed.)
 sh("for p in $(pgrep -f '[n]ginx -p " .. _M.BASE .. "'); do"
-   .. " pkill -9 -P $p; kill -9 $p; done")
+   .. " kill -STOP $p; pkill -9 -P $p; kill -9 $p; done")
 
 
 -- Gives the nodes' workers (another user when the test runs as root) what
@@ -283,7 +284,9 @@ function Node:kill()
     if not pid then
         return true
     end
-    os.execute("pkill -9 -P " .. pid .. "; kill -9 " .. pid)
+    -- stopped first: a master whose workers die starts new ones at once
+    os.execute("kill -STOP " .. pid .. "; pkill -9 -P " .. pid
+               .. "; kill -9 " .. pid)
     wait_gone(pid)
     os.remove(self.dir .. "logs/nginx.pid")
     return true

@@ -519,32 +519,25 @@ local function on_message(self, payload)
     end
     local w = self.w
     local dict, engine = w.dict, w.engine
-    if rec.op == "+" then
-        if rec.expired or dict:get(rec.key) == rec.value then
-            return
-        end
-        local ok
-        ok, err = store.add(dict, w.dict_name, engine, rec)
-        if not ok then
-            log(ERR, "warden: cannot apply ", node, "'s block of ",
-                rec.target, ": ", err)
-            return
-        end
-        log(INFO, "warden: blocked ", rec.target, " (from ", node, ")")
-    else
-        if not dict:get(rec.key) then
-            return
-        end
-        local ok
-        ok, err = store.remove(dict, w.dict_name, engine, rec)
-        if not ok then
-            log(ERR, "warden: cannot apply ", node, "'s unblock of ",
-                rec.target, ": ", err)
-            return
-        end
-        engine:forget(rec.target)
-        log(INFO, "warden: unblocked ", rec.target, " (from ", node, ")")
+    local add = rec.op == "+"
+    local current = dict:get(rec.key)
+    if add and (rec.expired or current == rec.value)
+       or not add and not current then
+        return  -- nothing to do (e.g. the node's own change, seen again)
     end
+    local what = add and "block" or "unblock"
+    local ok
+    ok, err = (add and store.add or store.remove)(dict, w.dict_name, engine,
+                                                   rec)
+    if not ok then
+        log(ERR, "warden: cannot apply ", node, "'s ", what, " of ",
+            rec.target, ": ", err)
+        return
+    end
+    if not add then
+        engine:forget(rec.target)
+    end
+    log(INFO, "warden: ", what, "ed ", rec.target, " (from ", node, ")")
     engine:count("fleet_received")
 end
 
