@@ -1,0 +1,112 @@
+# Faults under load, on a node (4 workers, port 1991) driven by the test:
+# kill -9 of workers and nginx -s reload every half second while requests
+# flow; no request fails and no block is lost.
+use lib 't/lib';
+use TestWarden;
+
+our $Http = <<'_EOC_';
+    lua_shared_dict warden 1m;
+    init_by_lua_block {
+        tnode = require "tnode"
+        -- n requests in parallel threads, `per` at a time, from ips
+        -- 192.0.2.1..k (odd ones blocked): counts of each outcome
+        function load(node, n, k)
+            local out = { ok = 0, blocked = 0, wrong = 0, failed = 0 }
+            local function one(i)
+                local ip = "192.0.2." .. (i % k + 1)
+                local want = (i % k + 1) % 2 == 1 and 403 or 200
+                local status = node:get("/", ip)
+                if status == want then
+                    out[want == 403 and "blocked" or "ok"] =
+                        out[want == 403 and "blocked" or "ok"] + 1
+                elseif type(status) == "number" then
+                    out.wrong = out.wrong + 1
+                else
+                    out.failed = out.failed + 1
+                end
+            end
+            local threads = {}
+            for t = 1, 8 do
+                threads[t] = ngx.thread.spawn(function()
+                    for i = t, n, 8 do one(i) end
+                end)
+            end
+            for t = 1, 8 do ngx.thread.wait(threads[t]) end
+            return string.format("ok=%d blocked=%d wrong=%d failed=%d",
+                                 out.ok, out.blocked, out.wrong, out.failed)
+        end
+        function block_odd(node, k)
+            for i = 1, k, 2 do
+                node:get("/lua?do=block&target=192.0.2." .. i)
+            end
+        end
+    }
+_EOC_
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    my $http = $block->http_config // '';
+    $block->set_value('http_config', $http . $Http) unless $http =~ /tnode/;
+    $block->set_value('timeout', 90) unless defined $block->timeout;
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: kill -9 of workers under load: the replacements enforce every block
+--- config
+    location = /t {
+        content_by_lua_block {
+            local a = tnode.node{ name = "a", port = 1991, workers = 4 }
+            assert(a:start())
+            block_odd(a, 40)
+            local killer = ngx.thread.spawn(function()
+                for _ = 1, 3 do
+                    ngx.sleep(0.3)
+                    tnode.sh("pkill -9 -o -P " .. a:pid())  -- the oldest worker
+                end
+            end)
+            local during = load(a, 800, 40)
+            ngx.thread.wait(killer)
+            ngx.sleep(0.3)
+            -- a request in flight on a killed worker may fail; none may
+            -- be answered wrongly
+            ngx.say("during: ", during)
+            ngx.say("after: ", load(a, 400, 40))
+            local pids = tnode.sh("pgrep -P " .. a:pid() .. " | wc -l")
+            ngx.say("workers: ", pids:match("%d+"))
+            a:stop()
+        }
+    }
+--- response_body_like chomp
+^during: ok=\d+ blocked=\d+ wrong=0 failed=\d+
+after: ok=200 blocked=200 wrong=0 failed=0
+workers: 4
+$
+
+
+
+=== TEST 2: nginx -s reload every half second under load: no request fails, no block is lost
+--- config
+    location = /t {
+        content_by_lua_block {
+            local a = tnode.node{ name = "a", port = 1991, workers = 4 }
+            assert(a:start())
+            block_odd(a, 40)
+            local reloader = ngx.thread.spawn(function()
+                for _ = 1, 6 do
+                    ngx.sleep(0.5)
+                    a:reload()
+                end
+            end)
+            local during = load(a, 1200, 40)
+            ngx.thread.wait(reloader)
+            ngx.say("during: ", during)
+            ngx.say("after: ", load(a, 400, 40))
+            a:stop()
+        }
+    }
+--- response_body
+during: ok=600 blocked=600 wrong=0 failed=0
+after: ok=200 blocked=200 wrong=0 failed=0
