@@ -46,7 +46,8 @@ _EOC_
 add_block_preprocessor(sub {
     my $block = shift;
     my $http = $block->http_config // '';
-    $block->set_value('http_config', $http . $Http) unless $http =~ /tnode/;
+    $block->set_value('http_config', $http . $Http)
+        unless $http =~ /tnode|init_by_lua/;
     $block->set_value('timeout', 90) unless defined $block->timeout;
 });
 
@@ -110,3 +111,68 @@ $
 --- response_body
 during: ok=600 blocked=600 wrong=0 failed=0
 after: ok=200 blocked=200 wrong=0 failed=0
+
+
+
+=== TEST 3: iprepd slow, answering garbage or 502: requests pass within the timeout, every failure is counted, few are logged
+--- http_config
+    lua_shared_dict warden 1m;
+    init_by_lua_block {
+        warden = require("resty.warden").new{
+            trusted_proxies = { "127.0.0.1" },
+            iprepd = { url = "http://127.0.0.1:1996", api_key = "k",
+                       threshold = 50, timeout = 200 },
+        }
+        thttp = require "thttp"
+    }
+    init_worker_by_lua_block { warden:init_worker() }
+    server {
+        listen 127.0.0.1:1996;
+        location ~ ^/type/ip/192\.0\.2\.1\d*$ {
+            content_by_lua_block { ngx.sleep(1) ngx.say("{}") }
+        }
+        location ~ ^/type/ip/192\.0\.2\.2\d*$ {
+            content_by_lua_block { ngx.print("garbage") }
+        }
+        location ~ ^/type/ip/192\.0\.2\.3\d*$ {
+            content_by_lua_block { ngx.exit(502) }
+        }
+    }
+    server {
+        listen 127.0.0.1:1995;
+        access_by_lua_block { warden:check() }
+        location / { content_by_lua_block { ngx.say("ok") } }
+    }
+--- config
+    location = /t {
+        content_by_lua_block {
+            for _, kind in ipairs({ "1", "2", "3" }) do
+                local worst, passed = 0, 0
+                for i = 0, 9 do
+                    ngx.update_time()
+                    local t0 = ngx.now()
+                    local res = thttp.request{ port = 1995, path = "/",
+                        headers = { ["X-Forwarded-For"] = "192.0.2." .. kind .. i } }
+                    ngx.update_time()
+                    worst = math.max(worst, ngx.now() - t0)
+                    if res and res.status == 200 then passed = passed + 1 end
+                end
+                ngx.say(kind, ": passed ", passed, "/10, within the timeout: ",
+                        worst < 0.6)
+            end
+            ngx.say("lookup_errors: ", warden:stats().lookup_errors)
+        }
+    }
+--- grep_error_log eval: qr/Error with request to iprepd: timeout|Unable to parse `reputation`[^,]*|iprepd responded with a 502 http status code/
+--- grep_error_log_out
+Error with request to iprepd: timeout
+Unable to parse `reputation` value from response body
+iprepd responded with a 502 http status code
+--- response_body
+1: passed 10/10, within the timeout: true
+2: passed 10/10, within the timeout: true
+3: passed 10/10, within the timeout: true
+lookup_errors: 30
+--- no_error_log
+[alert]
+--- timeout: 30

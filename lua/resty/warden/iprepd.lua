@@ -279,11 +279,37 @@ local function store(self, ip, reputation, ttl)
 end
 
 
-local function lookup_failed(self)
+local LOG_EVERY = 10  -- seconds between two lines of one kind of failure
+local quiet = {}     -- kind -> { logged = time, more = count } (per worker)
+
+
+-- A failed lookup: counted every time, logged (iprepd-nginx's line) the
+-- first time and then at most once every LOG_EVERY seconds per kind and
+-- worker, with how many were not logged, so that an iprepd that is down
+-- does not write one line per request.
+local function lookup_failed(self, kind, ...)
     local f = self.on_error  -- set by resty.warden (counts lookup_errors)
     if f then
         f()
     end
+    local q = quiet[kind]
+    if not q then
+        q = { logged = 0, more = 0 }
+        quiet[kind] = q
+    end
+    local t = now()
+    if t - q.logged < LOG_EVERY then
+        q.more = q.more + 1
+        return
+    end
+    if q.more > 0 then
+        log(ERR, format("%s (and %d more in the last %ds)",
+                        table.concat({ ... }), q.more,
+                        math.floor(t - q.logged + 0.5)))
+    else
+        log(ERR, ...)
+    end
+    q.logged, q.more = t, 0
 end
 
 
@@ -295,9 +321,9 @@ local function fetch(self, ip)
     }
     stat(self, "iprepd.get_reputation")
     if not res then
-        stat(self, "iprepd.err." .. (err:gsub("%W+", "_")))
-        log(ERR, "Error with request to iprepd: ", err)
-        lookup_failed(self)
+        local kind = err:gsub("%W+", "_")
+        stat(self, "iprepd.err." .. kind)
+        lookup_failed(self, kind, "Error with request to iprepd: ", err)
         store(self, ip, -1, 0)
         return nil
     end
@@ -306,8 +332,8 @@ local function fetch(self, ip)
         local body = cjson.decode(res.body)
         local reputation = type(body) == "table" and tonumber(body.reputation)
         if not reputation or reputation < 0 or reputation > 100 then
-            log(ERR, "Unable to parse `reputation` value from response body")
-            lookup_failed(self)
+            lookup_failed(self, "parse", "Unable to parse `reputation` value"
+                          .. " from response body")
             store(self, ip, -1, 0)
             return nil
         end
@@ -317,9 +343,9 @@ local function fetch(self, ip)
         store(self, ip, 100, self.cache_ttl)
         return 100
     end
-    log(ERR, "iprepd responded with a ", status, " http status code")
     stat(self, "iprepd.err." .. status)
-    lookup_failed(self)
+    lookup_failed(self, status, "iprepd responded with a ", status,
+                  " http status code")
     if self.cache_errors == 1 then
         self:debug_log("cache_errors is enabled, setting reputation of " .. ip
                        .. " to 100 within the cache")
