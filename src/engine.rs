@@ -165,6 +165,11 @@ impl Engine {
         self.stats.get().incr(s);
     }
 
+    /// Counts `n` events at once (a batch: a restore, a fleet flush).
+    pub fn count_n(&self, s: Stat, n: u64) {
+        self.stats.get().add(s, n);
+    }
+
     /// True when another worker published journal entries this worker has
     /// not applied yet.
     #[inline]

@@ -177,9 +177,10 @@ impl UserData for LuaEngine {
                 .find(|(_, n)| *n == name)
                 .map_or(0.0, |(s, _)| this.0.region().total(*s) as f64))
         });
-        m.add_method("count", |_, this, name: String| {
-            if let Some((s, _)) = Stat::ALL.iter().find(|(_, n)| *n == name) {
-                this.0.count(*s);
+        // count(name, n?): adds n (1) to the counter `name`
+        m.add_method("count", |_, this, (name, n): (String, Option<f64>)| {
+            if let Some((s, _)) = Stat::ALL.iter().find(|(_, m)| *m == name) {
+                this.0.count_n(*s, n.unwrap_or(1.0).max(0.0) as u64);
             }
             Ok(())
         });

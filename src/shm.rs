@@ -169,6 +169,13 @@ impl WorkerStats {
         c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 
+    /// Adds `n` to a counter (see [`WorkerStats::incr`]).
+    #[inline]
+    pub fn add(&self, s: Stat, n: u64) {
+        let c = &self.counters[s as usize];
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
     /// Takes one from a counter (see [`WorkerStats::incr`]).
     #[inline]
     pub fn decr(&self, s: Stat) {

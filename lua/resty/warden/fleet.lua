@@ -310,9 +310,7 @@ local function flush(self, red)
             dict:delete("r|o|" .. n)
         end
         dict:safe_set("r|head", last)
-        for _ = 1, sent do
-            engine:count("fleet_sent")
-        end
+        engine:count("fleet_sent", sent)
     end
 end
 
@@ -459,17 +457,16 @@ local function reconcile(self, red)
     end
 
     local now = ngx_now() * 1000
-    local taken, dropped, full = 0, 0, 0
+    local keys, values, ttls, n = {}, {}, {}, 0
+    local taken, dropped = 0, 0
     for target, value in pairs(remote) do
         if mine[target] ~= value then
             local exp = expiry_of(value)
             local ttl = exp == 0 and 0 or (exp - now) / 1000
             if ttl >= 0 then
-                if dict:safe_set("b|" .. target, value, ttl) then
-                    taken = taken + 1
-                else
-                    full = full + 1
-                end
+                n = n + 1
+                keys[n], values[n], ttls[n] = "b|" .. target, value, ttl
+                taken = taken + 1
             end
         end
     end
@@ -477,20 +474,14 @@ local function reconcile(self, red)
         local queued = queued_targets(self)
         for target in pairs(mine) do
             if not remote[target] and not queued[target] then
-                dict:delete("b|" .. target)
+                n = n + 1
+                keys[n], values[n], ttls[n] = "b|" .. target, false, 0
                 dropped = dropped + 1
             end
         end
     end
-    if taken + dropped > 0 then
-        store.journal(dict, engine, "R")
-        pcall(store.sync, dict, engine)
-    end
-    if full > 0 then
-        engine:count("dict_full")
-        log(ERR, "warden: shared dict '", w.dict_name, "' is full: ", full,
-            " of the fleet's blocks were not taken")
-    end
+    store.bulk(dict, w.dict_name, engine, keys, values, ttls,
+               "of the fleet's blocks")
     dict:safe_set("r|epoch", epoch)
     if lost then
         dict:incr("r|lost", -(dict:get("r|lost") or 0))

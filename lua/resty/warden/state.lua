@@ -69,22 +69,6 @@ function _M.restore(w, path)
         end
         return
     end
-    local keys, values, ttls = st.keys, st.values, st.ttls
-    local restored, refused = 0, 0
-    for i = 1, #keys do
-        local ok = dict:safe_set(keys[i], values[i], ttls[i])
-        if ok then
-            restored = restored + 1
-        else
-            refused = refused + 1
-        end
-    end
-    collectgarbage("restart")
-    if refused > 0 then
-        engine:count("dict_full")
-        log(ERR, "warden: shared dict '", w.dict_name, "' is full: ",
-            refused, " blocks of the state file were not restored")
-    end
     local policy = ""
     if st.policy then
         local ok, perr = engine:load_policy(st.policy)
@@ -99,10 +83,12 @@ function _M.restore(w, path)
     if st.epoch then
         dict:safe_set("r|epoch", st.epoch)
     end
-    for _ = 1, restored do
-        engine:count("state_restored")
-    end
-    store.journal(dict, engine, "R")
+    -- the workers fork from this process, replica and policy included
+    local restored = store.bulk(dict, w.dict_name, engine, st.keys,
+                                st.values, st.ttls,
+                                "blocks of the state file")
+    collectgarbage("restart")
+    engine:count("state_restored", restored)
     log(NOTICE, "warden: restored ", restored, " blocks", policy, " from ",
         path, " (saved ", ngx.http_time(st.saved), "; ", st.expired,
         " expired while nginx was stopped)")
@@ -110,40 +96,37 @@ end
 
 
 local function save(self, now)
-    local w, s = self.w, self
-    local dict = w.dict
-    local ok, err = pcall(store.sync, dict, w.engine)
+    local w = self.w
+    local dict, engine = w.dict, w.engine
+    local ok, err = pcall(store.sync, dict, engine)
     if not ok then
         log(ERR, "warden: sync before saving the state failed: ", err)
     end
-    local v = w.engine:applied()
-    local started = w.engine:save_state(s.path, dict:get("p"),
-                                        dict:get("r|epoch"))
-    if started then
-        s.pending = v
-        s.last = now
+    local v = engine:applied()
+    if engine:save_state(self.path, dict:get("p"), dict:get("r|epoch")) then
+        self.pending = v
+        self.last = now
     end
 end
 
 
 local function outcome(self, ok, res)
-    local s = self
     if ok then
-        s.saved = s.pending
-        if s.failing then
-            s.failing = false
-            log(NOTICE, "warden: state file ", s.path, " written again (",
+        self.saved = self.pending
+        if self.failing then
+            self.failing = false
+            log(NOTICE, "warden: state file ", self.path, " written again (",
                 res.blocks, " blocks)")
         else
-            log(INFO, "warden: state file ", s.path, " written (",
+            log(INFO, "warden: state file ", self.path, " written (",
                 res.blocks, " blocks, ", res.bytes, " bytes, ",
                 res.ms, " ms)")
         end
-    elseif not s.failing then
-        s.failing = true
+    elseif not self.failing then
+        self.failing = true
         log(ERR, "warden: ", res, "; changes will not survive a restart",
             " until it can be written (retrying every ",
-            s.interval, " s)")
+            self.interval, " s)")
     end
 end
 

@@ -142,6 +142,38 @@ end
 _M.journal = journal
 
 
+--- bulk(dict, dict_name, core, keys, values, ttls, what) -> written
+-- Many blocks at once (a restore, a fleet reconciliation): keys[i] is set
+-- to values[i] for ttls[i] seconds, or deleted when values[i] is false;
+-- then one "R" entry makes every worker re-read everything, instead of one
+-- journal entry per block. Blocks that do not fit are counted and logged
+-- once, as "<n> <what> were not stored".
+function _M.bulk(dict, dict_name, core, keys, values, ttls, what)
+    local written, refused = 0, 0
+    for i = 1, #keys do
+        local value = values[i]
+        if value == false then
+            dict:delete(keys[i])
+            written = written + 1
+        elseif dict:safe_set(keys[i], value, ttls[i]) then
+            written = written + 1
+        else
+            refused = refused + 1
+        end
+    end
+    if refused > 0 then
+        core:count("dict_full", refused)
+        log(ERR, "warden: shared dict '", dict_name, "' is full: ", refused,
+            " ", what, " were not stored")
+    end
+    if written > 0 then
+        journal(dict, core, "R")
+        _M.sync(dict, core)
+    end
+    return written
+end
+
+
 local function fail(dict_name, what, err, verb, target)
     err = "shared dict '" .. dict_name .. "'" .. what .. tostring(err)
           .. (what == " is full (" and ")" or "") .. ": cannot " .. verb
