@@ -68,8 +68,9 @@ bench: build
 
 # cargo-fuzz (libFuzzer) targets in fuzz/: one per parser or matcher that
 # sees outside input. Needs a nightly toolchain (rustup toolchain install
-# nightly); installs cargo-fuzz when missing. The corpus found is kept in
-# fuzz/corpus/<target> (minimised with `cargo fuzz cmin` before commits).
+# nightly); installs cargo-fuzz when missing. Each run starts from the small
+# committed corpus in fuzz/seeds/<target> (every finding is kept there) and
+# grows fuzz/corpus/<target>, which git ignores.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := addr forwarded prefix duration options glob agents \
                 iprepd_http accesslog api_json state_file

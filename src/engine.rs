@@ -106,7 +106,19 @@ pub struct Engine {
     /// Something applies by path or site (see [`Policy::is_empty`]),
     /// cached for the FFI check that every request makes.
     policy_active: Cell<bool>,
+    /// When this worker learnt that real-time capture is on (ms since the
+    /// epoch; 0 while it is off): requests that began earlier are not
+    /// captured unless `check()` saw it on.
+    capture_on_ms: Cell<u64>,
+    /// When this worker learnt that capture went off, for a grace period
+    /// ([`CAPTURE_GRACE_MS`]; 0 otherwise): requests that `check()` saw
+    /// while it was on are still captured when they end.
+    capture_off_ms: Cell<u64>,
 }
+
+/// How long after capture goes off the log phase still records requests
+/// that arrived while it was on.
+pub const CAPTURE_GRACE_MS: u64 = 60_000;
 
 impl Engine {
     /// Compiles a validated configuration.
@@ -131,6 +143,8 @@ impl Engine {
             events,
             captures,
             policy_active: Cell::new(!policy.is_empty()),
+            capture_on_ms: Cell::new(if policy.capture { now_ms() } else { 0 }),
+            capture_off_ms: Cell::new(0),
             policy: RefCell::new(policy),
             pending: RefCell::new(None),
             lists: Lists::new(&cfg.allowlist, &cfg.denylist),
@@ -396,8 +410,36 @@ impl Engine {
     /// Makes `p` this worker's policy.
     pub fn install_policy(&self, p: Policy) {
         self.policy_active.set(!p.is_empty());
+        let was = self.policy.borrow().capture;
+        if p.capture && !was {
+            self.capture_on_ms.set(now_ms());
+            self.capture_off_ms.set(0);
+        } else if was && !p.capture {
+            self.capture_on_ms.set(0);
+            self.capture_off_ms.set(now_ms());
+        }
         *self.policy.borrow_mut() = p;
         self.count(Stat::PolicyLoads);
+    }
+
+    /// When this worker learnt that real-time capture is on, in ms since
+    /// the epoch (0 when it is off).
+    pub fn capture_on_ms(&self) -> u64 {
+        self.capture_on_ms.get()
+    }
+
+    /// True within [`CAPTURE_GRACE_MS`] of this worker learning that
+    /// capture went off (a clock read only in that case).
+    pub fn capture_recently_off(&self) -> bool {
+        let off = self.capture_off_ms.get();
+        if off == 0 {
+            return false;
+        }
+        if now_ms().saturating_sub(off) < CAPTURE_GRACE_MS {
+            return true;
+        }
+        self.capture_off_ms.set(0);
+        false
     }
 
     /// True when something applies by path or site.
@@ -602,6 +644,27 @@ mod tests {
             r("127.0.0.1", Some(" , 3.3.3.3 ,")),
             Some(("3.3.3.3".into(), false))
         );
+    }
+
+    #[test]
+    fn capture_window() {
+        let e = engine(json!({"dict": "t-capwin"}));
+        assert_eq!(e.capture_on_ms(), 0);
+        assert!(!e.capture_recently_off());
+        let before = now_ms();
+        e.install_policy(e.compile_policy(&json!({"capture": {"enabled": true}})).unwrap());
+        assert!(e.capture_on_ms() >= before);
+        assert!(!e.capture_recently_off());
+        // Re-installing the same state keeps the time it was learnt.
+        let on = e.capture_on_ms();
+        e.install_policy(e.compile_policy(&json!({"capture": {"enabled": true}})).unwrap());
+        assert_eq!(e.capture_on_ms(), on);
+        e.install_policy(e.compile_policy(&json!({"capture": {"enabled": false}})).unwrap());
+        assert_eq!(e.capture_on_ms(), 0);
+        assert!(e.capture_recently_off());
+        e.capture_off_ms.set(now_ms() - CAPTURE_GRACE_MS - 1);
+        assert!(!e.capture_recently_off());
+        assert_eq!(e.capture_off_ms.get(), 0);
     }
 
     #[test]

@@ -365,8 +365,10 @@ pub const POLICY_BLOCKED_PATH: c_int = 3;
 /// Bit 1 when a policy applies by path or site (whitelisted paths,
 /// protected routes, sites, real-time capture), plus bit 2 when real-time
 /// capture is on, plus bit 4 when the worker is behind the journal (sync
-/// first, then ask again: the policy may have changed); 0 when none
-/// applies; `INTERNAL` for a NULL engine.
+/// first, then ask again: the policy may have changed), plus bit 8 when
+/// capture went off less than a minute ago (the log phase still records
+/// requests that `check()` saw while it was on); 0 when none applies;
+/// `INTERNAL` for a NULL engine.
 ///
 /// # Safety
 /// `w` must be NULL or a live engine pointer from `engine:ptr()`.
@@ -376,11 +378,32 @@ pub unsafe extern "C" fn warden_policy_active(w: *const Engine) -> c_int {
     let Some(w) = (unsafe { w.as_ref() }) else {
         return code::INTERNAL;
     };
-    let stale = c_int::from(w.stale()) << 2;
-    if w.policy_active() {
-        stale | 1 | (c_int::from(w.policy().capture) << 1)
-    } else {
-        stale
+    catch_unwind(AssertUnwindSafe(|| {
+        let stale = c_int::from(w.stale()) << 2;
+        if w.policy_active() {
+            let capture = w.policy().capture;
+            let off = !capture && w.capture_recently_off();
+            stale | 1 | (c_int::from(capture) << 1) | (c_int::from(off) << 3)
+        } else {
+            stale | (c_int::from(w.capture_recently_off()) << 3)
+        }
+    }))
+    .unwrap_or(code::INTERNAL)
+}
+
+/// When this worker learnt that real-time capture is on, in seconds since
+/// the epoch with milliseconds (as `ngx.req.start_time()`); 0 when it is
+/// off or `w` is NULL.
+///
+/// # Safety
+/// `w` must be NULL or a live engine pointer from `engine:ptr()`.
+#[no_mangle]
+pub unsafe extern "C" fn warden_capture_since(w: *const Engine) -> f64 {
+    // SAFETY: see `# Safety`.
+    match unsafe { w.as_ref() } {
+        Some(w) => catch_unwind(AssertUnwindSafe(|| w.capture_on_ms() as f64 / 1000.0))
+            .unwrap_or(0.0),
+        None => 0.0,
     }
 }
 
@@ -491,14 +514,17 @@ pub unsafe extern "C" fn warden_client_text(
     }
     // SAFETY: checked non-null; the caller guarantees validity.
     let c = unsafe { &*c };
-    let Some(addr) = c.addr() else { return -1 };
-    let s = addr.to_string();
-    if s.len() > len {
-        return -1;
-    }
-    // SAFETY: `buf` is valid for `len >= s.len()` bytes.
-    unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), buf, s.len()) };
-    s.len() as c_int
+    catch_unwind(AssertUnwindSafe(|| {
+        let Some(addr) = c.addr() else { return -1 };
+        let s = addr.to_string();
+        if s.len() > len {
+            return -1;
+        }
+        // SAFETY: `buf` is valid for `len >= s.len()` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), buf, s.len()) };
+        s.len() as c_int
+    }))
+    .unwrap_or(-1)
 }
 
 #[cfg(test)]

@@ -419,11 +419,11 @@ end
 -- real-time capture (when on).
 function _M:log()
     local flags = policy_active_c(self.handle)
-    if flags >= 4 then
+    if band(flags, 4) ~= 0 then
         -- behind the journal (e.g. a location without check()): the
         -- policy, and with it real-time capture, may have changed
         sync(self)
-        flags = band(policy_active_c(self.handle), 3)
+        flags = policy_active_c(self.handle)
     end
     if flags > 0 and access.log(self, flags) then
         return true

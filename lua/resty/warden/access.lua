@@ -27,10 +27,12 @@ local ngx_now = ngx.now
 local floor = math.floor
 local type = type
 local ffi_string = ffi.string
+local band = require("bit").band
 
 local C = core.C
 local skip_c = C.warden_policy_skip
 local require_c = C.warden_policy_require
+local capture_since_c = C.warden_capture_since
 local get_var = request.get
 
 local ALLOW, DENY, BLOCK_AUTO = core.ALLOW, core.DENY, core.BLOCK_AUTO
@@ -148,7 +150,7 @@ function _M.enforce(w, rc, client, ip_text, site, refuse, flags)
     current.site = site
     current.path, current.path_len = get_var(r, "uri")
     current.method, current.method_len = get_var(r, "request_method")
-    if flags >= 2 then
+    if band(flags, 2) ~= 0 then
         -- real-time capture: the log phase records the client as resolved
         local ctx = ngx.ctx
         ctx.warden_ip = ip_text()
@@ -200,8 +202,18 @@ end
 -- site, or counted already).
 function _M.log(w, flags)
     local ctx = ngx.ctx
-    if flags >= 2 then
-        -- real-time capture
+    -- Real-time capture records the requests that arrived while it was on:
+    -- those check() saw with it on (it set warden_ip), and, when check()
+    -- did not run, those that began after this worker learnt it was on. A
+    -- request that ends just after it went off (bit 8) is still recorded.
+    local capture
+    if band(flags, 2) ~= 0 then
+        capture = ctx.warden_ip
+                  or ngx.req.start_time() > capture_since_c(w.handle)
+    else
+        capture = band(flags, 8) ~= 0 and ctx.warden_ip
+    end
+    if capture then
         local var = ngx.var
         w.engine:record{
             type = "capture", ip = ctx.warden_ip or var.remote_addr,

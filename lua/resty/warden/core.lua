@@ -62,6 +62,7 @@ typedef struct {
 } warden_policy_t;
 
 int warden_policy_active(const warden_engine_t *w);
+double warden_capture_since(const warden_engine_t *w);
 int warden_policy_skip(const warden_engine_t *w, const warden_policy_t *p,
                        int verdict);
 int warden_policy_require(const warden_engine_t *w,

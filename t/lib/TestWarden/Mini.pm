@@ -385,6 +385,22 @@ sub check_logs {
     }
 }
 
+# line_diff($got, $want): the lines that differ, numbered, so that the end of
+# a long failure report (all a CI log may keep) still shows them.
+sub line_diff {
+    my ($got, $want) = @_;
+    my @g = split /\n/, $got, -1;
+    my @w = split /\n/, $want, -1;
+    my $max = @g > @w ? scalar @g : scalar @w;
+    my @out;
+    for my $i (0 .. $max - 1) {
+        my ($a, $b) = ($g[$i] // '<none>', $w[$i] // '<none>');
+        next if $a eq $b;
+        push @out, "line " . ($i + 1) . ":\n     got: $a\n    want: $b";
+    }
+    return join "\n", "differing lines:", @out;
+}
+
 sub tail {
     my $log = shift;
     my @l = split /\n/, $log;
@@ -427,7 +443,8 @@ sub run_block {
         my $code = nth($block->error_code, $i) // 200;
         Test::More::is($res->{status}, $code, "$n - status code ok");
         if (defined(my $want = nth($block->response_body, $i))) {
-            Test::More::is($res->{body}, $want, "$n - response_body - response is expected");
+            Test::More::is($res->{body}, $want, "$n - response_body - response is expected")
+                or Test::More::diag(line_diff($res->{body}, $want));
         }
         if (defined(my $like = nth($block->response_body_like, $i))) {
             my $re = ref $like eq 'Regexp' ? $like : qr/$like/s;
