@@ -17,6 +17,13 @@ package TestWarden::Mini;
 # Each block gets a fresh server root (t/servroot, or $TEST_NGINX_SERVROOT),
 # a fresh nginx (started, then stopped with QUIT so that its log is
 # complete), and one Test::More test per assertion.
+#
+# TEST_NGINX_USE_VALGRIND=1 (as upstream's variable) runs nginx, master and
+# workers, under valgrind's memcheck (suppressions from
+# $TEST_NGINX_VALGRIND_SUPPRESS, default t/valgrind.suppress), with longer
+# timeouts, and adds one test per block: no error and no definite leak
+# whose stack passes through warden's Rust library (warden_core). Errors
+# elsewhere (LuaJIT, nginx) are counted in a diagnostic, not failed.
 
 use strict;
 use warnings;
@@ -45,6 +52,8 @@ my $ServRoot = abs_path('.') . '/t/servroot';
 $ServRoot = $ENV{TEST_NGINX_SERVROOT} if $ENV{TEST_NGINX_SERVROOT};
 my $Nginx = $ENV{TEST_NGINX_BINARY} || 'nginx';
 my $RunningPid;
+my $Valgrind = $ENV{TEST_NGINX_USE_VALGRIND};
+my $Slow = $Valgrind ? 20 : 1;   # timeouts are multiplied by this
 
 sub import {
     my $caller = caller;
@@ -232,6 +241,15 @@ sub setup_root {
 sub start_nginx {
     my $cmd = "$Nginx -p $ServRoot/ -c $ServRoot/conf/nginx.conf"
             . " > $ServRoot/logs/stderr.log 2>&1";
+    if ($Valgrind) {
+        my $supp = $ENV{TEST_NGINX_VALGRIND_SUPPRESS}
+                   || abs_path('t') . '/valgrind.suppress';
+        $cmd = "valgrind --tool=memcheck --leak-check=full"
+             . " --show-leak-kinds=definite --errors-for-leak-kinds=definite"
+             . " --num-callers=40 --trace-children=no --keep-debuginfo=yes"
+             . (-f $supp ? " --suppressions=$supp" : '')
+             . " --log-file=$ServRoot/logs/valgrind.%p.log $cmd";
+    }
     my $status = system($cmd);
     return $status;
 }
@@ -260,7 +278,7 @@ sub stop_nginx {
     undef $RunningPid;
     for my $sig (qw(QUIT TERM KILL)) {
         kill $sig, $pid or return;
-        for (1 .. 250) {
+        for (1 .. 250 * $Slow) {
             return unless alive($pid);
             sleep 0.02;
         }
@@ -268,7 +286,7 @@ sub stop_nginx {
 }
 
 sub wait_port {
-    for (1 .. 100) {
+    for (1 .. 100 * $Slow) {
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                       PeerPort => $Port, Proto => 'tcp');
         if ($s) { close $s; return 1 }
@@ -431,7 +449,7 @@ sub run_block {
 
     my $reqs = $block->request;
     my @reqs = ref $reqs eq 'ARRAY' ? @$reqs : ($reqs);
-    my $timeout = $block->timeout || 3;
+    my $timeout = ($block->timeout || 3) * $Slow;
     for my $i (0 .. $#reqs) {
         my $n = @reqs > 1 ? "$name - req $i" : $name;
         my ($res, $err) = http_request($reqs[$i], nth($block->more_headers, $i),
@@ -463,6 +481,50 @@ sub run_block {
     sleep $block->wait if $block->wait;
     stop_nginx();
     check_logs($block, $name);
+    check_valgrind($name) if $Valgrind;
+}
+
+# Valgrind's reports (one file per process): every error or definite leak
+# whose stack passes through warden_core fails the block; the others
+# (LuaJIT's and nginx's own) are only counted.
+sub check_valgrind {
+    my $name = shift;
+    # workers outlive the master's exit by a moment: wait for their reports
+    for (1 .. 50 * $Slow) {
+        last unless grep { !valgrind_done($_) } valgrind_logs();
+        sleep 0.1;
+    }
+    my (@ours, $others);
+    for my $f (valgrind_logs()) {
+        open my $fh, '<', $f or next;
+        local $/;
+        my $text = <$fh>;
+        close $fh;
+        # a report is a paragraph: "==pid== <what>" then "==pid==    at/by"
+        for my $para (split /^==\d+==\s*\n/m, $text) {
+            next unless $para =~ /^==\d+== (Invalid|Conditional|Use of uninit|Syscall param|Mismatched|Source and destination|Argument|\S.* definitely lost)/m;
+            if ($para =~ /warden_core/) {
+                push @ours, $para;
+            } else {
+                $others++;
+            }
+        }
+    }
+    Test::More::ok(!@ours, "$name - valgrind: no error or leak in warden_core")
+        or Test::More::diag(join "\n", @ours[0 .. ($#ours > 2 ? 2 : $#ours)]);
+    Test::More::diag("$name: valgrind: $others report(s) outside warden_core")
+        if $others && $ENV{TEST_NGINX_VALGRIND_VERBOSE};
+}
+
+sub valgrind_logs { glob "$ServRoot/logs/valgrind.*.log" }
+
+sub valgrind_done {
+    my $f = shift;
+    open my $fh, '<', $f or return 1;
+    local $/;
+    my $text = <$fh>;
+    close $fh;
+    return $text =~ /ERROR SUMMARY/;
 }
 
 sub run_tests {
