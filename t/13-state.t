@@ -250,7 +250,81 @@ recovered: 1
 
 
 
-=== TEST 7: bad options name the option
+=== TEST 7: a full filesystem: logged once, counted, the last good file kept whole; written again once there is room
+--- config
+    location = /t {
+        content_by_lua_block {
+            local dir = tnode.BASE .. "a/data/"
+            local a = tnode.node{ name = "a", port = 1991, warden = [[
+                state_file = "]] .. dir .. [[state",
+                state_interval = 0.2,
+            ]] }
+            -- a 64 KiB filesystem of its own (needs root and mount rights)
+            os.execute("umount " .. dir .. " 2>/dev/null")  -- a leftover
+            local mounted = os.execute("mount -t tmpfs -o size=64k,mode=0755"
+                                       .. " tmpfs " .. dir .. " 2>/dev/null")
+            if mounted ~= 0 and mounted ~= true then
+                ngx.say("skipped: cannot mount a small tmpfs here")
+                return
+            end
+            tnode.chown(dir)
+            local function sh(cmd)
+                local f = io.popen(cmd)
+                local out = f:read("*a")
+                f:close()
+                return out
+            end
+            local ok, err = pcall(function()
+                assert(a:start())
+                for i = 1, 3 do a:get("/lua?do=block&target=192.0.2." .. i) end
+                ngx.sleep(0.6)
+                local before = sh("cat " .. dir .. "state")
+                -- fill the filesystem, then change something
+                sh("dd if=/dev/zero of=" .. dir .. "filler bs=4k 2>/dev/null")
+                for i = 4, 6 do a:get("/lua?do=block&target=192.0.2." .. i) end
+                ngx.sleep(0.8)
+                ngx.say(a:statuses("/", "192.0.2.5", 4))
+                ngx.say("logged: ", a:count("changes will not survive a restart"),
+                        ", no space: ", a:count("No space left on device") > 0)
+                local _, stats = a:get("/stats")
+                ngx.say("failed writes counted: ",
+                        stats:match("state_save_errors=(%d+)") + 0 > 1)
+                ngx.say("last good file kept whole: ",
+                        sh("cat " .. dir .. "state") == before
+                        and #before > 0)
+                ngx.say("files: ", (sh("ls " .. dir):gsub("\n", " ")))
+                -- room again: the next write carries every change
+                os.remove(dir .. "filler")
+                ngx.sleep(0.6)
+                ngx.say("recovered: ", a:count("written again"))
+                a:stop()
+                assert(a:start())
+                ngx.say((blocked(a):gsub(" manual %-1 ", "")))
+                a:stop()
+            end)
+            os.execute("umount " .. dir)
+            if not ok then error(err) end
+        }
+    }
+--- response_body_like chomp
+^(?:403x4
+logged: 1, no space: true
+failed writes counted: true
+last good file kept whole: true
+files: filler state 
+recovered: 1
+192.0.2.1
+192.0.2.2
+192.0.2.3
+192.0.2.4
+192.0.2.5
+192.0.2.6
+|skipped: .*
+)$
+
+
+
+=== TEST 8: bad options name the option
 --- config
     location = /t {
         content_by_lua_block {
