@@ -670,13 +670,23 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         };
         rest = &rest[unit_end..];
         let ms = n * mult;
-        if !ms.is_finite() || ms > 1.0e15 {
+        if !ms.is_finite() || ms > MAX_DURATION_MS as f64 {
             return Err(err());
         }
-        total = total.checked_add(ms.round() as u64).ok_or_else(err)?;
+        total += ms.round() as u64;
+        // bounded as a whole, like a number of seconds (found by fuzzing:
+        // "3664331d51d..." summed past any expiry time)
+        if total > MAX_DURATION_MS {
+            return Err(err());
+        }
     }
     Ok(total)
 }
+
+/// The longest duration accepted, in ms (1e12 s, some 31,700 years): what
+/// a number of seconds allows, and what the sum of a compound duration
+/// ("1d12h") may reach. Far from overflowing an expiry time.
+pub const MAX_DURATION_MS: u64 = 1_000_000_000_000_000;
 
 fn seconds_to_ms(secs: f64) -> Option<u64> {
     if secs.is_finite() && (0.0..=1.0e12).contains(&secs) {
@@ -819,6 +829,14 @@ mod tests {
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+        // The whole is bounded, not only each part (found by fuzzing).
+        let big = "1d1d1d1d1d1d1d1d3664331d51d3664331d5d1d6643332w1d1d2d5d1d1d1d2d5d1d2w";
+        assert!(parse_duration(big).is_err());
+        assert_eq!(parse_duration("11574074d"), Ok(999_999_993_600_000));
+        assert_eq!(parse_duration("11574074d8000s"), Err(
+            "must be a duration like '90s', '15m', '24h' or '7d', got '11574074d8000s'".into()));
+        assert_eq!(parse_duration("1000000000000000ms"), Ok(MAX_DURATION_MS));
+        assert_eq!(parse_duration("1000000000000"), Ok(MAX_DURATION_MS));
         assert_eq!(duration(&json!(90), "d"), Ok(90_000));
         assert!(duration(&json!(-1), "d").is_err());
         assert_eq!(
