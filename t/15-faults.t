@@ -176,3 +176,52 @@ lookup_errors: 30
 --- no_error_log
 [alert]
 --- timeout: 30
+
+
+
+=== TEST 4: iprepd refusing connections: requests pass at once, every failure is counted, one line is logged
+--- http_config
+    lua_shared_dict warden 1m;
+    lua_socket_log_errors off;
+    init_by_lua_block {
+        warden = require("resty.warden").new{
+            trusted_proxies = { "127.0.0.1" },
+            -- nothing listens on 1997
+            iprepd = { url = "http://127.0.0.1:1997", api_key = "k",
+                       threshold = 50, timeout = 200 },
+        }
+        thttp = require "thttp"
+    }
+    init_worker_by_lua_block { warden:init_worker() }
+    server {
+        listen 127.0.0.1:1995;
+        access_by_lua_block { warden:check() }
+        location / { content_by_lua_block { ngx.say("ok") } }
+    }
+--- config
+    location = /t {
+        content_by_lua_block {
+            local worst, passed = 0, 0
+            for i = 1, 20 do
+                ngx.update_time()
+                local t0 = ngx.now()
+                local res = thttp.request{ port = 1995, path = "/",
+                    headers = { ["X-Forwarded-For"] = "192.0.2." .. i } }
+                ngx.update_time()
+                worst = math.max(worst, ngx.now() - t0)
+                if res and res.status == 200 then passed = passed + 1 end
+            end
+            ngx.say("passed ", passed, "/20, well within the timeout: ",
+                    worst < 0.1)
+            ngx.say("lookup_errors: ", warden:stats().lookup_errors)
+        }
+    }
+--- grep_error_log eval: qr/Error with request to iprepd: [^,]*/
+--- grep_error_log_out
+Error with request to iprepd: connection refused
+--- response_body
+passed 20/20, well within the timeout: true
+lookup_errors: 20
+--- no_error_log
+[alert]
+--- timeout: 30
