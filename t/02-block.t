@@ -275,7 +275,69 @@ is full (no memory): cannot block
 
 
 
-=== TEST 8: a worker that misses a journal entry re-reads every block
+=== TEST 8: a full shared dict: counters are refused, never stored by evicting blocks
+--- http_config
+    lua_shared_dict warden 16k;
+    init_by_lua_block {
+        warden = require("resty.warden").new{
+            trusted_proxies = { "127.0.0.1" },
+            sites = { shop = { rate_limit = 100 } },
+        }
+        thttp = require "thttp"
+    }
+    init_worker_by_lua_block { warden:init_worker() }
+    server {
+        listen 127.0.0.1:1990;
+        access_by_lua_block { warden:check{ site = "shop" } }
+        log_by_lua_block { warden:log() }
+        location / { content_by_lua_block { ngx.say("ok") } }
+    }
+--- config
+    location /t {
+        content_by_lua_block {
+            local function ip(i)
+                return "10.9." .. math.floor(i / 256) .. "." .. i % 256
+            end
+            local n = 0
+            while warden:block(ip(n + 1), { reason = "filler" }) do
+                n = n + 1
+            end
+            -- and fill what is left with keys the size of a counter
+            local dict, f = ngx.shared.warden, 0
+            while dict:safe_set("f|" .. f, f) do f = f + 1 end
+            -- 100 new clients, each needing a rate-limit counter, and each
+            -- a scanner: an offence counter and an automatic block
+            local statuses = {}
+            for i = 1, 100 do
+                local res = thttp.request{ port = 1990, path = "/",
+                    headers = { ["X-Forwarded-For"] = "10.8.0." .. i,
+                                ["User-Agent"] = "sqlmap/1.7" } }
+                statuses[res.status] = (statuses[res.status] or 0) + 1
+            end
+            -- in the dict itself, the source every worker re-reads
+            local kept = 0
+            for i = 1, n do
+                if dict:get("b|" .. ip(i)) then kept = kept + 1 end
+            end
+            ngx.say("every request answered 200: ", statuses[200] == 100)
+            ngx.say("blocks kept: ", kept == n and n > 10, " ",
+                    #warden:blocked() == n)
+            ngx.say("refused blocks counted: ", warden:stats().dict_full > 1)
+        }
+    }
+--- response_body
+every request answered 200: true
+blocks kept: true true
+refused blocks counted: true
+--- error_log
+cannot auto-block 10.8.0.
+--- no_error_log
+[alert]
+--- timeout: 30
+
+
+
+=== TEST 9: a worker that misses a journal entry re-reads every block
 --- http_config eval: $::HttpConfig
 --- config
     location /t {

@@ -17,6 +17,7 @@
 local core = require "resty.warden.core"
 local request = require "resty.warden.request"
 local detector = require "resty.warden.detector"
+local store = require "resty.warden.store"
 local ffi = require "ffi"
 
 local ngx = ngx
@@ -88,7 +89,8 @@ function _M.decide(w, rc, client, ip_text, req)
         local slot = floor(now / window)
         local ip = ip_text()
         local key = "r|" .. site .. "|" .. ip .. "|" .. slot
-        local n = w.dict:incr(key, 1, 0, window + 1)
+        -- refused, not evicting, when the dict is full: the request passes
+        local n = store.incr(w.dict, key, 1, 0, window + 1)
         if n and n > limit then
             w.engine:count("site_rate_limited")
             if n == limit + 1 then

@@ -10,6 +10,7 @@
 
 local core = require "resty.warden.core"
 local request = require "resty.warden.request"
+local store = require "resty.warden.store"
 local ffi = require "ffi"
 require "resty.core.misc"  -- declares ngx_http_lua_ffi_get_resp_status
 
@@ -100,7 +101,7 @@ local function tripped(w, line)
         else
             local key = "o|" .. target
             local memory = det.repeat_offender_memory
-            local n, err = w.dict:incr(key, 1, 0, memory)
+            local n, err = store.incr(w.dict, key, 1, 0, memory)
             if not n then
                 log(WARN, "warden: cannot count offences of ", target, " (",
                     err, "); treating this one as the first")

@@ -179,10 +179,10 @@ function _M.new(w, cfg)
     local node = cfg.node
     if not node then
         -- kept in the dict, so that a reload keeps the node's name
-        dict:add("r|node", hostname() .. "-" .. random_hex(3))
+        dict:safe_add("r|node", hostname() .. "-" .. random_hex(3))
         node = dict:get("r|node") or hostname()
     end
-    dict:add("r|lost", 0)
+    dict:safe_add("r|lost", 0)
     local p = cfg.prefix
     return setmetatable({
         w = w, lib = lib, node = node,
@@ -203,7 +203,7 @@ end
 -- phase, any worker; never raises.
 function _M:queue(entry)
     local dict = self.w.dict
-    local n, err = dict:incr("r|tail", 1, 0)
+    local n, err = store.incr(dict, "r|tail", 1, 0)
     if n then
         local ok
         ok, err = dict:safe_set("r|o|" .. n, entry)
@@ -212,7 +212,7 @@ function _M:queue(entry)
         end
     end
     -- the node will reconcile by union instead (see the top of the file)
-    dict:incr("r|lost", 1, 0)
+    store.incr(dict, "r|lost", 1, 0)
     log(ERR, "warden: cannot queue a change for the fleet (", err,
         "); this node will re-send all its blocks")
     return nil, err
@@ -289,7 +289,7 @@ local function flush(self, red)
             elseif entry then
                 log(ERR, "warden: dropping a malformed fleet entry: ", entry)
             else
-                dict:incr("r|lost", 1, 0)  -- evicted: resend everything
+                store.incr(dict, "r|lost", 1, 0)  -- evicted: resend everything
             end
         end
         if sent > 0 then

@@ -87,7 +87,7 @@ end
 local function lock(dict)
     local deadline = ngx_now() + LOCK_WAIT
     while true do
-        local ok, err = dict:add(LOCK_KEY, ngx.worker.pid(), LOCK_TTL)
+        local ok, err = dict:safe_add(LOCK_KEY, ngx.worker.pid(), LOCK_TTL)
         if ok then
             return true
         end

@@ -48,7 +48,7 @@ end
 --- restore(w, path): in new(), before the workers start. Never raises.
 function _M.restore(w, path)
     local dict, engine = w.dict, w.engine
-    local fresh = dict:add("s|loaded", true)
+    local fresh = dict:safe_add("s|loaded", true)
     if not fresh then
         return  -- a reload: the shared dict is current
     end

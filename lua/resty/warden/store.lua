@@ -18,9 +18,12 @@
 -- sequence number is taken, a worker that finds an entry missing (expired,
 -- never written) can re-read every b| key instead and still miss nothing.
 --
--- Only safe_set is used: set() would evict other keys, blocks among them,
--- when the dict is full. A block that does not fit is refused, logged and
--- counted; it is never dropped silently.
+-- Only safe_set and safe_add are used, here and in every module that writes
+-- to this dict (counters go through _M.incr): set(), add() and incr() with
+-- an initial value evict the least recently used keys when the dict is
+-- full, and blocks, read only when a worker syncs, would be the first to
+-- go. A block that does not fit is refused, logged and counted; nothing is
+-- ever dropped silently to make room.
 
 local ngx = ngx
 local log = ngx.log
@@ -37,6 +40,27 @@ local P, R = byte("P"), byte("R")
 local _M = {
     JOURNAL_TTL = JOURNAL_TTL,
 }
+
+
+--- store.incr(dict, key, by, init?, ttl?) -> new value | nil, err: as
+-- dict:incr(key, by, init, ttl), but when the dict is full the key is not
+-- created ("no memory") instead of other keys being evicted to make room.
+function _M.incr(dict, key, by, init, ttl)
+    local n, err = dict:incr(key, by)  -- without init: never allocates
+    if n or err ~= "not found" then
+        return n, err
+    end
+    local v = (init or 0) + by
+    local ok
+    ok, err = dict:safe_add(key, v, ttl or 0)
+    if ok then
+        return v
+    end
+    if err == "exists" then  -- another worker created it meanwhile
+        return dict:incr(key, by)
+    end
+    return nil, err
+end
 
 
 -- Ends a batch: rebuilds the range index and records the sequence number.
@@ -126,7 +150,7 @@ end
 local function journal(dict, core, entry)
     -- Start from the published version if "v" is missing, so that the
     -- number never goes backwards.
-    local seq, err = dict:incr("v", 1, core:version())
+    local seq, err = _M.incr(dict, "v", 1, core:version())
     if not seq then
         return nil, err
     end
