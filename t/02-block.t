@@ -323,14 +323,29 @@ is full (no memory): cannot block
             ngx.say("blocks kept: ", kept == n and n > 10, " ",
                     #warden:blocked() == n)
             ngx.say("refused blocks counted: ", warden:stats().dict_full > 1)
+            -- refusals are logged once, then once every 10 s with a count
+            warden:block("10.7.0.2")  -- refused within 10 s: not logged
+            ngx.sleep(10.1)
+            ngx.say((select(2, warden:block("10.7.0.1"))))
+            local lines = 0
+            for l in io.lines(ngx.config.prefix() .. "logs/error.log") do
+                if l:find("is full (no memory)", 1, true) then
+                    lines = lines + 1
+                end
+            end
+            -- at most one line per worker (4), and this worker's second
+            ngx.say("lines: ", lines <= 5, ", refusals: ",
+                    warden:stats().dict_full > 100)
         }
     }
 --- response_body
 every request answered 200: true
 blocks kept: true true
 refused blocks counted: true
---- error_log
-cannot auto-block 10.8.0.
+shared dict 'warden' is full (no memory): cannot block 10.7.0.1
+lines: true, refusals: true
+--- error_log eval
+qr/is full \(no memory\): cannot block 10\.7\.0\.1 \(and \d+ more refused in the last \d+s\)/
 --- no_error_log
 [alert]
 --- timeout: 30

@@ -103,8 +103,11 @@ local function tripped(w, line)
             local memory = det.repeat_offender_memory
             local n, err = store.incr(w.dict, key, 1, 0, memory)
             if not n then
-                log(WARN, "warden: cannot count offences of ", target, " (",
-                    err, "); treating this one as the first")
+                if err ~= "no memory" then  -- (a full dict: the block
+                    -- that follows is refused and logged, rate-limited)
+                    log(WARN, "warden: cannot count offences of ", target,
+                        " (", err, "); treating this one as the first")
+                end
                 n = 1
             elseif n > 1 and w.dict.expire then
                 w.dict:expire(key, memory)  -- remembered from the latest
@@ -128,7 +131,10 @@ local function tripped(w, line)
                         or "")
             else
                 event.action = "block failed: " .. tostring(err)
-                log(ERR, "warden: cannot auto-block ", target, ": ", err)
+                if not tostring(err):find(" is full (", 1, true) then
+                    -- (a full dict is logged by the store, rate-limited)
+                    log(ERR, "warden: cannot auto-block ", target, ": ", err)
+                end
             end
         end
     end

@@ -198,10 +198,30 @@ function _M.bulk(dict, dict_name, core, keys, values, ttls, what)
 end
 
 
+local FULL_LOG_EVERY = 10  -- seconds between two "is full" lines
+local full = { logged = 0, more = 0 }  -- per worker
+
+
 local function fail(dict_name, what, err, verb, target)
     err = "shared dict '" .. dict_name .. "'" .. what .. tostring(err)
           .. (what == " is full (" and ")" or "") .. ": cannot " .. verb
           .. " " .. target
+    if what == " is full (" then
+        -- A full dict refuses every block until something expires: the
+        -- first refusal is logged, then at most one line every 10 s per
+        -- worker with a count (each one is counted in dict_full, and the
+        -- caller gets the error).
+        local t = ngx.now()
+        if t - full.logged < FULL_LOG_EVERY then
+            full.more = full.more + 1
+            return nil, err
+        end
+        log(ERR, "warden: ", err, full.more > 0
+            and " (and " .. full.more .. " more refused in the last "
+                .. math.floor(t - full.logged) .. "s)" or "")
+        full.logged, full.more = t, 0
+        return nil, err
+    end
     log(ERR, "warden: ", err)
     return nil, err
 end

@@ -367,6 +367,7 @@ sub log_patterns {
     my $v = shift;
     return () unless defined $v;
     return @$v if ref $v eq 'ARRAY';
+    return ($v) if ref $v eq 'Regexp';   # "--- error_log eval" with one qr//
     return grep { length } split /\n/, $v;
 }
 
