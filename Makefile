@@ -21,7 +21,7 @@ DEMO_DIR ?= /tmp/warden-demo
 SO       := build/warden_core.so
 SOURCES  := $(wildcard src/*.rs) Cargo.toml build.rs
 
-.PHONY: valgrind fuzz all build deps test check-rockspec test-rust test-nginx run bench install opm lint clean
+.PHONY: check-fmt valgrind fuzz all build deps test check-rockspec test-rust test-nginx run bench install opm lint clean
 
 all: build
 
@@ -44,7 +44,14 @@ deps:
 	    apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-test: deps build check-rockspec test-rust test-nginx
+test: deps build check-fmt check-rockspec test-rust test-nginx
+
+# rustfmt, on the crate and the fuzz targets (skipped where the toolchain
+# has no rustfmt component).
+check-fmt:
+	@if $(CARGO) fmt --version >/dev/null 2>&1; then \
+	  $(CARGO) fmt --all -- --check && (cd fuzz && $(CARGO) fmt -- --check); \
+	else echo "rustfmt is not installed: format not checked"; fi
 
 # The mlua rockspec lists the Lua modules one by one: none may be missing.
 check-rockspec:
@@ -112,7 +119,7 @@ opm:
 	  else echo "opm not installed: staged in build/opm"; fi
 
 lint:
-	$(CARGO) fmt --all -- --check
+	$(MAKE) check-fmt
 	$(CARGO) clippy --all-targets -- -D warnings
 	luacheck -q lua
 

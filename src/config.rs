@@ -833,8 +833,10 @@ mod tests {
         let big = "1d1d1d1d1d1d1d1d3664331d51d3664331d5d1d6643332w1d1d2d5d1d1d1d2d5d1d2w";
         assert!(parse_duration(big).is_err());
         assert_eq!(parse_duration("11574074d"), Ok(999_999_993_600_000));
-        assert_eq!(parse_duration("11574074d8000s"), Err(
-            "must be a duration like '90s', '15m', '24h' or '7d', got '11574074d8000s'".into()));
+        assert_eq!(
+            parse_duration("11574074d8000s"),
+            Err("must be a duration like '90s', '15m', '24h' or '7d', got '11574074d8000s'".into())
+        );
         assert_eq!(parse_duration("1000000000000000ms"), Ok(MAX_DURATION_MS));
         assert_eq!(parse_duration("1000000000000"), Ok(MAX_DURATION_MS));
         assert_eq!(duration(&json!(90), "d"), Ok(90_000));

@@ -649,17 +649,21 @@ mod tests {
     #[test]
     fn capture_window() {
         let e = engine(json!({"dict": "t-capwin"}));
+        let capture = |on: bool| {
+            let p = e.compile_policy(&json!({"capture": {"enabled": on}}));
+            e.install_policy(p.unwrap());
+        };
         assert_eq!(e.capture_on_ms(), 0);
         assert!(!e.capture_recently_off());
         let before = now_ms();
-        e.install_policy(e.compile_policy(&json!({"capture": {"enabled": true}})).unwrap());
+        capture(true);
         assert!(e.capture_on_ms() >= before);
         assert!(!e.capture_recently_off());
         // Re-installing the same state keeps the time it was learnt.
         let on = e.capture_on_ms();
-        e.install_policy(e.compile_policy(&json!({"capture": {"enabled": true}})).unwrap());
+        capture(true);
         assert_eq!(e.capture_on_ms(), on);
-        e.install_policy(e.compile_policy(&json!({"capture": {"enabled": false}})).unwrap());
+        capture(false);
         assert_eq!(e.capture_on_ms(), 0);
         assert!(e.capture_recently_off());
         e.capture_off_ms.set(now_ms() - CAPTURE_GRACE_MS - 1);

@@ -401,8 +401,9 @@ pub unsafe extern "C" fn warden_policy_active(w: *const Engine) -> c_int {
 pub unsafe extern "C" fn warden_capture_since(w: *const Engine) -> f64 {
     // SAFETY: see `# Safety`.
     match unsafe { w.as_ref() } {
-        Some(w) => catch_unwind(AssertUnwindSafe(|| w.capture_on_ms() as f64 / 1000.0))
-            .unwrap_or(0.0),
+        Some(w) => {
+            catch_unwind(AssertUnwindSafe(|| w.capture_on_ms() as f64 / 1000.0)).unwrap_or(0.0)
+        }
         None => 0.0,
     }
 }

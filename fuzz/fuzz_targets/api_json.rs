@@ -6,7 +6,9 @@ use serde_json::{json, Value};
 use warden_core::policy::{route_entry, site_entry, whitelist_entry, Policy};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(v) = serde_json::from_slice::<Value>(data) else { return };
+    let Ok(v) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
     if let Ok(e) = whitelist_entry(&v) {
         let doc = json!({ "whitelist": [e] });
         assert!(Policy::compile(&Value::Null, &doc).is_ok(), "{doc}");
