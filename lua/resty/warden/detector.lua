@@ -130,11 +130,8 @@ local function tripped(w, line)
                         and "; blocking_mode is 0, so it is only logged"
                         or "")
             else
+                -- the store has logged why (a full dict: rate-limited)
                 event.action = "block failed: " .. tostring(err)
-                if not tostring(err):find(" is full (", 1, true) then
-                    -- (a full dict is logged by the store, rate-limited)
-                    log(ERR, "warden: cannot auto-block ", target, ": ", err)
-                end
             end
         end
     end

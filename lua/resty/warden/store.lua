@@ -198,31 +198,36 @@ function _M.bulk(dict, dict_name, core, keys, values, ttls, what)
 end
 
 
+-- A write that failed for another reason than space: logged, returned.
+local function fail(dict_name, err, verb, target)
+    err = "shared dict '" .. dict_name .. "': " .. tostring(err)
+          .. ": cannot " .. verb .. " " .. target
+    log(ERR, "warden: ", err)
+    return nil, err
+end
+
+
 local FULL_LOG_EVERY = 10  -- seconds between two "is full" lines
 local full = { logged = 0, more = 0 }  -- per worker
 
 
-local function fail(dict_name, what, err, verb, target)
-    err = "shared dict '" .. dict_name .. "'" .. what .. tostring(err)
-          .. (what == " is full (" and ")" or "") .. ": cannot " .. verb
-          .. " " .. target
-    if what == " is full (" then
-        -- A full dict refuses every block until something expires: the
-        -- first refusal is logged, then at most one line every 10 s per
-        -- worker with a count (each one is counted in dict_full, and the
-        -- caller gets the error).
-        local t = ngx.now()
-        if t - full.logged < FULL_LOG_EVERY then
-            full.more = full.more + 1
-            return nil, err
-        end
-        log(ERR, "warden: ", err, full.more > 0
-            and " (and " .. full.more .. " more refused in the last "
-                .. math.floor(t - full.logged) .. "s)" or "")
-        full.logged, full.more = t, 0
+-- A block refused because the dict is full. A full dict refuses every
+-- block until something expires: each refusal is counted (dict_full) and
+-- returned to the caller, the first is logged, then at most one line
+-- every 10 s per worker with how many were not.
+local function refused(dict_name, core, err, target)
+    core:count("dict_full")
+    err = "shared dict '" .. dict_name .. "' is full (" .. tostring(err)
+          .. "): cannot block " .. target
+    local t = ngx.now()
+    if t - full.logged < FULL_LOG_EVERY then
+        full.more = full.more + 1
         return nil, err
     end
-    log(ERR, "warden: ", err)
+    log(ERR, "warden: ", err, full.more > 0
+        and " (and " .. full.more .. " more refused in the last "
+            .. math.floor(t - full.logged) .. "s)" or "")
+    full.logged, full.more = t, 0
     return nil, err
 end
 
@@ -231,14 +236,13 @@ end
 function _M.add(dict, dict_name, core, rec)
     local ok, err = dict:safe_set(rec.key, rec.value, rec.ttl)
     if not ok then
-        core:count("dict_full")
-        return fail(dict_name, " is full (", err, "block", rec.target)
+        return refused(dict_name, core, err, rec.target)
     end
     local seq
     seq, err = journal(dict, core, rec.entry)
     if not seq then
         dict:delete(rec.key)  -- nothing half-applied
-        return fail(dict_name, ": ", err, "block", rec.target)
+        return fail(dict_name, err, "block", rec.target)
     end
     return _M.sync(dict, core)
 end
@@ -258,7 +262,7 @@ function _M.remove(dict, dict_name, core, rec)
                 dict:safe_set(rec.key, old, ttl == 0 and 0 or ttl + 0.001)
             end
         end
-        return fail(dict_name, ": ", err, "unblock", rec.target)
+        return fail(dict_name, err, "unblock", rec.target)
     end
     return _M.sync(dict, core)
 end
