@@ -119,8 +119,22 @@ http {
     }
     init_worker_by_lua_block {
         warden:init_worker()
+        -- glibc's malloc (nginx and the Rust core) apart from LuaJIT's
+        -- own allocator, which the Lua heap figure measures from inside
+        local ffi = require("ffi")
+        local mallinfo = pcall(ffi.cdef, [[
+            struct soak_mallinfo2 { size_t arena, ordblks, smblks, hblks,
+                hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost; };
+            struct soak_mallinfo2 mallinfo2(void);
+        ]]) and pcall(function() return ffi.C.mallinfo2 end)
         ngx.timer.every(5, function()
-            ngx.shared.soak:set("lua" .. ngx.worker.id(), collectgarbage("count"))
+            local id = ngx.worker.id()
+            ngx.shared.soak:set("lua" .. id, collectgarbage("count"))
+            if mallinfo then
+                local m = ffi.C.mallinfo2()
+                ngx.shared.soak:set("malloc" .. id,
+                                    tonumber(m.arena + m.hblkhd) / 1024)
+            end
         end)
     }
     server {
@@ -151,7 +165,9 @@ http {
                         + s.events_memory_bytes, " ",
                         s.fleet_connected and 1 or 0, " ", s.fleet_queued or 0,
                         " ", math.floor(ngx.shared.soak:get("lua0") or 0),
-                        " ", math.floor(ngx.shared.soak:get("lua1") or 0))
+                        " ", math.floor(ngx.shared.soak:get("lua1") or 0),
+                        " ", math.floor(ngx.shared.soak:get("malloc0") or 0),
+                        " ", math.floor(ngx.shared.soak:get("malloc1") or 0))
             }
         }
         # the targets blocked until after ?after=<ms since the epoch>
@@ -325,28 +341,43 @@ fi
 # Samples: columns t, then (pid anon shmem) per worker, master rss, then
 # dict_used blocks tracked auto_blocks dict_full evictions events
 # lookup_errors state_saves state_save_errors shm_bytes fleet_connected
-# fleet_queued lua0_kb lua1_kb probe_ms.
+# fleet_queued lua0_kb lua1_kb malloc0_kb malloc1_kb probe_ms.
 awk '{ n = NF; printf "%s", $1; for (i = 2; i <= 7; i += 3) printf " %s %s", $(i + 1), $(i + 2);
        printf " %s", $8; for (i = 9; i <= n; i++) printf " %s", $i; printf "\n" }' \
     "$dir/samples" > "$dir/samples.tsv"
 {
-    echo "# t w1_anon_kb w1_shmem_kb w2_anon_kb w2_shmem_kb master_rss_kb dict_used_bytes blocks detector_tracked auto_blocks dict_full detector_evictions events_recorded lookup_errors state_saves state_save_errors rust_shm_bytes fleet_connected fleet_queued worker1_lua_kb worker2_lua_kb probe_ms"
+    echo "# t w1_anon_kb w1_shmem_kb w2_anon_kb w2_shmem_kb master_rss_kb dict_used_bytes blocks detector_tracked auto_blocks dict_full detector_evictions events_recorded lookup_errors state_saves state_save_errors rust_shm_bytes fleet_connected fleet_queued worker1_lua_kb worker2_lua_kb worker1_malloc_kb worker2_malloc_kb probe_ms"
     cat "$dir/samples.tsv"
 } > "$out.tsv"
 echo "== memory (KiB; warm-up = the first sample after 60 s)"
 awk '
-    BEGIN { split("2 3 4 5 6 7 20 21", col, " ")
-            split("worker1_private worker1_shared worker2_private worker2_shared master_rss dict_used worker1_lua_heap worker2_lua_heap", name, " ") }
+    BEGIN { split("2 3 4 5 6 7 20 21 22 23", col, " ")
+            split("worker1_private worker1_shared worker2_private worker2_shared master_rss dict_used worker1_lua_heap worker2_lua_heap worker1_malloc worker2_malloc", name, " ") }
     $1 >= 60 && !w { w = 1; for (k in col) warm[k] = $col[k] }
     { for (k in col) { if ($col[k] > max[k]) max[k] = $col[k]; last[k] = $col[k] } }
     END {
         printf "  %-17s %10s %10s %10s\n", "", "warm-up", "end", "max"
-        for (k = 1; k <= 8; k++) {
+        for (k = 1; k <= 10; k++) {
             d = (col[k] == 7) ? 1024 : 1
             printf "  %-17s %10d %10d %10d\n", name[k], warm[k] / d, last[k] / d, max[k] / d
         }
     }' "$dir/samples.tsv"
-awk '{ if ($22 > m) m = $22; s += $22; n++ } END { printf "  probe request every 5 s: mean %.1f ms, slowest %.1f ms\n", s / n, m }' "$dir/samples.tsv"
+awk -v secs="$secs" '
+    # How fast private memory grows after warm-up, in thirds of the rest:
+    # a leak grows at the same rate in every third, a heap settling at its
+    # high-water mark slows down.
+    $1 >= 60 { t[++n] = $1; p[n] = ($2 + $4) / 2; q[n] = ($22 + $23) / 2 }
+    END {
+        if (n < 4) exit
+        printf "  private memory growth after warm-up (KiB a minute, mean of the workers; malloc in brackets):"
+        for (k = 0; k < 3; k++) {
+            a = 1 + int(k * (n - 1) / 3); b = 1 + int((k + 1) * (n - 1) / 3)
+            m = (t[b] - t[a]) / 60
+            printf " %d-%ds: %.0f (%.0f);", t[a], t[b], (p[b] - p[a]) / m, (q[b] - q[a]) / m
+        }
+        printf "\n"
+    }' "$dir/samples.tsv"
+awk '{ if ($24 > m) m = $24; s += $24; n++ } END { printf "  probe request every 5 s: mean %.1f ms, slowest %.1f ms\n", s / n, m }' "$dir/samples.tsv"
 tail -n 1 "$dir/samples.tsv" | awk '{ printf "  at the end: %d blocks, %d clients tracked, %d auto blocks, %d blocks refused (dict_full), %d detector evictions, %d events, %d iprepd lookup errors, %d state saves (%d failed), Rust shared memory %d KiB\n", $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 / 1024 }'
 if command -v gnuplot >/dev/null; then
     gnuplot <<EOF
@@ -365,13 +396,15 @@ plot "$out.tsv" using 1:(\$2/1024) with lines lw 2 title "worker 1 private", \
      "" using 1:(\$6/1024) with lines title "master", \
      "" using 1:(\$7/1048576) with lines lw 2 title "shared dict used", \
      "" using 1:(\$20/1024) with lines dt 3 title "worker 1 Lua heap", \
-     "" using 1:(\$21/1024) with lines dt 3 title "worker 2 Lua heap"
+     "" using 1:(\$21/1024) with lines dt 3 title "worker 2 Lua heap", \
+     "" using 1:(\$22/1024) with lines dt 4 title "worker 1 malloc", \
+     "" using 1:(\$23/1024) with lines dt 4 title "worker 2 malloc"
 set ylabel "blocks; ms"
 set y2label "connected to Redis"
 set y2range [-0.1:1.5]
 set y2tics 0,1,1
 plot "$out.tsv" using 1:8 with lines lw 2 title "blocks", \
-     "" using 1:(\$22*10) with impulses title "probe request (ms x10)", \
+     "" using 1:(\$24*10) with impulses title "probe request (ms x10)", \
      "" using 1:18 axes x1y2 with steps lc rgb "gray" title "Redis (right)"
 unset multiplot
 EOF
