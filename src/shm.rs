@@ -101,13 +101,16 @@ pub enum Stat {
     FleetResyncs,
     /// Times Redis became unreachable.
     FleetOutages,
+    /// Offence and site rate-limit counters not created, to keep the
+    /// shared dict's last pages for blocks.
+    CountersRefused,
 }
 
 impl Stat {
     /// Number of counters.
     pub const COUNT: usize = 40;
     /// Every counter with its name, for reports.
-    pub const ALL: [(Stat, &'static str); 35] = [
+    pub const ALL: [(Stat, &'static str); 36] = [
         (Stat::Passed, "passed"),
         (Stat::Allowlisted, "allowlisted"),
         (Stat::Denylisted, "denylisted"),
@@ -143,6 +146,7 @@ impl Stat {
         (Stat::FleetReceived, "fleet_received"),
         (Stat::FleetResyncs, "fleet_resyncs"),
         (Stat::FleetOutages, "fleet_outages"),
+        (Stat::CountersRefused, "counters_refused"),
     ];
 
     /// The counter of events of kind `k`.

@@ -373,3 +373,69 @@ qr/is full \(no memory\): cannot block 10\.7\.0\.1 \(and \d+ more refused in the
 403x100 errors=0 workers=4
 true
 --- timeout: 20
+
+
+
+=== TEST 9: counters leave the dict's last pages to blocks: a long attack from many addresses is still blocked
+--- http_config
+    lua_shared_dict warden 256k;
+    init_by_lua_block {
+        warden = require("resty.warden").new{
+            trusted_proxies = { "127.0.0.1" },
+        }
+        thttp = require "thttp"
+    }
+    init_worker_by_lua_block { warden:init_worker() }
+    server {
+        listen 127.0.0.1:1990;
+        access_by_lua_block { warden:check() }
+        log_by_lua_block { warden:log() }
+        location / { content_by_lua_block { ngx.say("ok") } }
+    }
+--- config
+    location /t {
+        content_by_lua_block {
+            local store = require "resty.warden.store"
+            local dict = ngx.shared.warden
+            -- the offences of a long attack from many addresses, each kept
+            -- 30 days: created until the reserve is reached, then refused
+            local n = 0
+            while store.count(dict, "warden", warden.engine,
+                              "o|10.1." .. math.floor(n / 256) .. "." .. n % 256,
+                              1, 30 * 86400) do
+                n = n + 1
+            end
+            ngx.say("counters: ", n > 500, ", refused: ",
+                    warden:stats().counters_refused == 1,
+                    ", room left: ", dict:free_space() >= 256 * 1024 / 8 - 4096)
+            -- an existing counter still counts
+            ngx.say((store.count(dict, "warden", warden.engine, "o|10.1.0.0", 1)))
+            -- 50 new scanners: each is blocked (its offence counts as a
+            -- first one), and then refused
+            for i = 1, 50 do
+                thttp.request{ port = 1990, path = "/", headers = {
+                    ["X-Forwarded-For"] = "10.8.0." .. i,
+                    ["User-Agent"] = "sqlmap/1.7" } }
+            end
+            ngx.sleep(0.2)  -- the last log phases
+            local blocked = 0
+            for i = 1, 50 do
+                local res = thttp.request{ port = 1990, path = "/", headers = {
+                    ["X-Forwarded-For"] = "10.8.0." .. i } }
+                if res.status == 403 then blocked = blocked + 1 end
+            end
+            ngx.say("scanners blocked: ", blocked, ", dict_full: ",
+                    warden:stats().dict_full)
+            ngx.say("counters refused: ", warden:stats().counters_refused > 50)
+        }
+    }
+--- response_body
+counters: true, refused: true, room left: true
+2
+scanners blocked: 50, dict_full: 0
+counters refused: true
+--- error_log
+offence and rate-limit counters are not created
+--- no_error_log
+is full (no memory)
+--- timeout: 20

@@ -89,8 +89,10 @@ function _M.decide(w, rc, client, ip_text, req)
         local slot = floor(now / window)
         local ip = ip_text()
         local key = "r|" .. site .. "|" .. ip .. "|" .. slot
-        -- refused, not evicting, when the dict is full: the request passes
-        local n = store.incr(w.dict, key, 1, 0, window + 1)
+        -- refused, not evicting, when the dict is (nearly) full: the
+        -- request passes
+        local n = store.count(w.dict, w.dict_name, w.engine, key, 1,
+                              window + 1)
         if n and n > limit then
             w.engine:count("site_rate_limited")
             if n == limit + 1 then

@@ -101,10 +101,10 @@ local function tripped(w, line)
         else
             local key = "o|" .. target
             local memory = det.repeat_offender_memory
-            local n, err = store.incr(w.dict, key, 1, 0, memory)
+            local n, err = store.count(w.dict, w.dict_name, engine, key, 1,
+                                       memory)
             if not n then
-                if err ~= "no memory" then  -- (a full dict: the block
-                    -- that follows is refused and logged, rate-limited)
+                if err ~= "no memory" then  -- (the store has logged it)
                     log(WARN, "warden: cannot count offences of ", target,
                         " (", err, "); treating this one as the first")
                 end

@@ -71,6 +71,9 @@ local function families(s)
           s.bad_forwarded },
         { "warden_dict_full_total", "counter",
           "Blocks refused because the shared dict was full.", s.dict_full },
+        { "warden_counters_refused_total", "counter",
+          "Offence and rate-limit counters not created, to keep the shared "
+          .. "dict's last pages for blocks.", s.counters_refused },
         { "warden_journal_applied_total", "counter",
           "Block journal entries applied by workers.", s.journal_applied },
         { "warden_full_syncs_total", "counter",

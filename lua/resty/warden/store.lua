@@ -167,6 +167,54 @@ _M.journal = journal
 
 
 --- bulk(dict, dict_name, core, keys, values, ttls, what) -> written
+local COUNTER_LOG_EVERY = 10  -- seconds between two "counters refused" lines
+local counters = { logged = 0, more = 0 }  -- per worker
+
+
+--- store.count(dict, dict_name, core, key, by, ttl) -> new value | nil, err:
+-- an expendable counter (an offence, a site rate-limit window), as
+-- _M.incr, but a new one is not created when less than an eighth of the
+-- dict's memory (at least 8 KiB) is left in free pages: that room stays
+-- for blocks and the journal. Without it a long attack from many addresses
+-- fills the dict with offence counters, kept for repeat_offender_memory
+-- (30 days), and then no new block fits. A refused counter is counted
+-- (counters_refused) and logged once, then at most every 10 s per worker.
+function _M.count(dict, dict_name, core, key, by, ttl)
+    local n, err = dict:incr(key, by)  -- an existing key: no memory needed
+    if n or err ~= "not found" then
+        return n, err
+    end
+    if dict.free_space then  -- resty.core's dict API (lua-nginx-module)
+        local reserve = dict:capacity() / 8
+        if reserve < 8192 then
+            reserve = 8192
+        end
+        local free = dict:free_space()
+        if free < reserve then
+            core:count("counters_refused")
+            local t = ngx.now()
+            if t - counters.logged < COUNTER_LOG_EVERY then
+                counters.more = counters.more + 1
+            else
+                log(WARN, "warden: shared dict '", dict_name, "' has ",
+                    free, " bytes in free pages, less than the ",
+                    reserve, " kept for blocks: offence and rate-limit ",
+                    "counters are not created", counters.more > 0
+                    and " (and " .. counters.more .. " more in the last "
+                        .. math.floor(t - counters.logged) .. "s)" or "")
+                counters.logged, counters.more = t, 0
+            end
+            return nil, "no memory"
+        end
+    end
+    n, err = _M.incr(dict, key, by, 0, ttl)
+    if not n and err == "no memory" then
+        core:count("counters_refused")
+    end
+    return n, err
+end
+
+
 -- Many blocks at once (a restore, a fleet reconciliation): keys[i] is set
 -- to values[i] for ttls[i] seconds, or deleted when values[i] is false;
 -- then one "R" entry makes every worker re-read everything, instead of one
