@@ -439,3 +439,51 @@ offence and rate-limit counters are not created
 --- no_error_log
 is full (no memory)
 --- timeout: 20
+
+
+
+=== TEST 10: expired blocks behind a permanent one are freed: the dict does not fill up with them
+--- http_config
+    lua_shared_dict warden 128k;
+    init_by_lua_block {
+        warden = require("resty.warden").new{ detector = false }
+    }
+    init_worker_by_lua_block { warden:init_worker() }
+--- config
+    location /t {
+        content_by_lua_block {
+            local dict = ngx.shared.warden
+            -- nginx frees expired keys only from the least recently used
+            -- end, and stops at a live one: here a permanent block
+            warden:block("192.0.2.1")
+            local function fill(round)
+                local n = 0
+                while warden:block("10." .. round .. "." .. math.floor(n / 256)
+                                   .. "." .. n % 256, { duration = 1 }) do
+                    n = n + 1
+                end
+                return n
+            end
+            local n = fill(1)
+            ngx.sleep(1.2)
+            -- a write that finds no room frees the expired keys and retries
+            local ok, err = warden:block("10.9.9.9", { duration = 1 })
+            ngx.say(n > 100, " ", ok, " ", err)
+            ngx.say(warden:is_blocked("192.0.2.1"), " ", #warden:blocked())
+            -- and worker 0 frees them every 10 s without being asked
+            fill(2)
+            ngx.say((dict:safe_set("x", "a block's worth of bytes", 1)))
+            ngx.sleep(10.5)
+            ngx.say((dict:safe_set("x", "a block's worth of bytes", 1)))
+            ngx.say(warden:stats().dict_full > 1)
+        }
+    }
+--- response_body
+true true 10.9.9.9
+true 2
+false
+true
+true
+--- error_log
+is full (no memory): cannot block 10.1.
+--- timeout: 25

@@ -58,6 +58,7 @@ local SOURCES = { [DENY] = "denylist", [core.BLOCK_MANUAL] = "manual",
 local client = ffi.new("warden_client_t")
 local textbuf = ffi.new("unsigned char[64]")
 
+local FLUSH_INTERVAL = 10  -- seconds between two flushes of expired keys
 local SYNC_INTERVAL = 1  -- seconds between background syncs and sweeps
 
 
@@ -106,6 +107,7 @@ function _M.new(opts)
         blocking_mode = cfg.blocking_mode,
         block_status = cfg.block_status,
         forwarded_logged = 0,
+        flushed = 0,  -- when worker 0 last flushed expired keys (tick)
         detector = engine:detector(),  -- nil when disabled
         admin_max_body = cfg.admin_max_body,
         max_captures = cfg.max_captures,
@@ -211,6 +213,13 @@ local function tick(premature, self)
     end
     sync(self)
     self.engine:sweep()
+    -- expired keys behind a live one are never freed by nginx itself
+    -- (store.reclaim): one worker flushes them
+    local now = ngx.now()
+    if ngx.worker.id() == 0 and now - self.flushed >= FLUSH_INTERVAL then
+        self.flushed = now
+        self.dict:flush_expired()
+    end
     if self.pressure then
         report_pressure(self)
     end

@@ -42,6 +42,39 @@ local _M = {
 }
 
 
+local RECLAIM_EVERY = 1  -- seconds between two flushes on demand (per worker)
+local reclaimed = 0
+
+
+--- store.reclaim(dict) -> number of keys freed: frees every expired key.
+-- nginx frees expired keys only from the least recently used end of the
+-- dict, and stops at the first live key there; safe_set() and safe_add()
+-- free nothing else. A permanent block or a 30-day offence counter at that
+-- end keeps every expired block and journal entry behind it in memory, so
+-- the dict fills up with them and new blocks are refused. Worker 0 flushes
+-- them every 10 s (warden.lua); a write that finds no room flushes them at
+-- once (at most once a second per worker) and tries again.
+function _M.reclaim(dict)
+    local now = ngx.now()
+    if now - reclaimed < RECLAIM_EVERY then
+        return 0
+    end
+    reclaimed = now
+    return dict:flush_expired()
+end
+
+
+-- dict:safe_set, once more after freeing expired keys if there is no room.
+local function safe_set(dict, key, value, ttl)
+    local ok, err = dict:safe_set(key, value, ttl)
+    if not ok and err == "no memory" and _M.reclaim(dict) > 0 then
+        ok, err = dict:safe_set(key, value, ttl)
+    end
+    return ok, err
+end
+_M.safe_set = safe_set
+
+
 --- store.incr(dict, key, by, init?, ttl?) -> new value | nil, err: as
 -- dict:incr(key, by, init, ttl), but when the dict is full the key is not
 -- created ("no memory") instead of other keys being evicted to make room.
@@ -53,6 +86,9 @@ function _M.incr(dict, key, by, init, ttl)
     local v = (init or 0) + by
     local ok
     ok, err = dict:safe_add(key, v, ttl or 0)
+    if not ok and err == "no memory" and _M.reclaim(dict) > 0 then
+        ok, err = dict:safe_add(key, v, ttl or 0)
+    end
     if ok then
         return v
     end
@@ -154,7 +190,7 @@ local function journal(dict, core, entry)
     if not seq then
         return nil, err
     end
-    local ok, jerr = dict:safe_set("j|" .. seq, entry, JOURNAL_TTL)
+    local ok, jerr = safe_set(dict, "j|" .. seq, entry, JOURNAL_TTL)
     if not ok then
         -- Workers will find the entry missing and re-read every block.
         log(WARN, "warden: cannot write journal entry ", seq, " (", jerr,
@@ -190,6 +226,9 @@ function _M.count(dict, dict_name, core, key, by, ttl)
             reserve = 8192
         end
         local free = dict:free_space()
+        if free < reserve and _M.reclaim(dict) > 0 then
+            free = dict:free_space()
+        end
         if free < reserve then
             core:count("counters_refused")
             local t = ngx.now()
@@ -227,7 +266,7 @@ function _M.bulk(dict, dict_name, core, keys, values, ttls, what)
         if value == false then
             dict:delete(keys[i])
             written = written + 1
-        elseif dict:safe_set(keys[i], value, ttls[i]) then
+        elseif safe_set(dict, keys[i], value, ttls[i]) then
             written = written + 1
         else
             refused = refused + 1
@@ -282,7 +321,7 @@ end
 
 -- Stores a block prepared by core:prepare(). Returns true or nil, err.
 function _M.add(dict, dict_name, core, rec)
-    local ok, err = dict:safe_set(rec.key, rec.value, rec.ttl)
+    local ok, err = safe_set(dict, rec.key, rec.value, rec.ttl)
     if not ok then
         return refused(dict_name, core, err, rec.target)
     end
