@@ -241,3 +241,37 @@ $
 --- response_body
 slowest request under 0.5s: true
 queued changes sent after: 1
+
+
+
+=== TEST 6: changes that could not be queued (a full dict) are sent while connected, not only at the next reconnection
+--- config
+    location = /t {
+        content_by_lua_block {
+            local r = tnode.redis{ port = REDIS }
+            assert(r:start())
+            local a = fleet("a", 1991)
+            assert(a:start())
+            a:get("/lua?do=block&target=192.0.2.50")
+            ngx.sleep(0.5)
+            -- a block Redis never got: removed from Redis behind the
+            -- node's back, and the node told a change was lost
+            r:cli("HDEL", "t:blocks", "192.0.2.50")
+            a:get("/lua?do=lose")
+            local waited = 0
+            while r:cli("HEXISTS", "t:blocks", "192.0.2.50") ~= "1"
+                  and waited < 15 do
+                ngx.sleep(0.5)
+                waited = waited + 0.5
+            end
+            ngx.say("sent again within 11 s: ", waited <= 11)
+            ngx.say("still enforced: ", a:statuses("/", "192.0.2.50", 4))
+            ngx.say((a:log():match("warden: 1 changes could not be queued "
+                                   .. "for redis [^;]+; merged")))
+            a:stop() r:stop()
+        }
+    }
+--- response_body
+sent again within 11 s: true
+still enforced: 403x4
+warden: 1 changes could not be queued for redis 127.0.0.1:1979; merged

@@ -135,6 +135,10 @@ http {
                         reason = a.reason })
                 elseif a["do"] == "unblock" then
                     ok, err = warden:unblock(a.target)
+                elseif a["do"] == "lose" then
+                    -- as if a change could not be queued for the fleet
+                    -- (what fleet:queue() records when the dict is full)
+                    ok, err = ngx.shared.warden:incr("r|lost", 1, 0)
                 end
                 ngx.say(tostring(ok), " ", tostring(err))
             }

@@ -69,6 +69,8 @@ local POLL = 0.1          -- seconds between looks for messages and changes
 local BATCH = 200         -- entries sent per round trip
 local SCAN = 1000         -- entries read per HSCAN
 local PRUNE_EVERY = 10    -- seconds between prunes of expired entries
+local RESEND_EVERY = 10   -- seconds between re-sends after lost changes
+local LOST_LOG_EVERY = 10 -- seconds between two "cannot queue" lines
 local MAX_BACKOFF = 5     -- seconds between reconnection attempts, at most
 
 
@@ -195,6 +197,7 @@ function _M.new(w, cfg)
                 or cfg.host .. ":" .. cfg.port,
         down = false,
         connected_once = false,
+        quiet = { logged = 0, more = 0 },  -- "cannot queue" lines (per worker)
     }, mt)
 end
 
@@ -211,10 +214,18 @@ function _M:queue(entry)
             return true
         end
     end
-    -- the node will reconcile by union instead (see the top of the file)
+    -- the agent will reconcile by union instead (see the top of the file)
     store.incr(dict, "r|lost", 1, 0)
-    log(ERR, "warden: cannot queue a change for the fleet (", err,
-        "); this node will re-send all its blocks")
+    local q, t = self.quiet, ngx_now()
+    if t - q.logged < LOST_LOG_EVERY then
+        q.more = q.more + 1
+    else
+        log(ERR, "warden: cannot queue a change for the fleet (", err,
+            "); this node will re-send all its blocks", q.more > 0
+            and " (and " .. q.more .. " more in the last "
+                .. floor(t - q.logged) .. "s)" or "")
+        q.logged, q.more = t, 0
+    end
     return nil, err
 end
 
@@ -605,11 +616,23 @@ local function session(self)
             self.where, "); ", summary)
     end
     self.connected_once = true
-    local pruned = ngx_now()
+    local pruned, resent = ngx_now(), ngx_now()
     while not exiting() do
         ok, err = flush(self, red)
         if not ok then
             return closing(err)
+        end
+        -- changes that could not be queued (a full dict): reconcile by
+        -- union, which sends Redis every block it lacks
+        local lost = self.w.dict:get("r|lost") or 0
+        if lost > 0 and ngx_now() - resent >= RESEND_EVERY then
+            resent = ngx_now()
+            summary, err = reconcile(self, red)
+            if not summary then
+                return closing(err)
+            end
+            log(NOTICE, "warden: ", lost, " changes could not be queued ",
+                "for redis ", self.where, "; ", summary)
         end
         ok, err = drain(self, sub)
         if not ok then
