@@ -18,6 +18,14 @@ our $Http = <<'_EOC_';
                 detector = { not_found_threshold = 5 },
             ]] .. (extra or "") }
         end
+        -- redis started, and node a on it
+        function redis_and_a()
+            local r = tnode.redis{ port = REDIS }
+            assert(r:start())
+            local a = fleet("a", 1991)
+            assert(a:start())
+            return r, a
+        end
         -- seconds until node n answers `want` to ip ("-" when never)
         function within(n, ip, want, seconds)
             local s = n:wait_status("/", ip, want, seconds or 3)
@@ -215,10 +223,7 @@ $
 --- config
     location = /t {
         content_by_lua_block {
-            local r = tnode.redis{ port = REDIS }
-            assert(r:start())
-            local a = fleet("a", 1991)
-            assert(a:start())
+            local r, a = redis_and_a()
             a:get("/lua?do=block&target=192.0.2.1")
             r:pause(4)   -- SIGSTOP: connections hang, nothing answers
             local worst = 0
@@ -248,10 +253,7 @@ queued changes sent after: 1
 --- config
     location = /t {
         content_by_lua_block {
-            local r = tnode.redis{ port = REDIS }
-            assert(r:start())
-            local a = fleet("a", 1991)
-            assert(a:start())
+            local r, a = redis_and_a()
             a:get("/lua?do=block&target=192.0.2.50")
             ngx.sleep(0.5)
             -- a block Redis never got: removed from Redis behind the
