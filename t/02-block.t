@@ -345,7 +345,7 @@ refused blocks counted: true
 shared dict 'warden' is full (no memory): cannot block 10.7.0.1
 lines: true, refusals: true
 --- error_log eval
-qr/is full \(no memory\): cannot block 10\.7\.0\.1 \(and \d+ more refused in the last \d+s\)/
+qr/is full \(no memory\): cannot block 10\.7\.0\.1 \(and \d+ more in the last \d+s\)/
 --- no_error_log
 [alert]
 --- timeout: 30

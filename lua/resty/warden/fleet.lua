@@ -70,7 +70,6 @@ local BATCH = 200         -- entries sent per round trip
 local SCAN = 1000         -- entries read per HSCAN
 local PRUNE_EVERY = 10    -- seconds between prunes of expired entries
 local RESEND_EVERY = 10   -- seconds between re-sends after lost changes
-local LOST_LOG_EVERY = 10 -- seconds between two "cannot queue" lines
 local MAX_BACKOFF = 5     -- seconds between reconnection attempts, at most
 
 
@@ -197,7 +196,7 @@ function _M.new(w, cfg)
                 or cfg.host .. ":" .. cfg.port,
         down = false,
         connected_once = false,
-        quiet = { logged = 0, more = 0 },  -- "cannot queue" lines (per worker)
+        quiet = store.quiet(),  -- "cannot queue" lines (per worker)
     }, mt)
 end
 
@@ -216,16 +215,8 @@ function _M:queue(entry)
     end
     -- the agent will reconcile by union instead (see the top of the file)
     store.incr(dict, "r|lost", 1, 0)
-    local q, t = self.quiet, ngx_now()
-    if t - q.logged < LOST_LOG_EVERY then
-        q.more = q.more + 1
-    else
-        log(ERR, "warden: cannot queue a change for the fleet (", err,
-            "); this node will re-send all its blocks", q.more > 0
-            and " (and " .. q.more .. " more in the last "
-                .. floor(t - q.logged) .. "s)" or "")
-        q.logged, q.more = t, 0
-    end
+    store.log_every(self.quiet, ERR, "cannot queue a change for the fleet ("
+        .. tostring(err) .. "); this node will re-send all its blocks")
     return nil, err
 end
 

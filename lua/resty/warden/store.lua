@@ -42,6 +42,31 @@ local _M = {
 }
 
 
+local LOG_EVERY = 10  -- seconds between two lines of one repeated failure
+
+
+--- store.quiet() -> state; store.log_every(state, level, msg): logs msg
+-- the first time, then at most once every 10 s (per worker, per state),
+-- with how many were left out: "msg (and 12 more in the last 10s)".
+function _M.quiet()
+    return { logged = 0, more = 0 }
+end
+
+function _M.log_every(q, level, msg)
+    local t = ngx.now()
+    if t - q.logged < LOG_EVERY then
+        q.more = q.more + 1
+        return
+    end
+    if q.more > 0 then
+        msg = msg .. " (and " .. q.more .. " more in the last "
+              .. math.floor(t - q.logged) .. "s)"
+    end
+    log(level, "warden: ", msg)
+    q.logged, q.more = t, 0
+end
+
+
 local RECLAIM_EVERY = 1  -- seconds between two flushes on demand (per worker)
 local reclaimed = 0
 
@@ -202,9 +227,7 @@ end
 _M.journal = journal
 
 
---- bulk(dict, dict_name, core, keys, values, ttls, what) -> written
-local COUNTER_LOG_EVERY = 10  -- seconds between two "counters refused" lines
-local counters = { logged = 0, more = 0 }  -- per worker
+local counters_quiet = _M.quiet()
 
 
 --- store.count(dict, dict_name, core, key, by, ttl) -> new value | nil, err:
@@ -231,18 +254,10 @@ function _M.count(dict, dict_name, core, key, by, ttl)
         end
         if free < reserve then
             core:count("counters_refused")
-            local t = ngx.now()
-            if t - counters.logged < COUNTER_LOG_EVERY then
-                counters.more = counters.more + 1
-            else
-                log(WARN, "warden: shared dict '", dict_name, "' has ",
-                    free, " bytes in free pages, less than the ",
-                    reserve, " kept for blocks: offence and rate-limit ",
-                    "counters are not created", counters.more > 0
-                    and " (and " .. counters.more .. " more in the last "
-                        .. math.floor(t - counters.logged) .. "s)" or "")
-                counters.logged, counters.more = t, 0
-            end
+            _M.log_every(counters_quiet, WARN, "shared dict '" .. dict_name
+                .. "' has " .. free .. " bytes in free pages, less than the "
+                .. reserve .. " kept for blocks: offence and rate-limit "
+                .. "counters are not created")
             return nil, "no memory"
         end
     end
@@ -254,6 +269,7 @@ function _M.count(dict, dict_name, core, key, by, ttl)
 end
 
 
+--- bulk(dict, dict_name, core, keys, values, ttls, what) -> written
 -- Many blocks at once (a restore, a fleet reconciliation): keys[i] is set
 -- to values[i] for ttls[i] seconds, or deleted when values[i] is false;
 -- then one "R" entry makes every worker re-read everything, instead of one
@@ -294,8 +310,7 @@ local function fail(dict_name, err, verb, target)
 end
 
 
-local FULL_LOG_EVERY = 10  -- seconds between two "is full" lines
-local full = { logged = 0, more = 0 }  -- per worker
+local full_quiet = _M.quiet()
 
 
 -- A block refused because the dict is full. A full dict refuses every
@@ -306,15 +321,7 @@ local function refused(dict_name, core, err, target)
     core:count("dict_full")
     err = "shared dict '" .. dict_name .. "' is full (" .. tostring(err)
           .. "): cannot block " .. target
-    local t = ngx.now()
-    if t - full.logged < FULL_LOG_EVERY then
-        full.more = full.more + 1
-        return nil, err
-    end
-    log(ERR, "warden: ", err, full.more > 0
-        and " (and " .. full.more .. " more refused in the last "
-            .. math.floor(t - full.logged) .. "s)" or "")
-    full.logged, full.more = t, 0
+    _M.log_every(full_quiet, ERR, err)
     return nil, err
 end
 
