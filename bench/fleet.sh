@@ -14,8 +14,7 @@
 #    subscriber, from Redis's own counters over 2000 blocks.
 set -euo pipefail
 N=${1:-1000000}
-root=$(cd "$(dirname "$0")/.." && pwd)
-nginx=${NGINX:-nginx}
+. "$(dirname "$0")/lib.sh"  # root, nginx, load
 dir=$(mktemp -d /tmp/warden-fleet.XXXXXX)
 chmod 755 "$dir"
 mkdir -p "$dir/logs" "$dir/data" "$dir/redis"
@@ -28,12 +27,6 @@ RPORT=1980
 PORT=1995
 rcli() { redis-cli -p $RPORT "$@"; }
 
-load=""
-if ! "$nginx" -V 2>&1 | grep -q lua-nginx-module \
-   && [ -f /usr/share/nginx/modules/ngx_http_lua_module.so ]; then
-    load="load_module /usr/share/nginx/modules/ndk_http_module.so;
-load_module /usr/share/nginx/modules/ngx_http_lua_module.so;"
-fi
 # dict: ~200 bytes a block (measured below), with headroom
 dict_mb=$(( N * 400 / 1048576 + 16 ))
 

@@ -6,19 +6,12 @@
 set -euo pipefail
 secs=${1:-10}
 rounds=${2:-3}
-root=$(cd "$(dirname "$0")/.." && pwd)
-nginx=${NGINX:-nginx}
+. "$(dirname "$0")/lib.sh"  # root, nginx, load
 dir=$(mktemp -d /tmp/warden-bench.XXXXXX)
 chmod 755 "$dir"
 mkdir -p "$dir/logs"
 command -v wrk >/dev/null || { echo "wrk is missing (apt-get install wrk)"; exit 1; }
 
-load=""
-if ! "$nginx" -V 2>&1 | grep -q lua-nginx-module \
-   && [ -f /usr/share/nginx/modules/ngx_http_lua_module.so ]; then
-    load="load_module /usr/share/nginx/modules/ndk_http_module.so;
-load_module /usr/share/nginx/modules/ngx_http_lua_module.so;"
-fi
 awk -v root="$root" -v load="$load" \
     '{ gsub(/@ROOT@/, root); gsub(/@LOAD_MODULES@/, load); print }' \
     "$root/bench/nginx.conf" > "$dir/nginx.conf"

@@ -25,8 +25,7 @@
 set -euo pipefail
 secs=${1:-600}
 mode=${2:-normal}
-root=$(cd "$(dirname "$0")/.." && pwd)
-nginx=${NGINX:-nginx}
+. "$(dirname "$0")/lib.sh"  # root, nginx, load
 command -v wrk >/dev/null || { echo "wrk is missing (apt-get install wrk)"; exit 1; }
 [ -f "$root/build/warden_core.so" ] || make -C "$root" build
 dir=$(mktemp -d /tmp/warden-soak.XXXXXX)
@@ -56,13 +55,6 @@ redis_start() {
     for _ in $(seq 50); do rcli ping >/dev/null 2>&1 && return; sleep 0.1; done
 }
 out=$root/bench/soak-$mode
-
-load=""
-if ! "$nginx" -V 2>&1 | grep -q lua-nginx-module \
-   && [ -f /usr/share/nginx/modules/ngx_http_lua_module.so ]; then
-    load="load_module /usr/share/nginx/modules/ndk_http_module.so;
-load_module /usr/share/nginx/modules/ngx_http_lua_module.so;"
-fi
 
 # The iprepd stand-in: plain nginx, one worker.
 cat > "$dir/rep/nginx.conf" <<EOF

@@ -14,6 +14,22 @@ our $Http = <<'_EOC_';
             local _, body = n:get("/blocked")
             return body
         end
+        -- node a with state_file in DIR, plus `extra` new{} options
+        DIR = tnode.BASE .. "a/data/"
+        function state_node(extra)
+            return tnode.node{ name = "a", port = 1991, warden =
+                'state_file = "' .. DIR .. 'state",\n' .. (extra or "") }
+        end
+        -- once a write fault is mended: the next write is logged, and a
+        -- restart brings every block back
+        function recover(a)
+            ngx.sleep(0.6)
+            ngx.say("recovered: ", a:count("written again"))
+            a:stop()
+            assert(a:start())
+            ngx.say((blocked(a):gsub(" manual %-1 ", "")))
+            a:stop()
+        end
         function lines(s)
             local t = {}
             for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
@@ -38,11 +54,10 @@ __DATA__
 --- config
     location = /t {
         content_by_lua_block {
-            local a = tnode.node{ name = "a", port = 1991, warden = [[
-                state_file = "]] .. tnode.BASE .. [[a/data/state",
+            local a = state_node[[
                 detector = { not_found_threshold = 5,
                              auto_block_duration = "2h" },
-            ]] }
+            ]]
             assert(a:start())
             ngx.say("api: ", (a:api("POST", "/security/blocked-ips",
                 '{"ip":"192.0.2.1","reason":"by api","duration":"1h"}')))
@@ -103,10 +118,9 @@ logged: 1
 --- config
     location = /t {
         content_by_lua_block {
-            local a = tnode.node{ name = "a", port = 1991, warden = [[
-                state_file = "]] .. tnode.BASE .. [[a/data/state",
+            local a = state_node[[
                 state_interval = "1h",
-            ]] }
+            ]]
             assert(a:start())
             a:get("/lua?do=block&target=192.0.2.1")
             a:get("/lua?do=block&target=192.0.2.2")
@@ -132,10 +146,9 @@ logged: 1
 --- config
     location = /t {
         content_by_lua_block {
-            local a = tnode.node{ name = "a", port = 1991, warden = [[
-                state_file = "]] .. tnode.BASE .. [[a/data/state",
+            local a = state_node[[
                 state_interval = 0.5,
-            ]] }
+            ]]
             assert(a:start())
             a:get("/lua?do=block&target=2001:db8::/48&duration=1h")
             ngx.sleep(1.2)
@@ -156,11 +169,8 @@ logged: 1
 --- config
     location = /t {
         content_by_lua_block {
-            local dir = tnode.BASE .. "a/data/"
-            local a = tnode.node{ name = "a", port = 1991, warden = [[
-                state_file = "]] .. dir .. [[state",
-            ]] }
-            tnode.write(dir .. "state", '{"format":"lua-resty-warden state",'
+            local a = state_node()
+            tnode.write(DIR .. "state", '{"format":"lua-resty-warden state",'
                         .. '"version":1,"blocks":[{"target":"10.0.0.300"')
             assert(a:start())
             ngx.say((a:get("/", "192.0.2.1")))
@@ -170,7 +180,7 @@ logged: 1
             ngx.say("set aside: ", aside ~= nil and tnode.read(aside) ~= nil)
             ngx.sleep(0.5)
             -- a new, good file replaced it
-            ngx.say(tnode.read(dir .. "state"):sub(1, 40))
+            ngx.say(tnode.read(DIR .. "state"):sub(1, 40))
             a:stop()
         }
     }
@@ -186,11 +196,8 @@ set aside: true
 --- config
     location = /t {
         content_by_lua_block {
-            local dir = tnode.BASE .. "a/data/"
-            local a = tnode.node{ name = "a", port = 1991, warden = [[
-                state_file = "]] .. dir .. [[state",
-            ]] }
-            os.execute("mkdir -p " .. dir .. "state/sub")
+            local a = state_node()
+            os.execute("mkdir -p " .. DIR .. "state/sub")
             assert(a:start())
             ngx.say((a:get("/", "192.0.2.1")))
             ngx.say(a:count("[error]") > 0,
@@ -213,12 +220,10 @@ true true
                 ngx.say("skipped: needs root to run workers as another user")
                 return
             end
-            local dir = tnode.BASE .. "a/data/"
-            local a = tnode.node{ name = "a", port = 1991, warden = [[
-                state_file = "]] .. dir .. [[state",
+            local a = state_node[[
                 state_interval = 0.2,
-            ]] }
-            os.execute("chown root " .. dir .. "; chmod 755 " .. dir)
+            ]]
+            os.execute("chown root " .. DIR .. "; chmod 755 " .. DIR)
             assert(a:start())
             for i = 1, 3 do
                 a:get("/lua?do=block&target=192.0.2." .. i)
@@ -228,13 +233,8 @@ true true
             ngx.say("logged: ", a:count("changes will not survive a restart"))
             local _, stats = a:get("/stats")
             ngx.say(stats:match("state_save_errors=(%d+)") + 0 > 1)
-            tnode.chown(dir)
-            ngx.sleep(0.6)
-            ngx.say("recovered: ", a:count("written again"))
-            a:stop()
-            assert(a:start())
-            ngx.say((blocked(a):gsub(" manual %-1 ", "")))
-            a:stop()
+            tnode.chown(DIR)
+            recover(a)
         }
     }
 --- response_body_like chomp
@@ -254,20 +254,18 @@ recovered: 1
 --- config
     location = /t {
         content_by_lua_block {
-            local dir = tnode.BASE .. "a/data/"
-            local a = tnode.node{ name = "a", port = 1991, warden = [[
-                state_file = "]] .. dir .. [[state",
+            local a = state_node[[
                 state_interval = 0.2,
-            ]] }
+            ]]
             -- a 64 KiB filesystem of its own (needs root and mount rights)
-            os.execute("umount " .. dir .. " 2>/dev/null")  -- a leftover
+            os.execute("umount " .. DIR .. " 2>/dev/null")  -- a leftover
             local mounted = os.execute("mount -t tmpfs -o size=64k,mode=0755"
-                                       .. " tmpfs " .. dir .. " 2>/dev/null")
+                                       .. " tmpfs " .. DIR .. " 2>/dev/null")
             if mounted ~= 0 and mounted ~= true then
                 ngx.say("skipped: cannot mount a small tmpfs here")
                 return
             end
-            tnode.chown(dir)
+            tnode.chown(DIR)
             local function sh(cmd)
                 local f = io.popen(cmd)
                 local out = f:read("*a")
@@ -278,9 +276,9 @@ recovered: 1
                 assert(a:start())
                 for i = 1, 3 do a:get("/lua?do=block&target=192.0.2." .. i) end
                 ngx.sleep(0.6)
-                local before = sh("cat " .. dir .. "state")
+                local before = sh("cat " .. DIR .. "state")
                 -- fill the filesystem, then change something
-                sh("dd if=/dev/zero of=" .. dir .. "filler bs=4k 2>/dev/null")
+                sh("dd if=/dev/zero of=" .. DIR .. "filler bs=4k 2>/dev/null")
                 for i = 4, 6 do a:get("/lua?do=block&target=192.0.2." .. i) end
                 ngx.sleep(0.8)
                 ngx.say(a:statuses("/", "192.0.2.5", 4))
@@ -290,19 +288,14 @@ recovered: 1
                 ngx.say("failed writes counted: ",
                         stats:match("state_save_errors=(%d+)") + 0 > 1)
                 ngx.say("last good file kept whole: ",
-                        sh("cat " .. dir .. "state") == before
+                        sh("cat " .. DIR .. "state") == before
                         and #before > 0)
-                ngx.say("files: ", (sh("ls " .. dir):gsub("\n", " ")))
+                ngx.say("files: ", (sh("ls " .. DIR):gsub("\n", " ")))
                 -- room again: the next write carries every change
-                os.remove(dir .. "filler")
-                ngx.sleep(0.6)
-                ngx.say("recovered: ", a:count("written again"))
-                a:stop()
-                assert(a:start())
-                ngx.say((blocked(a):gsub(" manual %-1 ", "")))
-                a:stop()
+                os.remove(DIR .. "filler")
+                recover(a)
             end)
-            os.execute("umount " .. dir)
+            os.execute("umount " .. DIR)
             if not ok then error(err) end
         }
     }

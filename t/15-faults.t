@@ -43,6 +43,35 @@ our $Http = <<'_EOC_';
     }
 _EOC_
 
+# TESTs 3 and 4: warden asking iprepd on 1996 (a stand-in there, or
+# nothing), requests to 1995; timed(ip) -> seconds taken, status
+our $IprepdHttp = <<'_EOC_';
+    lua_shared_dict warden 1m;
+    lua_socket_log_errors off;
+    init_by_lua_block {
+        warden = require("resty.warden").new{
+            trusted_proxies = { "127.0.0.1" },
+            iprepd = { url = "http://127.0.0.1:1996", api_key = "k",
+                       threshold = 50, timeout = 200 },
+        }
+        thttp = require "thttp"
+        function timed(ip)
+            ngx.update_time()
+            local t0 = ngx.now()
+            local res = thttp.request{ port = 1995, path = "/",
+                headers = { ["X-Forwarded-For"] = ip } }
+            ngx.update_time()
+            return ngx.now() - t0, res and res.status
+        end
+    }
+    init_worker_by_lua_block { warden:init_worker() }
+    server {
+        listen 127.0.0.1:1995;
+        access_by_lua_block { warden:check() }
+        location / { content_by_lua_block { ngx.say("ok") } }
+    }
+_EOC_
+
 add_block_preprocessor(sub {
     my $block = shift;
     my $http = $block->http_config // '';
@@ -115,17 +144,8 @@ after: ok=200 blocked=200 wrong=0 failed=0
 
 
 === TEST 3: iprepd slow, answering garbage or 502: requests pass within the timeout, every failure is counted, few are logged
---- http_config
-    lua_shared_dict warden 1m;
-    init_by_lua_block {
-        warden = require("resty.warden").new{
-            trusted_proxies = { "127.0.0.1" },
-            iprepd = { url = "http://127.0.0.1:1996", api_key = "k",
-                       threshold = 50, timeout = 200 },
-        }
-        thttp = require "thttp"
-    }
-    init_worker_by_lua_block { warden:init_worker() }
+--- http_config eval
+$::IprepdHttp . q{
     server {
         listen 127.0.0.1:1996;
         location ~ ^/type/ip/192\.0\.2\.1\d*$ {
@@ -138,24 +158,16 @@ after: ok=200 blocked=200 wrong=0 failed=0
             content_by_lua_block { ngx.exit(502) }
         }
     }
-    server {
-        listen 127.0.0.1:1995;
-        access_by_lua_block { warden:check() }
-        location / { content_by_lua_block { ngx.say("ok") } }
-    }
+}
 --- config
     location = /t {
         content_by_lua_block {
             for _, kind in ipairs({ "1", "2", "3" }) do
                 local worst, passed = 0, 0
                 for i = 0, 9 do
-                    ngx.update_time()
-                    local t0 = ngx.now()
-                    local res = thttp.request{ port = 1995, path = "/",
-                        headers = { ["X-Forwarded-For"] = "192.0.2." .. kind .. i } }
-                    ngx.update_time()
-                    worst = math.max(worst, ngx.now() - t0)
-                    if res and res.status == 200 then passed = passed + 1 end
+                    local took, status = timed("192.0.2." .. kind .. i)
+                    worst = math.max(worst, took)
+                    if status == 200 then passed = passed + 1 end
                 end
                 ngx.say(kind, ": passed ", passed, "/10, within the timeout: ",
                         worst < 0.6)
@@ -180,36 +192,15 @@ lookup_errors: 30
 
 
 === TEST 4: iprepd refusing connections: requests pass at once, every failure is counted, one line is logged
---- http_config
-    lua_shared_dict warden 1m;
-    lua_socket_log_errors off;
-    init_by_lua_block {
-        warden = require("resty.warden").new{
-            trusted_proxies = { "127.0.0.1" },
-            -- nothing listens on 1997
-            iprepd = { url = "http://127.0.0.1:1997", api_key = "k",
-                       threshold = 50, timeout = 200 },
-        }
-        thttp = require "thttp"
-    }
-    init_worker_by_lua_block { warden:init_worker() }
-    server {
-        listen 127.0.0.1:1995;
-        access_by_lua_block { warden:check() }
-        location / { content_by_lua_block { ngx.say("ok") } }
-    }
+--- http_config eval: $::IprepdHttp   # nothing listens on 1996
 --- config
     location = /t {
         content_by_lua_block {
             local worst, passed = 0, 0
             for i = 1, 20 do
-                ngx.update_time()
-                local t0 = ngx.now()
-                local res = thttp.request{ port = 1995, path = "/",
-                    headers = { ["X-Forwarded-For"] = "192.0.2." .. i } }
-                ngx.update_time()
-                worst = math.max(worst, ngx.now() - t0)
-                if res and res.status == 200 then passed = passed + 1 end
+                local took, status = timed("192.0.2." .. i)
+                worst = math.max(worst, took)
+                if status == 200 then passed = passed + 1 end
             end
             ngx.say("passed ", passed, "/20, well within the timeout: ",
                     worst < 0.1)
