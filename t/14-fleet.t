@@ -9,11 +9,13 @@ our $Http = <<'_EOC_';
     init_by_lua_block {
         tnode = require "tnode"
         REDIS = 1979
-        -- nodes a and b (and c) on one redis; extra: more new{} options
-        function fleet(name, port, extra)
+        -- nodes a and b (and c) on one redis; extra: more new{} options,
+        -- redis_extra: more redis = {...} options
+        function fleet(name, port, extra, redis_extra)
             return tnode.node{ name = name, port = port, warden = [[
                 redis = { host = "127.0.0.1", port = ]] .. REDIS .. [[,
-                          prefix = "t:", timeout = "2s",
+                          prefix = "t:", timeout = "2s", ]]
+                          .. (redis_extra or "") .. [[
                           node = "]] .. name .. [[" },
                 detector = { not_found_threshold = 5 },
             ]] .. (extra or "") }
@@ -277,3 +279,43 @@ queued changes sent after: 1
 sent again within 11 s: true
 still enforced: 403x4
 warden: 1 changes could not be queued for redis 127.0.0.1:1979; merged
+
+
+
+=== TEST 7: password and db: nodes in one database share blocks; a fleet in another database of the same Redis hears nothing of them; a wrong password is logged once and the node serves
+--- config
+    location = /t {
+        content_by_lua_block {
+            local r = tnode.redis{ port = REDIS, password = "s3cret",
+                                   args = "--requirepass s3cret" }
+            assert(r:start())
+            local pw = 'password = "s3cret", '
+            local a = fleet("a", 1991, nil, pw .. "db = 3,")
+            local b = fleet("b", 1992, nil, pw .. "db = 3,")
+            local c = fleet("c", 1993, nil, pw .. "db = 4,")
+            local d = fleet("d", 1994, nil, 'password = "wrong", db = 3,')
+            assert(a:start()) assert(b:start())
+            assert(c:start()) assert(d:start())
+            ngx.sleep(0.3)
+            a:get("/lua?do=block&target=192.0.2.1")
+            c:get("/lua?do=block&target=192.0.2.2")
+            ngx.say("a -> b: ", within(b, "192.0.2.1", 403))
+            ngx.say("c -> a: ", within(a, "192.0.2.2", 403, 1.5))
+            ngx.say("a -> c: ", c:statuses("/", "192.0.2.1", 4))
+            ngx.say("db 3: ", r:cli("-n", 3, "HKEYS", "t:blocks"),
+                    ", db 4: ", r:cli("-n", 4, "HKEYS", "t:blocks"),
+                    ", db 0: ", r:cli("DBSIZE"))
+            ngx.say("d serves: ", d:statuses("/", "192.0.2.3", 4), " ",
+                    d:statuses("/", "192.0.2.1", 2))
+            ngx.sleep(2)  -- a few reconnection attempts
+            ngx.say("d logged once: ", d:count("is unreachable (AUTH failed: "))
+            a:stop() b:stop() c:stop() d:stop() r:stop()
+        }
+    }
+--- response_body
+a -> b: <1s
+c -> a: never
+a -> c: 200x4
+db 3: 192.0.2.1, db 4: 192.0.2.2, db 0: 0
+d serves: 200x4 200x2
+d logged once: 1

@@ -383,9 +383,11 @@ local Redis = {}
 Redis.__index = Redis
 
 
---- redis{ port, args? } -> a redis-server on 127.0.0.1:port
+--- redis{ port, args?, password? } -> a redis-server on 127.0.0.1:port
+-- (password: what redis-cli authenticates with, for args' --requirepass)
 function _M.redis(o)
-    local self = setmetatable({ port = o.port, args = o.args or "" }, Redis)
+    local self = setmetatable({ port = o.port, args = o.args or "",
+                                password = o.password }, Redis)
     self.dir = _M.BASE .. "redis-" .. o.port .. "/"
     os.execute("mkdir -p " .. self.dir)
     if self:cli("PING") == "PONG" then
@@ -432,6 +434,9 @@ end
 
 function Redis:cli(...)
     local args = { "redis-cli", "-p", tostring(self.port) }
+    if self.password then
+        args[#args + 1] = "--no-auth-warning -a '" .. self.password .. "'"
+    end
     for _, a in ipairs({ ... }) do
         args[#args + 1] = "'" .. tostring(a):gsub("'", "'\\''") .. "'"
     end

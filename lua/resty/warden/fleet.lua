@@ -22,7 +22,10 @@
 --   <prefix>expiry   sorted set: timed targets by expiry (for pruning)
 --   <prefix>epoch    a random id, written when the set is first written
 --   <prefix>events   channel: "<node> +|<target>|<expires_ms>|<source>|
---                    <reason>" or "<node> -|<target>"
+--                    <reason>" or "<node> -|<target>"; <prefix>events:<db>
+--                    when db is not 0, since Redis's channels are not
+--                    per database: fleets in two databases of one Redis
+--                    must not hear each other
 --
 -- Reconciling. The node remembers the epoch of the set it last reconciled
 -- with (shared dict, and the state file). If Redis has that epoch, Redis
@@ -191,7 +194,7 @@ function _M.new(w, cfg)
         db = cfg.db, timeout = cfg.timeout,
         keys = { p .. "blocks", p .. "expiry" },
         epoch_key = p .. "epoch",
-        channel = p .. "events",
+        channel = p .. "events" .. (cfg.db ~= 0 and ":" .. cfg.db or ""),
         where = cfg.host:sub(1, 5) == "unix:" and cfg.host
                 or cfg.host .. ":" .. cfg.port,
         down = false,
