@@ -14,11 +14,13 @@ our $Http = <<'_EOC_';
             local _, body = n:get("/blocked")
             return body
         end
-        -- node a with state_file in DIR, plus `extra` new{} options
+        -- node a with state_file in DIR, plus `extra` new{} options and
+        -- `server` lines
         DIR = tnode.BASE .. "a/data/"
-        function state_node(extra)
-            return tnode.node{ name = "a", port = 1991, warden =
-                'state_file = "' .. DIR .. 'state",\n' .. (extra or "") }
+        function state_node(extra, server)
+            return tnode.node{ name = "a", port = 1991, server = server,
+                warden = 'state_file = "' .. DIR .. 'state",\n'
+                         .. (extra or "") }
         end
         -- once a write fault is mended: the next write is logged, and a
         -- restart brings every block back
@@ -54,10 +56,15 @@ __DATA__
 --- config
     location = /t {
         content_by_lua_block {
-            local a = state_node[[
+            local a = state_node([[
                 detector = { not_found_threshold = 5,
                              auto_block_duration = "2h" },
-            ]]
+            ]], [[
+                location /shop/ {
+                    access_by_lua_block { warden:check{ site = "shop" } }
+                    content_by_lua_block { ngx.say("shop") }
+                }
+            ]])
             assert(a:start())
             ngx.say("api: ", (a:api("POST", "/security/blocked-ips",
                 '{"ip":"192.0.2.1","reason":"by api","duration":"1h"}')))
@@ -67,6 +74,10 @@ __DATA__
             for i = 1, 6 do a:get("/nope" .. i, "192.0.2.9") end
             ngx.say("whitelist: ", (a:api("POST", "/security/whitelist",
                 '{"type":"ip","value":"10.9.0.0/16","description":"office"}')))
+            ngx.say("route: ", (a:api("POST", "/security/protected-routes",
+                '{"path":"/admin","auth_type":"bearer","credentials":["t0k"]}')))
+            ngx.say("site: ", (a:api("PUT", "/deployments/shop/security",
+                '{"blocked_paths":["/shop/secret*"]}')))
             ngx.sleep(1.5)  -- the state file is written within ~1 s
             local before = lines(blocked(a))
             assert(a:stop())
@@ -92,6 +103,11 @@ __DATA__
             end
             local _, wl = a:api("GET", "/security/whitelist")
             ngx.say("whitelist kept: ", wl:find("10.9.0.0/16", 1, true) ~= nil)
+            ngx.say("route kept: ", (a:get("/admin/x", "192.0.2.50")), " ",
+                    (a:get("/admin/x", "192.0.2.50",
+                           { Authorization = "Bearer t0k" })))
+            ngx.say("site kept: ", (a:get("/shop/secret1", "192.0.2.51")),
+                    " ", (a:get("/shop/open", "192.0.2.51")))
             ngx.say("logged: ", a:count("restored 3 blocks and the admin"
                                         .. " API's policy from"))
             a:stop()
@@ -101,6 +117,8 @@ __DATA__
 api: 201
 lua: true 198.51.100.0/24
 whitelist: 201
+route: 201
+site: 200
 blocks: 3 -> 3
 192.0.2.1 manual by api: kept its expiry
 192.0.2.9 auto not_found: 5 in 2m: kept its expiry
@@ -110,6 +128,8 @@ blocks: 3 -> 3
 192.0.2.9 403x8
 192.0.2.200 200x8
 whitelist kept: true
+route kept: 401 200
+site kept: 403 200
 logged: 1
 
 
