@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use ahash::AHashMap;
+use ahash::{AHashMap, AHashSet};
 
 use crate::addr::{Addr, Net};
 use crate::prefix::{Bits, Prefix, PrefixMap};
@@ -343,6 +343,74 @@ impl Blocks {
     }
 }
 
+/// A comparison of the replica with another copy of the blocks (the
+/// fleet's Redis), read page by page so that neither side is ever held
+/// whole in Lua: [`Diff::page`] for each page of the other copy, then
+/// [`Diff::unseen`]. Only the targets found on both sides are remembered.
+#[derive(Default)]
+pub struct Diff {
+    seen: AHashSet<Net>,
+}
+
+/// One page's outcome (see [`Diff::page`]).
+#[derive(Debug, Default, PartialEq)]
+pub struct Page {
+    /// Unexpired entries that the replica lacks or has with another value.
+    pub differ: Vec<Block>,
+    /// Unexpired entries in the page.
+    pub live: usize,
+    /// Entries that are not records (named, for the log).
+    pub malformed: Vec<String>,
+}
+
+impl Diff {
+    /// Compares a page of `(target, value)` records (the dict's formats
+    /// without the `b|`) with `blocks` at `now_ms`. Expired entries count
+    /// as absent.
+    pub fn page<'a>(
+        &mut self,
+        blocks: &Blocks,
+        records: impl IntoIterator<Item = (&'a str, &'a str)>,
+        now_ms: u64,
+    ) -> Page {
+        let mut out = Page::default();
+        for (target, value) in records {
+            let b = match Net::parse(target)
+                .ok()
+                .and_then(|_| Block::decode(&format!("b|{target}"), value).ok())
+            {
+                Some(b) => b,
+                None => {
+                    out.malformed.push(format!("{target} = {value}"));
+                    continue;
+                }
+            };
+            if b.expired(now_ms) {
+                continue;
+            }
+            out.live += 1;
+            match blocks.get(&b.net) {
+                Some(mine) if !mine.expired(now_ms) => {
+                    self.seen.insert(b.net);
+                    if *mine != b {
+                        out.differ.push(b);
+                    }
+                }
+                _ => out.differ.push(b),
+            }
+        }
+        out
+    }
+
+    /// The replica's blocks in force at `now_ms` that no page had.
+    pub fn unseen<'b>(&self, blocks: &'b Blocks, now_ms: u64) -> Vec<&'b Block> {
+        blocks
+            .iter()
+            .filter(|b| !b.expired(now_ms) && !self.seen.contains(&b.net))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,5 +483,93 @@ mod tests {
         assert!(bs.lookup(a("10.1.2.3"), || 0).is_none());
         bs.apply(Change::Remove(Net::parse("192.0.2.1").unwrap()));
         assert!(bs.lookup(a("192.0.2.1"), || 0).is_none());
+    }
+    // A naive comparison: the other copy as a map, both filtered for expiry.
+    fn naive(
+        mine: &[Block],
+        theirs: &[(String, String)],
+        now: u64,
+    ) -> (Vec<String>, Vec<String>) {
+        use std::collections::BTreeMap;
+        let live = |b: &Block| !b.expired(now);
+        let mine: BTreeMap<String, &Block> = mine
+            .iter()
+            .filter(|b| live(b))
+            .map(|b| (b.net.to_string(), b))
+            .collect();
+        let mut other = BTreeMap::new();
+        for (t, v) in theirs {
+            if let Ok(b) = Block::decode(&format!("b|{t}"), v) {
+                if live(&b) {
+                    other.insert(b.net.to_string(), b);
+                }
+            }
+        }
+        let mut differ: Vec<String> = other
+            .iter()
+            .filter(|(t, b)| mine.get(*t).is_none_or(|m| *m != *b))
+            .map(|(t, b)| format!("{t} {}", b.value()))
+            .collect();
+        let mut unseen: Vec<String> =
+            mine.keys().filter(|t| !other.contains_key(*t)).cloned().collect();
+        differ.sort();
+        unseen.sort();
+        (differ, unseen)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn diff_matches_naive(
+            mine in proptest::collection::vec((0u8..40, 0u64..4, proptest::bool::ANY), 0..60),
+            theirs in proptest::collection::vec((0u8..40, 0u64..4, proptest::bool::ANY), 0..60),
+            page in 1usize..7,
+        ) {
+            let now = 2;
+            let target = |i: u8| if i % 3 == 0 {
+                format!("2001:db8:{i}::/48")
+            } else {
+                format!("192.0.2.{i}")
+            };
+            let block = |(i, exp, auto): (u8, u64, bool)| Block {
+                net: Net::parse(&target(i)).unwrap(),
+                expires_ms: exp,
+                source: if auto { Source::Auto } else { Source::Manual },
+                reason: "r".into(),
+            };
+            let mine: Vec<Block> = mine.into_iter().map(block).collect();
+            let mut bs = Blocks::default();
+            for b in &mine {
+                bs.insert(b.clone());
+            }
+            bs.commit();
+            let mine: Vec<Block> = bs.iter().cloned().collect();
+            let mut theirs: Vec<(String, String)> = theirs
+                .into_iter()
+                .map(block)
+                .map(|b| (b.net.to_string(), b.value()))
+                .collect();
+            theirs.push(("nope".into(), "0|manual|x".into()));
+            theirs.push(("192.0.2.99".into(), "x|manual|x".into()));
+            // The other copy has one record per target, as a Redis hash.
+            let mut uniq = std::collections::BTreeMap::new();
+            for (t, v) in theirs {
+                uniq.insert(t, v);
+            }
+            let theirs: Vec<(String, String)> = uniq.into_iter().collect();
+            let mut d = Diff::default();
+            let mut differ = Vec::new();
+            let mut malformed = 0;
+            for chunk in theirs.chunks(page) {
+                let p = d.page(&bs, chunk.iter().map(|(t, v)| (t.as_str(), v.as_str())), now);
+                malformed += p.malformed.len();
+                differ.extend(p.differ.iter().map(|b| format!("{} {}", b.net, b.value())));
+            }
+            differ.sort();
+            let mut unseen: Vec<String> =
+                d.unseen(&bs, now).iter().map(|b| b.net.to_string()).collect();
+            unseen.sort();
+            proptest::prop_assert_eq!((differ, unseen), naive(&mine, &theirs, now));
+            proptest::prop_assert_eq!(malformed, 2);
+        }
     }
 }

@@ -151,6 +151,40 @@ impl UserData for LuaEngine {
                 Err(e) => nil_err(lua, e),
             },
         );
+        // diff_begin(); diff_page({ target1, value1, ... }) -> { target,
+        // value, ... that differ }, live, { malformed, ... }; diff_end() ->
+        // { target, value, ... of the replica that no page had }: the fleet
+        // agent compares the replica with Redis one HSCAN page at a time.
+        m.add_method("diff_begin", |_, this, ()| {
+            this.0.diff_begin();
+            Ok(())
+        });
+        m.add_method("diff_page", |lua, this, kv: Table| {
+            let mut flat: Vec<String> = Vec::with_capacity(kv.raw_len());
+            for v in kv.sequence_values::<mlua::LuaString>() {
+                flat.push(v?.to_string_lossy());
+            }
+            let page = this.0.diff_page(
+                flat.chunks_exact(2).map(|p| (p[0].as_str(), p[1].as_str())),
+                now_ms(),
+            );
+            let out = lua.create_table_with_capacity(page.differ.len() * 2, 0)?;
+            for (i, b) in page.differ.iter().enumerate() {
+                out.raw_set(2 * i + 1, b.net.to_string())?;
+                out.raw_set(2 * i + 2, b.value())?;
+            }
+            let bad = lua.create_sequence_from(page.malformed)?;
+            Ok((out, page.live, bad))
+        });
+        m.add_method("diff_end", |lua, this, ()| {
+            let unseen = this.0.diff_end(now_ms());
+            let out = lua.create_table_with_capacity(unseen.len() * 2, 0)?;
+            for (i, b) in unseen.iter().enumerate() {
+                out.raw_set(2 * i + 1, b.net.to_string())?;
+                out.raw_set(2 * i + 2, b.value())?;
+            }
+            Ok(out)
+        });
         m.add_method("reset_blocks", |_, this, ()| {
             this.0.reset_blocks();
             Ok(())
@@ -717,7 +751,7 @@ fn snapshot(
     let now = now_ms();
     Ok(state::State {
         saved_ms: now,
-        blocks: e.list(now),
+        blocks: e.blocks_snapshot(now),
         policy,
         fleet_epoch: epoch,
     })

@@ -30,9 +30,11 @@ local log = ngx.log
 local ERR = ngx.ERR
 local WARN = ngx.WARN
 local byte = string.byte
+local sub = string.sub
 
 local JOURNAL_TTL = 300   -- seconds a journal entry is kept
 local MAX_REPLAY = 10000  -- further behind than this: re-read everything
+local SMALL_BULK = 1000   -- bulk changes journaled one by one, at most
 local B, BAR = byte("b"), byte("|")
 local P, R = byte("P"), byte("R")
 
@@ -269,35 +271,75 @@ function _M.count(dict, dict_name, core, key, by, ttl)
 end
 
 
---- bulk(dict, dict_name, core, keys, values, ttls, what) -> written
--- Many blocks at once (a restore, a fleet reconciliation): keys[i] is set
--- to values[i] for ttls[i] seconds, or deleted when values[i] is false;
--- then one "R" entry makes every worker re-read everything, instead of one
--- journal entry per block. Blocks that do not fit are counted and logged
--- once, as "<n> <what> were not stored".
-function _M.bulk(dict, dict_name, core, keys, values, ttls, what)
-    local written, refused = 0, 0
-    for i = 1, #keys do
-        local value = values[i]
-        if value == false then
-            dict:delete(keys[i])
-            written = written + 1
-        elseif safe_set(dict, keys[i], value, ttls[i]) then
-            written = written + 1
-        else
-            refused = refused + 1
+local Batch = {}
+Batch.__index = Batch
+
+
+--- store.batch(dict, dict_name, core, what) -> batch: many blocks at once
+-- (a restore, a fleet reconciliation). batch:put(key, value, ttl) sets a
+-- b| key (value false: deletes it); batch:finish() -> written ends it.
+-- Up to SMALL_BULK changes get one journal entry each, which workers
+-- replay; more get one "R" entry, which makes every worker re-read every
+-- block (at 1M blocks that is ~0.3 s, on the first request a worker
+-- serves after it), instead of flooding the journal. Blocks that do not
+-- fit are counted and logged once, as "<n> <what> were not stored".
+function _M.batch(dict, dict_name, core, what)
+    return setmetatable({ dict = dict, dict_name = dict_name, core = core,
+                          what = what, written = 0, refused = 0,
+                          entries = {} }, Batch)
+end
+
+
+function Batch:put(key, value, ttl)
+    if value == false then
+        self.dict:delete(key)
+    elseif not safe_set(self.dict, key, value, ttl) then
+        self.refused = self.refused + 1
+        return
+    end
+    local n = self.written + 1
+    self.written = n
+    local entries = self.entries
+    if n > SMALL_BULK then
+        self.entries = nil
+    elseif entries then
+        local target = sub(key, 3)  -- after "b|"
+        entries[n] = value and "+|" .. target .. "|" .. value
+                     or "-|" .. target
+    end
+end
+
+
+function Batch:finish()
+    local dict, core = self.dict, self.core
+    if self.refused > 0 then
+        core:count("dict_full", self.refused)
+        log(ERR, "warden: shared dict '", self.dict_name, "' is full: ",
+            self.refused, " ", self.what, " were not stored")
+    end
+    local entries = self.entries
+    if not entries then
+        journal(dict, core, "R")
+    else
+        for i = 1, #entries do
+            journal(dict, core, entries[i])
         end
     end
-    if refused > 0 then
-        core:count("dict_full", refused)
-        log(ERR, "warden: shared dict '", dict_name, "' is full: ", refused,
-            " ", what, " were not stored")
-    end
-    if written > 0 then
-        journal(dict, core, "R")
+    if self.written > 0 then
         _M.sync(dict, core)
     end
-    return written
+    return self.written
+end
+
+
+--- bulk(dict, dict_name, core, keys, values, ttls, what) -> written: a
+-- batch of keys[i] = values[i] for ttls[i] seconds (see store.batch).
+function _M.bulk(dict, dict_name, core, keys, values, ttls, what)
+    local b = _M.batch(dict, dict_name, core, what)
+    for i = 1, #keys do
+        b:put(keys[i], values[i], ttls[i])
+    end
+    return b:finish()
 end
 
 
