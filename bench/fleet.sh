@@ -12,6 +12,8 @@
 # 4. A restart with the state file only: time to restore N blocks.
 # 5. Per change: bytes a node sends to Redis and Redis sends to each
 #    subscriber, from Redis's own counters over 2000 blocks.
+# 6. A Redis blip (the node's connections killed) under load: time to
+#    reconnect and reconcile N blocks, and the requests' latency meanwhile.
 set -euo pipefail
 N=${1:-1000000}
 . "$(dirname "$0")/lib.sh"  # root, nginx, load
@@ -80,11 +82,13 @@ stop() {
     while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 }
 now() { date +%s.%N; }
-rss_kb() { # total RSS of the workers
+rss() { # each worker's private and shared resident memory
     local m
     m=$(cat "$dir/logs/nginx.pid")
-    for p in $(pgrep -P "$m"); do awk '/VmRSS/ { print $2 }' "/proc/$p/status"; done \
-        | awk '{ s += $1 } END { print s }'
+    for p in $(pgrep -P "$m"); do
+        awk '/^RssAnon/ { a = $2 } /^RssShmem/ { s = $2 }
+             END { printf "%d MiB private + %d MiB shared; ", a / 1024, s / 1024 }' "/proc/$p/status"
+    done
 }
 cleanup() {
     stop
@@ -134,7 +138,8 @@ done
 echo "slowest of the next 20 requests: ${worst} s (a blocked client: $(curl -s -o /dev/null -w '%{http_code}' -H "X-Forwarded-For: 10.0.0.1" "http://127.0.0.1:$PORT/"))"
 sleep 2
 read -r blocks used < <(curl -s "http://127.0.0.1:$PORT/stats")
-echo "blocks: $blocks; shared dict used: $(( used / 1048576 )) MiB ($(( used / (blocks > 0 ? blocks : 1) )) bytes a block); workers' RSS: $(( $(rss_kb) / 1024 )) MiB"
+echo "blocks: $blocks; shared dict used: $(( used / 1048576 )) MiB ($(( used / (blocks > 0 ? blocks : 1) )) bytes a block)"
+echo "workers: $(rss)"
 
 echo "== the state file"
 until grep -q "state file .* written" "$dir/logs/error.log"; do sleep 0.2; done
@@ -149,6 +154,23 @@ sleep 1
 in1=$(rcli info stats | awk -F: '/total_net_input_bytes/ { print $2 }' | tr -d '\r')
 out1=$(rcli info stats | awk -F: '/total_net_output_bytes/ { print $2 }' | tr -d '\r')
 echo "node -> Redis: $(( (in1 - in0) / 2000 )) bytes a block; Redis -> nodes: $(( (out1 - out0) / 2000 )) bytes a block (the reply to the sender and one message to each subscriber, the sender included; pings included)"
+
+echo "== a Redis blip: the node's connections dropped, 10 blocks added in Redis meanwhile"
+# under load (wrk, 8 connections): what the reconnection's reconciliation
+# of N blocks costs requests
+wrk -t1 -c8 -d10s --latency "http://127.0.0.1:$PORT/" > "$dir/wrk.txt" &
+wrk_pid=$!
+sleep 2
+for i in $(seq 1 10); do rcli hset warden:blocks "198.18.0.$i" "0|manual|blip" >/dev/null; done
+t0=$(now)
+rcli client kill type pubsub >/dev/null
+rcli client kill type normal >/dev/null
+until grep -q "is back;" "$dir/logs/error.log"; do sleep 0.05; done
+echo "reconnected and reconciled: $(echo "$(now) - $t0" | bc) s"
+grep -o "is back; .*" "$dir/logs/error.log" | head -n 1 | sed 's/, context.*//'
+grep -E "unreachable|is back|agent|fleet" "$dir/logs/error.log" | cut -c1-250 >&2
+wait $wrk_pid
+awk '/Latency  / { print "requests meanwhile: latency avg " $2 ", max " $4 } / 99%/ { print "p99 " $2 }' "$dir/wrk.txt" | paste -sd ' '
 stop
 
 echo "== restart with the state file only"
