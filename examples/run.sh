@@ -11,12 +11,18 @@ if ! "$nginx" -V 2>&1 | grep -q lua-nginx-module \
     load="load_module /usr/share/nginx/modules/ndk_http_module.so;
 load_module /usr/share/nginx/modules/ngx_http_lua_module.so;"
 fi
-mkdir -p "$dir/logs"
-# Debian's workers run as www-data: they must be able to read the checkout.
+mkdir -p "$dir/logs" "$dir/data"
+# The workers (not root) must be able to read the checkout, and to write
+# the state file.
 chmod 755 "$dir"
-awk -v root="$root" -v load="$load" \
-    '{ gsub(/@ROOT@/, root); gsub(/@LOAD_MODULES@/, load); print }' \
+if [ "$(id -u)" = 0 ]; then
+    # no `user` directive: the workers run as the build's --user, or nobody
+    user=$("$nginx" -V 2>&1 | grep -o -- '--user=[^ ]*' | cut -d= -f2 || true)
+    chown "${user:-nobody}" "$dir/data"
+fi
+awk -v root="$root" -v dir="$dir" -v load="$load" \
+    '{ gsub(/@ROOT@/, root); gsub(/@DIR@/, dir); gsub(/@LOAD_MODULES@/, load); print }' \
     "$root/examples/nginx.conf" > "$dir/nginx.conf"
 "$nginx" -p "$dir/" -c "$dir/nginx.conf" -t -q
-cat "$root/examples/banner.txt"
+sed "s|@DIR@|$dir|g" "$root/examples/banner.txt"
 exec "$nginx" -p "$dir/" -c "$dir/nginx.conf" -g 'daemon off;'
