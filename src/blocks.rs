@@ -485,11 +485,7 @@ mod tests {
         assert!(bs.lookup(a("192.0.2.1"), || 0).is_none());
     }
     // A naive comparison: the other copy as a map, both filtered for expiry.
-    fn naive(
-        mine: &[Block],
-        theirs: &[(String, String)],
-        now: u64,
-    ) -> (Vec<String>, Vec<String>) {
+    fn naive(mine: &[Block], theirs: &[(String, String)], now: u64) -> (Vec<String>, Vec<String>) {
         use std::collections::BTreeMap;
         let live = |b: &Block| !b.expired(now);
         let mine: BTreeMap<String, &Block> = mine
@@ -510,8 +506,11 @@ mod tests {
             .filter(|(t, b)| mine.get(*t).is_none_or(|m| *m != *b))
             .map(|(t, b)| format!("{t} {}", b.value()))
             .collect();
-        let mut unseen: Vec<String> =
-            mine.keys().filter(|t| !other.contains_key(*t)).cloned().collect();
+        let mut unseen: Vec<String> = mine
+            .keys()
+            .filter(|t| !other.contains_key(*t))
+            .cloned()
+            .collect();
         differ.sort();
         unseen.sort();
         (differ, unseen)
