@@ -83,11 +83,11 @@ stop() {
 }
 now() { date +%s.%N; }
 rss() { # each worker's private and shared resident memory
-    local m
+    local m a sh
     m=$(cat "$dir/logs/nginx.pid")
     for p in $(pgrep -P "$m"); do
-        awk '/^RssAnon/ { a = $2 } /^RssShmem/ { s = $2 }
-             END { printf "%d MiB private + %d MiB shared; ", a / 1024, s / 1024 }' "/proc/$p/status"
+        read -r a sh < <(rss_kb "$p")
+        printf "%d MiB private + %d MiB shared; " $((a / 1024)) $((sh / 1024))
     done
 }
 cleanup() {

@@ -9,3 +9,6 @@ if ! "$nginx" -V 2>&1 | grep -q lua-nginx-module \
     load="load_module /usr/share/nginx/modules/ndk_http_module.so;
 load_module /usr/share/nginx/modules/ngx_http_lua_module.so;"
 fi
+# rss_kb <pid>: "<private> <shared>" resident KiB of a process (RssAnon,
+# RssShmem), "0 0" once it is gone.
+rss_kb() { awk '/^RssAnon/ { a = $2 } /^RssShmem/ { s = $2 } END { print a + 0, s + 0 }' "/proc/$1/status" 2>/dev/null || echo "0 0"; }

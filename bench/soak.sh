@@ -242,12 +242,11 @@ api_pid=$!
 
 # Every 5 s: time, then per worker "pid anon_kb shmem_kb", the master's RSS,
 # then /sample's fields.
-rss() { awk '/^RssAnon/ { a = $2 } /^RssShmem/ { s = $2 } END { print a + 0, s + 0 }' "/proc/$1/status" 2>/dev/null || echo "0 0"; }
 (
     t0=$(date +%s)
     while :; do
         line="$(( $(date +%s) - t0 ))"
-        for w in $(workers); do line="$line $w $(rss "$w")"; done
+        for w in $(workers); do line="$line $w $(rss_kb "$w")"; done
         line="$line $(awk '/^VmRSS/ { print $2 }' "/proc/$master/status")"
         line="$line $(curl -s http://127.0.0.1:8392/sample)"
         line="$line $(curl -s -o /dev/null -w '%{time_total}' \

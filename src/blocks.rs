@@ -375,15 +375,9 @@ impl Diff {
     ) -> Page {
         let mut out = Page::default();
         for (target, value) in records {
-            let b = match Net::parse(target)
-                .ok()
-                .and_then(|_| Block::decode(&format!("b|{target}"), value).ok())
-            {
-                Some(b) => b,
-                None => {
-                    out.malformed.push(format!("{target} = {value}"));
-                    continue;
-                }
+            let Ok(b) = Block::decode(&format!("b|{target}"), value) else {
+                out.malformed.push(format!("{target} = {value}"));
+                continue;
             };
             if b.expired(now_ms) {
                 continue;

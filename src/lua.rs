@@ -168,22 +168,11 @@ impl UserData for LuaEngine {
                 flat.chunks_exact(2).map(|p| (p[0].as_str(), p[1].as_str())),
                 now_ms(),
             );
-            let out = lua.create_table_with_capacity(page.differ.len() * 2, 0)?;
-            for (i, b) in page.differ.iter().enumerate() {
-                out.raw_set(2 * i + 1, b.net.to_string())?;
-                out.raw_set(2 * i + 2, b.value())?;
-            }
             let bad = lua.create_sequence_from(page.malformed)?;
-            Ok((out, page.live, bad))
+            Ok((flat_records(lua, &page.differ)?, page.live, bad))
         });
         m.add_method("diff_end", |lua, this, ()| {
-            let unseen = this.0.diff_end(now_ms());
-            let out = lua.create_table_with_capacity(unseen.len() * 2, 0)?;
-            for (i, b) in unseen.iter().enumerate() {
-                out.raw_set(2 * i + 1, b.net.to_string())?;
-                out.raw_set(2 * i + 2, b.value())?;
-            }
-            Ok(out)
+            flat_records(lua, &this.0.diff_end(now_ms()))
         });
         m.add_method("reset_blocks", |_, this, ()| {
             this.0.reset_blocks();
@@ -755,6 +744,17 @@ fn snapshot(
         policy,
         fleet_epoch: epoch,
     })
+}
+
+/// `{ target, value, target, value, ... }`: blocks as the fleet's Redis
+/// records them (the dict's formats without the `b|`).
+fn flat_records(lua: &Lua, blocks: &[Block]) -> LuaResult<Table> {
+    let out = lua.create_table_with_capacity(blocks.len() * 2, 0)?;
+    for (i, b) in blocks.iter().enumerate() {
+        out.raw_set(2 * i + 1, b.net.to_string())?;
+        out.raw_set(2 * i + 2, b.value())?;
+    }
+    Ok(out)
 }
 
 /// Seconds left of a block expiring at `expires_ms` (0: permanent), or
