@@ -26,8 +26,11 @@
 //! already holds more than the threshold. The config layer enforces it.
 //!
 //! A worker killed while holding a lock cannot wedge the slot: a lock
-//! older than [`STALE_LOCK_MS`] is taken over. If a lock cannot be had the
-//! observation is dropped and counted (fail open).
+//! older than [`STALE_LOCK_MS`] is taken over. A worker that finds a lock
+//! held spins briefly, then yields the CPU (the holder was likely
+//! preempted, as when there are more workers than cores); if the lock
+//! still cannot be had within 5 ms the observation is dropped and counted
+//! (fail open).
 //!
 //! Memory is bounded: `capacity` slots. A new client takes a free or
 //! expired way of its two sets, or evicts the least recently seen client
@@ -51,6 +54,11 @@ pub const MAX_PATHS: usize = 24;
 pub const WAYS: usize = 4;
 /// A lock held longer than this is taken over (its holder died).
 pub const STALE_LOCK_MS: u64 = 100;
+/// Busy-wait attempts at a slot's lock before yielding the CPU.
+const SPINS: u32 = 4000;
+/// How long a worker yields the CPU to a lock's holder before it drops the
+/// observation (and counts it as contended).
+const YIELD_FOR: std::time::Duration = std::time::Duration::from_millis(5);
 /// Largest threshold for the u8 counters (404s, auth failures, probes,
 /// signals).
 pub const MAX_SMALL_THRESHOLD: u32 = 255;
@@ -363,27 +371,40 @@ impl Table {
         let slot = &self.slots[idx];
         let hint = &self.hints[idx];
         let token = ((now_ms >> 4) as u32) | 1;
-        for i in 0..4000 {
+        // Takes the lock, or (stale_ok) takes over one whose holder died.
+        let attempt = |stale_ok: bool| -> bool {
             match slot
                 .lock
                 .compare_exchange_weak(0, token, Ordering::Acquire, Ordering::Relaxed)
             {
-                Ok(_) => return Some(Guard { slot, hint }),
-                Err(held) if held != 0 && i > 200 => {
+                Ok(_) => true,
+                Err(held) if held != 0 && stale_ok => {
                     let age = u64::from(token.wrapping_sub(held)) << 4;
-                    if age > STALE_LOCK_MS
+                    age > STALE_LOCK_MS
                         && age < 1 << 35
                         && slot
                             .lock
                             .compare_exchange(held, token, Ordering::Acquire, Ordering::Relaxed)
                             .is_ok()
-                    {
-                        return Some(Guard { slot, hint });
-                    }
                 }
-                Err(_) => {}
+                Err(_) => false,
+            }
+        };
+        for i in 0..SPINS {
+            if attempt(i > 200) {
+                return Some(Guard { slot, hint });
             }
             std::hint::spin_loop();
+        }
+        // Still held after the spin: the holder was most likely preempted
+        // (more workers than cores), so give it the CPU rather than drop
+        // the observation, for a bounded time.
+        let start = std::time::Instant::now();
+        while start.elapsed() < YIELD_FOR {
+            std::thread::yield_now();
+            if attempt(true) {
+                return Some(Guard { slot, hint });
+            }
         }
         self.contended.fetch_add(1, Ordering::Relaxed);
         None
