@@ -4,6 +4,7 @@
 #   make run     the demo: nginx in the foreground on 127.0.0.1:8080
 #   make test    cargo test + prove -r t (installs what is missing)
 #   make bench   criterion + wrk benchmarks (see bench/README.md)
+#   make bench-ir  instructions per request under callgrind (bench/ir.sh)
 #   make fuzz    every cargo-fuzz target for FUZZ_SECONDS each (nightly)
 #   make valgrind  the functional t/ files under valgrind's memcheck
 #
@@ -21,7 +22,7 @@ DEMO_DIR ?= /tmp/warden-demo
 SO       := build/warden_core.so
 SOURCES  := $(wildcard src/*.rs) Cargo.toml build.rs
 
-.PHONY: check-fmt valgrind fuzz all build deps test check-rockspec test-rust test-nginx run bench install opm lint clean
+.PHONY: check-fmt valgrind fuzz all build deps test check-rockspec test-rust test-nginx run bench bench-ir install opm lint clean
 
 all: build
 
@@ -83,8 +84,15 @@ run: deps build
 
 bench: build
 	$(CARGO) bench --bench prefix
-	$(CARGO) bench --bench counters
+	$(CARGO) bench --bench detector
 	bench/nginx.sh
+
+# Instructions per request (valgrind's callgrind): plain nginx, empty Lua
+# handlers, warden's full pipeline, and where warden's own work goes.
+IR_REQUESTS ?= 20000
+bench-ir: build
+	command -v valgrind >/dev/null || apt-get install -y -q valgrind
+	NGINX=$(NGINX) bench/ir.sh $(IR_REQUESTS)
 
 # cargo-fuzz (libFuzzer) targets in fuzz/: one per parser or matcher that
 # sees outside input. Needs a nightly toolchain (rustup toolchain install
