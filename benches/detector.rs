@@ -5,9 +5,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use warden_core::addr::Addr;
-use warden_core::counters::SLOT_BYTES;
-use warden_core::detector::{Detector, DetectorConfig, Request};
+use warden_core::detect::counters::SLOT_BYTES;
+use warden_core::detect::{Detector, DetectorConfig, Request};
+use warden_core::net::addr::Addr;
 
 const UA: &[u8] = b"Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
 

@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use warden_core::prefix::{Bits, Prefix, PrefixMap};
+use warden_core::net::prefix::{Bits, Prefix, PrefixMap};
 
 /// xorshift64*: deterministic, no dependencies.
 struct Rng(u64);

@@ -5,11 +5,10 @@
 //! JSON body), so this module is plain Rust and tested without Lua. Every
 //! error names the option and the offending value.
 
-use std::fmt;
-
 use serde_json::Value;
 
-use crate::addr::{parse_list, Net};
+use crate::net::addr::Net;
+use crate::options::{duration, flag, integer, net_list, parse_size, show, ConfigError};
 
 /// Validated options.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,7 +26,7 @@ pub struct Config {
     /// HTTP status of a blocked request.
     pub block_status: u16,
     /// The behavioural detector (`detector = { ... }`).
-    pub detector: crate::detector::DetectorConfig,
+    pub detector: crate::detect::DetectorConfig,
     /// Events are kept this long (ms, 0 = until overwritten).
     pub retention_ms: u64,
     /// Events kept at most (a ring in shared memory).
@@ -234,7 +233,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             blocking_mode: true,
             block_status: 403,
-            detector: crate::detector::DetectorConfig::default(),
+            detector: crate::detect::DetectorConfig::default(),
             retention_ms: 30 * 24 * 3_600_000,
             max_events: 10_000,
             max_captures: 1_000,
@@ -280,50 +279,6 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "redis",
 ];
 
-/// An invalid option: which one, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    option: String,
-    message: String,
-}
-
-impl ConfigError {
-    /// An error about option `option` (a dotted path such as `detector.enabled`).
-    pub fn new(option: &str, message: impl Into<String>) -> Self {
-        ConfigError {
-            option: option.to_string(),
-            message: message.into(),
-        }
-    }
-
-    /// The option's name.
-    pub fn option(&self) -> &str {
-        &self.option
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "opts.{} {}", self.option, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// A short, bounded rendering of a value for error messages.
-pub fn show(v: &Value) -> String {
-    let s = match v {
-        Value::String(s) => format!("'{s}'"),
-        other => other.to_string(),
-    };
-    if s.chars().count() > 80 {
-        let cut: String = s.chars().take(77).collect();
-        format!("{cut}...")
-    } else {
-        s
-    }
-}
-
 impl Config {
     /// Validates an options table.
     ///
@@ -350,13 +305,13 @@ impl Config {
         };
         for (k, _) in map.iter() {
             if !KNOWN_OPTIONS.contains(&k.as_str()) {
-                return Err(ConfigError {
-                    option: k.clone(),
-                    message: format!(
+                return Err(ConfigError::new(
+                    k,
+                    format!(
                         "is not a known option (known: {})",
                         KNOWN_OPTIONS.join(", ")
                     ),
-                });
+                ));
             }
         }
         if let Some(v) = map.get("dict") {
@@ -388,7 +343,7 @@ impl Config {
             };
         }
         if let Some(v) = map.get("detector") {
-            c.detector = crate::detector::DetectorConfig::from_value(v)?;
+            c.detector = crate::detect::DetectorConfig::from_value(v)?;
         }
         if let Some(v) = map.get("retention_days") {
             c.retention_ms = match v.as_f64() {
@@ -549,173 +504,6 @@ impl Config {
     }
 }
 
-/// A size in bytes: `"4096"`, `"64k"`, `"1m"`, `"1g"` (as nginx writes them).
-pub fn parse_size(s: &str) -> Option<usize> {
-    let t = s.trim().to_ascii_lowercase();
-    let (num, mul) = match t.as_bytes().last()? {
-        b'k' => (&t[..t.len() - 1], 1usize << 10),
-        b'm' => (&t[..t.len() - 1], 1 << 20),
-        b'g' => (&t[..t.len() - 1], 1 << 30),
-        _ => (&t[..], 1),
-    };
-    num.trim().parse::<usize>().ok()?.checked_mul(mul)
-}
-
-/// An integral number (JSON integer or a float without fraction).
-pub fn integer(v: &Value) -> Option<i64> {
-    if let Some(i) = v.as_i64() {
-        return Some(i);
-    }
-    let f = v.as_f64()?;
-    if f.fract() == 0.0 && f.abs() < 9.0e15 {
-        Some(f as i64)
-    } else {
-        None
-    }
-}
-
-/// A 0/1 or boolean switch.
-pub fn flag(v: &Value, option: &str) -> Result<bool, ConfigError> {
-    match (v, integer(v)) {
-        (Value::Bool(b), _) => Ok(*b),
-        (_, Some(0)) => Ok(false),
-        (_, Some(1)) => Ok(true),
-        _ => Err(ConfigError::new(
-            option,
-            format!("must be 0, 1, true or false, got {}", show(v)),
-        )),
-    }
-}
-
-/// A list of addresses/CIDRs: an array of strings or a comma-separated string.
-pub fn net_list(v: Option<&Value>, option: &str) -> Result<Vec<Net>, ConfigError> {
-    let strings: Vec<&str> = match v {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(a)) => {
-            let mut out = Vec::with_capacity(a.len());
-            for (i, item) in a.iter().enumerate() {
-                match item.as_str() {
-                    Some(s) => out.push(s),
-                    None => {
-                        return Err(ConfigError::new(
-                            option,
-                            format!(
-                                "entry {} must be an IP address or CIDR string, got {}",
-                                i + 1,
-                                show(item)
-                            ),
-                        ))
-                    }
-                }
-            }
-            out
-        }
-        Some(Value::Object(m)) if m.is_empty() => return Ok(Vec::new()),
-        Some(other) => {
-            return Err(ConfigError::new(
-                option,
-                format!(
-                    "must be a list of IP addresses/CIDRs or a comma-separated string, got {}",
-                    show(other)
-                ),
-            ))
-        }
-    };
-    parse_list(strings).map_err(|e| ConfigError::new(option, format!("has an {e}")))
-}
-
-/// Parses a duration into milliseconds: a number of seconds (`90`, `0.5`)
-/// or a string of `<number><unit>` groups with units `ms`, `s`, `m`, `h`,
-/// `d`, `w` (`"90s"`, `"15m"`, `"1h30m"`, `"7d"`); a bare numeric string is
-/// seconds. Zero is allowed (callers decide what it means).
-///
-/// ```
-/// use warden_core::config::parse_duration;
-/// assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
-/// assert_eq!(parse_duration("90"), Ok(90_000));
-/// assert!(parse_duration("abc").is_err());
-/// ```
-pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let err = || format!("must be a duration like '90s', '15m', '24h' or '7d', got '{s}'");
-    let t = s.trim();
-    if t.is_empty() {
-        return Err(err());
-    }
-    if let Ok(secs) = t.parse::<f64>() {
-        return seconds_to_ms(secs).ok_or_else(err);
-    }
-    let mut total: u64 = 0;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(err)?;
-        if num_end == 0 {
-            return Err(err());
-        }
-        let n: f64 = rest[..num_end].parse().map_err(|_| err())?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult: f64 = match &rest[..unit_end] {
-            "ms" => 1.0,
-            "s" => 1_000.0,
-            "m" => 60_000.0,
-            "h" => 3_600_000.0,
-            "d" => 86_400_000.0,
-            "w" => 604_800_000.0,
-            _ => return Err(err()),
-        };
-        rest = &rest[unit_end..];
-        let ms = n * mult;
-        if !ms.is_finite() || ms > MAX_DURATION_MS as f64 {
-            return Err(err());
-        }
-        total += ms.round() as u64;
-        // bounded as a whole, like a number of seconds (found by fuzzing:
-        // "3664331d51d..." summed past any expiry time)
-        if total > MAX_DURATION_MS {
-            return Err(err());
-        }
-    }
-    Ok(total)
-}
-
-/// The longest duration accepted, in ms (1e12 s, some 31,700 years): what
-/// a number of seconds allows, and what the sum of a compound duration
-/// ("1d12h") may reach. Far from overflowing an expiry time.
-pub const MAX_DURATION_MS: u64 = 1_000_000_000_000_000;
-
-fn seconds_to_ms(secs: f64) -> Option<u64> {
-    if secs.is_finite() && (0.0..=1.0e12).contains(&secs) {
-        Some((secs * 1000.0).round() as u64)
-    } else {
-        None
-    }
-}
-
-/// A duration option: number of seconds or a duration string, in ms.
-pub fn duration(v: &Value, option: &str) -> Result<u64, ConfigError> {
-    match v {
-        Value::String(s) => parse_duration(s).map_err(|m| ConfigError::new(option, m)),
-        Value::Number(n) => n.as_f64().and_then(seconds_to_ms).ok_or_else(|| {
-            ConfigError::new(
-                option,
-                format!("must be a duration like '90s', '15m', '24h' or '7d', got {n}"),
-            )
-        }),
-        other => Err(ConfigError::new(
-            option,
-            format!(
-                "must be a duration like '90s', '15m', '24h' or '7d', got {}",
-                show(other)
-            ),
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -811,39 +599,6 @@ mod tests {
         assert_eq!(
             e(json!({"redis": "127.0.0.1"})),
             "opts.redis must be a table like { host = \"127.0.0.1\", port = 6379 }, got '127.0.0.1'"
-        );
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90s"), Ok(90_000));
-        assert_eq!(parse_duration("15m"), Ok(900_000));
-        assert_eq!(parse_duration("24h"), Ok(86_400_000));
-        assert_eq!(parse_duration("7d"), Ok(604_800_000));
-        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
-        assert_eq!(parse_duration("250ms"), Ok(250));
-        assert_eq!(parse_duration("0"), Ok(0));
-        assert_eq!(parse_duration("1.5s"), Ok(1_500));
-        for bad in [
-            "", "abc", "5x", "h", "-5", "5 m", "1e400", "inf", "NaN", "1..5s",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
-        // The whole is bounded, not only each part (found by fuzzing).
-        let big = "1d1d1d1d1d1d1d1d3664331d51d3664331d5d1d6643332w1d1d2d5d1d1d1d2d5d1d2w";
-        assert!(parse_duration(big).is_err());
-        assert_eq!(parse_duration("11574074d"), Ok(999_999_993_600_000));
-        assert_eq!(
-            parse_duration("11574074d8000s"),
-            Err("must be a duration like '90s', '15m', '24h' or '7d', got '11574074d8000s'".into())
-        );
-        assert_eq!(parse_duration("1000000000000000ms"), Ok(MAX_DURATION_MS));
-        assert_eq!(parse_duration("1000000000000"), Ok(MAX_DURATION_MS));
-        assert_eq!(duration(&json!(90), "d"), Ok(90_000));
-        assert!(duration(&json!(-1), "d").is_err());
-        assert_eq!(
-            duration(&json!(true), "auto_block_duration").unwrap_err().to_string(),
-            "opts.auto_block_duration must be a duration like '90s', '15m', '24h' or '7d', got true"
         );
     }
 }

@@ -9,14 +9,15 @@
 use std::cell::{Cell, RefCell};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::addr::{Addr, Net};
-use crate::audit::{Event, Ring};
 use crate::blocks::{Block, Blocks, Change, Diff, Page, RecordError, Source};
 use crate::config::Config;
-use crate::detector::{Detector, Request, Tripped};
-use crate::lists::{ListMatch, Lists, NetSet};
+use crate::detect::{Detector, Request, Tripped};
+use crate::events::{Event, Ring};
+use crate::metrics::Stat;
+use crate::net::addr::{Addr, Net};
+use crate::net::lists::{ListMatch, Lists, NetSet};
 use crate::policy::{Policy, PolicyError};
-use crate::shm::{self, DictSlot, Region, Stat, WorkerStats};
+use crate::shm::{self, DictSlot, Region, WorkerStats};
 
 /// Outcome codes of a check, shared with `lua/resty/warden.lua`.
 pub mod code {
@@ -354,8 +355,8 @@ impl Engine {
     /// Records an event.
     pub fn record(&self, e: &Event) {
         if let Some(k) = e.kind {
-            self.count(Stat::of_event(k));
-            if k == crate::audit::Kind::Capture {
+            self.count(k.stat());
+            if k == crate::events::Kind::Capture {
                 self.captures.push(e);
                 return;
             }
@@ -480,7 +481,7 @@ impl Engine {
         };
         let limits = d.config().limits();
         let mut best = (0u8, None);
-        for r in crate::counters::Rule::ALL {
+        for r in crate::detect::counters::Rule::ALL {
             let limit = limits[r as usize];
             if limit == 0 {
                 continue;

@@ -1,51 +1,48 @@
 //! # warden_core
 //!
-//! The Rust core of lua-resty-warden, loaded into nginx's LuaJIT.
+//! The Rust core of lua-resty-warden, loaded into nginx's LuaJIT. It owns
+//! every concept and every decision; the Lua side is glue for what only
+//! nginx can do (phases, shared dicts, cosockets, timers, HTTP framing).
+//! `ARCHITECTURE.md` lists each concept with the one module that owns it.
 //!
 //! Two doors lead in:
-//! - `require("warden_core")` (mlua, [`lua`]): set-up and admin work —
-//!   options, blocks, listings, statistics;
 //! - `extern "C"` functions called through LuaJIT's FFI ([`ffi`]): the
-//!   per-request check, compiled into LuaJIT's traces.
+//!   per-request work, compiled into LuaJIT's traces;
+//! - `require("warden_core")` (mlua, `lua`): set-up and admin work.
 //!
-//! The modules, one concept each:
-//! - [`addr`]: addresses and networks (parsing, IPv4-mapped IPv6);
-//! - [`agents`]: scanner user agents matched as tokens (detector);
-//! - [`prefix`]: the longest-prefix-match structure;
-//! - [`lists`]: the configured allowlist, denylist and trusted proxies;
-//! - [`blocks`]: blocks made at run time and their shared-dict records;
-//! - [`state`]: the state file (blocks and policy kept across restarts);
-//! - [`config`]: options and durations;
-//! - [`counters`]: per-client counters shared by every worker (detector);
-//! - [`shm`]: memory shared by every worker (journal versions, counters);
-//! - [`engine`]: one warden instance and the per-request decision;
-//! - [`policy`]: whitelist, protected routes, site policies (by path/site);
-//! - [`credentials`]: basic/bearer credentials, plain or htpasswd-hashed;
-//! - [`audit`]: security events in a shared ring;
-//! - [`accesslog`]: nginx `combined` log lines (`/security/analyze`);
-//! - [`report`]: statsd packets and audit lines.
+//! The modules, by domain (each depends only on those above it):
+//! - [`options`]: reading option values (numbers, durations, sizes, lists);
+//! - [`net`]: addresses, prefix matching, the configured lists, HTTP/1
+//!   responses;
+//! - [`path`]: path globs;
+//! - [`metrics`]: what warden counts, statsd packets;
+//! - [`shm`]: memory shared by every worker;
+//! - [`events`]: security events in a shared ring;
+//! - [`blocks`]: blocks made at run time and their records;
+//! - [`detect`]: the behavioural detector and its shared counters;
+//! - [`policy`]: whitelist, protected routes, site policies;
+//! - [`reputation`]: the iprepd reputation cache and audit line;
+//! - [`config`]: the options of `new()`;
+//! - [`engine`]: one warden instance, composing all of the above;
+//! - [`persist`]: the state file;
+//! - [`admin`]: what the admin API reads (access-log lines).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-pub mod accesslog;
-pub mod addr;
-pub mod agents;
-pub mod audit;
+pub mod admin;
 pub mod blocks;
 pub mod config;
-pub mod counters;
-pub mod credentials;
-pub mod detector;
+pub mod detect;
 pub mod engine;
+pub mod events;
 pub mod ffi;
-pub mod glob;
-pub mod http;
-pub mod lists;
 #[cfg(any(feature = "module", feature = "vendored"))]
 pub mod lua;
+pub mod metrics;
+pub mod net;
+pub mod options;
+pub mod path;
+pub mod persist;
 pub mod policy;
-pub mod prefix;
-pub mod report;
 pub mod reputation;
 pub mod shm;
-pub mod state;

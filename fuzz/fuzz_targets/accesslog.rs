@@ -2,7 +2,7 @@
 //! parsed line come from the line.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use warden_core::accesslog::parse;
+use warden_core::admin::accesslog::parse;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(s) = std::str::from_utf8(data) {

@@ -1,7 +1,7 @@
 //! Addresses and networks: a parsed address prints back to an equal one.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use warden_core::addr::{Addr, Net};
+use warden_core::net::addr::{Addr, Net};
 
 fuzz_target!(|data: &[u8]| {
     let _ = Addr::from_binary(data);

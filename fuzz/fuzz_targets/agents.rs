@@ -2,7 +2,7 @@
 //! patterns.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use warden_core::agents::Agents;
+use warden_core::detect::agents::Agents;
 
 fuzz_target!(|data: &[u8]| {
     let cut = data.iter().position(|&b| b == 0).unwrap_or(data.len());

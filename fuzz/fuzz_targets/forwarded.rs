@@ -2,7 +2,7 @@
 //! prints back to itself.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use warden_core::addr::Addr;
+use warden_core::net::addr::Addr;
 
 fuzz_target!(|data: &[u8]| {
     for element in data.split(|&b| b == b',') {

@@ -4,7 +4,7 @@
 //! a literal rule covers its own path.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use warden_core::glob::Glob;
+use warden_core::path::glob::Glob;
 use warden_core::policy::{normalize_path, PathRule};
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! the head parser and the chunked decoder never panic and stay in bounds.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use warden_core::http::{decode_chunked, parse_head};
+use warden_core::net::http::{decode_chunked, parse_head};
 
 fuzz_target!(|data: &[u8]| {
     for head in [false, true] {

@@ -1,7 +1,7 @@
 //! The prefix map agrees with a naive scan for the longest match.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use warden_core::prefix::{Prefix, PrefixMap};
+use warden_core::net::prefix::{Prefix, PrefixMap};
 
 fuzz_target!(|data: &[u8]| {
     // 5 bytes per prefix (address, length), then 4 bytes per probe

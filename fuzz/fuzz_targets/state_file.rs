@@ -1,7 +1,7 @@
 //! The state file: never a panic; a file that loads re-saves identically.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use warden_core::state::{parse, serialize};
+use warden_core::persist::state::{parse, serialize};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(s) = parse(data) {

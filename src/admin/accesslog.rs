@@ -100,7 +100,7 @@ impl std::error::Error for ParseError {}
 /// field that cannot be read.
 ///
 /// ```
-/// use warden_core::accesslog::parse;
+/// use warden_core::admin::accesslog::parse;
 ///
 /// let line = parse(r#"203.0.113.7 - - [21/Nov/2026:10:15:32 +0000] "GET /wp-login.php?x=1 HTTP/1.1" 404 153 "-" "Mozilla/5.0 (X11) sqlmap/1.7""#).unwrap();
 /// assert_eq!((line.addr, line.method, line.target), ("203.0.113.7", "GET", &b"/wp-login.php?x=1"[..]));

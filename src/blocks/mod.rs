@@ -19,8 +19,8 @@ use std::fmt;
 
 use ahash::{AHashMap, AHashSet};
 
-use crate::addr::{Addr, Net};
-use crate::prefix::{Bits, Prefix, PrefixMap};
+use crate::net::addr::{Addr, Net};
+use crate::net::prefix::{Bits, Prefix, PrefixMap};
 
 /// Who made a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

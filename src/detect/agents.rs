@@ -90,7 +90,7 @@ impl Agents {
     /// Compiles patterns. Each must contain at least one token.
     ///
     /// ```
-    /// use warden_core::agents::{Agents, DEFAULT_SCANNERS};
+    /// use warden_core::detect::agents::{Agents, DEFAULT_SCANNERS};
     /// let a = Agents::new(DEFAULT_SCANNERS).unwrap();
     /// assert_eq!(a.find("sqlmap/1.7.2#stable (https://sqlmap.org)"), Some("sqlmap"));
     /// assert_eq!(a.find("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"), None);

@@ -43,8 +43,8 @@
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::addr::{Addr, Net};
-use crate::prefix::Prefix;
+use crate::net::addr::{Addr, Net};
+use crate::net::prefix::Prefix;
 
 /// Buckets per window: the window slides in steps of `window / BUCKETS`.
 pub const BUCKETS: usize = 8;

@@ -3,7 +3,7 @@
 //! `warden:log()` hands every finished request (client, status, path, user
 //! agent) to [`Detector::observe`]. It classifies the request (a counted
 //! 404? an auth failure? a probe path? a scanner?), adds it to the client's
-//! counters in memory shared by every worker ([`crate::counters`]) and
+//! counters in memory shared by every worker ([`crate::detect::counters`]) and
 //! reports the rule that tripped, if any. Blocking, escalation and events
 //! are then done by the caller (rarely: once per trip).
 //!
@@ -22,16 +22,19 @@
 //! `unique_paths` counts only paths that failed: see the README for why
 //! FlatRun's defaults were changed.
 
+pub mod agents;
+pub mod counters;
+
 use serde_json::{Map, Value};
 
-use crate::addr::Addr;
-use crate::agents::{Agents, DEFAULT_SCANNERS};
-use crate::config::{duration, flag, integer, show, ConfigError};
-use crate::counters::{
+use crate::detect::agents::{Agents, DEFAULT_SCANNERS};
+use crate::detect::counters::{
     Key, Observation, Outcome, Rule, Table, Thresholds, MAX_HITS_THRESHOLD, MAX_RATE_THRESHOLD,
     MAX_SMALL_THRESHOLD,
 };
-use crate::glob::GlobSet;
+use crate::net::addr::Addr;
+use crate::options::{duration, flag, integer, show, ConfigError};
+use crate::path::glob::GlobSet;
 
 /// Paths whose 404 never counts.
 pub const DEFAULT_HARMLESS: &[&str] = &[
@@ -248,7 +251,7 @@ fn max_threshold(r: Rule) -> u32 {
     match r {
         Rule::Rate => MAX_RATE_THRESHOLD,
         Rule::RepeatedHits => MAX_HITS_THRESHOLD,
-        Rule::UniquePaths => crate::counters::MAX_PATHS as u32,
+        Rule::UniquePaths => crate::detect::counters::MAX_PATHS as u32,
         _ => MAX_SMALL_THRESHOLD,
     }
 }
@@ -306,7 +309,7 @@ impl DetectorConfig {
     /// Validates the `detector` table.
     ///
     /// ```
-    /// use warden_core::detector::DetectorConfig;
+    /// use warden_core::detect::DetectorConfig;
     /// let c = DetectorConfig::from_value(&serde_json::json!({"detection_window": "1m"})).unwrap();
     /// assert_eq!(c.window_ms, 60_000);
     /// let e = DetectorConfig::from_value(&serde_json::json!({"detection_window": "abc"})).unwrap_err();
@@ -518,7 +521,7 @@ impl DetectorConfig {
     /// `max_block_duration`.
     ///
     /// ```
-    /// use warden_core::detector::DetectorConfig;
+    /// use warden_core::detect::DetectorConfig;
     /// let c = DetectorConfig::default(); // 24h, x2, at most 7d
     /// let h = 3_600_000;
     /// assert_eq!(c.block_duration_ms(1), 24 * h);
@@ -832,8 +835,8 @@ fn fingerprint(ua: &[u8]) -> u32 {
 }
 
 /// The event type a rule's trip is recorded as.
-pub fn event_kind(r: Rule) -> crate::audit::Kind {
-    use crate::audit::Kind;
+pub fn event_kind(r: Rule) -> crate::events::Kind {
+    use crate::events::Kind;
     match r {
         Rule::ScannerAgent | Rule::UniquePaths => Kind::ScanDetected,
         Rule::AuthFailure => Kind::AuthFailed,

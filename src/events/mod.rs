@@ -32,6 +32,19 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The counter of events of this kind.
+    pub fn stat(self) -> crate::metrics::Stat {
+        use crate::metrics::Stat;
+        match self {
+            Kind::BlockedIp => Stat::EventsBlockedIp,
+            Kind::RateLimited => Stat::EventsRateLimited,
+            Kind::AuthFailed => Stat::EventsAuthFailed,
+            Kind::Suspicious => Stat::EventsSuspicious,
+            Kind::ScanDetected => Stat::EventsScanDetected,
+            Kind::Capture => Stat::EventsCapture,
+        }
+    }
+
     /// Every kind with its name.
     pub const ALL: [(Kind, &'static str); 6] = [
         (Kind::BlockedIp, "blocked_ip"),

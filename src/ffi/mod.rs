@@ -13,9 +13,9 @@
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::addr::Addr;
 use crate::engine::{code, Engine};
-use crate::shm::Stat;
+use crate::metrics::Stat;
+use crate::net::addr::Addr;
 
 /// The resolved client of a request, filled by [`warden_check`].
 #[repr(C)]
@@ -219,7 +219,7 @@ pub unsafe extern "C" fn warden_log(w: *const Engine, req: *const WardenLog) -> 
             Ok(c) => c.addr,
             Err(rc) => return rc,
         };
-        let req = crate::detector::Request {
+        let req = crate::detect::Request {
             uri,
             status: status.min(999) as u16,
             user_agent: ua,
@@ -316,7 +316,7 @@ pub unsafe extern "C" fn warden_rep_put(
 /// be valid for `len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn warden_netset_contains(
-    s: *const crate::lists::NetSet,
+    s: *const crate::net::lists::NetSet,
     ip: *const u8,
     len: usize,
 ) -> c_int {

@@ -1,8 +1,7 @@
-//! What warden tells the outside world about requests: statsd lines and
-//! iprepd-nginx's audit line. Formatting, redaction and base64 live here;
-//! the Lua side only sends the packets and writes the log line.
+//! statsd packets: formatting and buffering live here; the Lua side only
+//! sends the packets over UDP.
 //!
-//! statsd: counters are summed per name between flushes (`name:N|c`, as a
+//! Counters are summed per name between flushes (`name:N|c`, as a
 //! statsd server would sum them anyway); timings (`|ms`) and set members
 //! (`|s`) are kept one per line. Names keep letters, digits and `._-`;
 //! anything else (`:`, `|`, newlines, ...) becomes `_`, so a metric can
@@ -10,8 +9,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-
-use base64::Engine as _;
 
 /// Largest statsd datagram (fits an Ethernet MTU with IP and UDP headers).
 pub const MAX_PACKET: usize = 1432;
@@ -121,65 +118,6 @@ fn num(v: f64) -> String {
     }
 }
 
-/// The request body as the audit line shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Body<'a> {
-    /// Buffered in memory: shown base64-encoded.
-    Data(&'a [u8]),
-    /// Written to a temporary file by nginx: its name.
-    File(&'a str),
-    /// Neither.
-    Unreadable,
-}
-
-/// Headers never written to the audit log.
-pub const REDACTED: [&str; 2] = ["authorization", "proxy-authorization"];
-
-/// iprepd-nginx's audit line: `FoxSec Audit || ip: <ip>, headers:
-/// <base64 of the headers as JSON, credentials removed>, body: <base64 |
-/// body file | "unable to read body">`. `headers` is `None` when
-/// `audit_include_headers` is off.
-///
-/// ```
-/// use warden_core::report::{audit_line, Body};
-/// let h = vec![("Authorization".to_string(), "APIKey x".to_string()),
-///              ("X-A".to_string(), "b".to_string())];
-/// assert_eq!(audit_line("192.0.2.1", Some(&h), Body::Data(b"hi")),
-///     "FoxSec Audit || ip: 192.0.2.1, headers: eyJ4LWEiOiJiIn0=, body: aGk=");
-/// ```
-pub fn audit_line(ip: &str, headers: Option<&[(String, String)]>, body: Body<'_>) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let headers = match headers {
-        None => "none".to_string(),
-        Some(hs) => {
-            let mut map = serde_json::Map::new();
-            for (k, v) in hs {
-                let k = k.to_ascii_lowercase();
-                if REDACTED.contains(&k.as_str()) {
-                    continue;
-                }
-                match map.get_mut(&k) {
-                    Some(serde_json::Value::Array(a)) => a.push(v.clone().into()),
-                    Some(prev) => {
-                        let first = prev.take();
-                        *prev = serde_json::Value::Array(vec![first, v.clone().into()]);
-                    }
-                    None => {
-                        map.insert(k, v.clone().into());
-                    }
-                }
-            }
-            b64.encode(serde_json::Value::Object(map).to_string())
-        }
-    };
-    let body = match body {
-        Body::Data(d) => b64.encode(d),
-        Body::File(f) => f.to_string(),
-        Body::Unreadable => "unable to read body".to_string(),
-    };
-    format!("FoxSec Audit || ip: {ip}, headers: {headers}, body: {body}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,28 +155,5 @@ mod tests {
         assert!(p.len() > 1);
         assert!(p.iter().all(|x| x.len() <= MAX_PACKET));
         assert_eq!(p.iter().map(|x| x.lines().count()).sum::<usize>(), 500);
-    }
-
-    #[test]
-    fn audit_redacts_and_marks_bodies() {
-        let h = vec![
-            ("PROXY-AUTHORIZATION".to_string(), "x".to_string()),
-            ("Cookie".to_string(), "a".to_string()),
-            ("cookie".to_string(), "b".to_string()),
-        ];
-        let line = audit_line("2001:db8::1", Some(&h), Body::File("/tmp/0001"));
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let enc = line
-            .split("headers: ")
-            .nth(1)
-            .unwrap()
-            .split(',')
-            .next()
-            .unwrap();
-        let dec = String::from_utf8(b64.decode(enc).unwrap()).unwrap();
-        assert_eq!(dec, r#"{"cookie":["a","b"]}"#);
-        assert!(line.ends_with("body: /tmp/0001"));
-        assert!(audit_line("x", None, Body::Unreadable)
-            .ends_with("headers: none, body: unable to read body"));
     }
 }

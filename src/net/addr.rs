@@ -8,7 +8,7 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::prefix::Prefix;
+use crate::net::prefix::Prefix;
 
 /// One client address. IPv4-mapped IPv6 addresses are stored as `V4`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -88,7 +88,7 @@ impl Addr {
     /// Parses a textual IPv4 or IPv6 address.
     ///
     /// ```
-    /// use warden_core::addr::Addr;
+    /// use warden_core::net::addr::Addr;
     /// assert_eq!(Addr::parse("::ffff:192.0.2.1").unwrap(), Addr::parse("192.0.2.1").unwrap());
     /// assert!(Addr::parse("192.0.2.256").is_err());
     /// ```
@@ -222,7 +222,7 @@ impl Net {
     /// does. IPv4-mapped ranges of length 96 or more become IPv4 ranges.
     ///
     /// ```
-    /// use warden_core::addr::Net;
+    /// use warden_core::net::addr::Net;
     /// assert_eq!(Net::parse("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
     /// assert_eq!(Net::parse("::ffff:10.0.0.0/104").unwrap().to_string(), "10.0.0.0/8");
     /// assert!(Net::parse("10.0.0.0/33").is_err());

@@ -62,7 +62,7 @@ fn err(m: impl Into<String>) -> HttpError {
 /// status has no body).
 ///
 /// ```
-/// use warden_core::http::{parse_head, Framing};
+/// use warden_core::net::http::{parse_head, Framing};
 /// let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", false).unwrap().unwrap();
 /// assert_eq!((h.status, h.len, h.body, h.keep_alive), (200, 38, Framing::Length(2), true));
 /// assert!(parse_head(b"HTTP/1.1 200 OK\r\n", false).unwrap().is_none());
@@ -148,7 +148,7 @@ pub fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, HttpEr
 /// `max` bounds the decoded size.
 ///
 /// ```
-/// use warden_core::http::decode_chunked;
+/// use warden_core::net::http::decode_chunked;
 /// let (body, used) = decode_chunked(b"2\r\nhi\r\n0\r\n\r\n", 1024).unwrap().unwrap();
 /// assert_eq!((body.as_slice(), used), (&b"hi"[..], 12));
 /// assert_eq!(decode_chunked(b"2\r\nh", 1024).unwrap(), None);

@@ -6,8 +6,8 @@
 //! covers it?), so a clean request costs one search whatever the number of
 //! entries or of distinct mask lengths.
 
-use crate::addr::{Addr, Net};
-use crate::prefix::{Prefix, PrefixMap};
+use crate::net::addr::{Addr, Net};
+use crate::net::prefix::{Prefix, PrefixMap};
 
 /// What the lists say about one address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

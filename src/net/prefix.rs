@@ -132,7 +132,7 @@ impl<K: Bits> Prefix<K> {
     /// `None` if `len` exceeds the key's width.
     ///
     /// ```
-    /// use warden_core::prefix::Prefix;
+    /// use warden_core::net::prefix::Prefix;
     /// let p = Prefix::new(0x0a01_0203u32, 8).unwrap();
     /// assert_eq!(p.addr, 0x0a00_0000);
     /// assert!(Prefix::new(0u32, 33).is_none());
@@ -275,7 +275,7 @@ impl<K: Bits, V: Clone + PartialEq> PrefixMap<K, V> {
     /// Longest-prefix match keeps the innermost value:
     ///
     /// ```
-    /// use warden_core::prefix::{Prefix, PrefixMap};
+    /// use warden_core::net::prefix::{Prefix, PrefixMap};
     /// let m = PrefixMap::build(
     ///     vec![
     ///         (Prefix::new(0x0a00_0000u32, 8).unwrap(), "10/8"),

@@ -117,7 +117,7 @@ impl Glob {
     /// Compiles `pattern`, which must start with `/` or `*`.
     ///
     /// ```
-    /// use warden_core::glob::Glob;
+    /// use warden_core::path::glob::Glob;
     /// let g = Glob::new("/admin/*", false).unwrap();
     /// assert!(g.matches(b"/admin/users"));
     /// assert!(!g.matches(b"/admin/users/1"));

@@ -50,8 +50,8 @@ use std::time::Instant;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::addr::Net;
 use crate::blocks::{Block, Source};
+use crate::net::addr::Net;
 
 /// The file's `format` field.
 pub const FORMAT: &str = "lua-resty-warden state";
@@ -352,9 +352,9 @@ fn serialize_counted(s: &State) -> (Vec<u8>, usize) {
 /// place).
 ///
 /// ```
-/// use warden_core::addr::Net;
+/// use warden_core::net::addr::Net;
 /// use warden_core::blocks::{Block, Source};
-/// use warden_core::state::{parse, serialize, State};
+/// use warden_core::persist::state::{parse, serialize, State};
 ///
 /// let block = |t: &str, source| Block {
 ///     net: Net::parse(t).unwrap(),
@@ -525,7 +525,7 @@ fn parse_value(v: &Value) -> Result<State, String> {
 /// canonical order (see [`serialize`]).
 ///
 /// ```
-/// use warden_core::state::parse;
+/// use warden_core::persist::state::parse;
 ///
 /// let s = parse(br#"{"format":"lua-resty-warden state","version":1,"saved_ms":1700000000000,"fleet_epoch":"e7","policy":null,"blocks":[
 /// {"target":"2001:db8::/32","expires_ms":1700000600000,"source":"auto","reason":"scanner"},

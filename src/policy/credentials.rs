@@ -221,7 +221,7 @@ impl Credentials {
     /// ":comment" (a plain secret keeps its ':'s).
     ///
     /// ```
-    /// use warden_core::credentials::{Credentials, Outcome, Scheme};
+    /// use warden_core::policy::credentials::{Credentials, Outcome, Scheme};
     /// let creds = Credentials::new(Scheme::Basic, &["# admins", "alice:s3cret"]).unwrap();
     /// // base64("alice:s3cret")
     /// let ok = creds.verify(Some(b"Basic YWxpY2U6czNjcmV0"));

@@ -12,18 +12,20 @@
 //! pattern without wildcards covers the path and everything below it, like
 //! an nginx prefix location: `/admin` covers `/admin`, `/admin/` and
 //! `/admin/users`, but not `/administrator`. Patterns with `*`, `**` or `?`
-//! are globs ([`crate::glob`]).
+//! are globs ([`crate::path::glob`]).
+
+pub mod credentials;
 
 use std::collections::HashMap;
 use std::fmt;
 
 use serde_json::{json, Map, Value};
 
-use crate::addr::{Addr, Net};
-use crate::config::show;
-use crate::credentials::{Credentials, Outcome, Scheme};
-use crate::glob::Glob;
-use crate::lists::NetSet;
+use crate::net::addr::{Addr, Net};
+use crate::net::lists::NetSet;
+use crate::options::show;
+use crate::path::glob::Glob;
+use crate::policy::credentials::{Credentials, Outcome, Scheme};
 
 /// Longest description kept.
 const MAX_DESCRIPTION: usize = 256;
@@ -471,7 +473,7 @@ fn rate_limit(v: Option<&Value>) -> Result<(u32, u32), PolicyError> {
     };
     match v {
         None | Some(Value::Null) => Ok((0, 1)),
-        Some(n @ Value::Number(_)) => match crate::config::integer(n) {
+        Some(n @ Value::Number(_)) => match crate::options::integer(n) {
             Some(i) if (0..=1_000_000).contains(&i) => Ok((i as u32, 1)),
             _ => Err(bad(n)),
         },

@@ -2,7 +2,7 @@
 //! flight per address.
 //!
 //! A fixed table in memory shared by every worker (mapped in the master,
-//! like [`crate::counters`]), so one worker's lookup serves all of them —
+//! like [`crate::detect::counters`]), so one worker's lookup serves all of them —
 //! iprepd-nginx kept one cache per worker and asked iprepd once per
 //! worker. Each entry is 32 bytes: a lock word, the address, the
 //! reputation (0-100) and its expiry, or a "lookup in flight" mark with
@@ -16,10 +16,12 @@
 //!
 //! Memory is bounded: a full set evicts the entry that expires first.
 
+pub mod audit;
+
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::addr::Addr;
+use crate::net::addr::Addr;
 
 /// Ways per set.
 pub const WAYS: usize = 4;

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use once_cell::sync::OnceCell;
 
+use crate::metrics::Stat;
+
 /// Most distinct `dict` names (warden instances) per nginx.
 pub const MAX_DICTS: usize = 16;
 /// Most worker ids (`ngx.worker.id()`) with their own counters; higher ids
@@ -25,142 +27,6 @@ pub const MAX_WORKERS: usize = 64;
 #[repr(C, align(64))]
 pub struct WorkerStats {
     counters: [AtomicU64; Stat::COUNT],
-}
-
-/// What the counters count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(usize)]
-pub enum Stat {
-    /// Requests checked and let through (no list or block matched).
-    Passed = 0,
-    /// Requests let through because the client is allowlisted.
-    Allowlisted,
-    /// Requests from a denylisted client.
-    Denylisted,
-    /// Requests from a manually blocked client.
-    BlockedManual,
-    /// Requests from an automatically blocked client.
-    BlockedAuto,
-    /// Checks given an address that could not be parsed.
-    BadAddress,
-    /// Requests whose X-Forwarded-For had an element that could not be parsed.
-    BadForwarded,
-    /// Journal entries applied by workers.
-    JournalApplied,
-    /// Full re-reads of the block table by workers.
-    FullSyncs,
-    /// Blocks refused because the shared dict was full.
-    DictFull,
-    /// Finished requests the detector counted.
-    Observed,
-    /// Rules tripped.
-    Trips,
-    /// Clients blocked by the detector.
-    AutoBlocks,
-    /// Live clients evicted from the detector's table to make room.
-    Evictions,
-    /// Observations dropped because a client's slot stayed locked.
-    Contended,
-    /// Policies (whitelist, routes, sites) compiled by workers.
-    PolicyLoads,
-    /// Requests let through without checks: whitelisted path or disabled site.
-    PolicySkipped,
-    /// Requests refused by a site's `allowed_ips` or `blocked_paths`.
-    SiteDenied,
-    /// Requests refused by a site's `rate_limit`.
-    SiteRateLimited,
-    /// Requests to a protected route with valid credentials.
-    AuthPassed,
-    /// Requests to a protected route refused for missing or wrong credentials.
-    AuthFailed,
-    /// Reputation lookups that failed (iprepd unreachable, bad answer).
-    LookupErrors,
-    /// Events recorded, by type (in [`crate::audit::Kind`] order).
-    EventsBlockedIp,
-    /// See `EventsBlockedIp`.
-    EventsRateLimited,
-    /// See `EventsBlockedIp`.
-    EventsAuthFailed,
-    /// See `EventsBlockedIp`.
-    EventsSuspicious,
-    /// See `EventsBlockedIp`.
-    EventsScanDetected,
-    /// See `EventsBlockedIp`.
-    EventsCapture,
-    /// State file writes that succeeded.
-    StateSaves,
-    /// State file writes that failed.
-    StateSaveErrors,
-    /// Blocks restored from the state file at start-up.
-    StateRestored,
-    /// Block changes this node sent to the fleet's Redis.
-    FleetSent,
-    /// Block changes from other nodes applied here.
-    FleetReceived,
-    /// Full reconciliations with Redis (start-up, reconnection).
-    FleetResyncs,
-    /// Times Redis became unreachable.
-    FleetOutages,
-    /// Offence and site rate-limit counters not created, to keep the
-    /// shared dict's last pages for blocks.
-    CountersRefused,
-}
-
-impl Stat {
-    /// Number of counters.
-    pub const COUNT: usize = 40;
-    /// Every counter with its name, for reports.
-    pub const ALL: [(Stat, &'static str); 36] = [
-        (Stat::Passed, "passed"),
-        (Stat::Allowlisted, "allowlisted"),
-        (Stat::Denylisted, "denylisted"),
-        (Stat::BlockedManual, "blocked_manual"),
-        (Stat::BlockedAuto, "blocked_auto"),
-        (Stat::BadAddress, "bad_address"),
-        (Stat::BadForwarded, "bad_forwarded"),
-        (Stat::JournalApplied, "journal_applied"),
-        (Stat::FullSyncs, "full_syncs"),
-        (Stat::DictFull, "dict_full"),
-        (Stat::Observed, "detector_observed"),
-        (Stat::Trips, "detector_trips"),
-        (Stat::AutoBlocks, "auto_blocks"),
-        (Stat::Evictions, "detector_evictions"),
-        (Stat::Contended, "detector_contended"),
-        (Stat::PolicyLoads, "policy_loads"),
-        (Stat::PolicySkipped, "policy_skipped"),
-        (Stat::SiteDenied, "site_denied"),
-        (Stat::SiteRateLimited, "site_rate_limited"),
-        (Stat::AuthPassed, "auth_passed"),
-        (Stat::AuthFailed, "auth_failed"),
-        (Stat::LookupErrors, "lookup_errors"),
-        (Stat::EventsBlockedIp, "events_blocked_ip"),
-        (Stat::EventsRateLimited, "events_rate_limited"),
-        (Stat::EventsAuthFailed, "events_auth_failed"),
-        (Stat::EventsSuspicious, "events_suspicious"),
-        (Stat::EventsScanDetected, "events_scan_detected"),
-        (Stat::EventsCapture, "events_capture"),
-        (Stat::StateSaves, "state_saves"),
-        (Stat::StateSaveErrors, "state_save_errors"),
-        (Stat::StateRestored, "state_restored"),
-        (Stat::FleetSent, "fleet_sent"),
-        (Stat::FleetReceived, "fleet_received"),
-        (Stat::FleetResyncs, "fleet_resyncs"),
-        (Stat::FleetOutages, "fleet_outages"),
-        (Stat::CountersRefused, "counters_refused"),
-    ];
-
-    /// The counter of events of kind `k`.
-    pub fn of_event(k: crate::audit::Kind) -> Stat {
-        use crate::audit::Kind;
-        match k {
-            Kind::BlockedIp => Stat::EventsBlockedIp,
-            Kind::RateLimited => Stat::EventsRateLimited,
-            Kind::AuthFailed => Stat::EventsAuthFailed,
-            Kind::Suspicious => Stat::EventsSuspicious,
-            Kind::ScanDetected => Stat::EventsScanDetected,
-            Kind::Capture => Stat::EventsCapture,
-        }
-    }
 }
 
 impl WorkerStats {
