@@ -11,6 +11,7 @@
 //! - `require("warden_core")` (mlua, `lua`): set-up and admin work.
 //!
 //! The modules, by domain (each depends only on those above it):
+//! - [`error`]: the one error type, with a kind callers branch on;
 //! - [`options`]: reading option values (numbers, durations, sizes, lists);
 //! - [`net`]: addresses, prefix matching, the configured lists, HTTP/1
 //!   responses;
@@ -34,6 +35,7 @@ pub mod blocks;
 pub mod config;
 pub mod detect;
 pub mod engine;
+pub mod error;
 pub mod events;
 pub mod ffi;
 #[cfg(any(feature = "module", feature = "vendored"))]
