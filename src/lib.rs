@@ -18,6 +18,7 @@
 //! - [`path`]: path globs;
 //! - [`metrics`]: what warden counts, statsd packets;
 //! - [`shm`]: memory shared by every worker;
+//! - [`store`]: the shared dict as Rust sees it, and how it is written;
 //! - [`events`]: security events in a shared ring;
 //! - [`blocks`]: blocks made at run time and their records;
 //! - [`detect`]: the behavioural detector and its shared counters;
@@ -48,3 +49,4 @@ pub mod persist;
 pub mod policy;
 pub mod reputation;
 pub mod shm;
+pub mod store;

@@ -220,10 +220,88 @@ pub fn duration(v: &Value, option: &str) -> Result<u64, ConfigError> {
     }
 }
 
+/// A number as Lua's `tostring` prints it (`%.14g`): `3`, `0.5`, `1e+20`.
+/// Log lines and messages print numbers this way, as they did when Lua
+/// wrote them.
+///
+/// ```
+/// use warden_core::options::number;
+/// assert_eq!((number(3.0), number(0.5), number(1.0 / 3.0)), ("3".into(), "0.5".into(), "0.33333333333333".into()));
+/// ```
+pub fn number(x: f64) -> String {
+    if x.is_nan() {
+        return if x.is_sign_negative() { "-nan" } else { "nan" }.to_string();
+    }
+    if x.is_infinite() {
+        return if x < 0.0 { "-inf" } else { "inf" }.to_string();
+    }
+    if x == x.trunc() && x.abs() < 1e15 {
+        return format!("{}", x as i64);
+    }
+    let e = format!("{x:.13e}");
+    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if !(-4..14).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
+    } else {
+        trim(&format!("{:.*}", (13 - exp) as usize, x))
+    }
+}
+
+/// A number of seconds as a duration: `"90s"`, `"15m"`, `"24h"`, `"7d"`,
+/// and `"ever"` for 0 (a permanent block: "blocked for ever").
+///
+/// ```
+/// use warden_core::options::human;
+/// assert_eq!((human(0.0), human(90.0), human(7200.0), human(0.5)), ("ever".into(), "90s".into(), "2h".into(), "0.5s".into()));
+/// ```
+pub fn human(seconds: f64) -> String {
+    if seconds == 0.0 {
+        return "ever".to_string();
+    }
+    for (unit, name) in [(86_400.0, 'd'), (3_600.0, 'h'), (60.0, 'm')] {
+        if seconds >= unit && seconds % unit == 0.0 {
+            return format!("{}{name}", number(seconds / unit));
+        }
+    }
+    format!("{}s", number(seconds))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn numbers_print_as_lua_does() {
+        for (x, want) in [
+            (0.0, "0"),
+            (-2.0, "-2"),
+            (1.5, "1.5"),
+            (0.1, "0.1"),
+            (123.456, "123.456"),
+            (1e15, "1e+15"),
+            (1e20, "1e+20"),
+            (0.00001, "1e-05"),
+            (0.0001, "0.0001"),
+            (2.0 / 3.0, "0.66666666666667"),
+            (12.345678901234567, "12.345678901235"),
+        ] {
+            assert_eq!(number(x), want, "{x}");
+        }
+        assert_eq!(human(86_400.0 * 7.0), "7d");
+        assert_eq!(human(90.0), "90s");
+        assert_eq!(human(120.0), "2m");
+        assert_eq!(human(3_600.0 * 36.0), "36h");
+    }
 
     #[test]
     fn durations() {

@@ -2,7 +2,7 @@
 //! and their records in the shared dict.
 //!
 //! The shared dict is the source of truth: one key per blocked target plus
-//! a journal of changes (see `lua/resty/warden/store.lua`). Each worker
+//! a journal of changes ([`journal`]: the protocol and the writes). Each worker
 //! keeps a replica here, built from the dict and kept current by replaying
 //! the journal, so that a request's lookup is a hash probe for single
 //! addresses and one longest-prefix search for ranges, with no lock.
@@ -13,7 +13,10 @@
 //!   `-|<target>`.
 //!
 //! `expires_ms` is the expiry time in milliseconds since the epoch, `0`
-//! for a permanent block.
+//! for a permanent block. The fleet's wire form ([`Change::wire`]) carries
+//! the same fields.
+
+pub mod journal;
 
 use std::fmt;
 
@@ -99,6 +102,16 @@ impl Block {
         self.expires_ms != 0 && self.expires_ms <= now_ms
     }
 
+    /// Seconds the dict should keep the block's record at `now_ms`: 0
+    /// (forever) for a permanent block, at least 1 ms otherwise.
+    pub fn ttl(&self, now_ms: u64) -> f64 {
+        if self.expires_ms == 0 {
+            0.0
+        } else {
+            self.expires_ms.saturating_sub(now_ms).max(1) as f64 / 1000.0
+        }
+    }
+
     /// The dict key of a target.
     pub fn key(net: &Net) -> String {
         format!("b|{net}")
@@ -143,6 +156,24 @@ impl Change {
         match self {
             Change::Add(b) => format!("+|{}|{}", b.net, b.value()),
             Change::Remove(n) => format!("-|{n}"),
+        }
+    }
+
+    /// The target changed.
+    pub fn net(&self) -> &Net {
+        match self {
+            Change::Add(b) => &b.net,
+            Change::Remove(n) => n,
+        }
+    }
+
+    /// The fleet's wire form: operation (`+` or `-`), target, value (the
+    /// dict's, empty for a removal) and expiry in ms (0: permanent, or a
+    /// removal), as the Redis scripts take them.
+    pub fn wire(&self) -> (&'static str, String, String, u64) {
+        match self {
+            Change::Add(b) => ("+", b.net.to_string(), b.value(), b.expires_ms),
+            Change::Remove(n) => ("-", n.to_string(), String::new(), 0),
         }
     }
 

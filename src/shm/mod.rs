@@ -8,8 +8,10 @@
 //! survives reloads; a full restart starts afresh.
 //!
 //! It holds what every request must read or write without taking a lock:
-//! the version of each shared dict's block journal (so a worker learns with
-//! one atomic load that it must sync) and per-worker statistics counters.
+//! the sequence numbers of each shared dict's block journal (the one
+//! home of the journal's sequence: a writer takes a number here, and a
+//! worker learns with one atomic load that it must sync) and per-worker
+//! statistics counters.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -58,11 +60,19 @@ impl WorkerStats {
     }
 }
 
-/// Journal version of one shared dict.
+/// The journal sequence of one shared dict: the numbers taken by writers
+/// and the newest one published.
+///
+/// A writer takes a number ([`DictSlot::take`]), writes its journal entry
+/// under it, then publishes it ([`DictSlot::publish`]); readers replay up
+/// to [`DictSlot::version`], so they never look for an entry before its
+/// writer is done with it (an entry taken later but published first makes
+/// a reader find the earlier one missing, and re-read every block).
 #[repr(C, align(64))]
 pub struct DictSlot {
     name_hash: AtomicU64,
     version: AtomicU64,
+    taken: AtomicU64,
 }
 
 impl DictSlot {
@@ -70,6 +80,22 @@ impl DictSlot {
     #[inline]
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
+    }
+
+    /// Takes the next sequence number: above every number taken or
+    /// published before, never reused.
+    pub fn take(&self) -> u64 {
+        let mut cur = self.taken.load(Ordering::Acquire);
+        loop {
+            let next = cur.max(self.version()) + 1;
+            match self
+                .taken
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return next,
+                Err(now) => cur = now,
+            }
+        }
     }
 
     /// Publishes sequence number `seq` (never moves backwards).
@@ -270,6 +296,12 @@ mod tests {
         a.publish(5);
         a.publish(3);
         assert_eq!(a.version(), 5);
+        // numbers taken are above everything published, and never reused
+        assert_eq!(a.take(), 6);
+        assert_eq!(a.take(), 7);
+        a.publish(7);
+        a.publish(10);
+        assert_eq!(a.take(), 11);
         let before = r.total(Stat::DictFull);
         r.worker(1000).incr(Stat::DictFull);
         r.worker(0).incr(Stat::DictFull);
