@@ -9,6 +9,7 @@
 use std::cell::{Cell, RefCell};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::blocks::journal::Replica;
 use crate::blocks::{Block, Blocks, Change, Diff, Page, RecordError, Source};
 use crate::config::Config;
 use crate::detect::{Detector, Request, Tripped};
@@ -215,6 +216,11 @@ impl Engine {
         self.slot.publish(seq);
     }
 
+    /// This worker's counters.
+    pub fn worker_stats(&self) -> &'static WorkerStats {
+        self.stats.get()
+    }
+
     /// Resolves the client of a request from its peer address. When the
     /// peer is a trusted proxy and `forwarded` is `None`, returns `None`:
     /// the caller must fetch X-Forwarded-For and call again.
@@ -409,6 +415,20 @@ impl Engine {
     /// (validation only; see [`Engine::install_policy`]).
     pub fn compile_policy(&self, api: &serde_json::Value) -> Result<Policy, PolicyError> {
         Policy::compile(&self.cfg.policy, api)
+    }
+
+    /// Compiles the admin API's document (JSON text; None: there is none)
+    /// with the options and makes it this worker's policy.
+    pub fn load_policy(&self, doc: Option<&[u8]>) -> Result<(), String> {
+        let v = match doc {
+            None => serde_json::Value::Null,
+            Some(text) => {
+                serde_json::from_slice(text).map_err(|e| format!("policy document: {e}"))?
+            }
+        };
+        let p = self.compile_policy(&v).map_err(|e| e.to_string())?;
+        self.install_policy(p);
+        Ok(())
     }
 
     /// Makes `p` this worker's policy.
@@ -635,6 +655,56 @@ impl Engine {
     /// Heap bytes used by the compiled lists.
     pub fn lists_memory(&self) -> usize {
         self.lists.memory_bytes()
+    }
+}
+
+/// The journal protocol drives the replica ([`crate::blocks::journal`]).
+impl Replica for Engine {
+    fn version(&self) -> u64 {
+        self.slot.version()
+    }
+
+    fn take(&self) -> u64 {
+        self.slot.take()
+    }
+
+    fn publish(&self, seq: u64) {
+        self.slot.publish(seq);
+    }
+
+    fn applied(&self) -> u64 {
+        self.applied.get()
+    }
+
+    fn set_applied(&self, seq: u64) {
+        self.applied.set(seq);
+    }
+
+    fn reset(&self) {
+        self.reset_blocks();
+    }
+
+    fn load(&self, key: &str, value: &str) -> Result<(), RecordError> {
+        self.load_record(key, value)
+    }
+
+    fn apply(&self, entry: &str) -> Result<(), RecordError> {
+        self.apply_entry(entry)
+    }
+
+    fn commit(&self) {
+        self.blocks.borrow_mut().commit();
+    }
+
+    fn reload_policy(&self, st: &crate::store::Store<'_>) -> Result<(), String> {
+        let doc = st
+            .dict
+            .get(crate::policy::doc::KEY)
+            .map_err(|e| e.to_string())?;
+        match doc {
+            Some(crate::store::Value::Str(text)) => self.load_policy(Some(&text)),
+            _ => self.load_policy(None),
+        }
     }
 }
 

@@ -26,7 +26,9 @@
 //! - [`reputation`]: the iprepd reputation cache and audit line;
 //! - [`config`]: the options of `new()`;
 //! - [`engine`]: one warden instance, composing all of the above;
-//! - [`persist`]: the state file;
+//! - [`persist`]: the state file, the fleet's records;
+//! - [`ops`]: what warden does with its shared dict (block, sync, trips,
+//!   policy edits...), for both doors;
 //! - [`admin`]: what the admin API reads (access-log lines).
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -43,6 +45,7 @@ pub mod ffi;
 pub mod lua;
 pub mod metrics;
 pub mod net;
+pub mod ops;
 pub mod options;
 pub mod path;
 pub mod persist;

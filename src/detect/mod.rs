@@ -24,6 +24,7 @@
 
 pub mod agents;
 pub mod counters;
+pub mod offences;
 
 use serde_json::{Map, Value};
 

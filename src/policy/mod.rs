@@ -15,6 +15,8 @@
 //! are globs ([`crate::path::glob`]).
 
 pub mod credentials;
+pub mod doc;
+pub mod rate;
 
 use std::collections::HashMap;
 use std::fmt;

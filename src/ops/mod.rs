@@ -1,0 +1,499 @@
+//! What warden does with its shared dict: each domain's protocol run
+//! against one engine ([`Engine`]: this worker's replica, lists, detector,
+//! policy) and the dict every worker shares.
+//!
+//! [`Warden`] is the one entry point for both doors' callers: the Lua
+//! module's bindings (`engine:block()`, `engine:sync()`...) and the admin
+//! API. It borrows the engine, the dict, where log lines go and this
+//! worker's [`Worker`] state, so a caller builds one per call:
+//!
+//! ```ignore
+//! let w = Warden { engine: &engine, dict: &dict, log: &log, worker: &worker };
+//! w.block(&net, 3_600_000, "abuse", Source::Manual)?;
+//! ```
+//!
+//! Errors are [`Error`]s with a kind: the admin API answers with
+//! `err.kind().status()`, never by reading the message.
+
+use std::cell::RefCell;
+use std::path::Path;
+
+use serde_json::Value as Json;
+
+use crate::blocks::journal::{self, Batch, Replica};
+use crate::blocks::{Block, Change, Source};
+use crate::detect::offences::{self, Seen};
+use crate::engine::{now_ms, Engine};
+use crate::error::{Error, Kind};
+use crate::events::{Event, Kind as EventKind};
+use crate::metrics::Stat;
+use crate::net::addr::{Addr, Net};
+use crate::options::human;
+use crate::persist::fleet::{self, Pending};
+use crate::persist::keep::{self, Saver};
+use crate::policy::doc::{self, Edit, Update};
+use crate::policy::rate;
+use crate::store::{Dict, Level, Log, Quiet, Store, Throttle};
+
+/// Longest block reason kept, in characters.
+pub const MAX_REASON: usize = 256;
+
+/// What one worker keeps between operations on one dict: its
+/// [`Throttle`], the state file's [`Saver`] (worker 0), a fleet
+/// reconciliation in progress.
+#[derive(Debug, Default)]
+pub struct Worker {
+    throttle: Throttle,
+    fleet_quiet: Quiet,
+    saver: RefCell<Option<Saver>>,
+    reconcile: RefCell<Option<Batch>>,
+}
+
+impl Worker {
+    /// For the dict named `dict`.
+    pub fn new(dict: &str) -> Worker {
+        Worker {
+            throttle: Throttle::new(dict),
+            ..Worker::default()
+        }
+    }
+
+    /// Tells which worker this is (`ngx.worker.id()`).
+    pub fn set_worker(&self, id: usize) {
+        self.throttle.set_worker(id);
+    }
+}
+
+/// A tripped rule, acted on (see [`Warden::trip`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trip {
+    /// The event recorded.
+    pub event: Event,
+    /// The client to report to iprepd as a violation, with the rule (the
+    /// report is a cosocket: the caller fires it).
+    pub report: Option<(Addr, &'static str)>,
+}
+
+/// One engine with its shared dict.
+#[derive(Clone, Copy)]
+pub struct Warden<'a> {
+    /// This worker's engine.
+    pub engine: &'a Engine,
+    /// The shared dict (`opts.dict`).
+    pub dict: &'a dyn Dict,
+    /// Where log lines go.
+    pub log: &'a dyn Log,
+    /// This worker's state.
+    pub worker: &'a Worker,
+}
+
+impl<'a> Warden<'a> {
+    /// The dict as this worker writes it, now.
+    pub fn store(&self) -> Store<'a> {
+        Store {
+            dict: self.dict,
+            log: self.log,
+            stats: self.engine.worker_stats(),
+            throttle: &self.worker.throttle,
+            now_ms: now_ms(),
+        }
+    }
+
+    // blocks and the journal -------------------------------------------
+
+    /// Brings this worker's replica (blocks and policy) up to date with the
+    /// journal. `Kind::Internal` when a dict call failed.
+    pub fn sync(&self) -> Result<(), Error> {
+        journal::sync(&self.store(), self.engine).map_err(|e| Error::internal(e.to_string()))
+    }
+
+    /// [`Warden::sync`], and the policy document compiled again whatever
+    /// the journal says (in `new()`).
+    pub fn load(&self) -> Result<(), Error> {
+        self.sync()?;
+        let st = self.store();
+        if let Err(e) = self.engine.reload_policy(&st) {
+            st.log(Level::Err, &format!("keeping the previous policy: {e}"));
+        }
+        Ok(())
+    }
+
+    /// Every worker re-reads every block and the policy from the dict
+    /// before its next request (this one at once).
+    pub fn refresh(&self) -> Result<(), Error> {
+        let st = self.store();
+        journal::write(&st, self.engine, journal::REFRESH);
+        journal::sync(&st, self.engine).map_err(|e| Error::internal(e.to_string()))
+    }
+
+    /// Every second: drops expired blocks from the replica; worker 0
+    /// frees the dict's expired keys every 10 s.
+    pub fn sweep(&self) -> usize {
+        let st = self.store();
+        st.tick();
+        self.engine.sweep(st.now_ms)
+    }
+
+    /// Blocks `target` for `duration_ms` (0: permanently), for `reason`
+    /// (cut to [`MAX_REASON`] characters), made by `source`: the dict, the
+    /// journal, every worker from its next request, the fleet. A manual
+    /// block is recorded as an event. Errors: `Kind::Full` (the dict has no
+    /// room; logged, rate-limited).
+    pub fn block(
+        &self,
+        target: &Net,
+        duration_ms: u64,
+        reason: &str,
+        source: Source,
+    ) -> Result<(), Error> {
+        let st = self.store();
+        let reason: String = reason.chars().take(MAX_REASON).collect();
+        let p = self
+            .engine
+            .prepare(target, duration_ms, source, &reason, st.now_ms);
+        if self.engine.allowlisted(target.first()) {
+            st.log(
+                Level::Warn,
+                &format!("{target} is allowlisted; its block has no effect while it is"),
+            );
+        }
+        journal::add(&st, self.engine, &p.block)?;
+        self.queue(&st, &p.entry);
+        if source != Source::Auto {
+            self.engine.record(&Event {
+                time_ms: st.now_ms,
+                ip: target.to_string(),
+                kind: Some(EventKind::BlockedIp),
+                rule: source.as_str().to_string(),
+                action: if duration_ms == 0 {
+                    "blocked permanently".to_string()
+                } else {
+                    format!("blocked for {}", human(duration_ms as f64 / 1000.0))
+                },
+                ..Event::default()
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes the block of exactly `target` (after a sync, so that a block
+    /// made by another worker is found); the detector forgets the client's
+    /// counts. Errors (field `ip`): `NotFound` (not blocked), `Conflict`
+    /// (a denylist entry: only the configuration removes it).
+    pub fn unblock(&self, target: &Net) -> Result<(), Error> {
+        let st = self.store();
+        journal::sync_logged(&st, self.engine);
+        let blocked = self
+            .engine
+            .block_of(target)
+            .is_some_and(|b| !b.expired(st.now_ms))
+            || matches!(self.dict.get(&Block::key(target)), Ok(Some(_)));
+        if !blocked {
+            if self.engine.denylisted(target) {
+                return Err(Error::new(
+                    Kind::Conflict,
+                    "ip",
+                    format!("{target} is in the denylist (configuration), not a block"),
+                ));
+            }
+            return Err(Error::new(
+                Kind::NotFound,
+                "ip",
+                format!("{target} is not blocked"),
+            ));
+        }
+        journal::remove(&st, self.engine, target)?;
+        self.queue(&st, &Change::Remove(*target).encode());
+        // so that the client's next request does not trip a rule again
+        self.engine.forget(target);
+        self.engine.record(&Event {
+            time_ms: st.now_ms,
+            ip: target.to_string(),
+            kind: Some(EventKind::BlockedIp),
+            rule: "manual".to_string(),
+            action: "unblocked".to_string(),
+            ..Event::default()
+        });
+        Ok(())
+    }
+
+    /// Whether a block or the denylist applies to `a` now (after a sync).
+    pub fn is_blocked(&self, a: Addr) -> Option<crate::engine::BlockInfo> {
+        journal::sync_logged(&self.store(), self.engine);
+        self.engine.is_blocked(a)
+    }
+
+    fn queue(&self, st: &Store<'_>, entry: &str) {
+        if self.engine.config().redis.is_some() {
+            fleet::queue(st, &self.worker.fleet_quiet, entry);
+        }
+    }
+
+    // the detector --------------------------------------------------------
+
+    /// Acts on the rule that tripped in this worker's latest observation
+    /// (see [`crate::detect::offences`]): the block with its escalation,
+    /// the log line; records the event. None when nothing tripped.
+    pub fn trip(&self, seen: &Seen<'_>) -> Option<Trip> {
+        let t = self.engine.take_trip()?;
+        let cfg = self.engine.detector()?.config();
+        let st = self.store();
+        let out = offences::act(
+            &st,
+            cfg,
+            self.engine.config().blocking_mode,
+            &t,
+            seen,
+            || self.is_blocked(t.addr).is_some(),
+            |net, duration_ms, reason| self.block(net, duration_ms, reason, Source::Auto),
+        );
+        self.engine.record(&out.event);
+        Some(Trip {
+            report: out.report.then_some((t.addr, t.rule.name())),
+            event: out.event,
+        })
+    }
+
+    // policies ----------------------------------------------------------
+
+    /// The admin API's policy document, normalized (see
+    /// [`crate::policy::doc`]). `Kind::Internal` when what is stored is not
+    /// JSON.
+    pub fn policy_document(&self) -> Result<Json, Error> {
+        doc::read(self.dict)
+    }
+
+    /// Makes a change to the policy document (see [`doc::update`]): every
+    /// worker applies it before its next request. [`Update::Busy`]: another
+    /// worker holds the lock; wait a little (`ngx.sleep`) and try again,
+    /// with `last_try` on the last attempt.
+    pub fn edit_policy(&self, edit: &Edit, last_try: bool) -> Result<Update, Error> {
+        let check = |d: &Json| self.engine.compile_policy(d).map(drop);
+        doc::update(&self.store(), self.engine, edit, &check, last_try)
+    }
+
+    /// Counts a request of `client` to `site`, whose limit is `limit`
+    /// requests per `window_s` seconds. Over the limit: the seconds until
+    /// the window ends (counted; the first request over the limit records
+    /// an event with `method` and `path`).
+    pub fn rate_limited(
+        &self,
+        site: &str,
+        client: &str,
+        limit: u32,
+        window_s: u32,
+        method: &str,
+        path: &str,
+    ) -> Option<f64> {
+        let st = self.store();
+        let over = rate::hit(&st, site, client, limit, window_s)?;
+        self.engine.count(Stat::SiteRateLimited);
+        if over.first {
+            self.engine.record(&Event {
+                time_ms: st.now_ms,
+                ip: client.to_string(),
+                kind: Some(EventKind::RateLimited),
+                rule: format!("site:{site}"),
+                count: over.count.min(u64::from(u32::MAX)) as u32,
+                threshold: limit,
+                window_s,
+                status: 429,
+                method: method.to_string(),
+                path: path.to_string(),
+                action: "rate limited until the window ends".to_string(),
+                ..Event::default()
+            });
+        }
+        Some(over.retry_after)
+    }
+
+    /// An expendable counter in the dict (see [`Store::counter`]): offence
+    /// and rate-limit counters are made this way.
+    pub fn counter(&self, key: &str, by: f64, ttl: f64) -> Result<f64, Error> {
+        self.store()
+            .counter(key, by, ttl)
+            .map_err(|e| Error::new(Kind::Full, "", e.to_string()))
+    }
+
+    /// Bytes in the dict's free pages and its size (when the API has them).
+    pub fn dict_space(&self) -> (Option<usize>, Option<usize>) {
+        (self.dict.free_space(), self.dict.capacity())
+    }
+
+    // the state file -----------------------------------------------------
+
+    /// Restores the state file at `path` into a fresh dict (in `new()`, in
+    /// the master; see [`crate::persist::keep`]). Never fails.
+    pub fn restore_state(&self, path: &Path) {
+        keep::restore(&self.store(), self.engine, path);
+    }
+
+    /// Worker 0 saves the state file at `path` from now on.
+    pub fn start_saving(&self, path: &Path) {
+        let interval = self.engine.config().state_interval_ms;
+        *self.worker.saver.borrow_mut() = Some(Saver::start(&self.store(), path, interval));
+    }
+
+    /// The state file timer's tick; `exiting`: the worker exits, write
+    /// what is left now.
+    pub fn save_tick(&self, exiting: bool) {
+        if let Some(s) = &*self.worker.saver.borrow() {
+            if exiting {
+                s.exit(&self.store(), self.engine);
+            } else {
+                s.tick(&self.store(), self.engine);
+            }
+        }
+    }
+
+    // the fleet ------------------------------------------------------------
+
+    /// Names this node and sets up the fleet's keys (see [`fleet::init`]).
+    pub fn fleet_init(&self, configured: Option<&str>, generated: &str) -> String {
+        fleet::init(self.dict, configured, generated)
+    }
+
+    /// Up to `max` local changes waiting to be sent (None: none).
+    pub fn fleet_pending(&self, max: u64) -> Result<Option<Pending>, Error> {
+        fleet::pending(&self.store(), max).map_err(|e| Error::internal(e.to_string()))
+    }
+
+    /// The changes up to `last` are in Redis (`n` of them sent).
+    pub fn fleet_sent(&self, last: u64, n: u64) {
+        fleet::sent(self.dict, last);
+        self.engine.count_n(Stat::FleetSent, n);
+    }
+
+    /// Whether the agent is connected, and the changes queued.
+    pub fn fleet_status(&self) -> (bool, f64) {
+        (fleet::up(self.dict), fleet::queued(self.dict))
+    }
+
+    /// Records whether the agent is connected.
+    pub fn fleet_up(&self, up: bool) {
+        fleet::set_up(self.dict, up);
+    }
+
+    /// The epoch this node last reconciled with, and the changes lost since.
+    pub fn fleet_epoch(&self) -> (Option<String>, u64) {
+        (fleet::epoch(self.dict), fleet::lost(self.dict))
+    }
+
+    /// Applies a message from the channel (`<node> <entry>`) from another
+    /// node than `me`, as a local change that is not queued again. Never
+    /// fails: what is ignored or fails is logged.
+    pub fn fleet_message(&self, payload: &str, me: &str) {
+        let st = self.store();
+        let (node, change) = match fleet::message(payload) {
+            Ok(m) => m,
+            Err(why) => return st.log(Level::Warn, &why),
+        };
+        if node == me {
+            return; // our own change, back from Redis
+        }
+        let change = match change {
+            Ok(c) => c,
+            Err(why) => return st.log(Level::Warn, &why),
+        };
+        let current = self.dict.get_text(&Block::key(change.net())).ok().flatten();
+        let (done, what) = match &change {
+            Change::Add(b) => {
+                if b.expired(st.now_ms) || current.as_deref() == Some(b.value().as_str()) {
+                    return; // nothing to do (e.g. the node's own change, seen again)
+                }
+                (journal::add(&st, self.engine, b), "block")
+            }
+            Change::Remove(net) => {
+                if current.is_none() {
+                    return;
+                }
+                let r = journal::remove(&st, self.engine, net);
+                if r.is_ok() {
+                    self.engine.forget(net);
+                }
+                (r, "unblock")
+            }
+        };
+        let target = change.net();
+        match done {
+            Ok(()) => {
+                st.log(Level::Info, &format!("{what}ed {target} (from {node})"));
+                self.engine.count(Stat::FleetReceived);
+            }
+            Err(e) => st.log(
+                Level::Err,
+                &format!("cannot apply {node}'s {what} of {target}: {e}"),
+            ),
+        }
+    }
+
+    /// Starts comparing this node's blocks with the fleet's Redis, one
+    /// page at a time ([`Warden::reconcile_page`]); changes go into one
+    /// batch, journaled by [`Warden::reconcile_finish`].
+    pub fn reconcile_begin(&self) {
+        journal::sync_logged(&self.store(), self.engine);
+        self.engine.diff_begin();
+        *self.worker.reconcile.borrow_mut() = Some(Batch::new("of the fleet's blocks"));
+    }
+
+    /// Compares a page of Redis's records (`target`, `value`) with the
+    /// replica: the unexpired entries that differ are taken here at once.
+    /// Returns the unexpired entries, those taken, and the malformed ones
+    /// (`"<target> = <value>"`, for the log).
+    pub fn reconcile_page<'r>(
+        &self,
+        records: impl IntoIterator<Item = (&'r str, &'r str)>,
+    ) -> (usize, usize, Vec<String>) {
+        let st = self.store();
+        let page = self.engine.diff_page(records, st.now_ms);
+        let mut batch = self.worker.reconcile.borrow_mut();
+        let batch = batch.get_or_insert_with(|| Batch::new("of the fleet's blocks"));
+        for b in &page.differ {
+            batch.put(&st, b);
+        }
+        (page.live, page.differ.len(), page.malformed)
+    }
+
+    /// The replica's blocks that Redis lacks. `mirror` (Redis is the
+    /// truth): they were unblocked or expired elsewhere and go, unless a
+    /// change of theirs waits in the outbox; returns how many went.
+    /// Otherwise they are returned, for Redis to take.
+    pub fn reconcile_unseen(&self, mirror: bool) -> (usize, Vec<Block>) {
+        let st = self.store();
+        let unseen = self.engine.diff_end(st.now_ms);
+        if !mirror {
+            return (0, unseen);
+        }
+        let queued = fleet::queued_targets(self.dict);
+        let mut batch = self.worker.reconcile.borrow_mut();
+        let batch = batch.get_or_insert_with(|| Batch::new("of the fleet's blocks"));
+        let mut dropped = 0;
+        for b in unseen.iter().filter(|b| !queued.contains(&b.net)) {
+            batch.delete(&st, &b.net);
+            dropped += 1;
+        }
+        (dropped, Vec::new())
+    }
+
+    /// Ends the comparison: journals the batch (every worker applies it).
+    /// Returns the changes written.
+    pub fn reconcile_finish(&self) -> usize {
+        match self.worker.reconcile.borrow_mut().take() {
+            Some(b) => b.finish(&self.store(), self.engine),
+            None => 0,
+        }
+    }
+
+    /// Records a reconciliation with the Redis set of `epoch`; `lost`: the
+    /// changes that could not be queued are in Redis now.
+    pub fn reconciled(&self, epoch: &str, lost: bool) {
+        let _ = fleet::reconciled(self.dict, epoch);
+        if lost {
+            fleet::clear_lost(self.dict);
+        }
+        self.engine.count(Stat::FleetResyncs);
+    }
+}
+
+#[cfg(test)]
+mod tests;
