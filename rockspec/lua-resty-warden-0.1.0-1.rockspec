@@ -49,6 +49,5 @@ build = {
         ["lua/resty/warden/request.lua"] = "resty/warden/request.lua",
         ["lua/resty/warden/state.lua"] = "resty/warden/state.lua",
         ["lua/resty/warden/statsd.lua"] = "resty/warden/statsd.lua",
-        ["lua/resty/warden/store.lua"] = "resty/warden/store.lua",
     },
 }

@@ -360,7 +360,7 @@ qr/is full \(no memory\): cannot block 10\.7\.0\.1 \(and \d+ more in the last \d
             warden:block("192.0.2.60")
             warden:block("192.0.2.61")
             local dict = ngx.shared.warden
-            local v = dict:get("v")
+            local v = warden.engine:version()  -- the journal's newest entry
             dict:delete("j|" .. v)
             dict:delete("j|" .. (v - 1))
             ngx.say(fan("192.0.2.60", 100))
@@ -395,21 +395,20 @@ true
 --- config
     location /t {
         content_by_lua_block {
-            local store = require "resty.warden.store"
             local dict = ngx.shared.warden
             -- the offences of a long attack from many addresses, each kept
             -- 30 days: created until the reserve is reached, then refused
             local n = 0
-            while store.count(dict, "warden", warden.engine,
-                              "o|10.1." .. math.floor(n / 256) .. "." .. n % 256,
-                              1, 30 * 86400) do
+            while warden.engine:counter(
+                    "o|10.1." .. math.floor(n / 256) .. "." .. n % 256,
+                    1, 30 * 86400) do
                 n = n + 1
             end
             ngx.say("counters: ", n > 500, ", refused: ",
                     warden:stats().counters_refused == 1,
                     ", room left: ", dict:free_space() >= 256 * 1024 / 8 - 4096)
             -- an existing counter still counts
-            ngx.say((store.count(dict, "warden", warden.engine, "o|10.1.0.0", 1)))
+            ngx.say((warden.engine:counter("o|10.1.0.0", 1)))
             -- 50 new scanners: each is blocked (its offence counts as a
             -- first one), and then refused
             for i = 1, 50 do

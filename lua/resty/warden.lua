@@ -11,10 +11,8 @@
 
 local core = require "resty.warden.core"
 local request = require "resty.warden.request"
-local store = require "resty.warden.store"
 local detector = require "resty.warden.detector"
 local access = require "resty.warden.access"
-local policy = require "resty.warden.policy"
 local metrics = require "resty.warden.metrics"
 local state = require "resty.warden.state"
 local ffi = require "ffi"
@@ -58,7 +56,6 @@ local SOURCES = { [DENY] = "denylist", [core.BLOCK_MANUAL] = "manual",
 local client = ffi.new("warden_client_t")
 local textbuf = ffi.new("unsigned char[64]")
 
-local FLUSH_INTERVAL = 10  -- seconds between two flushes of expired keys
 local SYNC_INTERVAL = 1  -- seconds between background syncs and sweeps
 
 
@@ -87,27 +84,21 @@ function _M.new(opts)
               .. ")", 2)
     end
 
+    -- the engine finds its lua_shared_dict itself (an error names it)
     local engine, err = core.lua.new(opts or {})
     if not engine then
         error("resty.warden: " .. err, 2)
     end
     local cfg = engine:config()
-    local dict = ngx.shared[cfg.dict]
-    if not dict then
-        error("resty.warden: opts.dict: no lua_shared_dict named '"
-              .. cfg.dict .. "' (add 'lua_shared_dict " .. cfg.dict
-              .. " 64m;' to the http block)", 2)
-    end
 
     local self = setmetatable({
         engine = engine,
         handle = ffi.cast("const warden_engine_t *", engine:ptr()),
-        dict = dict,
+        dict = ngx.shared[cfg.dict],
         dict_name = cfg.dict,
         blocking_mode = cfg.blocking_mode,
         block_status = cfg.block_status,
         forwarded_logged = 0,
-        flushed = 0,  -- when worker 0 last flushed expired keys (tick)
         detector = engine:detector(),  -- nil when disabled
         admin_max_body = cfg.admin_max_body,
         max_captures = cfg.max_captures,
@@ -165,25 +156,23 @@ function _M.new(opts)
         self.iprepd = rep
     end
     if cfg.state_file then
+        -- restored into a fresh dict only (not on a reload)
         self.state_path = state.path(cfg.state_file)
-        self.state_interval = cfg.state_interval
-        state.restore(self, self.state_path)
+        engine:restore_state(self.state_path)
     end
     if cfg.redis then
         self.fleet = require("resty.warden.fleet").new(self, cfg.redis)
     end
-    store.sync(dict, engine)
-    store.load_policy(dict, engine)
+    -- the workers fork from this process, replica and policy included
+    engine:sync(true)
     return self
 end
 
 
--- Brings this worker's replica of the blocks up to date; never raises.
+-- Brings this worker's replica of the blocks (and the policy) up to date
+-- with the journal (src/blocks/journal.rs); never raises.
 local function sync(self)
-    local ok, err = pcall(store.sync, self.dict, self.engine)
-    if not ok then
-        log(ERR, "warden: sync failed: ", err)
-    end
+    self.engine:sync()
 end
 
 
@@ -212,14 +201,9 @@ local function tick(premature, self)
         return
     end
     sync(self)
+    -- expired blocks leave the replica; worker 0 frees the dict's expired
+    -- keys, which nginx itself never frees behind a live one
     self.engine:sweep()
-    -- expired keys behind a live one are never freed by nginx itself
-    -- (store.reclaim): one worker flushes them
-    local now = ngx.now()
-    if ngx.worker.id() == 0 and now - self.flushed >= FLUSH_INTERVAL then
-        self.flushed = now
-        self.dict:flush_expired()
-    end
     if self.pressure then
         report_pressure(self)
     end
@@ -271,7 +255,7 @@ function _M:init_worker()
                           logged = 0 }
     end
     if id == 0 and self.state_path then
-        state.start(self, self.state_path, self.state_interval)
+        state.start(self.engine, self.state_path)
     end
     if id == 0 and self.fleet then
         self.fleet:start()
@@ -473,66 +457,18 @@ function _M:block(target, opts, source)
     if opts ~= nil and type(opts) ~= "table" then
         return nil, "opts must be a table, got " .. type(opts)
     end
-    local duration, reason
-    if opts then
-        duration, reason = opts.duration, opts.reason
-    end
-    local engine = self.engine
-    local rec, err = engine:prepare(target, duration, reason,
-                                    source or "manual", ngx_now())
-    if not rec then
-        return nil, err
-    end
-    if rec.allowlisted then
-        log(WARN, "warden: ", rec.target, " is allowlisted; its block has",
-            " no effect while it is")
-    end
-    local ok
-    ok, err = store.add(self.dict, self.dict_name, engine, rec)
-    if not ok then
-        return nil, err
-    end
-    if self.fleet then
-        self.fleet:queue(rec.entry)
-    end
-    if source ~= "auto" then
-        engine:record{ ip = rec.target, type = "blocked_ip",
-                       rule = source or "manual", reason = reason,
-                       action = rec.ttl == 0 and "blocked permanently"
-                                or "blocked for "
-                                   .. detector.human(rec.ttl) }
-    end
-    return true, rec.target
+    local ok, res = self.engine:block(target, opts and opts.duration,
+                                      opts and opts.reason, source)
+    return ok, res
 end
 
 
 --- warden:unblock(target) -> true | nil, err
 function _M:unblock(target)
-    local engine = self.engine
-    sync(self)
-    local rec, err = engine:unblock_record(target)
-    if not rec then
-        return nil, err
-    end
-    if not rec.blocked and not self.dict:get(rec.key) then
-        if rec.denylisted then
-            return nil, rec.target .. " is in the denylist (configuration),"
-                        .. " not a block"
-        end
-        return nil, rec.target .. " is not blocked"
-    end
-    local ok
-    ok, err = store.remove(self.dict, self.dict_name, engine, rec)
+    local ok, err = self.engine:unblock(target)
     if not ok then
         return nil, err
     end
-    if self.fleet then
-        self.fleet:queue(rec.entry)
-    end
-    -- so that the client's next request does not trip a rule again
-    engine:forget(rec.target)
-    engine:record{ ip = rec.target, type = "blocked_ip", rule = "manual",
-                   action = "unblocked" }
     return true
 end
 
@@ -558,16 +494,11 @@ function _M:stats()
     local s = self.engine:stats()
     s.dict = self.dict_name
     s.version = _M._VERSION
-    s.dict_free_bytes = self.dict:free_space()
-    s.dict_capacity_bytes = self.dict:capacity()
     s.state_file = self.state_path
     local fleet = self.fleet
     if fleet then
-        local dict = self.dict
         s.fleet_node = fleet.node
         s.fleet_redis = fleet.where
-        s.fleet_connected = dict:get("r|up") == true
-        s.fleet_queued = (dict:get("r|tail") or 0) - (dict:get("r|head") or 0)
     end
     return s
 end
@@ -582,7 +513,11 @@ end
 --- warden:refresh() -> true | nil, err: every worker re-reads the blocks
 -- and the policy from the shared dict before its next request.
 function _M:refresh()
-    return policy.refresh(self)
+    local ok, err = self.engine:refresh()
+    if not ok then
+        return nil, err
+    end
+    return true
 end
 
 

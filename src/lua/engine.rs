@@ -1,30 +1,67 @@
 //! `LuaEngine`: one warden instance as Lua sees it (`engine:...`).
 
 use mlua::{
-    IntoLuaMulti, LightUserData, Lua, LuaSerdeExt, MultiValue, Result as LuaResult, Table,
-    UserData, UserDataMethods, Value,
+    LightUserData, Lua, LuaSerdeExt, MultiValue, Result as LuaResult, Table, UserData,
+    UserDataMethods, Value,
 };
 
-use std::path::PathBuf;
-
+use super::dict::{LuaDict, LuaLog};
 use super::{duration_arg, error3, net_arg, nil_err, ok, show_lua, str_arg};
-use crate::blocks::{Block, Source};
+use crate::blocks::Source;
 use crate::engine::{now_ms, Engine};
 use crate::events::{Event, Filter, Kind};
 use crate::metrics::Stat;
 use crate::net::addr::{Addr, Net};
-use crate::persist::state;
+use crate::ops::{Warden, Worker};
 use crate::policy::credentials::Outcome;
 
-/// The userdata that owns an engine. The engine is boxed so that the
-/// pointer handed to the FFI functions stays put.
-pub struct LuaEngine(Box<Engine>);
+/// The userdata that owns an engine, with its shared dict. The engine is
+/// boxed so that the pointer handed to the FFI functions stays put.
+pub struct LuaEngine(Box<Engine>, Host);
+
+/// What the engine's operations need besides the engine: the dict, the
+/// log, this worker's state.
+pub struct Host {
+    dict: LuaDict,
+    log: LuaLog,
+    worker: Worker,
+}
 
 impl LuaEngine {
-    /// Owns `e` (boxed, so that the pointer given to the FFI stays put).
-    pub fn new(e: Engine) -> LuaEngine {
-        LuaEngine(Box::new(e))
+    /// Owns `e` (boxed, so that the pointer given to the FFI stays put),
+    /// with its shared dict and `ngx.log`.
+    pub fn new(e: Engine, dict: LuaDict, log: LuaLog) -> LuaEngine {
+        let worker = Worker::new(&e.config().dict);
+        LuaEngine(Box::new(e), Host { dict, log, worker })
     }
+
+    /// The engine with its dict: what every operation runs on.
+    pub fn warden(&self) -> Warden<'_> {
+        Warden {
+            engine: &self.0,
+            dict: &self.1.dict,
+            log: &self.1.log,
+            worker: &self.1.worker,
+        }
+    }
+}
+
+/// An event as Lua sees it (`engine:events()`, `engine:trip()`).
+pub(super) fn event_table(lua: &Lua, e: &Event) -> LuaResult<Table> {
+    let t = lua.create_table_with_capacity(0, 12)?;
+    t.set("time", e.time_ms as f64 / 1000.0)?;
+    t.set("ip", e.ip.as_str())?;
+    t.set("type", e.kind.map_or("unknown", |k| k.name()))?;
+    t.set("rule", e.rule.as_str())?;
+    t.set("count", e.count)?;
+    t.set("threshold", e.threshold)?;
+    t.set("window", e.window_s)?;
+    t.set("status", e.status)?;
+    t.set("method", e.method.as_str())?;
+    t.set("path", e.path.as_str())?;
+    t.set("user_agent", e.user_agent.as_str())?;
+    t.set("action", e.action.as_str())?;
+    Ok(t)
 }
 
 fn block_table(
@@ -44,73 +81,19 @@ fn block_table(
 
 impl UserData for LuaEngine {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        super::ops::add_methods(m);
         m.add_method("ptr", |_, this, ()| {
             Ok(LightUserData(&*this.0 as *const Engine as *mut _))
         });
         m.add_method("set_worker", |_, this, id: usize| {
             this.0.set_worker(id);
-            Ok(())
-        });
-        m.add_method("applied", |_, this, ()| Ok(this.0.applied() as f64));
-        m.add_method("set_applied", |_, this, seq: f64| {
-            this.0.set_applied(seq.max(0.0) as u64);
+            this.1.worker.set_worker(id);
             Ok(())
         });
         m.add_method("version", |_, this, ()| Ok(this.0.version() as f64));
-        m.add_method("publish", |_, this, seq: f64| {
-            this.0.publish(seq.max(0.0) as u64);
-            Ok(())
-        });
         m.add_method("stale", |_, this, ()| Ok(this.0.stale()));
-        m.add_method(
-            "apply_entry",
-            |lua, this, entry: mlua::LuaString| match this.0.apply_entry(&entry.to_string_lossy()) {
-                Ok(()) => ok(lua, true),
-                Err(e) => nil_err(lua, e),
-            },
-        );
-        m.add_method(
-            "load_record",
-            |lua, this, (k, v): (mlua::LuaString, mlua::LuaString)| match this
-                .0
-                .load_record(&k.to_string_lossy(), &v.to_string_lossy())
-            {
-                Ok(()) => ok(lua, true),
-                Err(e) => nil_err(lua, e),
-            },
-        );
-        // diff_begin(); diff_page({ target1, value1, ... }) -> { target,
-        // value, ... that differ }, live, { malformed, ... }; diff_end() ->
-        // { target, value, ... of the replica that no page had }: the fleet
-        // agent compares the replica with Redis one HSCAN page at a time.
-        m.add_method("diff_begin", |_, this, ()| {
-            this.0.diff_begin();
-            Ok(())
-        });
-        m.add_method("diff_page", |lua, this, kv: Table| {
-            let mut flat: Vec<String> = Vec::with_capacity(kv.raw_len());
-            for v in kv.sequence_values::<mlua::LuaString>() {
-                flat.push(v?.to_string_lossy());
-            }
-            let page = this.0.diff_page(
-                flat.chunks_exact(2).map(|p| (p[0].as_str(), p[1].as_str())),
-                now_ms(),
-            );
-            let bad = lua.create_sequence_from(page.malformed)?;
-            Ok((flat_records(lua, &page.differ)?, page.live, bad))
-        });
-        m.add_method("diff_end", |lua, this, ()| {
-            flat_records(lua, &this.0.diff_end(now_ms()))
-        });
-        m.add_method("reset_blocks", |_, this, ()| {
-            this.0.reset_blocks();
-            Ok(())
-        });
-        m.add_method("commit", |_, this, ()| {
-            this.0.commit();
-            Ok(())
-        });
-        m.add_method("sweep", |_, this, ()| Ok(this.0.sweep(now_ms())));
+        // sweep(): drops expired blocks; worker 0 frees expired keys
+        m.add_method("sweep", |_, this, ()| Ok(this.warden().sweep()));
         // counters() -> every counter summed over every worker (cheap: no
         // table walks, unlike stats())
         m.add_method("counters", |lua, this, ()| {
@@ -169,23 +152,6 @@ impl UserData for LuaEngine {
                 ok(lua, t)
             },
         );
-        // unblock_record(target) -> { target, key, entry, blocked, denylisted } | nil, err
-        m.add_method("unblock_record", |lua, this, target: Value| {
-            let net = match net_arg(&target) {
-                Ok(n) => n,
-                Err(e) => return nil_err(lua, e),
-            };
-            let t = lua.create_table_with_capacity(0, 5)?;
-            t.set("target", net.to_string())?;
-            t.set("key", Block::key(&net))?;
-            t.set("entry", crate::blocks::Change::Remove(net).encode())?;
-            t.set("denylisted", this.0.denylisted(&net))?;
-            t.set(
-                "blocked",
-                this.0.block_of(&net).is_some_and(|b| !b.expired(now_ms())),
-            )?;
-            ok(lua, t)
-        });
         // is_blocked(ip) -> false | info | nil, err
         m.add_method("is_blocked", |lua, this, ip: Value| {
             let ip = match str_arg(&ip, "ip") {
@@ -267,41 +233,19 @@ impl UserData for LuaEngine {
                     crate::detect::counters::SLOT_BYTES,
                 )?;
             }
+            let (free, capacity) = this.warden().dict_space();
+            t.set("dict_free_bytes", free)?;
+            t.set("dict_capacity_bytes", capacity)?;
+            if this.0.config().redis.is_some() {
+                let (up, queued) = this.warden().fleet_status();
+                t.set("fleet_connected", up)?;
+                t.set("fleet_queued", queued)?;
+            }
             let ev = this.0.events();
             t.set("events_recorded", ev.written() as f64)?;
             t.set("events_capacity", ev.capacity())?;
             t.set("events_memory_bytes", ev.bytes())?;
             Ok(t)
-        });
-        // trip() -> the latest tripped rule of this worker, once, or nil
-        m.add_method("trip", |lua, this, ()| {
-            let Some(t) = this.0.take_trip() else {
-                return Ok(Value::Nil);
-            };
-            let d = this.0.detector();
-            let (prefix, window) =
-                d.map_or((64, 0), |d| (d.config().ipv6_prefix, d.config().window_ms));
-            let out = lua.create_table_with_capacity(0, 9)?;
-            out.set("target", t.key.net(prefix).to_string())?;
-            out.set("client", t.addr.to_string())?;
-            out.set("rule", t.rule.name())?;
-            out.set("type", crate::detect::event_kind(t.rule).name())?;
-            out.set("count", t.count)?;
-            out.set("threshold", t.threshold)?;
-            out.set("window", window as f64 / 1000.0)?;
-            out.set("mode", t.mode.name())?;
-            if let Some(m) = t.matched {
-                out.set("matched", m)?;
-            }
-            Ok(Value::Table(out))
-        });
-        // block_duration(offence) -> seconds (0 = permanent)
-        m.add_method("block_duration", |_, this, n: f64| {
-            let n = n.clamp(1.0, 1.0e6) as u32;
-            Ok(this
-                .0
-                .detector()
-                .map_or(0.0, |d| d.config().block_duration_ms(n) as f64 / 1000.0))
         });
         // detector() -> its options as Lua sees them, or nil when off
         m.add_method("detector", |lua, this, ()| {
@@ -439,20 +383,7 @@ impl UserData for LuaEngine {
             };
             let out = lua.create_table_with_capacity(list.len(), 0)?;
             for (i, e) in list.iter().enumerate() {
-                let t = lua.create_table_with_capacity(0, 12)?;
-                t.set("time", e.time_ms as f64 / 1000.0)?;
-                t.set("ip", e.ip.as_str())?;
-                t.set("type", e.kind.map_or("unknown", |k| k.name()))?;
-                t.set("rule", e.rule.as_str())?;
-                t.set("count", e.count)?;
-                t.set("threshold", e.threshold)?;
-                t.set("window", e.window_s)?;
-                t.set("status", e.status)?;
-                t.set("method", e.method.as_str())?;
-                t.set("path", e.path.as_str())?;
-                t.set("user_agent", e.user_agent.as_str())?;
-                t.set("action", e.action.as_str())?;
-                out.raw_set(i + 1, t)?;
+                out.raw_set(i + 1, event_table(lua, e)?)?;
             }
             ok(lua, out)
         });
@@ -468,35 +399,6 @@ impl UserData for LuaEngine {
         // allowlisted(ip) -> true when the allowlist or whitelist covers ip
         m.add_method("allowlisted", |_, this, ip: String| {
             Ok(Net::parse(ip.trim()).is_ok_and(|n| this.0.allowlisted(n.first())))
-        });
-        // load_policy(json | nil) -> true | nil, err: compiles the admin
-        // API's document with the options and installs it in this worker
-        m.add_method("load_policy", |lua, this, doc: Option<mlua::LuaString>| {
-            let v = match doc {
-                None => serde_json::Value::Null,
-                Some(s) => match serde_json::from_slice(&s.as_bytes()) {
-                    Ok(v) => v,
-                    Err(e) => return nil_err(lua, format!("policy document: {e}")),
-                },
-            };
-            match this.0.compile_policy(&v) {
-                Ok(p) => {
-                    this.0.install_policy(p);
-                    ok(lua, true)
-                }
-                Err(e) => nil_err(lua, e),
-            }
-        });
-        // check_policy(doc) -> true | nil, err, field (validation only)
-        m.add_method("check_policy", |lua, this, doc: Value| {
-            let v: serde_json::Value = match lua.from_value(doc) {
-                Ok(v) => v,
-                Err(e) => return nil_err(lua, format!("policy document: {e}")),
-            };
-            match this.0.compile_policy(&v) {
-                Ok(_) => ok(lua, true),
-                Err(e) => error3(lua, &e.to_string(), e.field()),
-            }
         });
         // routes() -> { { id, path, method, auth_type, credentials (redacted),
         //                 deployment, realm }, ... } in matching order
@@ -592,98 +494,5 @@ impl UserData for LuaEngine {
             t.set("time", l.time_ms as f64 / 1000.0)?;
             ok(lua, t)
         });
-        // save_state(path, policy_json?, epoch?) -> true, or false while
-        // the previous save is still being written (state file)
-        m.add_method(
-            "save_state",
-            |lua,
-             this,
-             (path, policy, epoch): (String, Option<mlua::LuaString>, Option<String>)| {
-                match snapshot(&this.0, policy, epoch) {
-                    Ok(st) => ok(lua, STATE_WRITER.submit(PathBuf::from(path), st)),
-                    Err(e) => nil_err(lua, e),
-                }
-            },
-        );
-        // save_state_now(...) -> true | nil, err: the same, written before
-        // returning (a worker that exits), after any save in flight
-        m.add_method(
-            "save_state_now",
-            |lua,
-             this,
-             (path, policy, epoch): (String, Option<mlua::LuaString>, Option<String>)| {
-                STATE_WRITER.wait();
-                let st = match snapshot(&this.0, policy, epoch) {
-                    Ok(st) => st,
-                    Err(e) => return nil_err(lua, e),
-                };
-                let path = PathBuf::from(path);
-                match state::write_atomic(&path, &state::serialize(&st)) {
-                    Ok(()) => {
-                        this.0.count(Stat::StateSaves);
-                        ok(lua, true)
-                    }
-                    Err(e) => {
-                        this.0.count(Stat::StateSaveErrors);
-                        nil_err(lua, e)
-                    }
-                }
-            },
-        );
-        // state_saved() -> nil (nothing finished since the last call) |
-        // true, { bytes, blocks, ms } | false, err
-        m.add_method("state_saved", |lua, this, ()| match STATE_WRITER.poll() {
-            None => Ok(MultiValue::new()),
-            Some(Ok(s)) => {
-                this.0.count(Stat::StateSaves);
-                let t = lua.create_table()?;
-                t.set("bytes", s.bytes)?;
-                t.set("blocks", s.blocks)?;
-                t.set("ms", s.elapsed_ms)?;
-                (true, t).into_lua_multi(lua)
-            }
-            Some(Err(e)) => {
-                this.0.count(Stat::StateSaveErrors);
-                (false, e).into_lua_multi(lua)
-            }
-        });
     }
-}
-
-/// One writer of state files per process (each worker has its own).
-static STATE_WRITER: once_cell::sync::Lazy<state::Writer> =
-    once_cell::sync::Lazy::new(state::Writer::new);
-
-/// What a state file would hold now: this worker's replica of the blocks,
-/// the policy document (JSON text, as in the shared dict) and the epoch.
-fn snapshot(
-    e: &Engine,
-    policy: Option<mlua::LuaString>,
-    epoch: Option<String>,
-) -> Result<state::State, String> {
-    let policy = match policy {
-        Some(text) if !text.as_bytes().is_empty() => Some(
-            serde_json::from_slice::<serde_json::Value>(&text.as_bytes())
-                .map_err(|err| format!("the stored policy document is not JSON: {err}"))?,
-        ),
-        _ => None,
-    };
-    let now = now_ms();
-    Ok(state::State {
-        saved_ms: now,
-        blocks: e.blocks_snapshot(now),
-        policy,
-        fleet_epoch: epoch,
-    })
-}
-
-/// `{ target, value, target, value, ... }`: blocks as the fleet's Redis
-/// records them (the dict's formats without the `b|`).
-fn flat_records(lua: &Lua, blocks: &[Block]) -> LuaResult<Table> {
-    let out = lua.create_table_with_capacity(blocks.len() * 2, 0)?;
-    for (i, b) in blocks.iter().enumerate() {
-        out.raw_set(2 * i + 1, b.net.to_string())?;
-        out.raw_set(2 * i + 2, b.value())?;
-    }
-    Ok(out)
 }

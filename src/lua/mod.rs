@@ -6,18 +6,20 @@
 //! blocks.
 //!
 //! One file per Rust object exposed to Lua: [`engine`] (a warden
-//! instance), [`cache`] (the iprepd cache), [`netset`] (a set of
-//! networks), [`metrics`] (buffered statsd metrics); [`state`] has the
-//! module functions of the state file and the fleet.
+//! instance, with [`ops`]: its operations on the shared dict), [`cache`]
+//! (the iprepd cache), [`netset`] (a set of networks), [`metrics`]
+//! (buffered statsd metrics); [`dict`] reaches `ngx.shared.DICT` and
+//! `ngx.log` from Rust.
 //!
 //! Conventions: misuse raises a Lua error naming the option and value;
 //! failures at run time return `nil, err`.
 
 mod cache;
+mod dict;
 mod engine;
 mod metrics;
 mod netset;
-mod state;
+mod ops;
 
 use mlua::{Lua, LuaSerdeExt, MultiValue, Result as LuaResult, Table, Value};
 
@@ -114,8 +116,18 @@ fn new(lua: &Lua, opts: Value) -> LuaResult<MultiValue> {
         Ok(c) => c,
         Err(e) => return nil_err(lua, e),
     };
+    let name = cfg.dict.clone();
+    let Some(dict) = dict::LuaDict::find(lua, &name)? else {
+        return nil_err(
+            lua,
+            format!(
+                "opts.dict: no lua_shared_dict named '{name}' (add 'lua_shared_dict {name} 64m;' \
+                 to the http block)"
+            ),
+        );
+    };
     match Engine::new(cfg) {
-        Ok(engine) => ok(lua, LuaEngine::new(engine)),
+        Ok(engine) => ok(lua, LuaEngine::new(engine, dict, dict::LuaLog::find(lua)?)),
         Err(e) => nil_err(lua, e),
     }
 }
@@ -318,8 +330,6 @@ fn warden_core(lua: &Lua) -> LuaResult<Table> {
             lua.create_string(crate::policy::normalize_path(&s.as_bytes()))
         })?,
     )?;
-    t.set("load_state", lua.create_function(state::load_state)?)?;
-    t.set("decode_entry", lua.create_function(state::decode_entry)?)?;
     t.set("version", env!("CARGO_PKG_VERSION"))?;
     Ok(t)
 }

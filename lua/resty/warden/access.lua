@@ -17,15 +17,12 @@
 local core = require "resty.warden.core"
 local request = require "resty.warden.request"
 local detector = require "resty.warden.detector"
-local store = require "resty.warden.store"
 local ffi = require "ffi"
 
 local ngx = ngx
 local log = ngx.log
 local WARN = ngx.WARN
 local INFO = ngx.INFO
-local ngx_now = ngx.now
-local floor = math.floor
 local type = type
 local ffi_string = ffi.string
 local band = require("bit").band
@@ -84,27 +81,14 @@ function _M.decide(w, rc, client, ip_text, req)
     end
     local limit = p.rate_limit
     if limit > 0 and rc ~= ALLOW then
-        local window = p.rate_window
-        local now = ngx_now()
-        local slot = floor(now / window)
-        local ip = ip_text()
-        local key = "r|" .. site .. "|" .. ip .. "|" .. slot
+        -- counted in the shared dict (src/policy/rate.rs); a counter is
         -- refused, not evicting, when the dict is (nearly) full: the
         -- request passes
-        local n = store.count(w.dict, w.dict_name, w.engine, key, 1,
-                              window + 1)
-        if n and n > limit then
-            w.engine:count("site_rate_limited")
-            if n == limit + 1 then
-                w.engine:record{
-                    ip = ip, type = "rate_limited", rule = "site:" .. site,
-                    count = n, threshold = limit, window = window,
-                    status = 429, method = text(req.method, req.method_len),
-                    path = text(req.path, req.path_len),
-                    action = "rate limited until the window ends",
-                }
-            end
-            return "rate_limited", limit, (slot + 1) * window - now
+        local retry = w.engine:rate_limit(site, ip_text(), limit,
+            p.rate_window, text(req.method, req.method_len),
+            text(req.path, req.path_len))
+        if retry then
+            return "rate_limited", limit, retry
         end
     end
     local route = p.route

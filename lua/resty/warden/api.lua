@@ -36,7 +36,7 @@ local lua_core = core.lua
 local json_encode = lua_core.json_encode
 local json_decode = lua_core.json_decode
 local null = lua_core.json_null
-local array = policy.array
+local array_mt = lua_core.array_mt
 local ct_eq = lua_core.ct_eq
 
 local BAD_ADDRESS = core.BAD_ADDRESS
@@ -159,6 +159,16 @@ local function nullable(v)
 end
 
 
+-- Marks `t` as a JSON array (tables decoded from JSON arrays already are).
+local function array(t)
+    t = t or {}
+    if getmetatable(t) == nil then
+        setmetatable(t, array_mt)
+    end
+    return t
+end
+
+
 -- security/blocked-ips ----------------------------------------------------
 
 local function block_view(b, now)
@@ -217,13 +227,10 @@ local function add_block(w, q)
     if not secs then
         return fail(400, derr, "duration")
     end
-    local ok, err = w:block(ip, { duration = secs, reason = reason })
+    -- an error's field and status come from its kind (src/error.rs)
+    local ok, err, field, status = w.engine:block(ip, secs, reason)
     if not ok then
-        if tostring(err):find("shared dict", 1, true) then
-            return fail(507, err, null)
-        end
-        return fail(400, err, field_of(err, "ip") == "duration"
-                    and "duration" or "ip")
+        return fail(status, err, field or null)
     end
     local target = err or ip
     local now = ngx_now()
@@ -241,17 +248,11 @@ end
 
 local function delete_block(w, q)
     local target = q.capture
-    local ok, err = w:unblock(target)
+    local ok, err, field, status = w.engine:unblock(target)
     if ok then
         return 200, { ip = target, message = "unblocked" }
     end
-    err = tostring(err)
-    if err:find("is not blocked", 1, true) then
-        return fail(404, err, "ip")
-    elseif err:find("denylist", 1, true) then
-        return fail(409, err, "ip")
-    end
-    return fail(400, err, "ip")
+    return fail(status, err, field or "ip")
 end
 
 
@@ -273,9 +274,9 @@ local function list_whitelist(w)
             out[#out + 1] = n
         end
     end
-    local doc, err = policy.read(w.dict)
+    local doc, err, _, status = w.engine:policy_document()
     if not doc then
-        return fail(500, err)
+        return fail(status, err)
     end
     for _, e in ipairs(doc.whitelist) do
         e.source = "api"
@@ -285,37 +286,20 @@ local function list_whitelist(w)
 end
 
 
--- Validates an entry of `kind` and appends it to doc[key] with a fresh
--- id. same(e, n) -> true refuses n as a duplicate of e (409).
--- -> the stored entry | fail
-local function add_entry(w, kind, key, body, same)
-    local n, err, field = lua_core.policy_entry(kind, body)
-    if not n then
-        return fail(400, err, field)
-    end
-    local res, uerr, ufield, status = policy.update(w, function(doc, id)
-        local list = doc[key]
-        for _, e in ipairs(same and list or {}) do
-            if same(e, n) then
-                return nil, n.value .. " is already in the " .. key
-                            .. " (id " .. tostring(e.id) .. ")", "value", 409
-            end
-        end
-        n.id, n.created = id, floor(ngx_now())
-        list[#list + 1] = n
-        return n
-    end)
+-- Adds the entry `body` to the list `key` ("whitelist", "routes") of the
+-- policy document (validated, with a fresh id; a whitelist entry already
+-- there is a 409). -> the stored entry | fail
+local function add_entry(w, key, body)
+    local res, err, field, status = policy.update(w, "add", key, body)
     if not res then
-        return fail(status, uerr, ufield)
+        return fail(status, err, field)
     end
     return res
 end
 
 
 local function add_whitelist(w, q)
-    local res = add_entry(w, "whitelist", "whitelist", q.body, function(e, n)
-        return e.type == n.type and e.value == n.value
-    end)
+    local res = add_entry(w, "whitelist", q.body)
     if is_fail(res) then
         return res
     end
@@ -323,22 +307,13 @@ local function add_whitelist(w, q)
 end
 
 
-local function remove_by_id(w, key, id_text, what)
+local function remove_by_id(w, key, id_text)
     local id = tonumber(id_text)
     if not id or id < 1 or id ~= floor(id) then
         return fail(400, "id must be a positive integer, got '"
                     .. tostring(id_text) .. "'", "id")
     end
-    local res, err, field, status = policy.update(w, function(doc)
-        local list = doc[key]
-        for i, e in ipairs(list) do
-            if e.id == id then
-                table.remove(list, i)
-                return { id = id, message = what .. " " .. id .. " deleted" }
-            end
-        end
-        return nil, "no " .. what .. " with id " .. id, "id", 404
-    end)
+    local res, err, field, status = policy.update(w, "remove", key, id)
     if not res then
         return fail(status, err, field)
     end
@@ -349,9 +324,9 @@ end
 -- security/protected-routes -----------------------------------------------
 
 local function list_routes(w)
-    local doc, err = policy.read(w.dict)
+    local doc, err, _, status = w.engine:policy_document()
     if not doc then
-        return fail(500, err)
+        return fail(status, err)
     end
     local created = {}
     for _, e in ipairs(doc.routes) do
@@ -370,7 +345,7 @@ end
 
 
 local function add_route(w, q)
-    local res = add_entry(w, "route", "routes", q.body)
+    local res = add_entry(w, "routes", q.body)
     if is_fail(res) then
         return res
     end
@@ -389,9 +364,9 @@ end
 
 local function get_site(w, q)
     local name = q.capture
-    local doc, err = policy.read(w.dict)
+    local doc, err, _, status = w.engine:policy_document()
     if not doc then
-        return fail(500, err)
+        return fail(status, err)
     end
     local s = doc.sites[name]
     local source = "api"
@@ -415,32 +390,18 @@ end
 
 
 local function put_site(w, q)
-    local name = q.capture
-    local n, err, field = lua_core.policy_entry("site", q.body, name)
-    if not n then
-        return fail(400, err, field == "name" and "deployment" or field)
-    end
-    local res, uerr, ufield, status = policy.update(w, function(doc)
-        doc.sites[name] = n
-        return n
-    end)
+    local res, err, field, status = policy.update(w, "put_site", q.capture,
+                                                  q.body)
     if not res then
-        return fail(status, uerr, ufield)
+        return fail(status, err, field)
     end
     return get_site(w, q)
 end
 
 
 local function delete_site(w, q)
-    local name = q.capture
-    local res, err, field, status = policy.update(w, function(doc)
-        if not doc.sites[name] then
-            return nil, "no security policy for deployment '" .. name
-                        .. "' set through the API", "deployment", 404
-        end
-        doc.sites[name] = nil
-        return { deployment = name, message = "deleted" }
-    end)
+    local res, err, field, status = policy.update(w, "delete_site",
+                                                  q.capture)
     if not res then
         return fail(status, err, field)
     end
@@ -535,7 +496,7 @@ end
 
 
 local function capture_state(w)
-    local doc = policy.read(w.dict) or {}
+    local doc = w.engine:policy_document() or {}
     local c = type(doc.capture) == "table" and doc.capture or {}
     local enabled = c.enabled
     if enabled == nil then
@@ -555,10 +516,7 @@ local function put_capture(w, q)
                     .. (enabled == nil and "nothing" or tostring(enabled)),
                     "enabled")
     end
-    local res, err, field, status = policy.update(w, function(doc)
-        doc.capture = { enabled = enabled, since = floor(ngx_now()) }
-        return doc.capture
-    end)
+    local res, err, field, status = policy.update(w, "capture", enabled)
     if not res then
         return fail(status, err, field)
     end
@@ -755,11 +713,11 @@ local ROUTES = {
     { "security/blocked%-ips/(.+)", { DELETE = delete_block } },
     { "security/whitelist", { GET = list_whitelist, POST = add_whitelist } },
     { "security/whitelist/([^/]+)", { DELETE = function(w, q)
-        return remove_by_id(w, "whitelist", q.capture, "whitelist entry")
+        return remove_by_id(w, "whitelist", q.capture)
     end } },
     { "security/protected%-routes", { GET = list_routes, POST = add_route } },
     { "security/protected%-routes/([^/]+)", { DELETE = function(w, q)
-        return remove_by_id(w, "routes", q.capture, "protected route")
+        return remove_by_id(w, "routes", q.capture)
     end } },
     { "security/events", { GET = list_events } },
     { "security/cleanup", { POST = cleanup } },

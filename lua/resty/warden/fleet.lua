@@ -7,12 +7,14 @@
 --
 -- * Local changes. block() and unblock() (Lua, the admin API, the
 --   detector; any worker) append their journal entry to an outbox in the
---   shared dict. The agent sends each one (one EVAL: change the hash and
---   publish) and only then drops it from the outbox, so an entry is sent
---   at least once whatever happens to the worker.
+--   shared dict (src/persist/fleet.rs). The agent sends each one (one
+--   EVAL: change the hash and publish) and only then drops it from the
+--   outbox, so an entry is sent at least once whatever happens to the
+--   worker.
 -- * Remote changes. The agent subscribes to the channel and applies other
 --   nodes' entries as local changes (shared dict and journal: every worker
---   enforces them from its next request), without sending them back.
+--   enforces them from its next request), without sending them back
+--   (engine:fleet_message).
 -- * Connection and reconnection. The agent subscribes, sends its outbox,
 --   then reconciles its blocks with the set in Redis (below), then reads
 --   messages; what was published meanwhile waits in the socket.
@@ -35,42 +37,33 @@
 -- the node adds the blocks Redis lacks and takes those it lacks: nothing
 -- is lost, at the price of reviving an unblock made while the two were
 -- apart. Redis is read one HSCAN page at a time and each page compared
--- with the worker's replica in Rust (engine:diff_page), so neither copy is
--- held whole in Lua; a few differences are journaled one by one, so
--- workers need not re-read every block (store.batch).
+-- with the worker's replica in Rust (engine:reconcile_page), so neither
+-- copy is held whole in Lua; a few differences are journaled one by one,
+-- so workers need not re-read every block.
 --
 -- Expiry: a block carries its absolute expiry time, so every node expires
 -- it at the same moment (given synchronised clocks); each node also prunes
 -- expired entries from Redis now and then.
 --
--- Shared dict keys: r|o|<n> outbox entries, r|tail (last queued),
--- r|head (last sent), r|lost (entries that could not be queued),
--- r|epoch, r|node, r|up (whether the agent is connected).
-
-local core = require "resty.warden.core"
-local store = require "resty.warden.store"
+-- The fleet's keys in the shared dict (the outbox, the epoch, the node's
+-- name, whether the agent is connected) are Rust's: src/persist/fleet.rs.
 
 local ngx = ngx
 local log = ngx.log
 local ERR = ngx.ERR
 local WARN = ngx.WARN
 local NOTICE = ngx.NOTICE
-local INFO = ngx.INFO
 local null = ngx.null
 local ngx_now = ngx.now
 local ngx_sleep = ngx.sleep
 local exiting = ngx.worker.exiting
 local floor = math.floor
 local min = math.min
-local max = math.max
 local pcall = pcall
-local tonumber = tonumber
 local tostring = tostring
 local type = type
 local pairs = pairs
 local unpack = unpack
-
-local decode_entry = core.lua.decode_entry
 
 local POLL = 0.1          -- seconds between looks for messages and changes
 local BATCH = 200         -- entries sent per round trip
@@ -183,14 +176,10 @@ function _M.new(w, cfg)
         error("resty.warden: opts.redis needs lua-resty-redis (OpenResty's"
               .. " resty.redis, or Debian's package lua-nginx-redis)", 3)
     end
-    local dict = w.dict
-    local node = cfg.node
-    if not node then
-        -- kept in the dict, so that a reload keeps the node's name
-        dict:safe_add("r|node", hostname() .. "-" .. random_hex(3))
-        node = dict:get("r|node") or hostname()
-    end
-    dict:safe_add("r|lost", 0)
+    -- a generated name is kept in the dict, so that a reload keeps it
+    local node = w.engine:fleet_init(cfg.node, not cfg.node
+                                     and hostname() .. "-" .. random_hex(3)
+                                     or nil)
     local p = cfg.prefix
     return setmetatable({
         w = w, lib = lib, node = node,
@@ -203,28 +192,7 @@ function _M.new(w, cfg)
                 or cfg.host .. ":" .. cfg.port,
         down = false,
         connected_once = false,
-        quiet = store.quiet(),  -- "cannot queue" lines (per worker)
     }, mt)
-end
-
-
---- fleet:queue(entry): a local change, for the agent to send. In any
--- phase, any worker; never raises.
-function _M:queue(entry)
-    local dict = self.w.dict
-    local n, err = store.incr(dict, "r|tail", 1, 0)
-    if n then
-        local ok
-        ok, err = dict:safe_set("r|o|" .. n, entry)
-        if ok then
-            return true
-        end
-    end
-    -- the agent will reconcile by union instead (see the top of the file)
-    store.incr(dict, "r|lost", 1, 0)
-    store.log_every(self.quiet, ERR, "cannot queue a change for the fleet ("
-        .. tostring(err) .. "); this node will re-send all its blocks")
-    return nil, err
 end
 
 
@@ -268,40 +236,25 @@ local function checked(res, err)
 end
 
 
-local function expiry_of(value)
-    return tonumber(value:match("^(%d+)|")) or 0
-end
-
-
 -- Sends queued entries until the outbox is empty. Returns true or nil, err.
 local function flush(self, red)
-    local dict, engine = self.w.dict, self.w.engine
+    local engine = self.w.engine
     local keys, channel, node = self.keys, self.channel, self.node
     while true do
-        local head = dict:get("r|head") or 0
-        local tail = dict:get("r|tail") or 0
-        if head >= tail then
+        -- decoded in Rust; malformed ones logged, missing ones counted lost
+        local list, last = engine:fleet_pending(BATCH)
+        if not list then
             return true
         end
-        local last = min(tail, head + BATCH)
-        red:init_pipeline(last - head)
-        local sent = 0
-        for n = head + 1, last do
-            local entry = dict:get("r|o|" .. n)
-            local rec = entry and decode_entry(entry)
-            if rec then
-                local exp = rec.op == "+" and expiry_of(rec.value) or 0
-                red:evalsha(self.sha.change, 2, keys[1], keys[2], channel,
-                         node .. " " .. entry, rec.op, rec.target,
-                         rec.value or "", exp)
-                sent = sent + 1
-            elseif entry then
-                log(ERR, "warden: dropping a malformed fleet entry: ", entry)
-            else
-                store.incr(dict, "r|lost", 1, 0)  -- evicted: resend everything
-            end
-        end
+        local sent = #list
         if sent > 0 then
+            red:init_pipeline(sent)
+            for i = 1, sent do
+                local e = list[i]
+                red:evalsha(self.sha.change, 2, keys[1], keys[2], channel,
+                            node .. " " .. e.entry, e.op, e.target, e.value,
+                            e.expiry)
+            end
             local res, err = red:commit_pipeline()
             if not res then
                 return nil, err
@@ -312,34 +265,14 @@ local function flush(self, red)
                     return nil, "EVAL: " .. tostring(r[2])
                 end
             end
-        else
-            red:cancel_pipeline()
         end
-        for n = head + 1, last do
-            dict:delete("r|o|" .. n)
-        end
-        dict:safe_set("r|head", last)
-        engine:count("fleet_sent", sent)
+        engine:fleet_sent(last, sent)
     end
 end
 
 
--- Targets waiting in the outbox (not yet in Redis).
-local function queued_targets(self)
-    local dict = self.w.dict
-    local out = {}
-    for n = (dict:get("r|head") or 0) + 1, dict:get("r|tail") or 0 do
-        local entry = dict:get("r|o|" .. n)
-        local rec = entry and decode_entry(entry)
-        if rec then
-            out[rec.target] = true
-        end
-    end
-    return out
-end
-
-
--- Adds blocks Redis lacks (announcing them). mine: { target, value, ... }.
+-- Adds blocks Redis lacks (announcing them). mine: { target, value,
+-- expiry, ... } (engine:reconcile_unseen).
 local function seed(self, red, mine)
     local keys = self.keys
     local args, n, added = {}, 0, 0
@@ -354,10 +287,9 @@ local function seed(self, red, mine)
         n = 0
         return true
     end
-    for i = 1, #mine, 2 do
-        local value = mine[i + 1]
-        args[n + 1], args[n + 2], args[n + 3] = mine[i], value,
-                                                 expiry_of(value)
+    for i = 1, #mine, 3 do
+        args[n + 1], args[n + 2], args[n + 3] = mine[i], mine[i + 1],
+                                                 mine[i + 2]
         n = n + 3
         if n >= 3 * BATCH then
             local ok, err = send()
@@ -378,11 +310,11 @@ end
 
 -- Reads the whole set from Redis, one HSCAN page at a time, comparing
 -- each page with this worker's replica in Rust: entries that differ are
--- taken into the batch at once, so neither copy is ever held whole in Lua
--- (at 1M blocks that was ~400 MB of Lua heap and seconds of garbage
--- collection). Returns the number of unexpired entries and how many were
--- taken, or nil, err.
-local function take_remote(self, red, batch)
+-- taken at once (into the reconciliation's batch), so neither copy is ever
+-- held whole in Lua (at 1M blocks that was ~400 MB of Lua heap and seconds
+-- of garbage collection). Returns the number of unexpired entries and how
+-- many were taken, or nil, err.
+local function take_remote(self, red)
     local engine = self.w.engine
     local count, taken = 0, 0
     local cursor = "0"
@@ -393,16 +325,9 @@ local function take_remote(self, red, batch)
             return nil, err
         end
         cursor = res[1]
-        local differ, live, bad = engine:diff_page(res[2])
+        local live, took, bad = engine:reconcile_page(res[2])
         count = count + live
-        local now = ngx_now() * 1000
-        for i = 1, #differ, 2 do
-            local value = differ[i + 1]
-            local exp = expiry_of(value)
-            batch:put("b|" .. differ[i], value,
-                      exp == 0 and 0 or max(exp - now, 1) / 1000)
-            taken = taken + 1
-        end
+        taken = taken + took
         for i = 1, #bad do
             log(WARN, "warden: ignoring a malformed entry in redis ",
                 self.keys[1], ": ", bad[i])
@@ -421,8 +346,7 @@ end
 -- Brings this node and Redis into agreement (see the top of the file).
 -- Returns a summary string, or nil, err.
 local function reconcile(self, red)
-    local w = self.w
-    local dict, engine = w.dict, w.engine
+    local engine = self.w.engine
     local ok, err = prune(self, red)
     if not ok then
         return nil, err
@@ -432,8 +356,8 @@ local function reconcile(self, red)
     if not epoch then
         return nil, err
     end
-    local known = dict:get("r|epoch")
-    local lost = (dict:get("r|lost") or 0) > 0
+    local known, lost_n = engine:fleet_epoch()
+    local lost = lost_n > 0
     local mirror = epoch ~= null and epoch == known and not lost
     if epoch == null then
         ok, err = checked(red:set(self.epoch_key, random_hex(8), "NX"))
@@ -446,84 +370,39 @@ local function reconcile(self, red)
         end
     end
 
-    pcall(store.sync, dict, engine)
-    engine:diff_begin()
-    local batch = store.batch(dict, w.dict_name, engine,
-                              "of the fleet's blocks")
-    local count, taken = take_remote(self, red, batch)
+    engine:reconcile_begin()
+    local count, taken = take_remote(self, red)
     if not count then
-        batch:finish()
+        engine:reconcile_finish()
         return nil, taken
     end
     -- this node's blocks that Redis lacks: unblocked or expired elsewhere
-    -- (mirror), or for Redis to take (merge)
-    local unseen = engine:diff_end()
+    -- (mirror: dropped, unless queued), or for Redis to take (merge)
     local added, dropped = 0, 0
     if mirror then
-        local queued = queued_targets(self)
-        for i = 1, #unseen, 2 do
-            local target = unseen[i]
-            if not queued[target] then
-                batch:put("b|" .. target, false)
-                dropped = dropped + 1
+        dropped = engine:reconcile_unseen(true)
+    else
+        local unseen = engine:reconcile_unseen(false)
+        if #unseen > 0 then
+            added, err = seed(self, red, unseen)
+            if not added then
+                engine:reconcile_finish()
+                return nil, err
             end
         end
-    elseif #unseen > 0 then
-        added, err = seed(self, red, unseen)
-        if not added then
-            batch:finish()
-            return nil, err
-        end
     end
-    batch:finish()
-    dict:safe_set("r|epoch", epoch)
-    if lost then
-        dict:incr("r|lost", -(dict:get("r|lost") or 0))
-    end
-    engine:count("fleet_resyncs")
+    engine:reconcile_finish()
+    engine:reconciled(epoch, lost)
     return (mirror and "mirrored" or "merged") .. " with " .. count
            .. " blocks in Redis: " .. taken .. " taken, " .. dropped
            .. " dropped, " .. added .. " sent"
 end
 
 
--- Applies one message from the channel. Never raises.
+-- Applies one message from the channel (another node's change, decoded
+-- and applied in Rust; ours, back from Redis, ignored). Never raises.
 local function on_message(self, payload)
-    local node, entry = payload:match("^(%S+) (.*)$")
-    if not node then
-        log(WARN, "warden: ignoring a malformed fleet message: ", payload)
-        return
-    end
-    if node == self.node then
-        return  -- our own change, back from Redis
-    end
-    local rec, err = decode_entry(entry)
-    if not rec then
-        log(WARN, "warden: ignoring a fleet message from ", node, ": ", err)
-        return
-    end
-    local w = self.w
-    local dict, engine = w.dict, w.engine
-    local add = rec.op == "+"
-    local current = dict:get(rec.key)
-    if add and (rec.expired or current == rec.value)
-       or not add and not current then
-        return  -- nothing to do (e.g. the node's own change, seen again)
-    end
-    local what = add and "block" or "unblock"
-    local ok
-    ok, err = (add and store.add or store.remove)(dict, w.dict_name, engine,
-                                                   rec)
-    if not ok then
-        log(ERR, "warden: cannot apply ", node, "'s ", what, " of ",
-            rec.target, ": ", err)
-        return
-    end
-    if not add then
-        engine:forget(rec.target)
-    end
-    log(INFO, "warden: ", what, "ed ", rec.target, " (from ", node, ")")
-    engine:count("fleet_received")
+    self.w.engine:fleet_message(payload, self.node)
 end
 
 
@@ -590,7 +469,7 @@ local function session(self)
     if not summary then
         return closing(err)
     end
-    self.w.dict:safe_set("r|up", true)
+    self.w.engine:fleet_up(true)
     if self.down then
         self.down = false
         log(NOTICE, "warden: redis ", self.where, " is back; ", summary)
@@ -607,7 +486,7 @@ local function session(self)
         end
         -- changes that could not be queued (a full dict): reconcile by
         -- union, which sends Redis every block it lacks
-        local lost = self.w.dict:get("r|lost") or 0
+        local _, lost = self.w.engine:fleet_epoch()
         if lost > 0 and ngx_now() - resent >= RESEND_EVERY then
             resent = ngx_now()
             summary, err = reconcile(self, red)
@@ -649,7 +528,7 @@ local function run(premature, self)
         if exiting() then
             break
         end
-        self.w.dict:safe_set("r|up", false)
+        self.w.engine:fleet_up(false)
         if not self.down then
             self.down = true
             self.w.engine:count("fleet_outages")
