@@ -170,7 +170,10 @@ impl Dict for LuaDict {
     }
 }
 
-/// `ngx.log` with nginx's levels.
+/// `ngx.log` with nginx's levels. Lines are written through a one-line
+/// Lua function named `warden_core` (not a tail call), so that nginx's
+/// prefix names the library (`[lua] warden_core:1: warden: ...`) rather
+/// than `[C]:-1`.
 pub struct LuaLog {
     log: Option<Function>,
     levels: [i64; 4],
@@ -188,8 +191,17 @@ impl LuaLog {
         let level = |name: &str, default: i64| -> LuaResult<i64> {
             Ok(ngx.get::<Option<i64>>(name)?.unwrap_or(default))
         };
+        let log = match ngx.get::<Option<Function>>("log")? {
+            None => None,
+            Some(raw) => Some(
+                lua.load("local log = ...; return function(l, m) log(l, m) end")
+                    .set_name("=warden_core")
+                    .call::<Function>(raw.clone())
+                    .unwrap_or(raw),
+            ),
+        };
         Ok(LuaLog {
-            log: ngx.get::<Option<Function>>("log")?,
+            log,
             levels: [
                 level("ERR", 4)?,
                 level("WARN", 5)?,
