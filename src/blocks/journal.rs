@@ -294,8 +294,8 @@ mod tests {
     use super::*;
     use crate::blocks::{Blocks, Source};
     use crate::net::addr::Addr;
-    use crate::store::mem::{Lines, Mem};
-    use crate::store::{Dict, Throttle};
+    use crate::store::mem::Fixture;
+    use crate::store::Dict;
     use std::cell::{Cell, RefCell};
 
     /// A replica with its own sequence (the engine's is in shared memory).
@@ -381,36 +381,10 @@ mod tests {
         }
     }
 
-    struct Env {
-        dict: Mem,
-        lines: Lines,
-        throttle: Throttle,
-    }
-
-    impl Env {
-        fn new(capacity: usize) -> Env {
-            Env {
-                dict: Mem::new(capacity),
-                lines: Lines::default(),
-                throttle: Throttle::new("warden"),
-            }
-        }
-
-        fn st(&self) -> Store<'_> {
-            Store {
-                dict: &self.dict,
-                log: &self.lines,
-                stats: crate::shm::region().unwrap().worker(62),
-                throttle: &self.throttle,
-                now_ms: 1_000,
-            }
-        }
-    }
-
     #[test]
     fn writers_journal_and_other_workers_replay() {
-        let env = Env::new(100_000);
-        let st = env.st();
+        let env = Fixture::new(100_000);
+        let st = env.store(1_000);
         let a = std::rc::Rc::new(Worker::default());
         let b = Worker::sharing(&a);
         add(&st, &*a, &blk("192.0.2.1", 0)).unwrap();
@@ -434,8 +408,8 @@ mod tests {
 
     #[test]
     fn a_missing_entry_or_refresh_means_a_full_re_read() {
-        let env = Env::new(100_000);
-        let st = env.st();
+        let env = Fixture::new(100_000);
+        let st = env.store(1_000);
         let a = std::rc::Rc::new(Worker::default());
         let b = Worker::sharing(&a);
         add(&st, &*a, &blk("192.0.2.60", 0)).unwrap();
@@ -495,8 +469,8 @@ mod tests {
 
     #[test]
     fn a_full_dict_refuses_a_block_whole() {
-        let env = Env::new(700);
-        let st = env.st();
+        let env = Fixture::new(700);
+        let st = env.store(1_000);
         let a = Worker::default();
         let mut n = 0;
         let err = loop {
@@ -525,8 +499,8 @@ mod tests {
 
     #[test]
     fn batches_journal_small_changes_and_refresh_big_ones() {
-        let env = Env::new(1_000_000);
-        let st = env.st();
+        let env = Fixture::new(1_000_000);
+        let st = env.store(1_000);
         let a = std::rc::Rc::new(Worker::default());
         let b = Worker::sharing(&a);
         let mut batch = Batch::new("blocks of a test");
@@ -552,8 +526,8 @@ mod tests {
 
     #[test]
     fn a_batch_that_does_not_fit_is_counted_and_logged_once() {
-        let env = Env::new(1_000);
-        let st = env.st();
+        let env = Fixture::new(1_000);
+        let st = env.store(1_000);
         let a = Worker::default();
         let mut batch = Batch::new("blocks of the state file");
         for i in 0..20 {

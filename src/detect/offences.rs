@@ -182,8 +182,8 @@ mod tests {
     use crate::detect::counters::{Key, Rule};
     use crate::error::Kind;
     use crate::net::addr::Addr;
-    use crate::store::mem::{Lines, Mem};
-    use crate::store::{Dict, Throttle};
+    use crate::store::mem::Fixture;
+    use crate::store::Dict;
     use std::cell::RefCell;
 
     fn trip(ip: &str, mode: Mode) -> Tripped {
@@ -199,36 +199,14 @@ mod tests {
         }
     }
 
-    struct Env {
-        dict: Mem,
-        lines: Lines,
-        throttle: Throttle,
-    }
-
-    impl Env {
-        fn st(&self, now_ms: u64) -> Store<'_> {
-            Store {
-                dict: &self.dict,
-                log: &self.lines,
-                stats: crate::shm::region().unwrap().worker(61),
-                throttle: &self.throttle,
-                now_ms,
-            }
-        }
-    }
-
-    fn env() -> Env {
-        Env {
-            dict: Mem::new(100_000),
-            lines: Lines::default(),
-            throttle: Throttle::new("warden"),
-        }
+    fn env() -> Fixture {
+        Fixture::new(100_000)
     }
 
     /// Trips `t` with auto-blocks on; returns the outcome and the blocks
     /// made (target, duration ms, reason).
     fn run(
-        e: &Env,
+        e: &Fixture,
         cfg: &DetectorConfig,
         t: &Tripped,
         blocked: bool,
@@ -241,7 +219,7 @@ mod tests {
             user_agent: "curl",
         };
         let out = act(
-            &e.st(1_000),
+            &e.store(1_000),
             cfg,
             true,
             t,
@@ -350,7 +328,7 @@ mod tests {
         t.rule = Rule::ScannerAgent;
         t.matched = Some("sqlmap".into());
         let out = act(
-            &e.st(1_000),
+            &e.store(1_000),
             &cfg,
             false,
             &t,
@@ -364,7 +342,7 @@ mod tests {
         assert!(e.lines.take().is_empty());
         // blocking_mode 0: the block is made, and said to be only logged
         let out = act(
-            &e.st(1_000),
+            &e.store(1_000),
             &DetectorConfig {
                 auto_block_duration_ms: 0,
                 ..cfg

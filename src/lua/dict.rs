@@ -191,15 +191,12 @@ impl LuaLog {
         let level = |name: &str, default: i64| -> LuaResult<i64> {
             Ok(ngx.get::<Option<i64>>(name)?.unwrap_or(default))
         };
-        let log = match ngx.get::<Option<Function>>("log")? {
-            None => None,
-            Some(raw) => Some(
-                lua.load("local log = ...; return function(l, m) log(l, m) end")
-                    .set_name("=warden_core")
-                    .call::<Function>(raw.clone())
-                    .unwrap_or(raw),
-            ),
-        };
+        let log = ngx.get::<Option<Function>>("log")?.map(|raw| {
+            lua.load("local log = ...; return function(l, m) log(l, m) end")
+                .set_name("=warden_core")
+                .call::<Function>(raw.clone())
+                .unwrap_or(raw)
+        });
         Ok(LuaLog {
             log,
             levels: [

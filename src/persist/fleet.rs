@@ -208,33 +208,21 @@ pub fn message(payload: &str) -> Result<(&str, Result<Change, String>), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::mem::{Lines, Mem};
-    use crate::store::Throttle;
+    use crate::store::mem::Fixture;
 
     #[test]
     fn the_outbox_keeps_changes_until_they_are_sent() {
-        let d = Mem::new(10_000);
-        let lines = Lines::default();
-        let t = Throttle::new("w");
-        let st = Store {
-            dict: &d,
-            log: &lines,
-            stats: crate::shm::region().unwrap().worker(58),
-            throttle: &t,
-            now_ms: 1_000,
-        };
+        let f = Fixture::new(10_000);
+        let (d, lines) = (&f.dict, &f.lines);
+        let st = f.store(1_000);
         let quiet = Quiet::default();
-        assert_eq!(init(&d, None, "host-abc"), "host-abc");
-        assert_eq!(
-            init(&d, None, "host-def"),
-            "host-abc",
-            "kept across reloads"
-        );
-        assert_eq!(init(&d, Some("a"), "host-def"), "a");
+        assert_eq!(init(d, None, "host-abc"), "host-abc");
+        assert_eq!(init(d, None, "host-def"), "host-abc", "kept across reloads");
+        assert_eq!(init(d, Some("a"), "host-def"), "a");
         assert!(queue(&st, &quiet, "+|192.0.2.1|0|manual|x"));
         assert!(queue(&st, &quiet, "garbage"));
         assert!(queue(&st, &quiet, "-|192.0.2.2"));
-        assert_eq!(queued(&d), 3.0);
+        assert_eq!(queued(d), 3.0);
         let p = pending(&st, 2).unwrap().unwrap();
         assert_eq!(p.last, 2);
         assert_eq!(p.changes.len(), 1);
@@ -242,37 +230,30 @@ mod tests {
             lines.take()[0].1,
             "warden: dropping a malformed fleet entry: garbage"
         );
-        assert_eq!(queued_targets(&d).len(), 2, "192.0.2.1 and 192.0.2.2 wait");
-        sent(&d, p.last);
+        assert_eq!(queued_targets(d).len(), 2, "192.0.2.1 and 192.0.2.2 wait");
+        sent(d, p.last);
         assert_eq!(d.get("r|o|1").unwrap(), None);
         let p = pending(&st, 200).unwrap().unwrap();
         assert_eq!(p.changes[0].1.wire().0, "-");
-        sent(&d, p.last);
+        sent(d, p.last);
         assert_eq!(pending(&st, 200).unwrap(), None);
-        assert_eq!(queued(&d), 0.0);
+        assert_eq!(queued(d), 0.0);
         // a missing entry is lost: the agent will reconcile by union
         d.safe_set(TAIL, &Value::Num(4.0), 0.0).unwrap();
         let p = pending(&st, 200).unwrap().unwrap();
         assert!(p.changes.is_empty());
-        assert_eq!(lost(&d), 1);
-        clear_lost(&d);
-        assert_eq!(lost(&d), 0);
+        assert_eq!(lost(d), 1);
+        clear_lost(d);
+        assert_eq!(lost(d), 0);
     }
 
     #[test]
     fn a_change_that_cannot_be_queued_is_lost_and_logged_once() {
-        let d = Mem::new(300);
-        let lines = Lines::default();
-        let t = Throttle::new("w");
-        let st = Store {
-            dict: &d,
-            log: &lines,
-            stats: crate::shm::region().unwrap().worker(58),
-            throttle: &t,
-            now_ms: 1_000,
-        };
+        let f = Fixture::new(300);
+        let (d, lines) = (&f.dict, &f.lines);
+        let st = f.store(1_000);
         let quiet = Quiet::default();
-        init(&d, Some("a"), "");
+        init(d, Some("a"), "");
         let mut queued = 0;
         for i in 0..5 {
             if queue(&st, &quiet, &format!("-|192.0.2.{i}")) {
@@ -280,7 +261,7 @@ mod tests {
             }
         }
         assert!(queued < 5);
-        assert!(lost(&d) > 0);
+        assert!(lost(d) > 0);
         let lines = lines.take();
         assert_eq!(lines.len(), 1);
         assert_eq!(

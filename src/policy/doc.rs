@@ -341,8 +341,7 @@ fn locked(
 mod tests {
     use super::*;
     use crate::blocks::{Block, Change, RecordError};
-    use crate::store::mem::{Lines, Mem};
-    use crate::store::Throttle;
+    use crate::store::mem::{Fixture, Mem};
     use std::cell::Cell;
 
     #[derive(Default)]
@@ -380,30 +379,24 @@ mod tests {
     }
 
     struct Env {
-        dict: Mem,
-        lines: Lines,
-        throttle: Throttle,
+        f: Fixture,
         seq: Seq,
     }
 
-    fn env() -> Env {
+    fn env_of(capacity: usize) -> Env {
         Env {
-            dict: Mem::new(100_000),
-            lines: Lines::default(),
-            throttle: Throttle::new("warden"),
+            f: Fixture::new(capacity),
             seq: Seq::default(),
         }
     }
 
+    fn env() -> Env {
+        env_of(100_000)
+    }
+
     impl Env {
         fn edit(&self, e: Edit, last_try: bool) -> Result<Update, Error> {
-            let st = Store {
-                dict: &self.dict,
-                log: &self.lines,
-                stats: crate::shm::region().unwrap().worker(59),
-                throttle: &self.throttle,
-                now_ms: 1_763_700_000_500,
-            };
+            let st = self.f.store(1_763_700_000_500);
             let check = |doc: &Value| crate::policy::Policy::compile(&Value::Null, doc).map(drop);
             update(&st, &self.seq, &e, &check, last_try)
         }
@@ -448,13 +441,13 @@ mod tests {
             (err.kind().status(), err.field(), err.message()),
             (404, Some("id"), "no whitelist entry with id 1")
         );
-        let doc = read(&e.dict).unwrap();
+        let doc = read(&e.f.dict).unwrap();
         assert_eq!(doc["next_id"], 3);
         assert_eq!(doc["whitelist"][0]["id"], 2);
         // every change is journaled: each worker reloads the policy
         assert_eq!(e.seq.n.get(), 3);
-        assert_eq!(e.dict.get_text("j|3").unwrap().as_deref(), Some("P"));
-        assert_eq!(e.dict.get(LOCK).unwrap(), None, "the lock is released");
+        assert_eq!(e.f.dict.get_text("j|3").unwrap().as_deref(), Some("P"));
+        assert_eq!(e.f.dict.get(LOCK).unwrap(), None, "the lock is released");
     }
 
     #[test]
@@ -489,7 +482,7 @@ mod tests {
                 "no security policy for deployment 'nope' set through the API"
             )
         );
-        assert_eq!(e.dict.get(KEY).unwrap(), None);
+        assert_eq!(e.f.dict.get(KEY).unwrap(), None);
         assert_eq!(e.seq.n.get(), 0);
     }
 
@@ -523,7 +516,7 @@ mod tests {
             e.done(Edit::Remove(List::Routes, 1)).unwrap()["message"],
             "protected route 1 deleted"
         );
-        let doc = read(&e.dict).unwrap();
+        let doc = read(&e.f.dict).unwrap();
         assert_eq!(doc["capture"]["enabled"], true);
         assert_eq!(doc["sites"], json!({}));
     }
@@ -531,7 +524,7 @@ mod tests {
     #[test]
     fn a_held_lock_is_busy_then_unavailable() {
         let e = env();
-        e.dict.safe_add(LOCK, &DictValue::Num(1.0), 5.0).unwrap();
+        e.f.dict.safe_add(LOCK, &DictValue::Num(1.0), 5.0).unwrap();
         assert_eq!(e.edit(wl("192.0.2.1"), false), Ok(Update::Busy));
         let err = e.edit(wl("192.0.2.1"), true).unwrap_err();
         assert_eq!(
@@ -542,7 +535,7 @@ mod tests {
             )
         );
         // a killed holder's lock expires
-        e.dict.set_now(6_100);
+        e.f.dict.set_now(6_100);
         assert!(matches!(
             e.edit(wl("192.0.2.1"), false),
             Ok(Update::Done(_))
@@ -551,10 +544,7 @@ mod tests {
 
     #[test]
     fn a_document_too_big_for_the_dict_is_refused_whole() {
-        let e = Env {
-            dict: Mem::new(600),
-            ..env()
-        };
+        let e = env_of(600);
         e.done(wl("192.0.2.1")).unwrap();
         let err = loop {
             match e.done(wl(&format!("10.0.0.{}", e.seq.n.get()))) {
@@ -569,7 +559,7 @@ mod tests {
                 "shared dict 'warden' cannot hold the policy: no memory"
             )
         );
-        assert_eq!(e.dict.get(LOCK).unwrap(), None);
+        assert_eq!(e.f.dict.get(LOCK).unwrap(), None);
     }
 
     #[test]

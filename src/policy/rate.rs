@@ -51,21 +51,14 @@ pub fn hit(st: &Store<'_>, site: &str, client: &str, limit: u32, window_s: u32) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::mem::{Lines, Mem};
-    use crate::store::{Dict, Throttle};
+    use crate::store::mem::Fixture;
+    use crate::store::Dict;
 
     #[test]
     fn windows_count_and_end() {
-        let d = Mem::new(100_000);
-        let lines = Lines::default();
-        let t = Throttle::new("w");
-        let st = |now_ms| Store {
-            dict: &d,
-            log: &lines,
-            stats: crate::shm::region().unwrap().worker(60),
-            throttle: &t,
-            now_ms,
-        };
+        let f = Fixture::new(100_000);
+        let d = &f.dict;
+        let st = |now_ms| f.store(now_ms);
         let now = 1_700_000_000_250;
         for _ in 0..3 {
             assert_eq!(hit(&st(now), "shop", "192.0.2.1", 3, 1), None);

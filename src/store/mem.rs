@@ -11,7 +11,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
-use super::{Dict, DictError, Level, Log, Value};
+use super::{Dict, DictError, Level, Log, Store, Throttle, Value};
 
 /// Bytes each key costs besides its key and value (nginx's node, roughly).
 const OVERHEAD: usize = 64;
@@ -194,5 +194,41 @@ impl Lines {
 impl Log for Lines {
     fn write(&self, level: Level, line: &str) {
         self.0.borrow_mut().push((level, line.to_string()));
+    }
+}
+
+/// A dict, a log and a worker's [`Throttle`]: what a unit test of a
+/// protocol writes through.
+pub struct Fixture {
+    /// The dict.
+    pub dict: Mem,
+    /// The lines logged.
+    pub lines: Lines,
+    /// The worker's memory of its writes.
+    pub throttle: Throttle,
+}
+
+impl Fixture {
+    /// A dict of `capacity` bytes named `warden`.
+    pub fn new(capacity: usize) -> Fixture {
+        Fixture {
+            dict: Mem::new(capacity),
+            lines: Lines::default(),
+            throttle: Throttle::new("warden"),
+        }
+    }
+
+    /// The dict as a worker writes it at `now_ms` (counted in the last
+    /// worker slot of the shared counters).
+    pub fn store(&self, now_ms: u64) -> Store<'_> {
+        Store {
+            dict: &self.dict,
+            log: &self.lines,
+            stats: crate::shm::region()
+                .expect("the shared region")
+                .worker(crate::shm::MAX_WORKERS - 1),
+            throttle: &self.throttle,
+            now_ms,
+        }
     }
 }

@@ -426,12 +426,8 @@ impl<'a> Store<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::mem::{Lines, Mem};
+    use super::mem::{Fixture, Lines};
     use super::*;
-
-    fn stats() -> &'static WorkerStats {
-        crate::shm::region().unwrap().worker(63)
-    }
 
     #[test]
     fn quiet_logs_once_then_every_10s_with_a_count() {
@@ -457,16 +453,9 @@ mod tests {
 
     #[test]
     fn a_full_dict_refuses_then_reclaims_expired_keys() {
-        let d = Mem::new(1_000);
-        let lines = Lines::default();
-        let t = Throttle::new("w");
-        let st = |now| Store {
-            dict: &d,
-            log: &lines,
-            stats: stats(),
-            throttle: &t,
-            now_ms: now,
-        };
+        let f = Fixture::new(1_000);
+        let d = &f.dict;
+        let st = |now| f.store(now);
         let big = Value::from("x".repeat(300));
         st(1_000).safe_set("a", &big, 1.0).unwrap();
         st(1_000).safe_set("b", &big, 0.0).unwrap();
@@ -486,16 +475,9 @@ mod tests {
 
     #[test]
     fn incr_never_evicts_and_takes_a_racing_creation() {
-        let d = Mem::new(300);
-        let lines = Lines::default();
-        let t = Throttle::new("w");
-        let st = Store {
-            dict: &d,
-            log: &lines,
-            stats: stats(),
-            throttle: &t,
-            now_ms: 1_000,
-        };
+        let f = Fixture::new(300);
+        let d = &f.dict;
+        let st = f.store(1_000);
         assert_eq!(st.incr("n", 1.0, 5.0, 0.0), Ok(6.0));
         assert_eq!(st.incr("n", 2.0, 5.0, 0.0), Ok(8.0));
         d.safe_set("fill", &Value::from("z".repeat(100)), 0.0)
@@ -507,16 +489,9 @@ mod tests {
     #[test]
     fn counters_leave_the_last_eighth_to_blocks() {
         // 64 KiB: the reserve is 8 KiB (an eighth)
-        let d = Mem::new(65_536);
-        let lines = Lines::default();
-        let t = Throttle::new("warden");
-        let st = Store {
-            dict: &d,
-            log: &lines,
-            stats: stats(),
-            throttle: &t,
-            now_ms: 5_000,
-        };
+        let f = Fixture::new(65_536);
+        let (d, lines) = (&f.dict, &f.lines);
+        let st = f.store(5_000);
         let region = crate::shm::region().unwrap();
         let refused = region.total(Stat::CountersRefused);
         let mut n = 0;
@@ -546,16 +521,9 @@ mod tests {
 
     #[test]
     fn worker_0_flushes_every_10s() {
-        let d = Mem::new(10_000);
-        let lines = Lines::default();
-        let t = Throttle::new("w");
-        let st = |now| Store {
-            dict: &d,
-            log: &lines,
-            stats: stats(),
-            throttle: &t,
-            now_ms: now,
-        };
+        let f = Fixture::new(10_000);
+        let (d, t) = (&f.dict, &f.throttle);
+        let st = |now| f.store(now);
         d.safe_set("x", &Value::from("1"), 0.5).unwrap();
         d.set_now(2_000);
         st(2_000).tick();
