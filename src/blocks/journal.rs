@@ -69,7 +69,9 @@ pub trait Replica {
     fn reload_policy(&self, st: &Store<'_>) -> Result<(), String>;
 }
 
-fn load_policy(st: &Store<'_>, r: &dyn Replica) {
+/// Compiles the policy document again; a failure is logged and the
+/// previous policy kept.
+pub fn load_policy(st: &Store<'_>, r: &dyn Replica) {
     if let Err(e) = r.reload_policy(st) {
         st.log(Level::Err, &format!("keeping the previous policy: {e}"));
     }

@@ -6,7 +6,7 @@ use mlua::{
 };
 
 use super::dict::{LuaDict, LuaLog};
-use super::{duration_arg, error3, net_arg, nil_err, ok, show_lua, str_arg};
+use super::{error3, net_arg, nil_err, ok, show_lua, str_arg};
 use crate::blocks::Source;
 use crate::engine::{now_ms, Engine};
 use crate::events::{Event, Filter, Kind};
@@ -33,6 +33,11 @@ impl LuaEngine {
     pub fn new(e: Engine, dict: LuaDict, log: LuaLog) -> LuaEngine {
         let worker = Worker::new(&e.config().dict);
         LuaEngine(Box::new(e), Host { dict, log, worker })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.0
     }
 
     /// The engine with its dict: what every operation runs on.
@@ -118,40 +123,6 @@ impl UserData for LuaEngine {
             }
             Ok(())
         });
-        // prepare(target, duration, reason, source, now) -> record | nil, err
-        m.add_method(
-            "prepare",
-            |lua, this, (target, duration, reason, source, now): (Value, Value, Value, String, f64)| {
-                let net = match net_arg(&target) {
-                    Ok(n) => n,
-                    Err(e) => return nil_err(lua, e),
-                };
-                let duration_ms = match duration_arg(&duration) {
-                    Ok(d) => d,
-                    Err(e) => return nil_err(lua, e),
-                };
-                let reason = match &reason {
-                    Value::Nil => String::new(),
-                    v => match str_arg(v, "reason") {
-                        Ok(r) => r.chars().take(256).collect(),
-                        Err(e) => return nil_err(lua, e),
-                    },
-                };
-                let Some(source) = Source::parse(&source) else {
-                    return nil_err(lua, format!("unknown block source '{source}'"));
-                };
-                let p = this.0.prepare(&net, duration_ms, source, &reason, (now * 1000.0) as u64);
-                let t = lua.create_table_with_capacity(0, 6)?;
-                t.set("target", net.to_string())?;
-                t.set("key", p.key)?;
-                t.set("value", p.value)?;
-                t.set("entry", p.entry)?;
-                t.set("ttl", p.ttl)?;
-                t.set("expires", p.block.expires_ms as f64 / 1000.0)?;
-                t.set("allowlisted", this.0.allowlisted(net.first()))?;
-                ok(lua, t)
-            },
-        );
         // is_blocked(ip) -> false | info | nil, err
         m.add_method("is_blocked", |lua, this, ip: Value| {
             let ip = match str_arg(&ip, "ip") {

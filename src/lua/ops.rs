@@ -52,6 +52,30 @@ fn list(v: &Value) -> Result<List, Error> {
     }
 }
 
+/// The arguments of `engine:block()` (and `engine:prepare()`): target,
+/// duration, reason (cut to [`crate::ops::MAX_REASON`]), source.
+fn block_args(
+    t: &Value,
+    duration: &Value,
+    reason: &Value,
+    source: Option<&str>,
+) -> Result<(crate::net::addr::Net, u64, String, Source), Error> {
+    let net = target(t)?;
+    let duration_ms = duration_arg(duration).map_err(|e| Error::invalid("duration", e))?;
+    let reason = match reason {
+        Value::Nil => String::new(),
+        v => str_arg(v, "reason")
+            .map_err(|e| Error::invalid("reason", e))?
+            .chars()
+            .take(crate::ops::MAX_REASON)
+            .collect(),
+    };
+    let source = source.unwrap_or("manual");
+    let source = Source::parse(source)
+        .ok_or_else(|| Error::invalid("source", format!("unknown block source '{source}'")))?;
+    Ok((net, duration_ms, reason, source))
+}
+
 /// The edit `op` of `engine:edit_policy()` with its arguments.
 fn edit(lua: &mlua::Lua, op: &str, a: Value, b: Value) -> Result<Edit, Error> {
     let body = |v: Value| -> Result<serde_json::Value, Error> {
@@ -118,20 +142,7 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
     m.add_method(
         "block",
         |lua, this, (t, duration, reason, source): (Value, Value, Value, Option<String>)| {
-            let args = (|| {
-                let net = target(&t)?;
-                let duration_ms =
-                    duration_arg(&duration).map_err(|e| Error::invalid("duration", e))?;
-                let reason = match &reason {
-                    Value::Nil => String::new(),
-                    v => str_arg(v, "reason").map_err(|e| Error::invalid("reason", e))?,
-                };
-                let source = source.as_deref().unwrap_or("manual");
-                let source = Source::parse(source).ok_or_else(|| {
-                    Error::invalid("source", format!("unknown block source '{source}'"))
-                })?;
-                Ok((net, duration_ms, reason, source))
-            })();
+            let args = block_args(&t, &duration, &reason, source.as_deref());
             let r = args.and_then(|(net, d, reason, source)| {
                 this.warden().block(&net, d, &reason, source).map(|()| net)
             });
@@ -142,6 +153,31 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
                 ])),
                 Err(e) => fail(lua, &e),
             }
+        },
+    );
+    // prepare(target, duration, reason, source, now) -> { target, key,
+    // value, entry, ttl, expires, allowlisted } | nil, err: the records a
+    // block would write, written by nobody (for tools and tests)
+    m.add_method(
+        "prepare",
+        |lua, this, (t, duration, reason, source, now): (Value, Value, Value, String, f64)| {
+            let (net, duration_ms, reason, source) =
+                match block_args(&t, &duration, &reason, Some(&source)) {
+                    Ok(a) => a,
+                    Err(e) => return fail(lua, &e),
+                };
+            let p =
+                this.engine()
+                    .prepare(&net, duration_ms, source, &reason, (now * 1000.0) as u64);
+            let out = lua.create_table_with_capacity(0, 7)?;
+            out.set("target", net.to_string())?;
+            out.set("key", p.key)?;
+            out.set("value", p.value)?;
+            out.set("entry", p.entry)?;
+            out.set("ttl", p.ttl)?;
+            out.set("expires", p.block.expires_ms as f64 / 1000.0)?;
+            out.set("allowlisted", this.engine().allowlisted(net.first()))?;
+            ok(lua, out)
         },
     );
     // unblock(target) -> true | nil, err, field, status (404: not blocked,

@@ -20,7 +20,7 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
-use crate::blocks::journal::{self, Batch, Replica};
+use crate::blocks::journal::{self, Batch};
 use crate::blocks::{Block, Change, Source};
 use crate::detect::offences::{self, Seen};
 use crate::engine::{now_ms, Engine};
@@ -111,10 +111,7 @@ impl<'a> Warden<'a> {
     /// the journal says (in `new()`).
     pub fn load(&self) -> Result<(), Error> {
         self.sync()?;
-        let st = self.store();
-        if let Err(e) = self.engine.reload_policy(&st) {
-            st.log(Level::Err, &format!("keeping the previous policy: {e}"));
-        }
+        journal::load_policy(&self.store(), self.engine);
         Ok(())
     }
 
