@@ -7,9 +7,19 @@
 //! API. It borrows the engine, the dict, where log lines go and this
 //! worker's [`Worker`] state, so a caller builds one per call:
 //!
-//! ```ignore
+//! ```
+//! use warden_core::{blocks::Source, config::Config, engine::Engine, net::addr::{Addr, Net}};
+//! use warden_core::ops::{Warden, Worker};
+//! use warden_core::store::mem::{Lines, Mem};
+//!
+//! let cfg = Config::from_value(&serde_json::json!({"dict": "doc-ops"})).unwrap();
+//! let (engine, dict, log, worker) = (Engine::new(cfg).unwrap(), Mem::new(1 << 20),
+//!                                    Lines::default(), Worker::new("doc-ops"));
 //! let w = Warden { engine: &engine, dict: &dict, log: &log, worker: &worker };
-//! w.block(&net, 3_600_000, "abuse", Source::Manual)?;
+//! w.block(&Net::parse("192.0.2.7").unwrap(), 3_600_000, "abuse", Source::Manual).unwrap();
+//! assert!(w.is_blocked(Addr::parse("192.0.2.7").unwrap()).is_some());
+//! let err = w.unblock(&Net::parse("192.0.2.8").unwrap()).unwrap_err();
+//! assert_eq!((err.kind().status(), err.field()), (404, Some("ip")));
 //! ```
 //!
 //! Errors are [`Error`]s with a kind: the admin API answers with
