@@ -3,12 +3,16 @@
 #   make build   build the Rust core into build/warden_core.so
 #   make run     the demo: nginx in the foreground on 127.0.0.1:8080
 #   make test    cargo test + prove -r t (installs what is missing)
+#   make test-openresty  prove -r t against OpenResty's stack (built once
+#                from ../shared/openresty when there is no OpenResty)
+#   make openresty  print the path of that OpenResty binary (-s: only it)
 #   make bench   criterion + wrk benchmarks (see bench/README.md)
 #   make bench-ir  instructions per request under callgrind (bench/ir.sh)
 #   make fuzz    every cargo-fuzz target for FUZZ_SECONDS each (nightly)
 #   make valgrind  the functional t/ files under valgrind's memcheck
 #
-# NGINX=/usr/local/openresty/bin/openresty make run   uses OpenResty.
+# NGINX=/usr/local/openresty/bin/openresty make run   uses OpenResty; so do
+# make test, make bench and the bench/*.sh scripts.
 
 SHELL := bash
 NGINX    ?= $(shell command -v openresty 2>/dev/null || echo nginx)
@@ -20,9 +24,10 @@ LUA_SHARE_DIR ?= $(PREFIX)/share/lua/5.1
 DEMO_DIR ?= /tmp/warden-demo
 
 SO       := build/warden_core.so
-SOURCES  := $(wildcard src/*.rs) Cargo.toml build.rs
+SOURCES  := $(shell find src -name "*.rs") Cargo.toml build.rs
 
-.PHONY: check-fmt valgrind fuzz all build deps test check-rockspec test-rust test-nginx run bench bench-ir install opm lint clean
+.PHONY: check-fmt valgrind fuzz all build deps test check-rockspec test-rust test-nginx run bench bench-ir install opm lint clean \
+        openresty test-openresty test-tools
 
 all: build
 
@@ -67,6 +72,38 @@ test-rust:
 test-nginx: build
 	TEST_NGINX_BINARY=$(NGINX) $(PROVE) -r t
 
+# OpenResty's stack (.ci/run runs it after make test): bench/openresty.sh
+# finds the binary: OPENRESTY= (or NGINX= given to make), else `openresty`
+# on the PATH, else the sources in OPENRESTY_SRC (default: shared/openresty
+# beside the checkout) built once into OPENRESTY_CACHE (default
+# ~/.cache/lua-resty-warden, /var/cache/lua-resty-warden for root).
+ifneq ($(filter command line environment,$(origin NGINX)),)
+OPENRESTY ?= $(NGINX)
+endif
+export OPENRESTY OPENRESTY_SRC OPENRESTY_CACHE
+
+openresty:
+	@bench/openresty.sh
+
+# (openresty first: without one, it stops before building anything)
+test-openresty: openresty test-tools build
+	@bin=$$(bench/openresty.sh) && "$$bin" -v && \
+	  echo "TEST_NGINX_BINARY=$$bin $(PROVE) -r t" && \
+	  TEST_NGINX_BINARY=$$bin $(PROVE) -r t
+
+# The programs the t/ files run besides nginx, for test-openresty (make
+# test installs them with deps): installed when missing and root.
+TEST_TOOLS := dirb gobuster prometheus curl redis-server procps
+test-tools:
+	@missing=""; for p in $(TEST_TOOLS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q --no-install-recommends $$missing; \
+	elif [ -n "$$missing" ]; then \
+	  echo "not installed:$$missing (the tests that use them fail)"; fi
+
 # The functional t/ files under valgrind's memcheck (nginx, its workers and
 # warden_core): a block fails on any invalid access or definite leak in
 # warden's Rust library. The fault, state and fleet files are left out:
@@ -85,14 +122,20 @@ run: deps build
 bench: build
 	$(CARGO) bench --bench prefix
 	$(CARGO) bench --bench detector
-	bench/nginx.sh
+	NGINX=$(NGINX) bench/nginx.sh
 
 # Instructions per request (valgrind's callgrind): plain nginx, empty Lua
-# handlers, warden's full pipeline, and where warden's own work goes.
+# handlers, warden's full pipeline, and where warden's own work goes; on
+# NGINX, then on OpenResty's stack when one is built or installed
+# (bench/openresty.sh --no-build).
 IR_REQUESTS ?= 20000
 bench-ir: build
 	command -v valgrind >/dev/null || apt-get install -y -q valgrind
-	NGINX=$(NGINX) bench/ir.sh $(IR_REQUESTS)
+	@echo "== $(NGINX)"; NGINX=$(NGINX) bench/ir.sh $(IR_REQUESTS)
+	@if bin=$$(env -u OPENRESTY bench/openresty.sh --no-build) && \
+	    [ "$$bin" != "$$(command -v $(NGINX))" ]; then \
+	  echo "== $$bin"; NGINX=$$bin bench/ir.sh $(IR_REQUESTS); \
+	else echo "(no OpenResty built: make openresty, then make bench-ir again)"; fi
 
 # cargo-fuzz (libFuzzer) targets in fuzz/: one per parser or matcher that
 # sees outside input. Needs a nightly toolchain (rustup toolchain install

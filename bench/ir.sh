@@ -2,7 +2,10 @@
 # Instructions per request, counted by valgrind's callgrind (stable to
 # ~0.1%, unlike wall-clock on this VM): one nginx with `master_process off`
 # under callgrind, the servers of bench/nginx.conf, and for each server a
-# warm-up, `callgrind_control -z`, exactly N requests on one keep-alive
+# warm-up, a full collection of the Lua heap with the collector stopped
+# until the dump (lua-nginx-module's own garbage would otherwise be
+# collected in whichever server's window the collector happened to run),
+# `callgrind_control -z`, exactly N requests on one keep-alive
 # connection (random clients through a trusted proxy's X-Forwarded-For,
 # bench/ir-client.py), `callgrind_control -d`.
 #
@@ -49,9 +52,11 @@ requests() { # port count seed -> count
 measure() { # name port -> prints "name instructions/request"
     local name=$1 port=$2 got
     requests "$port" "$warm" 7 >/dev/null
+    curl -fs -o /dev/null "http://127.0.0.1:8090/gc?do=stop"
     callgrind_control -z "$vg" >/dev/null
     got=$(requests "$port" "$n" 11)
     callgrind_control -d "$name" "$vg" >/dev/null
+    curl -fs -o /dev/null "http://127.0.0.1:8090/gc?do=restart"
     [ "$got" = "$n" ] || { echo "the client made $got requests, not $n" >&2; exit 1; }
     local f
     f=$(ls -t "$dir"/cg.out.* | head -n 1)

@@ -16,6 +16,7 @@ use crate::detect::{Detector, Request, Tripped};
 use crate::events::{Event, Ring};
 use crate::metrics::Stat;
 use crate::net::addr::{Addr, Net};
+use crate::net::client::{Client, Recent, Resolver, Seen};
 use crate::net::lists::{ListMatch, Lists, NetSet};
 use crate::policy::{Policy, PolicyError};
 use crate::shm::{self, DictSlot, Region, WorkerStats};
@@ -52,16 +53,6 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The client a request comes from, once X-Forwarded-For is resolved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Client {
-    /// The client's address.
-    pub addr: Addr,
-    /// True when an X-Forwarded-For element could not be parsed; the
-    /// nearest trusted hop is then taken as the client.
-    pub bad_forwarded: bool,
-}
-
 /// What `is_blocked` reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlockInfo {
@@ -94,7 +85,9 @@ pub struct Prepared {
 pub struct Engine {
     cfg: Config,
     lists: Lists,
-    trusted: NetSet,
+    clients: Resolver,
+    /// This worker's requests between their access and log phases.
+    recent: RefCell<Recent>,
     blocks: RefCell<Blocks>,
     /// A comparison with the fleet's Redis in progress (the fleet agent).
     diff: RefCell<Option<Diff>>,
@@ -152,7 +145,8 @@ impl Engine {
             policy: RefCell::new(policy),
             pending: RefCell::new(None),
             lists: Lists::new(&cfg.allowlist, &cfg.denylist),
-            trusted: NetSet::new(&cfg.trusted_proxies),
+            clients: Resolver::new(NetSet::new(&cfg.trusted_proxies)),
+            recent: RefCell::new(Recent::default()),
             blocks: RefCell::new(Blocks::default()),
             diff: RefCell::new(None),
             region,
@@ -221,44 +215,55 @@ impl Engine {
         self.stats.get()
     }
 
-    /// Resolves the client of a request from its peer address. When the
-    /// peer is a trusted proxy and `forwarded` is `None`, returns `None`:
-    /// the caller must fetch X-Forwarded-For and call again.
-    ///
-    /// The client is the rightmost X-Forwarded-For element that is not a
-    /// trusted proxy; if every element is trusted, the leftmost one; if an
-    /// element cannot be parsed, the nearest trusted hop to its right.
+    /// The client of a request from `peer` (see [`Resolver::resolve`]).
     #[inline]
-    pub fn resolve(&self, peer: Addr, forwarded: Option<&[u8]>) -> Option<Client> {
-        if self.trusted.is_empty() || !self.trusted.contains(peer) {
-            return Some(Client {
-                addr: peer,
-                bad_forwarded: false,
-            });
+    pub fn resolve<'a>(
+        &self,
+        peer: Addr,
+        xff: impl FnOnce() -> Option<&'a [u8]>,
+        real_ip: impl FnOnce() -> Option<&'a [u8]>,
+    ) -> Client {
+        self.clients.resolve(peer, xff, real_ip)
+    }
+
+    /// Remembers what the access phase of request `id` saw.
+    #[inline]
+    pub fn remember(&self, id: usize, start: u64, seen: Seen) {
+        self.recent.borrow_mut().put(id, start, seen);
+    }
+
+    /// What the access phase of request `id` saw, if it ran (it runs
+    /// again after an internal redirect).
+    #[inline]
+    pub fn seen(&self, id: usize, start: u64) -> Option<Seen> {
+        self.recent.borrow().get(id, start)
+    }
+
+    /// Marks request `id` as one the log phase must not feed to the
+    /// detector.
+    pub fn unobserved(&self, id: usize, start: u64) {
+        let mut recent = self.recent.borrow_mut();
+        match recent.get(id, start) {
+            Some(_) => recent.set_flags(id, start, Seen::UNOBSERVED),
+            None => recent.put(
+                id,
+                start,
+                Seen {
+                    client: Client {
+                        addr: Addr::V4(0),
+                        bad_forwarded: false,
+                    },
+                    verdict: code::ALLOW as i8,
+                    flags: Seen::UNOBSERVED,
+                },
+            ),
         }
-        let xff = forwarded?;
-        let mut client = Client {
-            addr: peer,
-            bad_forwarded: false,
-        };
-        for element in xff.rsplit(|&b| b == b',') {
-            if element.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            match Addr::parse_forwarded(element) {
-                Some(a) => {
-                    client.addr = a;
-                    if !self.trusted.contains(a) {
-                        break;
-                    }
-                }
-                None => {
-                    client.bad_forwarded = true;
-                    break;
-                }
-            }
-        }
-        Some(client)
+    }
+
+    /// What the access phase of request `id` saw, forgotten once read.
+    #[inline]
+    pub fn recall(&self, id: usize, start: u64) -> Option<Seen> {
+        self.recent.borrow_mut().take(id, start)
     }
 
     /// Decides on a client and counts the outcome.
@@ -291,7 +296,7 @@ impl Engine {
     /// What applies to a client, uncounted: allowlist first, then
     /// denylist, then blocks (`PASS` when none).
     #[inline]
-    fn verdict(&self, a: Addr) -> i32 {
+    pub fn verdict(&self, a: Addr) -> i32 {
         match self.lists.lookup(a) {
             ListMatch::Allow => code::ALLOW,
             _ if self.policy.borrow().whitelisted(a) => code::ALLOW,
@@ -317,12 +322,25 @@ impl Engine {
     /// and blocked clients are not counted.
     #[inline]
     pub fn observe(&self, client: Addr, req: &Request<'_>) -> i32 {
+        if self.detector.is_none() || self.verdict(client) != code::PASS {
+            return code::PASS;
+        }
+        self.observe_passed(client, req)
+    }
+
+    /// Whether the detector is on.
+    #[inline]
+    pub fn detects(&self) -> bool {
+        self.detector.is_some()
+    }
+
+    /// [`Engine::observe`] for a client whose verdict is known to be
+    /// `PASS` (the access phase decided it).
+    #[inline]
+    pub fn observe_passed(&self, client: Addr, req: &Request<'_>) -> i32 {
         let Some(d) = &self.detector else {
             return code::PASS;
         };
-        if self.verdict(client) != code::PASS {
-            return code::PASS;
-        }
         let seen = d.see(client, req, now_ms());
         if seen.counted {
             self.count(Stat::Observed);
@@ -403,7 +421,7 @@ impl Engine {
 
     /// True when `a` is a trusted proxy.
     pub fn trusted(&self, a: Addr) -> bool {
-        self.trusted.contains(a)
+        self.clients.trusts(a)
     }
 
     /// True when an allowlist entry covers `a`.
@@ -719,43 +737,6 @@ mod tests {
 
     fn a(s: &str) -> Addr {
         Addr::parse(s).unwrap()
-    }
-
-    #[test]
-    fn forwarded_resolution() {
-        let e = engine(json!({"dict": "t-fwd", "trusted_proxies": ["127.0.0.1", "10.0.0.0/8"]}));
-        let r = |peer: &str, xff: Option<&str>| {
-            e.resolve(a(peer), xff.map(str::as_bytes))
-                .map(|c| (c.addr.to_string(), c.bad_forwarded))
-        };
-        // Untrusted peers never get their header read.
-        assert_eq!(r("192.0.2.9", None), Some(("192.0.2.9".into(), false)));
-        assert_eq!(r("127.0.0.1", None), None);
-        assert_eq!(r("127.0.0.1", Some("")), Some(("127.0.0.1".into(), false)));
-        assert_eq!(
-            r("127.0.0.1", Some("1.1.1.1, 2.2.2.2, 10.0.0.5")),
-            Some(("2.2.2.2".into(), false))
-        );
-        assert_eq!(
-            r("127.0.0.1", Some("10.1.1.1, 10.0.0.5")),
-            Some(("10.1.1.1".into(), false))
-        );
-        assert_eq!(
-            r("127.0.0.1", Some("1.1.1.1, junk, 10.0.0.5")),
-            Some(("10.0.0.5".into(), true))
-        );
-        assert_eq!(
-            r("127.0.0.1", Some("junk")),
-            Some(("127.0.0.1".into(), true))
-        );
-        assert_eq!(
-            r("127.0.0.1", Some("[2001:db8::1]:443")),
-            Some(("2001:db8::1".into(), false))
-        );
-        assert_eq!(
-            r("127.0.0.1", Some(" , 3.3.3.3 ,")),
-            Some(("3.3.3.3".into(), false))
-        );
     }
 
     #[test]

@@ -252,3 +252,65 @@ GET /p
 100.65.0.0 true 100.64.0.0/15
 100.128.0.0 true 100.0.0.0/8
 101.0.0.0 false -
+
+
+
+=== TEST 14: a trusted proxy without X-Forwarded-For may name the client in X-Real-IP
+--- http_config eval: $::HttpConfig
+--- config eval: $::Protected
+--- request
+GET /p
+--- more_headers
+X-Real-IP: 198.51.100.7
+--- error_code: 403
+
+
+
+=== TEST 15: X-Forwarded-For wins over X-Real-IP; a bad X-Real-IP is a warning
+--- http_config eval: $::HttpConfig
+--- config
+    location /t {
+        content_by_lua_block {
+            local thttp = require "thttp"
+            local function status(h)
+                return thttp.request{ port = ngx.var.server_port, path = "/p",
+                                      headers = h }.status
+            end
+            ngx.say(status{ ["X-Real-IP"] = "198.51.100.7",
+                            ["X-Forwarded-For"] = "192.0.2.9" })
+            ngx.say(status{ ["X-Real-IP"] = "192.0.2.9",
+                            ["X-Forwarded-For"] = "198.51.100.7" })
+            ngx.say(status{ ["X-Real-IP"] = "not-an-address" })
+        }
+    }
+    location /p {
+        access_by_lua_block { warden:check() }
+        content_by_lua_block { ngx.say("passed") }
+    }
+--- response_body
+200
+403
+200
+--- error_log
+warden: malformed X-Real-IP from a trusted proxy: "not-an-address"; using 127.0.0.1 as the client
+
+
+
+=== TEST 16: headers from a peer that is not a trusted proxy are never read
+--- http_config
+    lua_shared_dict warden 1m;
+    init_by_lua_block {
+        warden = require("resty.warden").new({
+            denylist = "198.51.100.7",
+            trusted_proxies = { "10.0.0.0/8" },
+        })
+    }
+    init_worker_by_lua_block { warden:init_worker() }
+--- config eval: $::Protected
+--- request
+GET /p
+--- more_headers
+X-Real-IP: 198.51.100.7
+X-Forwarded-For: 198.51.100.7
+--- response_body
+passed

@@ -160,3 +160,39 @@ X-Forwarded-For: 192.0.2.1, 10.1.1.1
 trace
 no NYI
 KiB: 0
+
+
+
+=== TEST 6: the C interface comes from the library: LuaJIT lays each struct out as Rust does
+--- http_config eval: $::HttpConfig
+--- config
+    location /t {
+        content_by_lua_block {
+            local ffi = require "ffi"
+            local lib = require "warden_core"
+            -- core.lua gave lib.cdef to ffi.cdef; every struct and field
+            -- Rust reports has the same size and offset in LuaJIT
+            local names = {}
+            for ty in pairs(lib.layout) do names[#names + 1] = ty end
+            table.sort(names)
+            for _, ty in ipairs(names) do
+                local fields = lib.layout[ty]
+                local bad = {}
+                for f, v in pairs(fields) do
+                    local got = f == "size" and ffi.sizeof(ty)
+                                or ffi.offsetof(ty, f)
+                    if got ~= v then
+                        bad[#bad + 1] = f .. " " .. tostring(got) .. "/" .. v
+                    end
+                end
+                ngx.say(ty, ": ", #bad == 0 and "same" or table.concat(bad, ", "))
+            end
+            local core = require "resty.warden.core"
+            ngx.say("codes: ", core.PASS, " ", core.SYNC, " ", core.BAD_ADDRESS,
+                    " ", core.POLICY_FORBIDDEN_IP)
+        }
+    }
+--- response_body
+warden_client_t: same
+warden_policy_t: same
+codes: 0 9 -1 2

@@ -86,6 +86,8 @@ __DATA__
 --- config
     location /t {
         content_by_lua_block {
+            -- only what this block sends (blocks may run in any order)
+            io.open(STATSD_FILE, "w"):close()
             local codes = {}
             for _ = 1, 5 do codes[#codes + 1] = visit("192.0.2.99") end
             codes[#codes + 1] = visit("192.0.2.10")

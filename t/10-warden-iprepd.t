@@ -161,6 +161,8 @@ opts.iprepd.threshold must be a number from 0 to 100, got 500
 --- config
     location /t {
         content_by_lua_block {
+            -- only what this block sends (blocks may run in any order)
+            io.open(STATSD_FILE, "w"):close()
             -- worker 0 takes its baseline in init_worker: let it start
             ngx.sleep(0.5)
             for i = 1, 5 do visit("192.0.2.20") end

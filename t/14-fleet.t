@@ -39,12 +39,14 @@ _EOC_
 
 add_block_preprocessor(sub {
     my $block = shift;
-    # after TestWarden's own preprocessor, which sets the package paths
+    # (before TestWarden's own, which adds the package paths: either order
+    # gives the same block)
     my $http = $block->http_config // '';
     $block->set_value('http_config', $http . $Http) unless $http =~ /tnode/;
     $block->set_value('timeout', 90) unless defined $block->timeout;
 });
 
+plan 'no_plan';
 run_tests();
 
 __DATA__

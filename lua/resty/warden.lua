@@ -10,13 +10,13 @@
 -- compiled); everything else goes through the mlua module.
 
 local core = require "resty.warden.core"
-local request = require "resty.warden.request"
 local detector = require "resty.warden.detector"
 local access = require "resty.warden.access"
 local metrics = require "resty.warden.metrics"
 local state = require "resty.warden.state"
 local ffi = require "ffi"
-local band = require("bit").band
+local base = require "resty.core.base"
+local bit = require "bit"
 
 local ngx = ngx
 local ngx_exit = ngx.exit
@@ -33,21 +33,20 @@ local pcall = pcall
 local tostring = tostring
 local setmetatable = setmetatable
 local ffi_string = ffi.string
+local band, rshift = bit.band, bit.rshift
 
 local C = core.C
-local check_c = C.warden_check
-local policy_active_c = C.warden_policy_active
-local get_request = request.get_request
-local fetch = request.fetch
-local value_ptr = request.value_ptr
-local value_len = request.value_len
+local access_c = C.warden_access
+local text_c = C.warden_check_text
+local log_c = C.warden_log
+local get_request = base.get_request
 
 local PASS, ALLOW = core.PASS, core.ALLOW
 local DENY, BLOCK_AUTO = core.DENY, core.BLOCK_AUTO
-local NEED_FORWARDED, SYNC = core.NEED_FORWARDED, core.SYNC
+local SYNC, TRIP = core.SYNC, core.TRIP
 local BAD_ADDRESS = core.BAD_ADDRESS
-local PEER_TEXT, HAVE_FORWARDED = core.PEER_TEXT, core.HAVE_FORWARDED
-local NO_SYNC = core.NO_SYNC
+local NO_SYNC, OBSERVE = core.NO_SYNC, core.OBSERVE
+local POLICY_SHIFT, BAD_FORWARDED = core.POLICY_SHIFT, core.BAD_FORWARDED
 
 local SOURCES = { [DENY] = "denylist", [core.BLOCK_MANUAL] = "manual",
                   [BLOCK_AUTO] = "auto" }
@@ -103,7 +102,12 @@ function _M.new(opts)
         admin_max_body = cfg.admin_max_body,
         max_captures = cfg.max_captures,
         options_policy = cfg.policy,
+        iprepd = false,  -- set below when configured
     }, mt)
+    -- The per-request methods live in the instance itself: a method found
+    -- through the metatable costs the (interpreted) handler chunk ~200
+    -- instructions a request in LuaJIT's metamethod machinery.
+    self.check, self.log = _M.check, _M.log
     if cfg.statsd_host then
         self.statsd = require("resty.warden.statsd").new(cfg.statsd_host,
             cfg.statsd_port, 100)
@@ -275,10 +279,13 @@ local function report_forwarded(self)
         return  -- at most one line a second per worker
     end
     self.forwarded_logged = now
-    local r = get_request()
-    local xff = r and fetch(r, "http_x_forwarded_for")
-                and ffi_string(value_ptr[0], value_len[0]) or ""
-    log(WARN, "warden: malformed X-Forwarded-For from a trusted proxy: \"",
+    local var = ngx.var
+    local xff = var.http_x_forwarded_for
+    local name = "X-Forwarded-For"
+    if not xff or xff == "" then
+        xff, name = var.http_x_real_ip or "", "X-Real-IP"
+    end
+    log(WARN, "warden: malformed ", name, " from a trusted proxy: \"",
         xff, "\"; using ", client_text(), " as the client")
 end
 
@@ -298,14 +305,28 @@ local function blocked(self, rc)
 end
 
 
--- Decides on the textual address `ip` (counted; `client` filled), after
--- a sync when this worker is behind.
-local function decide_text(self, ip)
-    local rc = check_c(self.handle, ip, #ip, nil, 0, PEER_TEXT, client)
+-- The access phase's outcome for the current request (ip == nil) or the
+-- textual address `ip` (counted; `client` filled), after a sync when this
+-- worker is behind: an outcome code with bits above it (src/ffi/), or
+-- nil, err.
+local function decide(self, ip)
+    local handle = self.handle
+    if ip == nil then
+        local r = get_request()
+        if not r then
+            return nil, "no request found"
+        end
+        local rc = access_c(handle, r, 0, client)
+        if rc == SYNC then
+            sync(self)
+            rc = access_c(handle, r, NO_SYNC, client)
+        end
+        return rc
+    end
+    local rc = text_c(handle, ip, #ip, 0, client)
     if rc == SYNC then
         sync(self)
-        rc = check_c(self.handle, ip, #ip, nil, 0, PEER_TEXT + NO_SYNC,
-                     client)
+        rc = text_c(handle, ip, #ip, NO_SYNC, client)
     end
     return rc
 end
@@ -314,72 +335,33 @@ end
 --- warden:_decide(ip) -> rc, client: check()'s decision on the textual
 -- address `ip`, without acting on it (for /security/check).
 function _M:_decide(ip)
-    return decide_text(self, ip), client
+    local rc = decide(self, ip)
+    if rc >= 0 then
+        rc = band(rc, 0xff)
+    end
+    return rc, client
 end
 
 
---- warden:check(ip?) -> true, or ends the request with block_status.
--- warden:check{ site = "name", ip = ip? }: the same, with the policy of
--- site `name` (set with PUT /deployments/<name>/security or opts.sites).
--- Without `ip`, the client is the peer address, or, when the peer is a
--- trusted proxy, resolved from X-Forwarded-For.
-function _M:check(ip)
-    local handle = self.handle
-    local rc, site
-    if type(ip) == "table" then
-        site = ip.site
-        ip = ip.ip
-        if site ~= nil and type(site) ~= "string" then
-            log(ERR, "warden: check(): site must be a string, got ",
-                type(site))
-            return nil, "site must be a string"
-        end
-    end
-    if ip ~= nil then
-        if type(ip) ~= "string" then
-            log(ERR, "warden: check(): ip must be a string, got ", type(ip))
-            return nil, "ip must be a string"
-        end
-        rc = decide_text(self, ip)
+-- Acts on an outcome of decide() other than a plain PASS.
+local function act(self, rc, ip, site)
+    if rc < 0 then
         if rc == BAD_ADDRESS then
+            if ip == nil then
+                return true  -- e.g. a unix socket peer; counted in stats
+            end
             log(ERR, "warden: check(): invalid IP address '", ip, "'")
             return nil, "invalid IP address '" .. ip .. "'"
         end
-
-    else
-        local r = get_request()
-        if not r then
-            return nil, "no request found"
-        end
-        if not fetch(r, "binary_remote_addr") then
-            return true  -- no peer address (e.g. a unix socket): nothing to do
-        end
-        rc = check_c(handle, value_ptr[0], value_len[0], nil, 0, 0, client)
-        if rc == SYNC then
-            sync(self)
-            fetch(r, "binary_remote_addr")
-            rc = check_c(handle, value_ptr[0], value_len[0], nil, 0, NO_SYNC,
-                         client)
-        end
-        if rc == NEED_FORWARDED then
-            local peer, peer_len = value_ptr[0], value_len[0]
-            local fwd, fwd_len = nil, 0
-            if fetch(r, "http_x_forwarded_for") then
-                fwd, fwd_len = value_ptr[0], value_len[0]
-            end
-            rc = check_c(handle, peer, peer_len, fwd, fwd_len,
-                         HAVE_FORWARDED + NO_SYNC, client)
-            if client.bad_forwarded ~= 0 then
-                report_forwarded(self)
-            end
-        end
-        if rc == BAD_ADDRESS then
-            return true  -- e.g. a unix socket peer; counted in stats
-        end
+        log(ERR, "warden: check() failed with code ", rc, "; letting the",
+            " request through")
+        return true
     end
-
-    local flags = rc >= PASS and rc <= BLOCK_AUTO
-                  and band(policy_active_c(handle), 3) or 0
+    if band(rc, BAD_FORWARDED) ~= 0 then
+        report_forwarded(self)
+    end
+    local flags = band(rshift(rc, POLICY_SHIFT), 3)
+    rc = band(rc, 0xff)
     if flags > 0 then
         -- whitelisted paths, sites, protected routes; may end the request
         local res = access.enforce(self, rc, client, client_text, site,
@@ -408,21 +390,66 @@ function _M:check(ip)
 end
 
 
+--- warden:check(ip?) -> true, or ends the request with block_status.
+-- warden:check{ site = "name", ip = ip? }: the same, with the policy of
+-- site `name` (set with PUT /deployments/<name>/security or opts.sites).
+-- Without `ip`, the client is the peer address, or, when the peer is a
+-- trusted proxy, resolved from X-Forwarded-For (or X-Real-IP).
+function _M:check(ip)
+    local site
+    if ip ~= nil then
+        if type(ip) == "table" then
+            site = ip.site
+            ip = ip.ip
+            if site ~= nil and type(site) ~= "string" then
+                log(ERR, "warden: check(): site must be a string, got ",
+                    type(site))
+                return nil, "site must be a string"
+            end
+        end
+        if ip ~= nil and type(ip) ~= "string" then
+            log(ERR, "warden: check(): ip must be a string, got ", type(ip))
+            return nil, "ip must be a string"
+        end
+    end
+    local rc, err = decide(self, ip)
+    if rc == PASS and not self.iprepd then
+        return true  -- the common case: one FFI call
+    end
+    if not rc then
+        return nil, err
+    end
+    return act(self, rc, ip, site)
+end
+
+
 --- warden:log(): log phase. Feeds the detector (when enabled) and
 -- real-time capture (when on).
 function _M:log()
-    local flags = policy_active_c(self.handle)
-    if band(flags, 4) ~= 0 then
+    local r = get_request()
+    if not r then
+        return true
+    end
+    local handle = self.handle
+    local rc = log_c(handle, r, 0, 0)
+    if rc == PASS then
+        return true  -- the common case: one FFI call
+    end
+    if rc == SYNC then
         -- behind the journal (e.g. a location without check()): the
         -- policy, and with it real-time capture, may have changed
         sync(self)
-        flags = policy_active_c(self.handle)
+        rc = log_c(handle, r, NO_SYNC, 0)
     end
-    if flags > 0 and access.log(self, flags) then
-        return true
+    if rc >= 256 then
+        -- a path or site policy, or real-time capture, applies
+        if access.log(self, rshift(rc, POLICY_SHIFT)) then
+            return true
+        end
+        rc = log_c(handle, r, NO_SYNC + OBSERVE, 0)
     end
-    if self.detector then
-        detector.observe(self)
+    if rc == TRIP then
+        detector.tripped(self)
     end
     return true
 end

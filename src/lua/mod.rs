@@ -112,6 +112,9 @@ fn new(lua: &Lua, opts: Value) -> LuaResult<MultiValue> {
         Ok(v) => v,
         Err(e) => return nil_err(lua, format!("opts: {e}")),
     };
+    if let Err(e) = crate::ffi::nginx::check() {
+        return nil_err(lua, e);
+    }
     let cfg = match Config::from_value(&v) {
         Ok(c) => c,
         Err(e) => return nil_err(lua, e),
@@ -331,5 +334,26 @@ fn warden_core(lua: &Lua) -> LuaResult<Table> {
         })?,
     )?;
     t.set("version", env!("CARGO_PKG_VERSION"))?;
+    // the FFI's declarations, outcome codes and flag bits, and struct
+    // layouts: the one copy, in src/ffi/cdef.rs
+    t.set("cdef", crate::ffi::cdef::CDEF)?;
+    let codes = lua.create_table()?;
+    for (name, v) in crate::ffi::cdef::codes() {
+        codes.set(name, v)?;
+    }
+    t.set("codes", codes)?;
+    let layout = lua.create_table()?;
+    for (ty, field, v) in crate::ffi::cdef::layout() {
+        let entry = match layout.get::<Option<Table>>(ty)? {
+            Some(e) => e,
+            None => {
+                let e = lua.create_table()?;
+                layout.set(ty, &e)?;
+                e
+            }
+        };
+        entry.set(if field.is_empty() { "size" } else { field }, v)?;
+    }
+    t.set("layout", layout)?;
     Ok(t)
 }

@@ -93,27 +93,32 @@ impl Addr {
     /// assert!(Addr::parse("192.0.2.256").is_err());
     /// ```
     pub fn parse(s: &str) -> Result<Addr, AddrError> {
-        if let Ok(v4) = s.parse::<Ipv4Addr>() {
-            return Ok(Addr::V4(u32::from(v4)));
-        }
-        if let Ok(v6) = s.parse::<Ipv6Addr>() {
-            return Ok(Addr::from_v6(u128::from(v6)));
-        }
-        if s.contains('%') {
-            return Err(AddrError::new(ErrorKind::ZoneId, s));
-        }
-        Err(AddrError::new(ErrorKind::Address, s))
+        Addr::parse_bytes(s.as_bytes())
     }
 
-    /// Parses bytes as a textual address (see [`Addr::parse`]).
+    /// Parses bytes as a textual address (see [`Addr::parse`]). IPv4, the
+    /// common case of a request, is read straight from the bytes, with
+    /// no UTF-8 check and no allocation.
     pub fn parse_bytes(b: &[u8]) -> Result<Addr, AddrError> {
-        match std::str::from_utf8(b) {
-            Ok(s) => Addr::parse(s),
-            Err(_) => Err(AddrError::new(
-                ErrorKind::Address,
-                &String::from_utf8_lossy(b),
-            )),
+        Addr::read(b).ok_or_else(|| {
+            let kind = if b.contains(&b'%') {
+                ErrorKind::ZoneId
+            } else {
+                ErrorKind::Address
+            };
+            AddrError::new(kind, &String::from_utf8_lossy(b))
+        })
+    }
+
+    /// [`Addr::parse_bytes`] without the error (nothing is allocated).
+    #[inline]
+    fn read(b: &[u8]) -> Option<Addr> {
+        if let Some(v4) = parse_v4(b) {
+            return Some(Addr::V4(v4));
         }
+        // IPv6 (and text that is neither) through std's parser
+        let v6 = std::str::from_utf8(b).ok()?.parse::<Ipv6Addr>().ok()?;
+        Some(Addr::from_v6(u128::from(v6)))
     }
 
     /// Builds an address from nginx's `$binary_remote_addr` (4 or 16 bytes).
@@ -142,13 +147,13 @@ impl Addr {
             if !(rest.is_empty() || (rest[0] == b':' && is_port(&rest[1..]))) {
                 return None;
             }
-            return match Addr::parse_bytes(&b[1..end]).ok()? {
+            return match Addr::read(&b[1..end])? {
                 a @ Addr::V6(_) => Some(a),
                 a @ Addr::V4(_) if b[1..end].contains(&b':') => Some(a),
                 Addr::V4(_) => None,
             };
         }
-        if let Ok(a) = Addr::parse_bytes(b) {
+        if let Some(a) = Addr::read(b) {
             return Some(a);
         }
         // a.b.c.d:port (only IPv4 can carry an unbracketed port)
@@ -156,7 +161,7 @@ impl Addr {
         if b[colon + 1..].contains(&b':') || !is_port(&b[colon + 1..]) {
             return None;
         }
-        match Addr::parse_bytes(&b[..colon]).ok()? {
+        match Addr::read(&b[..colon])? {
             a @ Addr::V4(_) => Some(a),
             Addr::V6(_) => None,
         }
@@ -183,6 +188,47 @@ impl Addr {
             }
         }
     }
+}
+
+/// A dotted-quad IPv4 address, as std's `Ipv4Addr` parser reads it: four
+/// decimal octets of one to three digits, each at most 255, without
+/// leading zeros (`01` is refused, as it could be read as octal).
+#[inline]
+fn parse_v4(b: &[u8]) -> Option<u32> {
+    if b.len() < 7 || b.len() > 15 {
+        return None;
+    }
+    let digit = |i: usize| -> Option<u32> {
+        let d = b.get(i)?.wrapping_sub(b'0');
+        (d <= 9).then_some(u32::from(d))
+    };
+    let (mut addr, mut i) = (0u32, 0usize);
+    for k in 0..4 {
+        let mut v = digit(i)?;
+        i += 1;
+        // up to two more digits, none after a leading zero
+        for _ in 0..2 {
+            match digit(i) {
+                Some(d) if v != 0 => {
+                    v = v * 10 + d;
+                    i += 1;
+                }
+                Some(_) => return None,
+                None => break,
+            }
+        }
+        if v > 255 {
+            return None;
+        }
+        addr = addr << 8 | v;
+        if k < 3 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+    }
+    (i == b.len()).then_some(addr)
 }
 
 fn is_port(b: &[u8]) -> bool {
@@ -325,6 +371,23 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // the byte parser reads IPv4 exactly as std's parser does
+        #[test]
+        fn v4_bytes_agree_with_std(s in "[0-9.]{0,16}|[0-9]{1,3}(\\.[0-9]{1,3}){3}") {
+            let std = s.parse::<Ipv4Addr>().ok().map(u32::from);
+            prop_assert_eq!(parse_v4(s.as_bytes()), std);
+        }
+
+        #[test]
+        fn v4_bytes_agree_with_std_on_any_bytes(b in proptest::collection::vec(any::<u8>(), 0..16)) {
+            let std = std::str::from_utf8(&b).ok()
+                .and_then(|s| s.parse::<Ipv4Addr>().ok()).map(u32::from);
+            prop_assert_eq!(parse_v4(&b), std);
+        }
+    }
 
     #[test]
     fn parses_and_unmaps() {

@@ -1,8 +1,9 @@
 //! Addresses and networks: parsing ([`addr`]), longest-prefix matching
-//! ([`prefix`]), the configured allowlist, denylist and trusted proxies
+//! ([`prefix`]), the client of a request ([`client`]), the configured allowlist, denylist and trusted proxies
 //! ([`lists`]), and HTTP/1 responses for the cosocket client ([`http`]).
 
 pub mod addr;
+pub mod client;
 pub mod http;
 pub mod lists;
 pub mod prefix;

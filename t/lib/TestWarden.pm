@@ -10,12 +10,16 @@ package TestWarden;
 # block format. Either way it sets the defaults of this repository:
 # package paths to lua/ and build/, Debian's load_module lines when the
 # nginx binary is not OpenResty, `GET /t` as the default request, and
-# `no_error_log [error]` for blocks that check no log at all.
+# `no_error_log [error]` for blocks that check no log at all. Before each
+# block and at the end of the file it also stops what t/lib/tnode.lua left
+# under the server root (see stop_nodes).
 
 use strict;
 use warnings;
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
+use File::Path qw(remove_tree);
+use Time::HiRes qw(sleep);
 
 our $Root = $ENV{TEST_WARDEN_ROOT} || abs_path(dirname(__FILE__) . '/../..');
 our $Impl;
@@ -54,8 +58,85 @@ sub import {
     $Impl->can('add_block_preprocessor')->(\&preprocess);
 }
 
+# The server root of the runner (upstream sets this variable when it is
+# loaded, as Mini does).
+sub servroot {
+    $ENV{TEST_NGINX_SERVER_ROOT} || $ENV{TEST_NGINX_SERVROOT}
+        || abs_path('.') . '/t/servroot';
+}
+
+# t/lib/tnode.lua runs extra nginx instances ("nodes") and redis-server
+# under <servroot>/nodes/. Upstream Test::Nginx removes only the
+# directories it made before a block, then bails out ("Can't remove
+# t/servroot (not empty?)") when anything else is left there; Mini removes
+# the whole server root. So before each block (what the previous block
+# left: nothing but files unless it failed half-way) and at the end of the
+# file, every process still running there is killed; before a block, the
+# directory is removed too, so each block starts from nothing under either
+# runner. Nodes are found by their master's command line (nginx -p
+# <servroot>/nodes/...), redis-server by its working directory (its
+# --dir), which still names it once Mini has removed the server root.
+sub node_pids {
+    my $base = shift;
+    my @pids;
+    for my $dir (glob '/proc/[0-9]*') {
+        my ($pid) = $dir =~ m{(\d+)$};
+        open my $fh, '<', "$dir/cmdline" or next;
+        my $cmd = do { local $/; <$fh> } // '';
+        close $fh;
+        $cmd =~ tr/\0/ /;
+        if ($cmd =~ /nginx.* -p \Q$base\E\//) {
+            push @pids, $pid;
+        } elsif ($cmd =~ /redis/) {
+            my $cwd = readlink "$dir/cwd" // '';
+            push @pids, $pid if index($cwd, "$base/") == 0;
+        }
+    }
+    return @pids;
+}
+
+sub children {
+    my $ppid = shift;
+    my @kids;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $stat or next;
+        my $line = <$fh> // '';
+        close $fh;
+        push @kids, $1 if $line =~ /^(\d+) \(.*\) \S (\d+) / && $2 == $ppid;
+    }
+    return @kids;
+}
+
+sub stop_nodes {
+    my $remove = shift;
+    my $base = servroot() . '/nodes';
+    if (my @pids = node_pids($base)) {
+        # a master whose workers die starts new ones: stop it first
+        kill 'STOP', @pids;
+        kill 'KILL', map { children($_) } @pids;
+        kill 'KILL', @pids;
+        for (1 .. 100) {
+            last unless grep { -e "/proc/$_" && !zombie($_) } @pids;
+            sleep 0.02;
+        }
+    }
+    remove_tree($base) if $remove && -d $base;
+}
+
+sub zombie {
+    open my $fh, '<', "/proc/$_[0]/stat" or return 1;
+    my $line = <$fh> // '';
+    close $fh;
+    return $line =~ /^\d+ \(.*\) Z/;
+}
+
+my $MainPid = $$;
+END { local $?; stop_nodes(0) if $$ == $MainPid }
+
 sub preprocess {
     my $block = shift;
+
+    stop_nodes(1);
 
     if (!defined $block->request && !defined $block->must_die) {
         $block->set_value('request', "GET /t\n");

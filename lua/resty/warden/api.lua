@@ -538,42 +538,38 @@ end
 
 -- security/check (auth_request) -------------------------------------------
 
-local function loopback(ip)
-    return ip == "127.0.0.1" or ip == "::1" or find(ip, "^127%.") ~= nil
-end
+local caller = require("ffi").new("warden_client_t")
+local caller_text = require("ffi").new("unsigned char[64]")
 
 
--- The client: from X-Real-IP / X-Forwarded-For when the peer is a
--- trusted caller (loopback or opts.trusted_proxies), else the peer.
+-- The client a check is about: the `ip` named by a trusted caller (a peer
+-- in trusted_proxies), else the client of this request, resolved as
+-- check() resolves it (X-Forwarded-For, then X-Real-IP, from a trusted
+-- proxy). -> ip | nil, fail
 local function check_client(w, body)
-    local var = ngx.var
-    local peer = var.remote_addr or ""
-    local trusted = loopback(peer) or w.engine:trusted(peer)
+    local r = require("resty.core.base").get_request()
+    local trusted = core.C.warden_resolve(w.handle, r, caller)
     if body and body.ip ~= nil then
-        if not trusted then
+        if trusted ~= 1 then
             return nil, fail(403, "only a trusted caller may name the ip",
                              "ip")
         end
         return body.ip
     end
-    if trusted then
-        local real = var.http_x_real_ip
-        if real and real ~= "" then
-            return real
-        end
-        local xff = var.http_x_forwarded_for
-        if xff and xff ~= "" then
-            local last = xff:match("([^,%s]+)%s*$")
-            if last then
-                return last
-            end
-        end
+    local n = trusted >= 0
+              and core.C.warden_client_text(caller, caller_text, 64) or -1
+    if n < 0 then
+        return nil, fail(400, "the request has no client address", "ip")
     end
-    return peer
+    return require("ffi").string(caller_text, n)
 end
 
 
 local function check(w, q)
+    -- this request's status is a verdict on another request: the detector
+    -- must not count it as this request's own
+    core.C.warden_unobserved(w.handle,
+                             require("resty.core.base").get_request())
     local args, body = q.args, q.body
     local ip, f = check_client(w, body)
     if not ip then

@@ -14,9 +14,11 @@ package TestWarden::Mini;
 #               timeout, user_files, ONLY, SKIP
 #   filters:    eval, chomp
 #
-# Each block gets a fresh server root (t/servroot, or $TEST_NGINX_SERVROOT),
-# a fresh nginx (started, then stopped with QUIT so that its log is
-# complete), and one Test::More test per assertion.
+# Each block gets a fresh server root (t/servroot, or $TEST_NGINX_SERVROOT;
+# as upstream, a previous block may leave nothing there but what the
+# runner made), a fresh nginx (started, then stopped with QUIT so that its
+# log is complete), and one Test::More test per assertion. As upstream, a
+# file without a plan fails.
 #
 # TEST_NGINX_USE_VALGRIND=1 (as upstream's variable) runs nginx, master and
 # workers, under valgrind's memcheck (suppressions from
@@ -48,10 +50,10 @@ my $Repeat = 1;
 my @Preprocessors;
 my @Env;
 my $NoRootLocation = 0;
-my $Planned = 0;
 my $Port = $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984;
 my $ServRoot = abs_path('.') . '/t/servroot';
 $ServRoot = $ENV{TEST_NGINX_SERVROOT} if $ENV{TEST_NGINX_SERVROOT};
+$ENV{TEST_NGINX_SERVER_ROOT} = $ServRoot;   # as upstream, once loaded
 my $Nginx = $ENV{TEST_NGINX_BINARY} || 'nginx';
 my $RunningPid;
 my $Valgrind = $ENV{TEST_NGINX_USE_VALGRIND};
@@ -72,12 +74,10 @@ sub no_shuffle { }
 sub no_long_string { }
 sub no_root_location { $NoRootLocation = 1 }
 sub env_to_nginx { push @Env, @_ }
-sub add_block_preprocessor { push @Preprocessors, shift }
+# as upstream: the last one added runs first
+sub add_block_preprocessor { unshift @Preprocessors, shift }
 
-sub plan {
-    $Planned = 1;
-    Test::More::plan(@_);
-}
+sub plan { Test::More::plan(@_) }
 
 # --- the block format ---------------------------------------------------
 
@@ -214,7 +214,17 @@ _EOC_
 
 sub setup_root {
     my $block = shift;
-    remove_tree($ServRoot) if -d $ServRoot;
+    # As upstream: what a runner makes is removed, then the server root
+    # itself; anything else left there (a previous block's own files) ends
+    # the run, as upstream's "Can't remove t/servroot (not empty?)" does.
+    if (-d $ServRoot) {
+        remove_tree(map({ "$ServRoot/$_" } qw(conf html logs cache)),
+                    glob("$ServRoot/*_temp"), glob("$ServRoot/*_cache"));
+        rmdir $ServRoot or do {
+            stop_nginx();
+            Test::More::BAIL_OUT("Can't remove $ServRoot (not empty?): $!");
+        };
+    }
     make_path(map { "$ServRoot/$_" } qw(conf html logs));
     # Debian's workers run as www-data when the master runs as root.
     chmod 0755, $ServRoot, map { "$ServRoot/$_" } qw(conf html logs);
@@ -553,7 +563,8 @@ sub run_tests {
         }
     }
     remove_tree($ServRoot) unless $ENV{TEST_NGINX_NO_CLEAN};
-    Test::More::done_testing() unless $Planned;
+    # No done_testing() for a file without a plan: upstream has none
+    # either, and Test::More fails such a file ("no plan was declared").
 }
 
 1;

@@ -1,0 +1,262 @@
+//! The C declarations of the FFI entry points, as Lua gives them to
+//! `ffi.cdef`: the one copy. The library exports this text
+//! (`require("warden_core").cdef`), the outcome codes and the flag bits
+//! (`.codes`), and the sizes of its structs (`.layout`), so the Lua side
+//! never writes them again; a test here fails when the text and the Rust
+//! functions and `#[repr(C)]` structs drift apart, and `t/03-jit.t`
+//! compares LuaJIT's view of the structs with Rust's.
+
+/// The declarations, for `ffi.cdef`.
+pub const CDEF: &str = r#"
+typedef struct warden_engine warden_engine_t;
+
+typedef struct {
+    unsigned char addr[16];
+    unsigned char family;
+    unsigned char bad_forwarded;
+    unsigned char pad[6];
+} warden_client_t;
+
+int warden_access(const warden_engine_t *w, void *r, unsigned int fl,
+                  warden_client_t *out);
+int warden_check_text(const warden_engine_t *w, const unsigned char *ip,
+                      size_t len, unsigned int fl, warden_client_t *out);
+int warden_log(const warden_engine_t *w, void *r, unsigned int fl,
+               unsigned int status);
+int warden_resolve(const warden_engine_t *w, void *r, warden_client_t *out);
+int warden_unobserved(const warden_engine_t *w, void *r);
+int warden_client_text(const warden_client_t *c, unsigned char *buf,
+                       size_t len);
+
+typedef struct {
+    const unsigned char *path;
+    size_t path_len;
+    const unsigned char *method;
+    size_t method_len;
+    const unsigned char *site;
+    size_t site_len;
+    int route;
+    unsigned int rate_limit;
+    unsigned int rate_window;
+} warden_policy_t;
+
+int warden_policy_active(const warden_engine_t *w);
+double warden_capture_since(const warden_engine_t *w);
+int warden_policy_skip(const warden_engine_t *w, const warden_policy_t *p,
+                       int verdict);
+int warden_policy_require(const warden_engine_t *w,
+                          const warden_client_t *c, int verdict,
+                          warden_policy_t *p);
+
+typedef struct warden_cache warden_cache_t;
+typedef struct warden_netset warden_netset_t;
+int warden_rep_get(const warden_cache_t *c, const unsigned char *ip,
+                   size_t len);
+int warden_rep_put(const warden_cache_t *c, const unsigned char *ip,
+                   size_t len, int reputation, uint64_t ttl_ms);
+int warden_netset_contains(const warden_netset_t *s,
+                           const unsigned char *ip, size_t len);
+"#;
+
+/// The outcome codes and flag bits Lua compares results with, by name.
+pub fn codes() -> Vec<(&'static str, i64)> {
+    use super::flags;
+    use crate::engine::code;
+    vec![
+        ("PASS", code::PASS.into()),
+        ("ALLOW", code::ALLOW.into()),
+        ("DENY", code::DENY.into()),
+        ("BLOCK_MANUAL", code::BLOCK_MANUAL.into()),
+        ("BLOCK_AUTO", code::BLOCK_AUTO.into()),
+        ("SYNC", code::SYNC.into()),
+        ("TRIP", code::TRIP.into()),
+        ("BAD_ADDRESS", code::BAD_ADDRESS.into()),
+        ("INTERNAL", code::INTERNAL.into()),
+        ("NO_SYNC", flags::NO_SYNC.into()),
+        ("OBSERVE", flags::OBSERVE.into()),
+        ("POLICY_SHIFT", flags::POLICY_SHIFT.into()),
+        ("BAD_FORWARDED", flags::BAD_FORWARDED.into()),
+        (
+            "POLICY_FORBIDDEN_IP",
+            super::policy::POLICY_FORBIDDEN_IP.into(),
+        ),
+        (
+            "POLICY_BLOCKED_PATH",
+            super::policy::POLICY_BLOCKED_PATH.into(),
+        ),
+        ("REP_FETCH", super::reputation::REP_FETCH.into()),
+        ("REP_WAIT", super::reputation::REP_WAIT.into()),
+        ("REP_BAD_ADDRESS", super::reputation::REP_BAD_ADDRESS.into()),
+    ]
+}
+
+/// The size of each struct Lua declares, and each field's offset, as Rust
+/// lays them out: `(struct, field or "", bytes)`.
+pub fn layout() -> Vec<(&'static str, &'static str, usize)> {
+    use super::policy::WardenPolicy as P;
+    use super::request::WardenClient as C;
+    use std::mem::{offset_of, size_of};
+    vec![
+        ("warden_client_t", "", size_of::<C>()),
+        ("warden_client_t", "addr", offset_of!(C, addr)),
+        ("warden_client_t", "family", offset_of!(C, family)),
+        (
+            "warden_client_t",
+            "bad_forwarded",
+            offset_of!(C, bad_forwarded),
+        ),
+        ("warden_policy_t", "", size_of::<P>()),
+        ("warden_policy_t", "path", offset_of!(P, path)),
+        ("warden_policy_t", "site_len", offset_of!(P, site_len)),
+        ("warden_policy_t", "route", offset_of!(P, route)),
+        ("warden_policy_t", "rate_window", offset_of!(P, rate_window)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    //! The declarations against the Rust source: every `extern "C"`
+    //! function is declared with the same parameters (names and types),
+    //! every declared function exists, and every declared struct has the
+    //! Rust struct's fields in the same order with the same types.
+
+    use super::CDEF;
+    use std::collections::BTreeMap;
+
+    const SOURCES: [&str; 3] = [
+        include_str!("request.rs"),
+        include_str!("policy.rs"),
+        include_str!("reputation.rs"),
+    ];
+
+    /// A C type in the Rust spelling used by the FFI module.
+    fn rust_type(c: &str) -> String {
+        let c = c.split_whitespace().collect::<Vec<_>>().join(" ");
+        let named = [
+            ("warden_engine_t", "Engine"),
+            ("warden_client_t", "WardenClient"),
+            ("warden_policy_t", "WardenPolicy"),
+            ("warden_cache_t", "crate::reputation::Cache"),
+            ("warden_netset_t", "crate::net::lists::NetSet"),
+        ];
+        let scalar = |t: &str| -> String {
+            match t {
+                "unsigned char" => "u8".into(),
+                "size_t" => "usize".into(),
+                "int" => "c_int".into(),
+                "unsigned int" => "u32".into(),
+                "uint64_t" => "u64".into(),
+                "double" => "f64".into(),
+                "void" => "c_void".into(),
+                other => named
+                    .iter()
+                    .find(|(c, _)| *c == other)
+                    .map_or_else(|| format!("?{other}"), |(_, r)| r.to_string()),
+            }
+        };
+        if let Some(t) = c.strip_suffix(" *") {
+            match t.strip_prefix("const ") {
+                Some(t) => format!("*const {}", scalar(t)),
+                None => format!("*mut {}", scalar(t)),
+            }
+        } else {
+            scalar(&c)
+        }
+    }
+
+    /// `type name` pairs of a C parameter or field list.
+    fn c_fields(list: &str) -> Vec<(String, String)> {
+        list.split([',', ';'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|p| {
+                let p = p.replace('*', " * ");
+                let (ty, name) = p.trim().rsplit_once(' ').unwrap();
+                let (name, ty) = match name.split_once('[') {
+                    Some((n, len)) => (
+                        n.to_string(),
+                        format!("[{}; {}]", rust_type(ty), len.trim_end_matches(']')),
+                    ),
+                    None => (name.to_string(), rust_type(ty)),
+                };
+                (name, ty)
+            })
+            .collect()
+    }
+
+    /// Declared functions: name -> parameters.
+    fn declared_fns() -> BTreeMap<String, Vec<(String, String)>> {
+        let mut out = BTreeMap::new();
+        for decl in CDEF.split(';') {
+            let decl = decl.trim();
+            if decl.starts_with("typedef") || decl.starts_with('}') || !decl.contains('(') {
+                continue;
+            }
+            let (head, params) = decl.split_once('(').unwrap();
+            let name = head.split_whitespace().last().unwrap().to_string();
+            out.insert(name, c_fields(params.trim_end_matches(')')));
+        }
+        out
+    }
+
+    /// `name: type` pairs of a Rust parameter or field list.
+    fn rust_fields(list: &str) -> Vec<(String, String)> {
+        let code: Vec<&str> = list
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with("//") && !l.starts_with("#["))
+            .collect();
+        code.join(" ")
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (name, ty) = p.trim_start_matches("pub ").split_once(':').unwrap();
+                (name.trim().to_string(), ty.trim().to_string())
+            })
+            .collect()
+    }
+
+    fn rust_fns() -> BTreeMap<String, Vec<(String, String)>> {
+        let mut out = BTreeMap::new();
+        for src in SOURCES {
+            for part in src.split("pub unsafe extern \"C\" fn ").skip(1) {
+                let (name, rest) = part.split_once('(').unwrap();
+                let params = &rest[..rest.find(") ->").unwrap()];
+                out.insert(name.to_string(), rust_fields(params));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn functions_match_the_declarations() {
+        assert_eq!(rust_fns(), declared_fns());
+    }
+
+    #[test]
+    fn structs_match_the_declarations() {
+        let mut checked = 0;
+        for part in CDEF.split("typedef struct {").skip(1) {
+            let (body, rest) = part.split_once('}').unwrap();
+            let c_name = rest.split(';').next().unwrap().trim();
+            let rust_name = rust_type(c_name);
+            let src = SOURCES
+                .iter()
+                .find(|s| s.contains(&format!("pub struct {rust_name} {{")))
+                .unwrap_or_else(|| panic!("no Rust struct {rust_name} for {c_name}"));
+            let def = src
+                .split(&format!("pub struct {rust_name} {{"))
+                .nth(1)
+                .unwrap();
+            let fields = rust_fields(&def[..def.find("\n}").unwrap()]);
+            assert!(
+                src.contains(&format!("#[repr(C)]\npub struct {rust_name} {{")),
+                "{rust_name} is not #[repr(C)]"
+            );
+            assert_eq!(fields, c_fields(body), "{c_name}");
+            checked += 1;
+        }
+        assert_eq!(checked, 2);
+    }
+}

@@ -1,0 +1,429 @@
+//! `check()` and `log()`: one FFI call per phase.
+//!
+//! The access phase ([`warden_access`]) reads the peer (and, from a
+//! trusted proxy, `X-Forwarded-For` or `X-Real-IP`) itself, resolves the
+//! client once ([`crate::net::client`]), decides, and remembers client and
+//! verdict for the log phase of the same request. The log phase
+//! ([`warden_log`]) reads them back, then the path, user agent and status,
+//! and feeds the detector. Nothing is formatted or allocated here.
+
+use std::ffi::c_void;
+use std::os::raw::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::nginx::{self, Request};
+use super::{bytes, flags};
+use crate::detect::Request as Finished;
+use crate::engine::{code, Engine};
+use crate::metrics::Stat;
+use crate::net::addr::Addr;
+use crate::net::client::{Client, Seen};
+
+/// The resolved client of a request, filled by [`warden_access`] and
+/// [`warden_check_text`].
+#[repr(C)]
+pub struct WardenClient {
+    /// Address bytes: 4 for IPv4, 16 for IPv6, network order.
+    pub addr: [u8; 16],
+    /// 4 or 6; 0 when no address was resolved.
+    pub family: u8,
+    /// 1 when a forwarding header from a trusted proxy could not be parsed.
+    pub bad_forwarded: u8,
+    /// Padding to 24 bytes.
+    pub pad: [u8; 6],
+}
+
+impl WardenClient {
+    /// The address, when one was resolved.
+    pub(super) fn addr(&self) -> Option<Addr> {
+        match self.family {
+            4 => Addr::from_binary(&self.addr[..4]),
+            6 => Addr::from_binary(&self.addr),
+            _ => None,
+        }
+    }
+
+    fn fill(&mut self, c: Client) {
+        self.family = match c.addr {
+            Addr::V4(_) => 4,
+            Addr::V6(_) => 6,
+        };
+        c.addr.to_bytes(&mut self.addr);
+        self.bad_forwarded = u8::from(c.bad_forwarded);
+    }
+}
+
+/// Decides on a client and reports what else applies: the verdict in the
+/// low byte, the policy bits 1 and 2 of `warden_policy_active()` from
+/// [`flags::POLICY_SHIFT`] on when a policy applies by path or site, and
+/// [`flags::BAD_FORWARDED`] when a forwarding header was bad.
+#[inline]
+fn decided(w: &Engine, c: Client) -> c_int {
+    if c.bad_forwarded {
+        w.count(Stat::BadForwarded);
+    }
+    let mut rc = w.decide(c.addr);
+    if w.policy_active() {
+        rc |= (super::policy::active_bits(w) & 3) << flags::POLICY_SHIFT;
+    }
+    if c.bad_forwarded {
+        rc |= flags::BAD_FORWARDED;
+    }
+    rc
+}
+
+/// The access phase of `check()`: resolves the client of request `r` and
+/// decides.
+///
+/// - `w`: the engine (from `engine:ptr()`); `r`: the request (lua-resty-
+///   core's `get_request()`).
+/// - `fl`: [`flags::NO_SYNC`] to decide with the replica as it is (the
+///   second call, after a sync).
+/// - `out`: receives the client (may be NULL).
+///
+/// Returns `SYNC` when the worker must replay the block journal first;
+/// otherwise an outcome (`PASS`, `ALLOW`, `DENY`, `BLOCK_MANUAL`,
+/// `BLOCK_AUTO`) in the low byte, with the policy bits and
+/// [`flags::BAD_FORWARDED`] above it (see `decided`); `BAD_ADDRESS` when the peer is not
+/// an IP address (a unix socket); `INTERNAL` for a NULL argument or a
+/// caught panic.
+///
+/// # Safety
+/// `w` must be NULL or a live engine pointer from `engine:ptr()`; `r` must
+/// be NULL or the current request; `out` must be NULL or point to a
+/// writable `warden_client_t`.
+#[no_mangle]
+pub unsafe extern "C" fn warden_access(
+    w: *const Engine,
+    r: *mut c_void,
+    fl: u32,
+    out: *mut WardenClient,
+) -> c_int {
+    // SAFETY: see `# Safety`.
+    let (Some(w), Some(r)) = (unsafe { w.as_ref() }, unsafe { Request::new(r) }) else {
+        return code::INTERNAL;
+    };
+    // SAFETY: see `# Safety`.
+    let out = unsafe { out.as_mut() };
+    catch_unwind(AssertUnwindSafe(|| {
+        if fl & flags::NO_SYNC == 0 && w.stale() {
+            return code::SYNC;
+        }
+        let (id, start) = (r.id(), r.start_ms());
+        // the access phase again after an internal redirect (an index
+        // file, error_page, try_files): the client is known already (a
+        // request that is not internal may be a new one in the memory of
+        // an earlier one whose log phase did not run: resolve it)
+        if let Some(seen) = r.is_internal().then(|| w.seen(id, start)).flatten() {
+            let rc = decided(w, seen.client);
+            w.remember(
+                id,
+                start,
+                Seen {
+                    verdict: (rc & 0xff) as i8,
+                    ..seen
+                },
+            );
+            if let Some(out) = out {
+                out.fill(seen.client);
+            }
+            return rc;
+        }
+        let Some(peer) = r
+            .var(&nginx::BINARY_REMOTE_ADDR)
+            .and_then(Addr::from_binary)
+        else {
+            w.count(Stat::BadAddress);
+            return code::BAD_ADDRESS;
+        };
+        let client = w.resolve(
+            peer,
+            || r.var(&nginx::X_FORWARDED_FOR),
+            || r.var(&nginx::X_REAL_IP),
+        );
+        let rc = decided(w, client);
+        w.remember(
+            id,
+            start,
+            Seen {
+                client,
+                verdict: (rc & 0xff) as i8,
+                flags: 0,
+            },
+        );
+        if let Some(out) = out {
+            out.fill(client);
+        }
+        rc
+    }))
+    .unwrap_or(code::INTERNAL)
+}
+
+/// `check(ip)`: decides on the textual address `ip` (the caller's choice
+/// of client, as iprepd-nginx's `check(ip)`).
+///
+/// Returns what [`warden_access`] returns; `BAD_ADDRESS` for an address
+/// that cannot be parsed.
+///
+/// # Safety
+/// `w` must be NULL or a live engine pointer; `ip` must be NULL or valid
+/// for `len` bytes; `out` must be NULL or point to a writable
+/// `warden_client_t`.
+#[no_mangle]
+pub unsafe extern "C" fn warden_check_text(
+    w: *const Engine,
+    ip: *const u8,
+    len: usize,
+    fl: u32,
+    out: *mut WardenClient,
+) -> c_int {
+    // SAFETY: see `# Safety`.
+    let (Some(w), ip, out) = (unsafe { w.as_ref() }, unsafe { bytes(ip, len) }, unsafe {
+        out.as_mut()
+    }) else {
+        return code::INTERNAL;
+    };
+    catch_unwind(AssertUnwindSafe(|| {
+        if fl & flags::NO_SYNC == 0 && w.stale() {
+            return code::SYNC;
+        }
+        let Ok(addr) = Addr::parse_bytes(ip) else {
+            w.count(Stat::BadAddress);
+            return code::BAD_ADDRESS;
+        };
+        let client = Client {
+            addr,
+            bad_forwarded: false,
+        };
+        if let Some(out) = out {
+            out.fill(client);
+        }
+        decided(w, client)
+    }))
+    .unwrap_or(code::INTERNAL)
+}
+
+/// The log phase of `log()`: feeds the finished request `r` to the
+/// detector, with the client and verdict its access phase found (or, when
+/// `check()` did not run, resolved now).
+///
+/// - `fl`: [`flags::NO_SYNC`] (the second call, after a sync);
+///   [`flags::OBSERVE`]: the path and site policies' part of the log phase
+///   is done, observe now.
+/// - `status`: the status to observe, or 0 for the response's (a refusal
+///   in the access phase observes its own status there, as the log phase
+///   may not run).
+///
+/// Returns `PASS` when nothing tripped (or the detector is off, or the
+/// client is allowlisted, denylisted or blocked); `TRIP` when a rule
+/// tripped (the details wait in `engine:trip()`); `SYNC` when the worker
+/// is behind the journal (the policy, and with it real-time capture, may
+/// have changed); `PASS` with the bits of `warden_policy_active()` from
+/// [`flags::POLICY_SHIFT`] on when a path or site policy or real-time capture applies (the
+/// caller handles it, then calls again with [`flags::OBSERVE`]);
+/// `BAD_ADDRESS`; `INTERNAL` for a NULL argument or a caught panic.
+///
+/// # Safety
+/// `w` must be NULL or a live engine pointer; `r` must be NULL or the
+/// current request.
+#[no_mangle]
+pub unsafe extern "C" fn warden_log(
+    w: *const Engine,
+    r: *mut c_void,
+    fl: u32,
+    status: u32,
+) -> c_int {
+    // SAFETY: see `# Safety`.
+    let (Some(w), Some(r)) = (unsafe { w.as_ref() }, unsafe { Request::new(r) }) else {
+        return code::INTERNAL;
+    };
+    catch_unwind(AssertUnwindSafe(|| {
+        if fl & flags::NO_SYNC == 0 && w.stale() {
+            return code::SYNC;
+        }
+        if fl & flags::OBSERVE == 0 {
+            let p = super::policy::active_bits(w);
+            if p != 0 {
+                return code::PASS | p << flags::POLICY_SHIFT;
+            }
+        }
+        if !w.detects() {
+            return code::PASS;
+        }
+        let (client, verdict) = match w.recall(r.id(), r.start_ms()) {
+            Some(seen) if seen.flags & Seen::UNOBSERVED != 0 => return code::PASS,
+            Some(seen) => (seen.client.addr, i32::from(seen.verdict)),
+            None => {
+                let Some(peer) = r
+                    .var(&nginx::BINARY_REMOTE_ADDR)
+                    .and_then(Addr::from_binary)
+                else {
+                    return code::BAD_ADDRESS;
+                };
+                let c = w.resolve(
+                    peer,
+                    || r.var(&nginx::X_FORWARDED_FOR),
+                    || r.var(&nginx::X_REAL_IP),
+                );
+                (c.addr, w.verdict(c.addr))
+            }
+        };
+        if verdict != code::PASS {
+            return code::PASS;
+        }
+        let req = Finished {
+            uri: r.var(&nginx::REQUEST_URI).unwrap_or_default(),
+            status: if status == 0 {
+                r.status()
+            } else {
+                status.min(999) as u16
+            },
+            user_agent: r.var(&nginx::USER_AGENT).unwrap_or_default(),
+        };
+        w.observe_passed(client, &req)
+    }))
+    .unwrap_or(code::INTERNAL)
+}
+
+/// Resolves the client of request `r` without deciding anything (the
+/// admin API's `/security/check` about its caller's request).
+///
+/// Returns 1 when the peer is a trusted proxy (a trusted caller, who may
+/// name another client), 0 when it is not; `BAD_ADDRESS` when the peer is
+/// not an IP address; `INTERNAL` for a NULL argument or a caught panic.
+///
+/// # Safety
+/// As [`warden_access`].
+#[no_mangle]
+pub unsafe extern "C" fn warden_resolve(
+    w: *const Engine,
+    r: *mut c_void,
+    out: *mut WardenClient,
+) -> c_int {
+    // SAFETY: see `# Safety`.
+    let (Some(w), Some(r)) = (unsafe { w.as_ref() }, unsafe { Request::new(r) }) else {
+        return code::INTERNAL;
+    };
+    // SAFETY: see `# Safety`.
+    let out = unsafe { out.as_mut() };
+    catch_unwind(AssertUnwindSafe(|| {
+        let Some(peer) = r
+            .var(&nginx::BINARY_REMOTE_ADDR)
+            .and_then(Addr::from_binary)
+        else {
+            return code::BAD_ADDRESS;
+        };
+        let client = w.resolve(
+            peer,
+            || r.var(&nginx::X_FORWARDED_FOR),
+            || r.var(&nginx::X_REAL_IP),
+        );
+        if let Some(out) = out {
+            out.fill(client);
+        }
+        c_int::from(w.trusted(peer))
+    }))
+    .unwrap_or(code::INTERNAL)
+}
+
+/// Tells the log phase of request `r` not to feed it to the detector: its
+/// status is not about its client (a `/security/check` answer is a verdict
+/// on another request). Returns 0, or `INTERNAL`.
+///
+/// # Safety
+/// `w` must be NULL or a live engine pointer; `r` must be NULL or the
+/// current request.
+#[no_mangle]
+pub unsafe extern "C" fn warden_unobserved(w: *const Engine, r: *mut c_void) -> c_int {
+    // SAFETY: see `# Safety`.
+    let (Some(w), Some(r)) = (unsafe { w.as_ref() }, unsafe { Request::new(r) }) else {
+        return code::INTERNAL;
+    };
+    catch_unwind(AssertUnwindSafe(|| {
+        w.unobserved(r.id(), r.start_ms());
+        0
+    }))
+    .unwrap_or(code::INTERNAL)
+}
+
+/// Writes the textual form of a resolved client into `buf`.
+///
+/// Returns the number of bytes written, or -1 if `c` holds no address or
+/// `buf` is too small (46 bytes always suffice).
+///
+/// # Safety
+/// `c` must point to a `warden_client_t` filled by [`warden_access`] or
+/// [`warden_check_text`]; `buf` must be valid for `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn warden_client_text(
+    c: *const WardenClient,
+    buf: *mut u8,
+    len: usize,
+) -> c_int {
+    if c.is_null() || buf.is_null() {
+        return -1;
+    }
+    // SAFETY: checked non-null; the caller guarantees validity.
+    let c = unsafe { &*c };
+    catch_unwind(AssertUnwindSafe(|| {
+        let Some(addr) = c.addr() else { return -1 };
+        let s = addr.to_string();
+        if s.len() > len {
+            return -1;
+        }
+        // SAFETY: `buf` is valid for `len >= s.len()` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), buf, s.len()) };
+        s.len() as c_int
+    }))
+    .unwrap_or(-1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn client() -> WardenClient {
+        WardenClient {
+            addr: [0; 16],
+            family: 0,
+            bad_forwarded: 0,
+            pad: [0; 6],
+        }
+    }
+
+    #[test]
+    fn check_text_through_the_c_abi() {
+        let cfg = Config::from_value(&serde_json::json!({
+            "dict": "t-ffi", "denylist": ["192.0.2.0/24"], "trusted_proxies": ["127.0.0.1"],
+        }))
+        .unwrap();
+        let e = Engine::new(cfg).unwrap();
+        let mut out = client();
+        let call = |ip: &[u8], out: &mut WardenClient| unsafe {
+            warden_check_text(&e, ip.as_ptr(), ip.len(), 0, out)
+        };
+        assert_eq!(call(b"192.0.2.7", &mut out), code::DENY);
+        let mut buf = [0u8; 64];
+        let n = unsafe { warden_client_text(&out, buf.as_mut_ptr(), buf.len()) };
+        assert_eq!(&buf[..n as usize], b"192.0.2.7");
+        assert_eq!(call(b"::ffff:192.0.2.7", &mut out), code::DENY);
+        assert_eq!(out.family, 4);
+        assert_eq!(call(b"nonsense", &mut out), code::BAD_ADDRESS);
+        assert_eq!(call(b"198.51.100.1", &mut out), code::PASS);
+        let null = std::ptr::null();
+        let mut dummy = 0u8;
+        assert_eq!(
+            unsafe { warden_check_text(null, b"x".as_ptr(), 1, 0, &mut out) },
+            code::INTERNAL
+        );
+        assert_eq!(
+            unsafe { warden_access(null, (&mut dummy as *mut u8).cast(), 0, &mut out) },
+            code::INTERNAL
+        );
+        assert_eq!(
+            unsafe { warden_log(&e, std::ptr::null_mut(), 0, 0) },
+            code::INTERNAL
+        );
+    }
+}
