@@ -84,7 +84,7 @@ pub unsafe extern "C" fn warden_rep_put(
     unsafe {
         with_cache(c, ip, len, |c, a| {
             if reputation < 0 {
-                c.abandon(a);
+                c.abandon(a, crate::engine::now_ms());
             } else {
                 let r = reputation.min(100) as u8;
                 c.put(a, r, ttl_ms, crate::engine::now_ms());
