@@ -53,6 +53,17 @@ impl WardenClient {
     }
 }
 
+/// The policy bits 1 and 2 of `warden_policy_active()` in their place in
+/// an outcome ([`flags::POLICY_SHIFT`]), when a policy applies.
+#[inline]
+fn policy_bits(w: &Engine) -> c_int {
+    if w.policy_active() {
+        (super::policy::active_bits(w) & 3) << flags::POLICY_SHIFT
+    } else {
+        0
+    }
+}
+
 /// Decides on a client and reports what else applies: the verdict in the
 /// low byte, the policy bits 1 and 2 of `warden_policy_active()` from
 /// [`flags::POLICY_SHIFT`] on when a policy applies by path or site, and
@@ -62,10 +73,7 @@ fn decided(w: &Engine, c: Client) -> c_int {
     if c.bad_forwarded {
         w.count(Stat::BadForwarded);
     }
-    let mut rc = w.decide(c.addr);
-    if w.policy_active() {
-        rc |= (super::policy::active_bits(w) & 3) << flags::POLICY_SHIFT;
-    }
+    let mut rc = w.decide(c.addr) | policy_bits(w);
     if c.bad_forwarded {
         rc |= flags::BAD_FORWARDED;
     }
@@ -115,19 +123,12 @@ pub unsafe extern "C" fn warden_access(
         // request that is not internal may be a new one in the memory of
         // an earlier one whose log phase did not run: resolve it)
         if let Some(seen) = r.is_internal().then(|| w.seen(id, start)).flatten() {
-            let rc = decided(w, seen.client);
-            w.remember(
-                id,
-                start,
-                Seen {
-                    verdict: (rc & 0xff) as i8,
-                    ..seen
-                },
-            );
+            // decided once per request (counted once): only what applies
+            // by path or site may differ in the new location
             if let Some(out) = out {
                 out.fill(seen.client);
             }
-            return rc;
+            return i32::from(seen.verdict) | policy_bits(w);
         }
         let Some(peer) = r
             .var(&nginx::BINARY_REMOTE_ADDR)
