@@ -13,6 +13,8 @@
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+pub mod iprepd;
+
 use crate::engine::{code, Engine};
 use crate::metrics::Stat;
 use crate::net::addr::Addr;
