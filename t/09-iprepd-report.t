@@ -314,3 +314,28 @@ qr/\[alert\].*audit_log\(\): FoxSec Audit \|\| ip: 192\.0\.2\.10, headers: , bod
 200
 --- no_error_log eval
 [qr/\[(error|crit|alert|emerg)\]/]
+
+
+
+=== TEST 8: what is buffered is sent when a worker exits (a reload), as iprepd-nginx's timer did
+--- http_config eval: ::conf('statsd_flush_timer = 3600,')
+--- config
+    location /t {
+        content_by_lua_block {
+            sent()
+            ngx.say(visit("192.0.2.99"))
+            ngx.sleep(0.1)
+            local f = assert(io.open(ngx.config.prefix() .. "logs/nginx.pid"))
+            local pid = f:read("*n")
+            f:close()
+            os.execute("kill -HUP " .. pid)
+            ngx.sleep(1)
+            ngx.print(sent())
+        }
+    }
+--- response_body
+200
+iprepd.get_reputation:1|c
+iprepd.status.accepted:1|c
+iprepd.ips_seen:192.0.2.99|s
+--- timeout: 10
