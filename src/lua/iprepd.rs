@@ -11,7 +11,7 @@ use mlua::{
 };
 
 use super::metrics::LuaMetrics;
-use super::{nil_err, show_lua};
+use super::{lua_text, nil_err};
 use crate::engine::now_ms;
 use crate::reputation::audit::{audit_line, Body};
 use crate::reputation::iprepd::{Client, Response};
@@ -139,20 +139,15 @@ impl UserData for LuaIprepd {
         m.add_method(
             "verbose_line",
             |_, _, (kind, ip, rep): (String, Value, Option<i64>)| {
-                let ip = match &ip {
-                    Value::String(s) => s.to_string_lossy(),
-                    Value::Nil => "nil".to_string(),
-                    other => show_lua(other),
-                };
-                Ok(Client::verbose_line(&kind, &ip, rep.unwrap_or(0)))
+                Ok(Client::verbose_line(
+                    &kind,
+                    &lua_text(&ip),
+                    rep.unwrap_or(0),
+                ))
             },
         );
         m.add_method("line", |_, _, (kind, what): (String, Value)| {
-            let what = match &what {
-                Value::String(s) => s.to_string_lossy(),
-                other => show_lua(other),
-            };
-            Ok(Client::line(&kind, &what))
+            Ok(Client::line(&kind, &lua_text(&what)))
         });
         // audited(uri) -> whether to audit, whether with the headers
         m.add_method("audited", |lua, this, uri: mlua::LuaString| {
@@ -183,8 +178,7 @@ impl UserData for LuaIprepd {
                                         v.push((k.clone(), x?.to_string_lossy()));
                                     }
                                 }
-                                Value::String(x) => v.push((k, x.to_string_lossy())),
-                                other => v.push((k, show_lua(&other))),
+                                other => v.push((k, lua_text(&other))),
                             }
                         }
                         // a stable order (a Lua table has none); the values

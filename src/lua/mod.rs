@@ -85,6 +85,15 @@ pub(crate) fn show_lua(v: &Value) -> String {
     }
 }
 
+/// A value as text in a line or a header: a string as it is, anything
+/// else as [`show_lua`] shows it.
+pub(crate) fn lua_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.to_string_lossy(),
+        other => show_lua(other),
+    }
+}
+
 pub(crate) fn str_arg(v: &Value, what: &str) -> Result<String, String> {
     match v {
         Value::String(s) => Ok(s.to_string_lossy()),
@@ -199,11 +208,7 @@ fn warden_core(lua: &Lua) -> LuaResult<Table> {
                 if let Some(h) = headers {
                     for pair in h.pairs::<Value, Value>() {
                         let (k, v) = pair?;
-                        let text = |v: &Value| match v {
-                            Value::String(s) => s.to_string_lossy(),
-                            other => show_lua(other),
-                        };
-                        hs.push((text(&k), text(&v)));
+                        hs.push((lua_text(&k), lua_text(&v)));
                     }
                 }
                 hs.sort();
