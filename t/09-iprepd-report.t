@@ -339,3 +339,22 @@ iprepd.get_reputation:1|c
 iprepd.status.accepted:1|c
 iprepd.ips_seen:192.0.2.99|s
 --- timeout: 10
+
+
+
+=== TEST 9: flush() in log_by_lua (no cosockets there) sends from a timer
+--- http_config eval: ::conf('statsd_flush_timer = 3600,') =~ s/(client.statsd.set\("iprepd.ips_seen", ngx.var.remote_addr\))/$1 client.statsd.flush() client:flush_stats()/r
+--- config
+    location /t {
+        content_by_lua_block {
+            sent()
+            ngx.say(visit("192.0.2.99"))
+            ngx.sleep(0.3)
+            ngx.print(sent())
+        }
+    }
+--- response_body
+200
+iprepd.get_reputation:1|c
+iprepd.status.accepted:1|c
+iprepd.ips_seen:192.0.2.99|s

@@ -109,12 +109,13 @@ function _M:config_flush_timer()
 end
 
 
---- client:flush_stats(): sends the metrics when the buffer is full
--- (a full buffer is also sent on its own, from a timer).
+--- client:flush_stats(): sends the metrics when the buffer is full, from
+-- a timer (so in any phase: iprepd-nginx's failed in log_by_lua* and lost
+-- them). A full buffer is also sent on its own.
 function _M:flush_stats()
     local s = self.statsd
     if s and s.full() then
-        return s.flush()
+        s.flush_soon()
     end
     return true
 end

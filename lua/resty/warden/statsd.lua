@@ -6,7 +6,7 @@
 --
 --   s = statsd.new(host, port, max_buffer_count[, metrics])
 --   s.count(name, n); s.incr(name); s.time(name, ms); s.set(name, value)
---   s.buffer_count(); s.flush()        -- flush() needs a cosocket phase
+--   s.buffer_count(); s.flush()        -- from a timer where no cosocket
 --   s.start_timer(interval)            -- init_worker: flush every interval
 --
 -- `metrics` is a buffer made in Rust that others record into as well (the
@@ -20,6 +20,7 @@ local log = ngx.log
 local ERR = ngx.ERR
 local udp = ngx.socket.udp
 local timer_at = ngx.timer.at
+local pcall = pcall
 
 
 local _M = {}
@@ -30,12 +31,19 @@ function _M.new(host, port, max_buffer_count, metrics)
     local s = { host = host, port = port }
     local pending = false
 
+    local flush_soon
+
     local function send()
-        local packets = m:drain()
-        if #packets == 0 then
+        if m:len() == 0 then
             return true
         end
-        local sock = udp()
+        local made, sock = pcall(udp)
+        if not made then
+            -- a phase without cosockets (log_by_lua*): from a timer then
+            flush_soon()
+            return true
+        end
+        local packets = m:drain()
         local ok, err = sock:setpeername(host, port)
         if ok then
             for i = 1, #packets do
@@ -63,7 +71,7 @@ function _M.new(host, port, max_buffer_count, metrics)
     end
 
     -- A full buffer is sent from a timer (any phase may record metrics).
-    local function flush_soon()
+    function flush_soon()
         if not pending then
             pending = true
             local ok, err = timer_at(0, flush_timer)
