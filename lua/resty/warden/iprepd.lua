@@ -68,12 +68,14 @@ end
 -- names the option and the value). `hooks` is for resty.warden: with it,
 -- failures are counted (hooks.on_error) and their lines throttled.
 function _M.new(options, hooks)
+    -- the client and the warnings to log, or nil and the error
     local c, warnings = core.lua.iprepd(options, {
         ngx_lua_version = tostring(ngx.config.ngx_lua_version),
         warden = hooks ~= nil,
     })
     if not c then
-        error("resty.warden.iprepd: " .. warnings, 2)
+        local err = warnings
+        error("resty.warden.iprepd: " .. err, 2)
     end
     for _, w in ipairs(warnings) do
         warning(w)
