@@ -1,5 +1,9 @@
-//! iprepd reputations cached for every worker, with at most one lookup in
-//! flight per address.
+//! Reputation from iprepd: iprepd-nginx's options ([`options`]), its client
+//! and protocol ([`iprepd`]), its audit line ([`audit`]), and the cache
+//! below.
+//!
+//! iprepd reputations are cached for every worker, with at most one lookup
+//! in flight per address.
 //!
 //! A fixed table in memory shared by every worker (mapped in the master,
 //! like [`crate::detect::counters`]), so one worker's lookup serves all of them —
@@ -17,6 +21,8 @@
 //! Memory is bounded: a full set evicts the entry that expires first.
 
 pub mod audit;
+pub mod iprepd;
+pub mod options;
 
 use std::cell::UnsafeCell;
 
