@@ -53,6 +53,22 @@ impl WardenClient {
     }
 }
 
+/// The peer of request `r` and its client (one resolution,
+/// [`crate::net::client`]), or `None` when the peer is not an IP address
+/// (a unix socket).
+#[inline]
+fn client_of(w: &Engine, r: Request) -> Option<(Addr, Client)> {
+    let peer = r
+        .var(&nginx::BINARY_REMOTE_ADDR)
+        .and_then(Addr::from_binary)?;
+    let client = w.resolve(
+        peer,
+        || r.var(&nginx::X_FORWARDED_FOR),
+        || r.var(&nginx::X_REAL_IP),
+    );
+    Some((peer, client))
+}
+
 /// The policy bits 1 and 2 of `warden_policy_active()` in their place in
 /// an outcome ([`flags::POLICY_SHIFT`]), when a policy applies.
 #[inline]
@@ -130,18 +146,10 @@ pub unsafe extern "C" fn warden_access(
             }
             return i32::from(seen.verdict) | policy_bits(w);
         }
-        let Some(peer) = r
-            .var(&nginx::BINARY_REMOTE_ADDR)
-            .and_then(Addr::from_binary)
-        else {
+        let Some((_, client)) = client_of(w, r) else {
             w.count(Stat::BadAddress);
             return code::BAD_ADDRESS;
         };
-        let client = w.resolve(
-            peer,
-            || r.var(&nginx::X_FORWARDED_FOR),
-            || r.var(&nginx::X_REAL_IP),
-        );
         let rc = decided(w, client);
         w.remember(
             id,
@@ -255,17 +263,9 @@ pub unsafe extern "C" fn warden_log(
             Some(seen) if seen.flags & Seen::UNOBSERVED != 0 => return code::PASS,
             Some(seen) => (seen.client.addr, i32::from(seen.verdict)),
             None => {
-                let Some(peer) = r
-                    .var(&nginx::BINARY_REMOTE_ADDR)
-                    .and_then(Addr::from_binary)
-                else {
+                let Some((_, c)) = client_of(w, r) else {
                     return code::BAD_ADDRESS;
                 };
-                let c = w.resolve(
-                    peer,
-                    || r.var(&nginx::X_FORWARDED_FOR),
-                    || r.var(&nginx::X_REAL_IP),
-                );
                 (c.addr, w.verdict(c.addr))
             }
         };
@@ -308,17 +308,9 @@ pub unsafe extern "C" fn warden_resolve(
     // SAFETY: see `# Safety`.
     let out = unsafe { out.as_mut() };
     catch_unwind(AssertUnwindSafe(|| {
-        let Some(peer) = r
-            .var(&nginx::BINARY_REMOTE_ADDR)
-            .and_then(Addr::from_binary)
-        else {
+        let Some((peer, client)) = client_of(w, r) else {
             return code::BAD_ADDRESS;
         };
-        let client = w.resolve(
-            peer,
-            || r.var(&nginx::X_FORWARDED_FOR),
-            || r.var(&nginx::X_REAL_IP),
-        );
         if let Some(out) = out {
             out.fill(client);
         }
