@@ -400,6 +400,43 @@ impl Engine {
         self.trusted.contains(a)
     }
 
+    /// The client of a request from `peer`: the peer itself, or, when the
+    /// peer is a trusted proxy, the rightmost untrusted element of
+    /// `X-Forwarded-For` ([`Engine::resolve`]), or, when the request has
+    /// no `X-Forwarded-For`, its `X-Real-IP`. An unparsable `X-Real-IP`
+    /// leaves the peer as the client, with `bad_forwarded` set.
+    pub fn resolve_request_client(
+        &self,
+        peer: Addr,
+        x_forwarded_for: Option<&[u8]>,
+        x_real_ip: Option<&[u8]>,
+    ) -> Client {
+        let blank = |v: &&[u8]| v.iter().all(u8::is_ascii_whitespace);
+        let direct = Client {
+            addr: peer,
+            bad_forwarded: false,
+        };
+        if !self.trusted(peer) {
+            return direct;
+        }
+        if let Some(xff) = x_forwarded_for.filter(|v| !blank(v)) {
+            return self.resolve(peer, Some(xff)).unwrap_or(direct);
+        }
+        match x_real_ip.filter(|v| !blank(v)) {
+            None => direct,
+            Some(v) => match Addr::parse_forwarded(v) {
+                Some(addr) => Client {
+                    addr,
+                    bad_forwarded: false,
+                },
+                None => Client {
+                    bad_forwarded: true,
+                    ..direct
+                },
+            },
+        }
+    }
+
     /// True when an allowlist entry covers `a`.
     pub fn allowlisted(&self, a: Addr) -> bool {
         self.lists.lookup(a) == ListMatch::Allow || self.policy.borrow().whitelisted(a)
@@ -685,6 +722,41 @@ mod tests {
         assert_eq!(
             r("127.0.0.1", Some(" , 3.3.3.3 ,")),
             Some(("3.3.3.3".into(), false))
+        );
+    }
+
+    #[test]
+    fn request_client_resolution() {
+        let e = engine(json!({"dict": "t-reqcl", "trusted_proxies": ["127.0.0.1"]}));
+        let r = |peer: &str, xff: Option<&str>, real: Option<&str>| {
+            let c =
+                e.resolve_request_client(a(peer), xff.map(str::as_bytes), real.map(str::as_bytes));
+            (c.addr.to_string(), c.bad_forwarded)
+        };
+        let got = |s: &str, bad: bool| (s.to_string(), bad);
+        // an untrusted peer is the client, whatever it sends
+        assert_eq!(
+            r("192.0.2.1", Some("1.1.1.1"), Some("2.2.2.2")),
+            got("192.0.2.1", false)
+        );
+        // a trusted one: X-Forwarded-For first, then X-Real-IP
+        assert_eq!(
+            r("127.0.0.1", Some("1.1.1.1"), Some("2.2.2.2")),
+            got("1.1.1.1", false)
+        );
+        assert_eq!(
+            r("127.0.0.1", Some(" "), Some("2.2.2.2")),
+            got("2.2.2.2", false)
+        );
+        assert_eq!(
+            r("127.0.0.1", None, Some("2001:db8::1")),
+            got("2001:db8::1", false)
+        );
+        assert_eq!(r("127.0.0.1", None, None), got("127.0.0.1", false));
+        assert_eq!(r("127.0.0.1", None, Some("junk")), got("127.0.0.1", true));
+        assert_eq!(
+            r("127.0.0.1", Some("junk"), Some("2.2.2.2")),
+            got("127.0.0.1", true)
         );
     }
 

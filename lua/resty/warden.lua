@@ -15,7 +15,6 @@ local store = require "resty.warden.store"
 local detector = require "resty.warden.detector"
 local access = require "resty.warden.access"
 local policy = require "resty.warden.policy"
-local metrics = require "resty.warden.metrics"
 local state = require "resty.warden.state"
 local ffi = require "ffi"
 local band = require("bit").band
@@ -62,7 +61,7 @@ local FLUSH_INTERVAL = 10  -- seconds between two flushes of expired keys
 local SYNC_INTERVAL = 1  -- seconds between background syncs and sweeps
 
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = core.lua.version }
 local mt = { __index = _M }
 
 
@@ -109,35 +108,20 @@ function _M.new(opts)
         forwarded_logged = 0,
         flushed = 0,  -- when worker 0 last flushed expired keys (tick)
         detector = engine:detector(),  -- nil when disabled
-        admin_max_body = cfg.admin_max_body,
-        max_captures = cfg.max_captures,
-        options_policy = cfg.policy,
     }, mt)
     if cfg.statsd_host then
         self.statsd = require("resty.warden.statsd").new(cfg.statsd_host,
             cfg.statsd_port, 100)
         self.statsd_flush_timer = cfg.statsd_flush_timer
     end
-    if cfg.admin_token then
-        self.admin_token = cfg.admin_token
-    elseif cfg.admin_token_file then
-        local f, ferr = io.open(cfg.admin_token_file, "rb")
-        if not f then
-            error("resty.warden: opts.admin_token_file: cannot read '"
-                  .. cfg.admin_token_file .. "': " .. tostring(ferr), 2)
-        end
-        local token = (f:read("*a") or ""):match("^%s*(.-)%s*$")
-        f:close()
-        if token == "" or token:find("%s") then
-            error("resty.warden: opts.admin_token_file: '"
-                  .. cfg.admin_token_file .. "' must hold one token"
-                  .. " (no spaces)", 2)
-        end
-        self.admin_token = token
+    -- the admin API (reads admin_token_file)
+    local admin, warning = core.lua.admin(engine)
+    if not admin then
+        error("resty.warden: " .. warning, 2)
     end
-    if self.admin_token and #self.admin_token < 16 then
-        log(WARN, "warden: the admin token is shorter than 16 characters;"
-            .. " use a long random one (e.g. openssl rand -hex 32)")
+    self.admin = admin
+    if warning then
+        log(WARN, "warden: ", warning)
     end
     if opts and opts.iprepd ~= nil then
         -- reputation from iprepd after the lists and blocks; blocking and
@@ -257,7 +241,7 @@ function _M:init_worker()
                 end
             end
             last = now
-            local g, names = metrics.gauges(self:stats())
+            local g, names = core.lua.gauges(self:stats())
             for _, name in ipairs(names) do
                 sd.gauge("warden." .. name, g[name])
             end
@@ -594,7 +578,7 @@ end
 
 --- warden:metrics_text() -> the Prometheus text format.
 function _M:metrics_text()
-    return metrics.render(self:stats())
+    return core.lua.prometheus(self:stats())
 end
 
 
