@@ -20,7 +20,7 @@ LUA_SHARE_DIR ?= $(PREFIX)/share/lua/5.1
 DEMO_DIR ?= /tmp/warden-demo
 
 SO       := build/warden_core.so
-SOURCES  := $(wildcard src/*.rs) Cargo.toml build.rs
+SOURCES  := $(shell find src -name "*.rs") Cargo.toml build.rs
 
 .PHONY: check-fmt valgrind fuzz all build deps test check-rockspec test-rust test-nginx run bench bench-ir install opm lint clean
 
@@ -63,6 +63,7 @@ check-rockspec:
 
 test-rust:
 	$(CARGO) test --release
+	$(CARGO) test --release --no-default-features --features vendored --lib lua::
 
 test-nginx: build
 	TEST_NGINX_BINARY=$(NGINX) $(PROVE) -r t

@@ -619,8 +619,8 @@ function _M:threat_score(ip)
     end
     if score < 100 then
         local r = reputation(self, ip)
-        if r and 100 - r > score then
-            score, rule = 100 - r, "reputation"
+        if r then
+            return self.engine:threat_score(ip, r)
         end
     end
     return score, rule

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::admin::accesslog::Line;
 use crate::blocks::{Block, Source};
 use crate::config::Config;
+use crate::engine::Client;
 use crate::error::Error;
 use crate::events::{Event, Filter};
 use crate::metrics::{Snapshot, Stat};
@@ -140,14 +141,14 @@ pub trait Backend {
     fn dict_free_bytes(&self) -> Result<u64, Error>;
 
     /// The client of a request from `peer` with these headers: the peer,
-    /// or, when the peer is a trusted proxy, the one its headers name.
-    /// `Err` when the address to use cannot be parsed.
+    /// or, when the peer is a trusted proxy, the one its headers name
+    /// (`bad_forwarded` when they name none that parses).
     fn resolve_client(
         &self,
-        peer: &str,
+        peer: Addr,
         x_forwarded_for: Option<&str>,
         x_real_ip: Option<&str>,
-    ) -> Result<Addr, Error>;
+    ) -> Client;
     /// A threat score from 0 to 100 from the lists, blocks and detector
     /// (reputation aside), uncounted.
     fn threat_score(&self, a: Addr) -> Result<u8, Error>;

@@ -49,23 +49,17 @@ fn client(
             .map_err(|_| Error::invalid("ip", format!("invalid IP address '{ip}'")))?;
         return Ok((ip, a));
     }
-    let a = b.resolve_client(
-        &req.peer,
-        req.x_forwarded_for.as_deref(),
-        req.x_real_ip.as_deref(),
-    )?;
-    Ok((a.to_string(), a))
-}
-
-/// The threat score with reputation: `100 - reputation` when that is
-/// higher (only a block makes 100).
-pub fn with_reputation(score: u8, reputation: Option<f64>) -> u8 {
-    match reputation {
-        Some(r) if score < 100 && 100.0 - r > f64::from(score) => {
-            (100.0 - r).clamp(0.0, 100.0) as u8
-        }
-        _ => score,
+    let bad = |s: &str| Error::invalid("ip", format!("invalid IP address '{s}'"));
+    let peer = Addr::parse(&req.peer).map_err(|_| bad(&req.peer))?;
+    let xff = req
+        .x_forwarded_for
+        .as_deref()
+        .filter(|v| !v.trim().is_empty());
+    let c = b.resolve_client(peer, xff, req.x_real_ip.as_deref());
+    if c.bad_forwarded {
+        return Err(bad(xff.or(req.x_real_ip.as_deref()).unwrap_or("")));
     }
+    Ok((c.addr.to_string(), c.addr))
 }
 
 /// `GET|POST security/check`
@@ -150,7 +144,7 @@ pub(super) fn check(
         status = 200;
         reason = "allowed (blocking_mode 0)".into();
     }
-    let score = with_reputation(score, reputation.map(|(r, _)| r));
+    let (score, _) = crate::reputation::threat_score(score, reputation.map(|(r, _)| r));
     let body = json!({
         "ip": ip,
         "allowed": status == 200,
@@ -163,18 +157,4 @@ pub(super) fn check(
     res.headers.push(("X-Threat-Score", score.to_string()));
     res.headers.push(("X-Warden-Reason", reason));
     Ok(Reply::Done(res))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reputation_raises_the_score() {
-        assert_eq!(with_reputation(50, None), 50);
-        assert_eq!(with_reputation(50, Some(20.0)), 80);
-        assert_eq!(with_reputation(50, Some(90.0)), 50);
-        assert_eq!(with_reputation(100, Some(0.0)), 100);
-        assert_eq!(with_reputation(0, Some(0.0)), 100);
-    }
 }

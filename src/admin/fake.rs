@@ -8,6 +8,7 @@ use super::accesslog::Line;
 use super::backend::{Backend, CheckRequest, Decision, Level, Trip};
 use crate::blocks::{Block, Source};
 use crate::config::Config;
+use crate::engine::Client;
 use crate::error::{Error, Kind};
 use crate::events::{Event, Filter};
 use crate::metrics::{Snapshot, Stat};
@@ -334,18 +335,18 @@ impl Backend for Fake {
 
     fn resolve_client(
         &self,
-        peer: &str,
+        peer: Addr,
         x_forwarded_for: Option<&str>,
         x_real_ip: Option<&str>,
-    ) -> Result<Addr, Error> {
-        let bad = |s: &str| Error::invalid("ip", format!("invalid IP address '{s}'"));
-        let p = Addr::parse(peer).map_err(|_| bad(peer))?;
-        if !self.trusted(p) {
-            return Ok(p);
-        }
-        match x_forwarded_for.or(x_real_ip) {
-            Some(v) => Addr::parse(v.rsplit(',').next().unwrap().trim()).map_err(|_| bad(v)),
-            None => Ok(p),
+    ) -> Client {
+        let named = x_forwarded_for.or(x_real_ip).filter(|_| self.trusted(peer));
+        let last = named.map(|v| Addr::parse(v.rsplit(',').next().unwrap_or("").trim()));
+        Client {
+            addr: match last {
+                Some(Ok(a)) => a,
+                _ => peer,
+            },
+            bad_forwarded: matches!(last, Some(Err(_))),
         }
     }
 

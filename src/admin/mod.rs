@@ -52,7 +52,6 @@ use crate::error::{Error, Kind};
 use crate::metrics::prometheus;
 
 pub use backend::Backend;
-pub use check::with_reputation;
 pub use events::stats_view;
 pub use exchange::{Reply, Request, Response};
 use route::Endpoint;

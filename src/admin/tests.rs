@@ -782,6 +782,17 @@ fn security_check() {
     assert!(check(&b, untrusted, None, None)
         .body
         .contains(r#""ip":"192.0.2.9""#));
+    let mut junk = req.clone();
+    junk.x_real_ip = Some("junk".into());
+    assert_eq!(
+        shown(&check(&b, junk.clone(), None, None)),
+        r#"400 {"error":"invalid IP address 'junk'","field":"ip"}"#
+    );
+    junk.peer = "unix:".into();
+    assert_eq!(
+        shown(&check(&b, junk, None, None)),
+        r#"400 {"error":"invalid IP address 'unix:'","field":"ip"}"#
+    );
 
     // decisions
     for (d, status, reason, header) in [
@@ -967,4 +978,48 @@ fn a_panic_is_a_500() {
         b.logs.borrow().last().unwrap(),
         "Err warden: api: GET /api/security/blocked-ips: the fake panics"
     );
+}
+
+proptest::proptest! {
+    /// Whatever the method, path, headers and body: an answer with a
+    /// status the API documents, never a panic or a 500.
+    #[test]
+    fn any_request_gets_a_documented_status(
+        method in "(GET|POST|PUT|DELETE|HEAD|PATCH|[A-Z]{1,7})",
+        path in "(/api|/x/y)?(/(security|deployments|blocked-ips|whitelist|protected-routes|check|analyze|metrics|health|stats|events|[a-z0-9.:%_/-]{0,12})){0,4}/?",
+        query in proptest::collection::vec(("(limit|since|type|ip|format|site|[a-z]{1,5})", "[ -~]{0,8}"), 0..4),
+        auth in proptest::option::of("(Bearer t0ken-0123456789abcdef|Bearer x|[ -~]{0,20})"),
+        body in proptest::option::of("(\\{\"ip\":\"192.0.2.[0-9]{1,3}\"\\}|\\{[ -~]{0,30}|[ -~\n]{0,60})"),
+        peer in "(127.0.0.1|192.0.2.1|unix:|::1)",
+    ) {
+        let b = fake();
+        let mut req = request(&method, &path);
+        req.peer = peer;
+        req.authorization = auth;
+        req.args = query.into_iter().map(|(k, v)| (k, Arg::Text(v))).collect();
+        let a = admin(&b);
+        let mut res = None;
+        for _ in 0..3 {
+            match a.serve(&b, &req) {
+                Reply::Done(r) => {
+                    res = Some(r);
+                    break;
+                }
+                Reply::NeedBody { max } => {
+                    let text = body.clone().unwrap_or_default().into_bytes();
+                    req.body = Some(text[..text.len().min(max + 1)].to_vec());
+                }
+                Reply::NeedReputation { .. } => req.reputation = Some(None),
+            }
+        }
+        let r = res.expect("an answer within three calls");
+        proptest::prop_assert!(
+            [200, 201, 400, 401, 403, 404, 405, 409, 413, 507].contains(&r.status),
+            "{} {} -> {} {}", method, path, r.status, r.body
+        );
+        proptest::prop_assert!(r.header("Content-Type").is_some());
+        if r.header("Content-Type") == Some("application/json") {
+            proptest::prop_assert!(serde_json::from_str::<Value>(&r.body).is_ok());
+        }
+    }
 }

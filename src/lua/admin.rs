@@ -21,7 +21,7 @@ use crate::admin::exchange::{Arg, Reply, Request};
 use crate::admin::Admin;
 use crate::blocks::{Block, Source};
 use crate::config::Config;
-use crate::engine::{code, now_ms, Engine};
+use crate::engine::{code, now_ms, Client, Engine};
 use crate::error::{Error, Kind};
 use crate::events::{self, Event, Filter};
 use crate::metrics::{Snapshot, Stat};
@@ -433,22 +433,15 @@ impl Backend for LuaBackend<'_> {
 
     fn resolve_client(
         &self,
-        peer: &str,
+        peer: Addr,
         x_forwarded_for: Option<&str>,
         x_real_ip: Option<&str>,
-    ) -> Result<Addr, Error> {
-        let bad = |s: &str| Error::invalid("ip", format!("invalid IP address '{s}'"));
-        let p = Addr::parse(peer).map_err(|_| bad(peer))?;
-        let c = self.engine.resolve_request_client(
-            p,
+    ) -> Client {
+        self.engine.resolve_request_client(
+            peer,
             x_forwarded_for.map(str::as_bytes),
             x_real_ip.map(str::as_bytes),
-        );
-        if c.bad_forwarded {
-            let named = x_forwarded_for.filter(|v| !v.trim().is_empty());
-            return Err(bad(named.or(x_real_ip).unwrap_or("")));
-        }
-        Ok(c.addr)
+        )
     }
 
     fn threat_score(&self, a: Addr) -> Result<u8, Error> {

@@ -490,51 +490,31 @@ impl UserData for LuaEngine {
                 ]))
             },
         );
-        // threat_score(ip) -> score (0-100), rule | nil, err
-        m.add_method("threat_score", |lua, this, ip: Value| {
-            let a = match str_arg(&ip, "ip")
-                .and_then(|s| Addr::parse(s.trim()).map_err(|e| e.to_string()))
-            {
-                Ok(a) => a,
-                Err(e) => return nil_err(lua, e),
-            };
-            let (score, rule) = this.0.threat_score(a);
-            Ok(MultiValue::from_vec(vec![
-                Value::Integer(i64::from(score)),
-                match rule {
-                    Some(r) => Value::String(lua.create_string(r)?),
-                    None => Value::Nil,
-                },
-            ]))
-        });
-        // analyze_line(line) -> { rc, ip, method, path, status, user_agent,
-        //                         time } | nil, err, field
-        m.add_method("analyze_line", |lua, this, line: mlua::LuaString| {
-            let text = line.to_string_lossy();
-            let l = match crate::admin::accesslog::parse(&text) {
-                Ok(l) => l,
-                Err(e) => return error3(lua, &e.to_string(), e.field()),
-            };
-            let a = match Addr::parse(l.addr) {
-                Ok(a) => a,
-                Err(e) => return error3(lua, &format!("remote_addr: {e}"), "remote_addr"),
-            };
-            let req = crate::detect::Request {
-                uri: l.target,
-                status: l.status.min(999),
-                user_agent: l.user_agent,
-            };
-            let rc = this.0.observe(a, &req);
-            let t = lua.create_table_with_capacity(0, 7)?;
-            t.set("rc", rc)?;
-            t.set("ip", a.to_string())?;
-            t.set("method", l.method)?;
-            t.set("path", lua.create_string(l.target)?)?;
-            t.set("status", l.status)?;
-            t.set("user_agent", lua.create_string(l.user_agent)?)?;
-            t.set("time", l.time_ms as f64 / 1000.0)?;
-            ok(lua, t)
-        });
+        // threat_score(ip, reputation?) -> score (0-100), rule | nil, err;
+        // with iprepd's reputation of ip, raised by it (rule "reputation")
+        m.add_method(
+            "threat_score",
+            |lua, this, (ip, rep): (Value, Option<f64>)| {
+                let a = match str_arg(&ip, "ip")
+                    .and_then(|s| Addr::parse(s.trim()).map_err(|e| e.to_string()))
+                {
+                    Ok(a) => a,
+                    Err(e) => return nil_err(lua, e),
+                };
+                let (score, mut rule) = this.0.threat_score(a);
+                let (score, raised) = crate::reputation::threat_score(score, rep);
+                if raised {
+                    rule = Some("reputation");
+                }
+                Ok(MultiValue::from_vec(vec![
+                    Value::Integer(i64::from(score)),
+                    match rule {
+                        Some(r) => Value::String(lua.create_string(r)?),
+                        None => Value::Nil,
+                    },
+                ]))
+            },
+        );
         // save_state(path, policy_json?, epoch?) -> true, or false while
         // the previous save is still being written (state file)
         m.add_method(
