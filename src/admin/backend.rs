@@ -71,6 +71,36 @@ pub struct Trip {
     pub action: String,
 }
 
+/// A change of the admin API's policy document (entries validated).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Edit {
+    /// Appends a whitelist entry (a duplicate is a conflict).
+    AddWhitelist(Value),
+    /// Appends a protected route.
+    AddRoute(Value),
+    /// Removes whitelist entry `id`.
+    RemoveWhitelist(u64),
+    /// Removes protected route `id`.
+    RemoveRoute(u64),
+    /// Sets the policy of a site (name, policy).
+    PutSite(String, Value),
+    /// Removes the policy of a site set through the API.
+    DeleteSite(String),
+    /// Turns real-time capture on or off.
+    Capture(bool),
+}
+
+/// What became of an [`Edit`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Edited {
+    /// Made; an added entry as stored (with `id` and `created`), else
+    /// null.
+    Done(Value),
+    /// Another worker is changing the policy: nothing was done; try again
+    /// in a moment.
+    Busy,
+}
+
 /// Log levels of [`Backend::log`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
@@ -110,22 +140,12 @@ pub trait Backend {
     /// [`crate::policy::Route::describe`] shows them, with `id` for those
     /// of the API.
     fn routes(&self) -> Result<Vec<Value>, Error>;
-    /// Appends a validated whitelist entry; returns it as stored (with
-    /// `id` and `created`). `Conflict` for a duplicate.
-    fn add_whitelist(&self, entry: Value) -> Result<Value, Error>;
-    /// Removes whitelist entry `id` (`NotFound` when there is none).
-    fn remove_whitelist(&self, id: u64) -> Result<(), Error>;
-    /// Appends a validated protected route; returns it as stored.
-    fn add_route(&self, entry: Value) -> Result<Value, Error>;
-    /// Removes protected route `id` (`NotFound` when there is none).
-    fn remove_route(&self, id: u64) -> Result<(), Error>;
-    /// Sets the validated policy of site `name`.
-    fn put_site(&self, name: &str, site: Value) -> Result<(), Error>;
-    /// Removes the policy of site `name` set through the API (`NotFound`
-    /// when there is none).
-    fn delete_site(&self, name: &str) -> Result<(), Error>;
-    /// Turns real-time capture on or off.
-    fn set_capture(&self, enabled: bool) -> Result<(), Error>;
+    /// Makes a change of the admin API's policy document. `last_try`:
+    /// the caller will not try again, so a change another worker is making
+    /// is an error (`Unavailable`) instead of [`Edited::Busy`]. Errors:
+    /// `NotFound` (no such id or site), `Conflict` (a duplicate whitelist
+    /// entry), `Invalid` (a document that does not compile), `Full`.
+    fn edit_policy(&self, edit: Edit, last_try: bool) -> Result<Edited, Error>;
     /// Has every worker re-read the blocks and the policy.
     fn refresh(&self) -> Result<(), Error>;
 

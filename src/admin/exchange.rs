@@ -69,6 +69,21 @@ pub struct Request {
     /// The reputation asked for with [`Reply::NeedReputation`]: `Some(None)`
     /// when the lookup failed (fail open).
     pub reputation: Option<Option<f64>>,
+    /// How many times Lua waited and called again ([`Reply::Retry`]).
+    pub retries: u32,
+}
+
+/// How long Lua waits before calling again after [`Reply::Retry`], in ms.
+pub const RETRY_MS: u64 = 5;
+/// How many times it does: a change waits at most this × [`RETRY_MS`]
+/// (3 s) for another worker's.
+pub const MAX_RETRIES: u32 = 600;
+
+impl Request {
+    /// True when the caller will not try again after this call.
+    pub fn last_try(&self) -> bool {
+        self.retries >= MAX_RETRIES
+    }
 }
 
 impl Request {
@@ -182,6 +197,12 @@ pub enum Reply {
     NeedReputation {
         /// The address.
         ip: String,
+    },
+    /// Another worker is changing the same thing: wait `after_ms`, then
+    /// call again with `retries` one higher.
+    Retry {
+        /// How long to wait.
+        after_ms: u64,
     },
 }
 

@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use serde_json::{json, Value};
 
 use super::accesslog::Line;
-use super::backend::{Backend, CheckRequest, Decision, Level, Trip};
+use super::backend::{Backend, CheckRequest, Decision, Edit, Edited, Level, Trip};
 use crate::blocks::{Block, Source};
 use crate::config::Config;
 use crate::engine::Client;
@@ -33,6 +33,8 @@ pub struct Fake {
     pub counters: [u64; Stat::COUNT],
     /// `blocks()` panics.
     pub panic: Cell<bool>,
+    /// Policy changes find the lock taken this many times.
+    pub busy: Cell<u32>,
 }
 
 impl Fake {
@@ -64,6 +66,7 @@ impl Fake {
             observed: RefCell::new(Vec::new()),
             counters: [0; Stat::COUNT],
             panic: Cell::new(false),
+            busy: Cell::new(0),
         }
     }
 
@@ -248,48 +251,50 @@ impl Backend for Fake {
             .collect())
     }
 
-    fn add_whitelist(&self, entry: Value) -> Result<Value, Error> {
-        self.add("whitelist", entry, true)
-    }
-
-    fn remove_whitelist(&self, id: u64) -> Result<(), Error> {
-        self.remove("whitelist", id, "whitelist entry")
-    }
-
-    fn add_route(&self, entry: Value) -> Result<Value, Error> {
-        self.add("routes", entry, false)
-    }
-
-    fn remove_route(&self, id: u64) -> Result<(), Error> {
-        self.remove("routes", id, "protected route")
-    }
-
-    fn put_site(&self, name: &str, site: Value) -> Result<(), Error> {
-        self.edit(|doc| {
-            doc["sites"][name] = site;
-            Ok(())
-        })
-    }
-
-    fn delete_site(&self, name: &str) -> Result<(), Error> {
-        self.edit(
-            |doc| match doc["sites"].as_object_mut().unwrap().remove(name) {
-                Some(_) => Ok(()),
-                None => Err(Error::new(
-                    Kind::NotFound,
-                    "deployment",
-                    format!("no security policy for deployment '{name}' set through the API"),
-                )),
-            },
-        )
-    }
-
-    fn set_capture(&self, enabled: bool) -> Result<(), Error> {
-        let since = self.now / 1000;
-        self.edit(|doc| {
-            doc["capture"] = json!({ "enabled": enabled, "since": since });
-            Ok(())
-        })
+    fn edit_policy(&self, edit: Edit, last_try: bool) -> Result<Edited, Error> {
+        if self.busy.get() > 0 {
+            if last_try {
+                return Err(Error::new(
+                    Kind::Unavailable,
+                    "",
+                    "cannot change the policy: another change holds the lock",
+                ));
+            }
+            self.busy.set(self.busy.get() - 1);
+            return Ok(Edited::Busy);
+        }
+        let done = |r: Result<(), Error>| r.map(|()| Edited::Done(Value::Null));
+        match edit {
+            Edit::AddWhitelist(e) => self.add("whitelist", e, true).map(Edited::Done),
+            Edit::AddRoute(e) => self.add("routes", e, false).map(Edited::Done),
+            Edit::RemoveWhitelist(id) => done(self.remove("whitelist", id, "whitelist entry")),
+            Edit::RemoveRoute(id) => done(self.remove("routes", id, "protected route")),
+            Edit::PutSite(name, site) => done(self.edit(|doc| {
+                doc["sites"][name.as_str()] = site;
+                Ok(())
+            })),
+            Edit::DeleteSite(name) => {
+                done(self.edit(
+                    |doc| match doc["sites"].as_object_mut().unwrap().remove(&name) {
+                        Some(_) => Ok(()),
+                        None => Err(Error::new(
+                            Kind::NotFound,
+                            "deployment",
+                            format!(
+                                "no security policy for deployment '{name}' set through the API"
+                            ),
+                        )),
+                    },
+                ))
+            }
+            Edit::Capture(enabled) => {
+                let since = self.now / 1000;
+                done(self.edit(|doc| {
+                    doc["capture"] = json!({ "enabled": enabled, "since": since });
+                    Ok(())
+                }))
+            }
+        }
     }
 
     fn refresh(&self) -> Result<(), Error> {

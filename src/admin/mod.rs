@@ -235,16 +235,16 @@ impl Admin {
             (BlockedIps, _) => blocks::add(b, json)?,
             (BlockedIp, _) => blocks::remove(b, capture)?,
             (Whitelist, "GET") => policy::whitelist(b)?,
-            (Whitelist, _) => policy::add_whitelist(b, json)?,
-            (WhitelistEntry, _) => policy::remove(b, capture, false)?,
+            (Whitelist, _) => return policy::add_whitelist(b, req, json),
+            (WhitelistEntry, _) => return policy::remove(b, req, capture, false),
             (Routes, "GET") => policy::routes(b)?,
-            (Routes, _) => policy::add_route(b, json)?,
-            (Route, _) => policy::remove(b, capture, true)?,
+            (Routes, _) => return policy::add_route(b, req, json),
+            (Route, _) => return policy::remove(b, req, capture, true),
             (Events, _) => events::list(b, req)?,
             (Cleanup, _) => events::cleanup(b, json)?,
             (Stats, _) => events::stats(b)?,
             (Capture, "GET") => policy::capture(b)?,
-            (Capture, _) => policy::put_capture(b, json)?,
+            (Capture, _) => return policy::put_capture(b, req, json),
             (Refresh, _) => {
                 b.refresh()?;
                 Response::json(
@@ -262,8 +262,8 @@ impl Admin {
             }
             (Analyze, _) => analyze::analyze(b, raw)?,
             (Site, "GET") => policy::get_site(b, capture)?,
-            (Site, "PUT") => policy::put_site(b, capture, json)?,
-            (Site, _) => policy::delete_site(b, capture)?,
+            (Site, "PUT") => return policy::put_site(b, req, capture, json),
+            (Site, _) => return policy::delete_site(b, req, capture),
             (Metrics, _) => Response::new(
                 200,
                 prometheus::CONTENT_TYPE,

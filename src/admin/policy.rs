@@ -5,8 +5,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::backend::{Backend, Level};
-use super::exchange::Response;
+use super::backend::{Backend, Edit, Edited, Level};
+use super::exchange::{Reply, Request, Response, RETRY_MS};
 use crate::error::Error;
 use crate::metrics::Stat;
 use crate::options::Scalar;
@@ -28,6 +28,19 @@ fn entries<'a>(doc: &'a Value, key: &str) -> impl Iterator<Item = &'a Map<String
 /// The options' policy part named `key` (`whitelist`, `sites`, ...).
 fn configured<'a>(b: &'a dyn Backend, key: &str) -> Option<&'a Value> {
     b.config().policy.get(key)
+}
+
+/// Makes `e`: what the backend stored, or `None` when another worker is
+/// changing the policy and the caller should try again.
+fn edit(b: &dyn Backend, req: &Request, e: Edit) -> Result<Option<Value>, Error> {
+    match b.edit_policy(e, req.last_try())? {
+        Edited::Done(v) => Ok(Some(v)),
+        Edited::Busy => Ok(None),
+    }
+}
+
+fn retry() -> Reply {
+    Reply::Retry { after_ms: RETRY_MS }
 }
 
 /// An id in a path: a positive integer.
@@ -69,26 +82,38 @@ pub(super) fn whitelist(b: &dyn Backend) -> Result<Response, Error> {
 }
 
 /// `POST security/whitelist {type, value, description?}`
-pub(super) fn add_whitelist(b: &dyn Backend, body: &Map<String, Value>) -> Result<Response, Error> {
+pub(super) fn add_whitelist(
+    b: &dyn Backend,
+    req: &Request,
+    body: &Map<String, Value>,
+) -> Result<Reply, Error> {
     let entry = policy::whitelist_entry(&Value::Object(body.clone())).map_err(invalid)?;
-    let stored = b.add_whitelist(entry)?;
-    Ok(Response::json(201, &stored))
+    let Some(stored) = edit(b, req, Edit::AddWhitelist(entry))? else {
+        return Ok(retry());
+    };
+    Ok(Reply::Done(Response::json(201, &stored)))
 }
 
 /// `DELETE security/whitelist/<id>` and `security/protected-routes/<id>`
-pub(super) fn remove(b: &dyn Backend, text: &str, route: bool) -> Result<Response, Error> {
+pub(super) fn remove(
+    b: &dyn Backend,
+    req: &Request,
+    text: &str,
+    route: bool,
+) -> Result<Reply, Error> {
     let n = id(text)?;
-    let what = if route {
-        b.remove_route(n)?;
-        "protected route"
+    let (e, what) = if route {
+        (Edit::RemoveRoute(n), "protected route")
     } else {
-        b.remove_whitelist(n)?;
-        "whitelist entry"
+        (Edit::RemoveWhitelist(n), "whitelist entry")
     };
-    Ok(Response::json(
+    if edit(b, req, e)?.is_none() {
+        return Ok(retry());
+    }
+    Ok(Reply::Done(Response::json(
         200,
         &json!({ "id": n, "message": format!("{what} {n} deleted") }),
-    ))
+    )))
 }
 
 /// A route in force as the API shows it: `source`, `id` (null for the
@@ -122,9 +147,15 @@ pub(super) fn routes(b: &dyn Backend) -> Result<Response, Error> {
 
 /// `POST security/protected-routes {path, method?, auth_type, credentials,
 /// deployment?, realm?}`
-pub(super) fn add_route(b: &dyn Backend, body: &Map<String, Value>) -> Result<Response, Error> {
+pub(super) fn add_route(
+    b: &dyn Backend,
+    req: &Request,
+    body: &Map<String, Value>,
+) -> Result<Reply, Error> {
     let entry = policy::route_entry(&Value::Object(body.clone())).map_err(invalid)?;
-    let stored = b.add_route(entry)?;
+    let Some(stored) = edit(b, req, Edit::AddRoute(entry))? else {
+        return Ok(retry());
+    };
     let id = stored.get("id").and_then(Value::as_u64);
     let found = b
         .routes()?
@@ -138,7 +169,7 @@ pub(super) fn add_route(b: &dyn Backend, body: &Map<String, Value>) -> Result<Re
         }
         None => json!({ "id": id }),
     };
-    Ok(Response::json(201, &view))
+    Ok(Reply::Done(Response::json(201, &view)))
 }
 
 /// The policy of site `name` and where it comes from: the API's, else the
@@ -179,22 +210,27 @@ pub(super) fn get_site(b: &dyn Backend, name: &str) -> Result<Response, Error> {
 /// blocked_paths?}`
 pub(super) fn put_site(
     b: &dyn Backend,
+    req: &Request,
     name: &str,
     body: &Map<String, Value>,
-) -> Result<Response, Error> {
+) -> Result<Reply, Error> {
     policy::site_name(name, "name").map_err(|e| Error::invalid("deployment", e.to_string()))?;
     let s = policy::site_entry(&Value::Object(body.clone())).map_err(invalid)?;
-    b.put_site(name, s)?;
-    get_site(b, name)
+    if edit(b, req, Edit::PutSite(name.to_string(), s))?.is_none() {
+        return Ok(retry());
+    }
+    get_site(b, name).map(Reply::Done)
 }
 
 /// `DELETE deployments/<name>/security`
-pub(super) fn delete_site(b: &dyn Backend, name: &str) -> Result<Response, Error> {
-    b.delete_site(name)?;
-    Ok(Response::json(
+pub(super) fn delete_site(b: &dyn Backend, req: &Request, name: &str) -> Result<Reply, Error> {
+    if edit(b, req, Edit::DeleteSite(name.to_string()))?.is_none() {
+        return Ok(retry());
+    }
+    Ok(Reply::Done(Response::json(
         200,
         &json!({ "deployment": name, "message": "deleted" }),
-    ))
+    )))
 }
 
 /// `GET security/realtime-capture`
@@ -221,7 +257,11 @@ pub(super) fn capture(b: &dyn Backend) -> Result<Response, Error> {
 }
 
 /// `PUT security/realtime-capture {enabled}`
-pub(super) fn put_capture(b: &dyn Backend, body: &Map<String, Value>) -> Result<Response, Error> {
+pub(super) fn put_capture(
+    b: &dyn Backend,
+    req: &Request,
+    body: &Map<String, Value>,
+) -> Result<Reply, Error> {
     let enabled = match body.get("enabled") {
         Some(Value::Bool(on)) => *on,
         other => {
@@ -236,7 +276,9 @@ pub(super) fn put_capture(b: &dyn Backend, body: &Map<String, Value>) -> Result<
             ));
         }
     };
-    b.set_capture(enabled)?;
+    if edit(b, req, Edit::Capture(enabled))?.is_none() {
+        return Ok(retry());
+    }
     b.log(
         Level::Warn,
         &format!(
@@ -244,5 +286,5 @@ pub(super) fn put_capture(b: &dyn Backend, body: &Map<String, Value>) -> Result<
             if enabled { "on" } else { "off" }
         ),
     );
-    capture(b)
+    capture(b).map(Reply::Done)
 }

@@ -59,6 +59,7 @@ fn serve_with(b: &Fake, mut req: Request, body: Option<&str>) -> Response {
                 req.body = Some(body[..body.len().min(max + 1)].to_vec());
             }
             Reply::NeedReputation { ip } => panic!("reputation of {ip} asked for"),
+            Reply::Retry { .. } => panic!("retry"),
         }
     }
     panic!("no answer");
@@ -1010,6 +1011,7 @@ proptest::proptest! {
                     req.body = Some(text[..text.len().min(max + 1)].to_vec());
                 }
                 Reply::NeedReputation { .. } => req.reputation = Some(None),
+                Reply::Retry { .. } => req.retries += 1,
             }
         }
         let r = res.expect("an answer within three calls");
@@ -1021,5 +1023,29 @@ proptest::proptest! {
         if r.header("Content-Type") == Some("application/json") {
             proptest::prop_assert!(serde_json::from_str::<Value>(&r.body).is_ok());
         }
+    }
+}
+
+#[test]
+fn a_busy_policy_is_retried_then_given_up() {
+    let b = fake();
+    let a = admin(&b);
+    let mut req = request("PUT", "/api/security/realtime-capture");
+    req.body = Some(br#"{"enabled": true}"#.to_vec());
+    b.busy.set(2);
+    assert_eq!(a.serve(&b, &req), Reply::Retry { after_ms: 5 });
+    req.retries += 1;
+    assert_eq!(a.serve(&b, &req), Reply::Retry { after_ms: 5 });
+    req.retries += 1;
+    assert!(matches!(a.serve(&b, &req), Reply::Done(r) if r.status == 200));
+    // on the last try the lock is an error
+    b.busy.set(1);
+    req.retries = super::exchange::MAX_RETRIES;
+    match a.serve(&b, &req) {
+        Reply::Done(r) => assert_eq!(
+            shown(&r),
+            r#"503 {"error":"cannot change the policy: another change holds the lock","field":null}"#
+        ),
+        other => panic!("{other:?}"),
     }
 }

@@ -16,7 +16,7 @@ use serde_json::Value as Json;
 
 use super::engine::LuaEngine;
 use crate::admin::accesslog::Line;
-use crate::admin::backend::{Backend, CheckRequest, Decision, Level, Trip};
+use crate::admin::backend::{Backend, CheckRequest, Decision, Edit, Edited, Level, Trip};
 use crate::admin::exchange::{Arg, Reply, Request};
 use crate::admin::Admin;
 use crate::blocks::{Block, Source};
@@ -69,7 +69,7 @@ fn text(t: &Table, k: &str) -> LuaResult<Option<String>> {
 
 /// The request table `api.lua` builds: `{ vars = {...}, args = {...},
 /// body = "..." | nil, reputation_threshold = n | nil, reputation = n |
-/// false | nil }`.
+/// false | nil, retries = n | nil }`.
 fn request(t: &Table) -> LuaResult<Request> {
     let mut r = Request::default();
     if let Some(vars) = t.get::<Option<Table>>("vars")? {
@@ -95,6 +95,7 @@ fn request(t: &Table) -> LuaResult<Request> {
         .get::<Option<mlua::LuaString>>("body")?
         .map(|b| b.as_bytes().to_vec());
     r.reputation_threshold = t.get::<Option<f64>>("reputation_threshold")?;
+    r.retries = t.get::<Option<u32>>("retries")?.unwrap_or(0);
     r.reputation = match t.get::<Value>("reputation")? {
         Value::Nil => None,
         v => Some(num(&v)),
@@ -103,7 +104,8 @@ fn request(t: &Table) -> LuaResult<Request> {
 }
 
 /// What `serve` returns to Lua: `{ status, headers, body }`, or `{ need =
-/// "body", max }`, or `{ need = "reputation", ip }`.
+/// "body", max }`, `{ need = "reputation", ip }`, `{ need = "retry", after
+/// (seconds) }`.
 fn reply(lua: &Lua, r: Reply) -> LuaResult<Table> {
     let t = lua.create_table()?;
     match r {
@@ -123,6 +125,10 @@ fn reply(lua: &Lua, r: Reply) -> LuaResult<Table> {
         Reply::NeedReputation { ip } => {
             t.set("need", "reputation")?;
             t.set("ip", ip)?;
+        }
+        Reply::Retry { after_ms } => {
+            t.set("need", "retry")?;
+            t.set("after", after_ms as f64 / 1000.0)?;
         }
     }
     Ok(t)
@@ -200,8 +206,10 @@ impl LuaBackend<'_> {
         self.call("sync", ()).map(|_| ())
     }
 
-    /// A policy edit: `update(op, ...)` -> result | nil, err, field, status.
-    fn update(&self, args: impl mlua::IntoLuaMulti) -> Result<Value, Error> {
+    /// A policy edit: `update(last_try, op, ...)` -> result | nil, err,
+    /// field, status; status "busy" (`None` here): another worker holds
+    /// the lock.
+    fn update(&self, args: impl mlua::IntoLuaMulti) -> Result<Option<Value>, Error> {
         let r = self.call("update", args)?.into_vec();
         let mut it = r.into_iter();
         match it.next() {
@@ -212,10 +220,14 @@ impl LuaBackend<'_> {
                 };
                 let msg = text(it.next());
                 let field = text(it.next());
-                let status = it.next().as_ref().and_then(num);
+                let status = it.next();
+                if matches!(&status, Some(Value::String(s)) if s.as_bytes().as_ref() == b"busy") {
+                    return Ok(None);
+                }
+                let status = status.as_ref().and_then(num);
                 Err(Error::new(kind_of_status(status), &field, msg))
             }
-            Some(v) => Ok(v),
+            Some(v) => Ok(Some(v)),
         }
     }
 
@@ -356,37 +368,27 @@ impl Backend for LuaBackend<'_> {
             .collect())
     }
 
-    fn add_whitelist(&self, entry: Json) -> Result<Json, Error> {
-        let v = self.update(("add_whitelist", self.lua_value(&entry)?))?;
-        self.json(v, "add_whitelist")
-    }
-
-    fn remove_whitelist(&self, id: u64) -> Result<(), Error> {
-        self.update(("remove", "whitelist", id, "whitelist entry"))
-            .map(|_| ())
-    }
-
-    fn add_route(&self, entry: Json) -> Result<Json, Error> {
-        let v = self.update(("add_route", self.lua_value(&entry)?))?;
-        self.json(v, "add_route")
-    }
-
-    fn remove_route(&self, id: u64) -> Result<(), Error> {
-        self.update(("remove", "routes", id, "protected route"))
-            .map(|_| ())
-    }
-
-    fn put_site(&self, name: &str, site: Json) -> Result<(), Error> {
-        self.update(("put_site", name, self.lua_value(&site)?))
-            .map(|_| ())
-    }
-
-    fn delete_site(&self, name: &str) -> Result<(), Error> {
-        self.update(("delete_site", name)).map(|_| ())
-    }
-
-    fn set_capture(&self, enabled: bool) -> Result<(), Error> {
-        self.update(("capture", enabled)).map(|_| ())
+    fn edit_policy(&self, edit: Edit, last_try: bool) -> Result<Edited, Error> {
+        let lua = |v: &Json| self.lua_value(v);
+        let r = match &edit {
+            Edit::AddWhitelist(e) => self.update((last_try, "add_whitelist", lua(e)?)),
+            Edit::AddRoute(e) => self.update((last_try, "add_route", lua(e)?)),
+            Edit::RemoveWhitelist(id) => {
+                self.update((last_try, "remove", "whitelist", *id, "whitelist entry"))
+            }
+            Edit::RemoveRoute(id) => {
+                self.update((last_try, "remove", "routes", *id, "protected route"))
+            }
+            Edit::PutSite(name, site) => {
+                self.update((last_try, "put_site", name.as_str(), lua(site)?))
+            }
+            Edit::DeleteSite(name) => self.update((last_try, "delete_site", name.as_str())),
+            Edit::Capture(on) => self.update((last_try, "capture", *on)),
+        }?;
+        match r {
+            None => Ok(Edited::Busy),
+            Some(v) => Ok(Edited::Done(self.json(v, "update")?)),
+        }
     }
 
     fn refresh(&self) -> Result<(), Error> {
@@ -553,7 +555,7 @@ mod tests {
                 unblock = function(t) rec("unblock", t) return true end,
                 dict_get = function(k) rec("dict_get", k) return nil end,
                 policy = function() return '{{"whitelist":[{{"id":3,"type":"ip","value":"192.0.2.3"}}]}}' end,
-                update = function(op, a) rec("update", op)
+                update = function(last_try, op, a) rec("update", op)
                     if op == "remove" then return nil, "no whitelist entry with id 9", "id", 404 end
                     a.id, a.created = 4, 1763700000
                     return a

@@ -10,9 +10,9 @@
 -- the validation of arguments and bodies, the views, the errors and their
 -- statuses. This file is HTTP framing: it hands admin:serve() the
 -- request's nginx variables (the names come from Rust) and arguments,
--- reads the body or asks iprepd for a reputation when serve() asks for
--- one (both may yield, which a call into Rust cannot), and sends the
--- status, headers and body it gets back.
+-- reads the body, asks iprepd for a reputation or waits a moment when
+-- serve() asks for it (each may yield, which a call into Rust cannot),
+-- and sends the status, headers and body it gets back.
 
 local core = require "resty.warden.core"
 local policy = require "resty.warden.policy"
@@ -32,7 +32,9 @@ local band = require("bit").band
 
 local VARIABLES = core.lua.admin_variables
 local MAX_ARGS = 20  -- query arguments read
-local MAX_CALLS = 3  -- the request, then the body, then a reputation
+-- calls at most: the request, the body, a reputation, and retries while
+-- another worker changes the policy (Rust gives up after 600)
+local MAX_CALLS = 1000
 
 
 local _M = {}
@@ -83,6 +85,7 @@ end
 
 local C = core.C
 local DENY, BLOCK_AUTO = core.DENY, core.BLOCK_AUTO
+local LOCK_KEY = "p|lock"  -- policy.lua's
 
 -- Policy edits: op(...) -> edit(doc, id) for policy.update, which returns
 -- a result, or nil, err, field, status.
@@ -173,7 +176,17 @@ local function bridge(w)
         policy = function()
             return dict:get("p")
         end,
-        update = function(op, ...)
+        -- a change -> result | nil, err, field, status; "busy" while
+        -- another worker holds the lock (policy.update would sleep, which
+        -- cannot be done inside a call from Rust)
+        update = function(last_try, op, ...)
+            if dict:get(LOCK_KEY) then
+                if last_try then
+                    return nil, "cannot change the policy: another change"
+                                .. " holds the lock", nil, 503
+                end
+                return nil, nil, nil, "busy"
+            end
             return policy.update(w, EDITS[op](...))
         end,
         refresh = function()
@@ -240,6 +253,9 @@ function _M.serve(w)
             req.body = read_body(res.max)
         elseif need == "reputation" then
             req.reputation = reputation(w, res.ip)
+        elseif need == "retry" then
+            ngx.sleep(res.after)
+            req.retries = (req.retries or 0) + 1
         end
     end
     log(ERR, "warden: api: ", vars.request_method, " ", vars.uri,
