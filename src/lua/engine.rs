@@ -6,7 +6,7 @@ use mlua::{
 };
 
 use super::dict::{LuaDict, LuaLog};
-use super::{error3, net_arg, nil_err, ok, show_lua, str_arg};
+use super::{net_arg, nil_err, ok, str_arg, with_scalar};
 use crate::blocks::Source;
 use crate::engine::{now_ms, Engine};
 use crate::events::{Event, Filter, Kind};
@@ -51,22 +51,10 @@ impl LuaEngine {
     }
 }
 
-/// An event as Lua sees it (`engine:events()`, `engine:trip()`).
-pub(super) fn event_table(lua: &Lua, e: &Event) -> LuaResult<Table> {
-    let t = lua.create_table_with_capacity(0, 12)?;
-    t.set("time", e.time_ms as f64 / 1000.0)?;
-    t.set("ip", e.ip.as_str())?;
-    t.set("type", e.kind.map_or("unknown", |k| k.name()))?;
-    t.set("rule", e.rule.as_str())?;
-    t.set("count", e.count)?;
-    t.set("threshold", e.threshold)?;
-    t.set("window", e.window_s)?;
-    t.set("status", e.status)?;
-    t.set("method", e.method.as_str())?;
-    t.set("path", e.path.as_str())?;
-    t.set("user_agent", e.user_agent.as_str())?;
-    t.set("action", e.action.as_str())?;
-    Ok(t)
+/// An event as Lua sees it (`engine:events()`, `engine:trip()`): the
+/// admin API's view of it.
+pub(super) fn event_table(lua: &Lua, e: &Event) -> LuaResult<Value> {
+    lua.to_value(&crate::admin::views::event(e))
 }
 
 fn block_table(
@@ -282,86 +270,37 @@ impl UserData for LuaEngine {
         });
         // events{ limit, type, ip, since } -> { event, ... } | nil, err
         m.add_method("events", |lua, this, f: Option<Table>| {
-            let mut filter = Filter {
-                limit: 100,
-                ..Filter::default()
+            let get = |k: &str| -> LuaResult<Value> {
+                f.as_ref().map_or(Ok(Value::Nil), |t| t.get::<Value>(k))
             };
-            if let Some(f) = f {
-                match f.get::<Value>("limit")? {
-                    Value::Nil => {}
-                    Value::Integer(n) if n > 0 => filter.limit = n as usize,
-                    Value::Number(n) if n >= 1.0 && n.fract() == 0.0 => filter.limit = n as usize,
-                    v => {
-                        return nil_err(
-                            lua,
-                            format!("limit must be a positive integer, got {}", show_lua(&v)),
-                        )
-                    }
-                }
-                match f.get::<Value>("type")? {
-                    Value::Nil => {}
-                    Value::String(s) => match Kind::from_name(&s.to_string_lossy()) {
-                        Some(k) => filter.kind = Some(k),
-                        None => {
-                            let names: Vec<&str> = Kind::ALL.iter().map(|(_, n)| *n).collect();
-                            return nil_err(
-                                lua,
-                                format!(
-                                    "type must be one of {}, got '{}'",
-                                    names.join(", "),
-                                    s.to_string_lossy()
-                                ),
-                            );
-                        }
-                    },
-                    v => {
-                        return nil_err(lua, format!("type must be a string, got {}", show_lua(&v)))
-                    }
-                }
-                match f.get::<Value>("ip")? {
-                    Value::Nil => {}
-                    v => match net_arg(&v) {
-                        Ok(n) => filter.ip = Some(n.to_string()),
-                        Err(e) => return nil_err(lua, format!("ip: {e}")),
-                    },
-                }
-                match f.get::<Value>("since")? {
-                    Value::Nil => {}
-                    Value::Integer(n) if n >= 0 => filter.since_ms = n as u64 * 1000,
-                    Value::Number(n) if n >= 0.0 => filter.since_ms = (n * 1000.0) as u64,
-                    v => {
-                        return nil_err(
-                            lua,
-                            format!(
-                                "since must be a time in seconds since the epoch, got {}",
-                                show_lua(&v)
-                            ),
-                        )
-                    }
-                }
-            }
-            let now = now_ms();
-            let list = match filter.kind {
-                Some(Kind::Capture) => this.0.captures().query(&filter, now),
-                Some(_) => this.0.events().query(&filter, now),
-                None => {
-                    let mut l = this.0.events().query(&filter, now);
-                    l.extend(this.0.captures().query(&filter, now));
-                    l.sort_by_key(|e| std::cmp::Reverse(e.time_ms));
-                    l.truncate(filter.limit);
-                    l
-                }
+            let (limit, kind, ip, since) = (get("limit")?, get("type")?, get("ip")?, get("since")?);
+            let filter = with_scalar(&limit, |l| {
+                with_scalar(&kind, |k| {
+                    with_scalar(&ip, |i| with_scalar(&since, |s| Filter::read(l, k, i, s)))
+                })
+            });
+            let filter = match filter {
+                Ok(f) => f,
+                Err(e) => return nil_err(lua, e),
             };
+            let e = &this.0;
+            let list = crate::events::query_both(e.events(), e.captures(), &filter, now_ms());
             let out = lua.create_table_with_capacity(list.len(), 0)?;
-            for (i, e) in list.iter().enumerate() {
-                out.raw_set(i + 1, event_table(lua, e)?)?;
+            for (i, ev) in list.iter().enumerate() {
+                out.raw_set(i + 1, event_table(lua, ev)?)?;
             }
             ok(lua, out)
         });
         // cleanup(older_than) -> events hidden (older_than: seconds ago)
         m.add_method("cleanup", |_, this, older: f64| {
-            let before = now_ms().saturating_sub((older.max(0.0) * 1000.0) as u64);
-            Ok(this.0.events().cleanup(before + 1) + this.0.captures().cleanup(before + 1))
+            let e = &this.0;
+            let ms = (older.max(0.0) * 1000.0) as u64;
+            Ok(crate::events::cleanup_both(
+                e.events(),
+                e.captures(),
+                ms,
+                now_ms(),
+            ))
         });
         // trusted(ip) -> true when ip is a trusted proxy (false if invalid)
         m.add_method("trusted", |_, this, ip: String| {
@@ -420,50 +359,30 @@ impl UserData for LuaEngine {
                 ]))
             },
         );
-        // threat_score(ip) -> score (0-100), rule | nil, err
-        m.add_method("threat_score", |lua, this, ip: Value| {
-            let a = match str_arg(&ip, "ip")
-                .and_then(|s| Addr::parse(s.trim()).map_err(|e| e.to_string()))
-            {
-                Ok(a) => a,
-                Err(e) => return nil_err(lua, e),
-            };
-            let (score, rule) = this.0.threat_score(a);
-            Ok(MultiValue::from_vec(vec![
-                Value::Integer(i64::from(score)),
-                match rule {
-                    Some(r) => Value::String(lua.create_string(r)?),
-                    None => Value::Nil,
-                },
-            ]))
-        });
-        // analyze_line(line) -> { rc, ip, method, path, status, user_agent,
-        //                         time } | nil, err, field
-        m.add_method("analyze_line", |lua, this, line: mlua::LuaString| {
-            let text = line.to_string_lossy();
-            let l = match crate::admin::accesslog::parse(&text) {
-                Ok(l) => l,
-                Err(e) => return error3(lua, &e.to_string(), e.field()),
-            };
-            let a = match Addr::parse(l.addr) {
-                Ok(a) => a,
-                Err(e) => return error3(lua, &format!("remote_addr: {e}"), "remote_addr"),
-            };
-            let req = crate::detect::Request {
-                uri: l.target,
-                status: l.status.min(999),
-                user_agent: l.user_agent,
-            };
-            let rc = this.0.observe(a, &req);
-            let t = lua.create_table_with_capacity(0, 7)?;
-            t.set("rc", rc)?;
-            t.set("ip", a.to_string())?;
-            t.set("method", l.method)?;
-            t.set("path", lua.create_string(l.target)?)?;
-            t.set("status", l.status)?;
-            t.set("user_agent", lua.create_string(l.user_agent)?)?;
-            t.set("time", l.time_ms as f64 / 1000.0)?;
-            ok(lua, t)
-        });
+        // threat_score(ip, reputation?) -> score (0-100), rule | nil, err;
+        // with iprepd's reputation of ip, raised by it (rule "reputation")
+        m.add_method(
+            "threat_score",
+            |lua, this, (ip, rep): (Value, Option<f64>)| {
+                let a = match str_arg(&ip, "ip")
+                    .and_then(|s| Addr::parse(s.trim()).map_err(|e| e.to_string()))
+                {
+                    Ok(a) => a,
+                    Err(e) => return nil_err(lua, e),
+                };
+                let (score, mut rule) = this.0.threat_score(a);
+                let (score, raised) = crate::reputation::threat_score(score, rep);
+                if raised {
+                    rule = Some("reputation");
+                }
+                Ok(MultiValue::from_vec(vec![
+                    Value::Integer(i64::from(score)),
+                    match rule {
+                        Some(r) => Value::String(lua.create_string(r)?),
+                        None => Value::Nil,
+                    },
+                ]))
+            },
+        );
     }
 }

@@ -211,7 +211,7 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
             let Some(t) = this.warden().trip(&seen) else {
                 return Ok(MultiValue::new());
             };
-            let mut out = vec![Value::Table(event_table(lua, &t.event)?)];
+            let mut out = vec![event_table(lua, &t.event)?];
             if let Some((client, rule)) = t.report {
                 out.push(Value::String(lua.create_string(client.to_string())?));
                 out.push(Value::String(lua.create_string(rule)?));
