@@ -229,7 +229,7 @@ function _M:init_worker()
                 end
             end
             last = now
-            local g, names = core.lua.gauges(self:stats())
+            local g, names = self.engine:gauges()
             for _, name in ipairs(names) do
                 sd.gauge("warden." .. name, g[name])
             end
@@ -313,17 +313,6 @@ local function decide(self, ip)
         rc = text_c(handle, ip, #ip, NO_SYNC, client)
     end
     return rc
-end
-
-
---- warden:_decide(ip) -> rc, client: check()'s decision on the textual
--- address `ip`, without acting on it (for /security/check).
-function _M:_decide(ip)
-    local rc = decide(self, ip)
-    if rc >= 0 then
-        rc = band(rc, 0xff)
-    end
-    return rc, client
 end
 
 
@@ -499,19 +488,10 @@ function _M:blocked()
 end
 
 
---- warden:stats() -> counters summed over every worker, and memory use.
+--- warden:stats() -> counters summed over every worker, and memory use
+-- (src/metrics/snapshot.rs).
 function _M:stats()
-    sync(self)
-    local s = self.engine:stats()
-    s.dict = self.dict_name
-    s.version = _M._VERSION
-    s.state_file = self.state_path
-    local fleet = self.fleet
-    if fleet then
-        s.fleet_node = fleet.node
-        s.fleet_redis = fleet.where
-    end
-    return s
+    return self.engine:stats()
 end
 
 
@@ -540,7 +520,7 @@ end
 
 --- warden:metrics_text() -> the Prometheus text format.
 function _M:metrics_text()
-    return core.lua.prometheus(self:stats())
+    return self.engine:prometheus()
 end
 
 

@@ -72,6 +72,7 @@ pub(super) fn analyze(b: &dyn Backend, body: &[u8]) -> Result<Response, Error> {
     let mut errors = Vec::new();
     let mut first: Option<Error> = None;
     let mut tripped = Vec::new();
+    let mut reports = Vec::new();
     let lines = text.split(|c| *c == b'\n').filter(|l| !l.is_empty());
     for (i, raw) in lines.enumerate() {
         let n = i + 1;
@@ -109,7 +110,9 @@ pub(super) fn analyze(b: &dyn Backend, body: &[u8]) -> Result<Response, Error> {
             Ok((l, a)) => {
                 analyzed += 1;
                 if let Some(t) = b.observe_line(a, &l)? {
-                    tripped.push(json!({ "ip": t.ip, "rule": t.rule, "action": t.action }));
+                    let e = &t.event;
+                    tripped.push(json!({ "ip": e.ip, "rule": e.rule, "action": e.action }));
+                    reports.extend(t.report.map(|(a, rule)| (a.to_string(), rule)));
                 }
             }
         }
@@ -117,7 +120,7 @@ pub(super) fn analyze(b: &dyn Backend, body: &[u8]) -> Result<Response, Error> {
     if let (0, Some(e)) = (analyzed, first) {
         return Err(e);
     }
-    Ok(Response::json(
+    let mut res = Response::json(
         200,
         &json!({
             "analyzed": analyzed,
@@ -125,7 +128,9 @@ pub(super) fn analyze(b: &dyn Backend, body: &[u8]) -> Result<Response, Error> {
             "errors": errors,
             "tripped": tripped,
         }),
-    ))
+    );
+    res.reports = reports;
+    Ok(res)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! What the admin API needs from the rest of warden: the [`Backend`]
 //! trait. The endpoints are written against it, so that routing,
-//! validation, views and errors are tested with a fake; the real one
-//! (`crate::lua::admin`) works on the engine and the shared dict.
+//! validation, views and errors are tested with a fake; the real one is
+//! [`crate::ops::Warden`] (see `admin/warden.rs`): the engine and the
+//! shared dict.
 //!
 //! Methods return the [`Error`] of their area; its kind gives the HTTP
 //! status (an `Internal` one is a 500 with its message).
@@ -9,106 +10,17 @@
 use serde_json::Value;
 
 use crate::admin::accesslog::Line;
-use crate::blocks::{Block, Source};
+use crate::blocks::Block;
 use crate::config::Config;
 use crate::error::Error;
 use crate::events::{Event, Filter};
 use crate::metrics::{Snapshot, Stat};
 use crate::net::addr::{Addr, Net};
 use crate::net::client::Client;
-use crate::policy::credentials::Scheme;
-
-/// The request `/security/check` decides on (besides the client).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CheckRequest<'a> {
-    /// The site (`X-Warden-Site`, `site`), if any.
-    pub site: Option<&'a str>,
-    /// The normalized path.
-    pub path: &'a [u8],
-    /// The method.
-    pub method: &'a str,
-}
-
-/// What `check()` would do with a request, before reputation.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Decision {
-    /// Nothing applies: let it through.
-    Pass,
-    /// The client is allowlisted or whitelisted.
-    Allow,
-    /// A whitelisted path or a disabled site: nothing else is checked.
-    Skip,
-    /// The client is denylisted or blocked.
-    Blocked(Source),
-    /// Not in the site's `allowed_ips`.
-    ForbiddenIp,
-    /// One of the site's `blocked_paths`.
-    BlockedPath,
-    /// Over the site's `rate_limit`; its window ends in `retry_after_s`.
-    RateLimited {
-        /// Seconds until the window ends.
-        retry_after_s: f64,
-    },
-    /// A protected route without valid credentials.
-    Unauthorized {
-        /// `missing`, `malformed` or `denied`.
-        why: String,
-        /// The route's scheme.
-        scheme: Scheme,
-        /// The route's realm.
-        realm: String,
-    },
-}
-
-/// A rule tripped by a line given to `/security/analyze`, as acted on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Trip {
-    /// The target (the client, or its IPv6 network).
-    pub ip: String,
-    /// The rule.
-    pub rule: String,
-    /// What was done (`blocked for 1d`, `monitor: would block`, ...).
-    pub action: String,
-}
-
-/// A change of the admin API's policy document (entries validated).
-#[derive(Clone, Debug, PartialEq)]
-pub enum Edit {
-    /// Appends a whitelist entry (a duplicate is a conflict).
-    AddWhitelist(Value),
-    /// Appends a protected route.
-    AddRoute(Value),
-    /// Removes whitelist entry `id`.
-    RemoveWhitelist(u64),
-    /// Removes protected route `id`.
-    RemoveRoute(u64),
-    /// Sets the policy of a site (name, policy).
-    PutSite(String, Value),
-    /// Removes the policy of a site set through the API.
-    DeleteSite(String),
-    /// Turns real-time capture on or off.
-    Capture(bool),
-}
-
-/// What became of an [`Edit`].
-#[derive(Clone, Debug, PartialEq)]
-pub enum Edited {
-    /// Made; an added entry as stored (with `id` and `created`), else
-    /// null.
-    Done(Value),
-    /// Another worker is changing the policy: nothing was done; try again
-    /// in a moment.
-    Busy,
-}
-
-/// Log levels of [`Backend::log`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    /// `ngx.WARN`
-    Warn,
-    /// `ngx.ERR`
-    Err,
-}
+use crate::ops::Trip;
+use crate::policy::decision::{Asked, Decision};
+use crate::policy::doc::{Edit, Update};
+use crate::store::Level;
 
 /// The admin API's view of warden.
 pub trait Backend {
@@ -118,8 +30,8 @@ pub trait Backend {
     fn version(&self) -> &str;
     /// Now, in ms since the epoch (the clock of expiries and views).
     fn now_ms(&self) -> u64;
-    /// Writes a line to nginx's error log.
-    fn log(&self, level: Level, msg: &str);
+    /// Writes a line to nginx's error log, as it is.
+    fn log(&self, level: Level, line: &str);
 
     /// Every block in force (this worker up to date), denylist first.
     fn blocks(&self) -> Result<Vec<Block>, Error>;
@@ -140,12 +52,13 @@ pub trait Backend {
     /// [`crate::policy::Route::describe`] shows them, with `id` for those
     /// of the API.
     fn routes(&self) -> Result<Vec<Value>, Error>;
-    /// Makes a change of the admin API's policy document. `last_try`:
-    /// the caller will not try again, so a change another worker is making
-    /// is an error (`Unavailable`) instead of [`Edited::Busy`]. Errors:
-    /// `NotFound` (no such id or site), `Conflict` (a duplicate whitelist
-    /// entry), `Invalid` (a document that does not compile), `Full`.
-    fn edit_policy(&self, edit: Edit, last_try: bool) -> Result<Edited, Error>;
+    /// Makes a change of the admin API's policy document (see
+    /// [`crate::policy::doc::update`]). `last_try`: the caller will not
+    /// try again, so a change another worker is making is an error
+    /// (`Unavailable`) instead of [`Update::Busy`]. Errors: `NotFound` (no
+    /// such id or site), `Conflict` (a duplicate whitelist entry),
+    /// `Invalid` (a document that does not compile), `Full`.
+    fn edit_policy(&self, edit: &Edit, last_try: bool) -> Result<Update, Error>;
     /// Has every worker re-read the blocks and the policy.
     fn refresh(&self) -> Result<(), Error>;
 
@@ -172,10 +85,12 @@ pub trait Backend {
     /// A threat score from 0 to 100 from the lists, blocks and detector
     /// (reputation aside), uncounted.
     fn threat_score(&self, a: Addr) -> Result<u8, Error>;
-    /// What `check()` decides on a request from `client` (counted, as
+    /// What `check()` decides on a request from `client` (the lists and
+    /// blocks, then [`crate::ops::Warden::policy_decision`]; counted, as
     /// `check()` counts), before reputation.
-    fn decide(&self, client: Addr, req: &CheckRequest<'_>) -> Result<Decision, Error>;
+    fn decide(&self, client: Addr, req: &Asked<'_>) -> Result<Decision, Error>;
     /// Feeds an access-log line of `client` to the detector and acts on a
-    /// rule it trips (block, event, iprepd report).
+    /// rule it trips (block, event); the trip's iprepd report is for the
+    /// caller to send.
     fn observe_line(&self, client: Addr, line: &Line<'_>) -> Result<Option<Trip>, Error>;
 }

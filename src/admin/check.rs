@@ -14,10 +14,11 @@
 
 use serde_json::{json, Map, Value};
 
-use super::backend::{Backend, CheckRequest, Decision};
+use super::backend::Backend;
 use super::exchange::{Reply, Request, Response};
 use crate::error::{Error, Kind};
 use crate::net::addr::Addr;
+use crate::policy::decision::{Asked, Decision};
 
 fn text<'a>(body: Option<&'a Map<String, Value>>, key: &str) -> Option<&'a str> {
     body.and_then(|m| m.get(key)).and_then(Value::as_str)
@@ -51,13 +52,11 @@ fn client(
     }
     let bad = |s: &str| Error::invalid("ip", format!("invalid IP address '{s}'"));
     let peer = Addr::parse(&req.peer).map_err(|_| bad(&req.peer))?;
-    let xff = req
-        .x_forwarded_for
-        .as_deref()
-        .filter(|v| !v.trim().is_empty());
-    let c = b.resolve_client(peer, xff, req.x_real_ip.as_deref());
+    let (xff, real_ip) = (req.x_forwarded_for.as_deref(), req.x_real_ip.as_deref());
+    let c = b.resolve_client(peer, xff, real_ip);
     if c.bad_forwarded {
-        return Err(bad(xff.or(req.x_real_ip.as_deref()).unwrap_or("")));
+        let named = xff.filter(|v| !v.is_empty()).or(real_ip);
+        return Err(bad(named.unwrap_or("")));
     }
     Ok((c.addr.to_string(), c.addr))
 }
@@ -93,10 +92,11 @@ pub(super) fn check(
     let path = crate::policy::normalize_path(target.as_bytes());
     let decision = b.decide(
         addr,
-        &CheckRequest {
-            site,
+        &Asked {
+            site: site.unwrap_or("").as_bytes(),
             path: &path,
-            method,
+            method: method.as_bytes(),
+            authorization: req.authorization.as_deref().map(str::as_bytes),
         },
     )?;
     let mut status = 200;
@@ -115,13 +115,13 @@ pub(super) fn check(
             status = 403;
             reason = "site: blocked path".into();
         }
-        Decision::RateLimited { retry_after_s } => {
+        Decision::RateLimited { retry_after_s, .. } => {
             // auth_request knows only 2xx, 401 and 403
             status = 403;
             reason = "site: rate limited".into();
             headers.push((
                 "Retry-After",
-                (retry_after_s.ceil().max(1.0) as u64).to_string(),
+                Decision::retry_after(retry_after_s).to_string(),
             ));
         }
         Decision::Unauthorized { why, scheme, realm } => {

@@ -137,6 +137,13 @@ pub struct Response {
     pub headers: Vec<(&'static str, String)>,
     /// The body.
     pub body: String,
+    /// Violations to report to iprepd (address, rule), when it is
+    /// configured: rules the request tripped (a cosocket: Lua sends them).
+    pub reports: Vec<(String, &'static str)>,
+    /// True when the request's own status says nothing of its client
+    /// (`/security/check`'s is a verdict on another request): the log
+    /// phase must not feed it to the detector.
+    pub unobserved: bool,
 }
 
 impl Response {
@@ -149,6 +156,8 @@ impl Response {
                 ("Cache-Control", "no-store".to_string()),
             ],
             body,
+            reports: Vec::new(),
+            unobserved: false,
         }
     }
 

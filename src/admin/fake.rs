@@ -5,14 +5,19 @@ use std::cell::{Cell, RefCell};
 use serde_json::{json, Value};
 
 use super::accesslog::Line;
-use super::backend::{Backend, CheckRequest, Decision, Edit, Edited, Level, Trip};
+use super::backend::Backend;
 use crate::blocks::{Block, Source};
 use crate::config::Config;
 use crate::error::{Error, Kind};
 use crate::events::{Event, Filter};
 use crate::metrics::{Snapshot, Stat};
 use crate::net::addr::{Addr, Net};
-use crate::net::client::Client;
+use crate::net::client::{Client, Resolver};
+use crate::net::lists::NetSet;
+use crate::ops::Trip;
+use crate::policy::decision::{Asked, Decision};
+use crate::policy::doc::{Edit, List, Update};
+use crate::store::Level;
 
 pub struct Fake {
     pub cfg: Config,
@@ -126,12 +131,13 @@ impl Fake {
         Ok(out)
     }
 
-    fn remove(&self, key: &str, id: u64, what: &str) -> Result<(), Error> {
+    fn remove(&self, list: List, id: u64) -> Result<Value, Error> {
+        let what = list.what();
         self.edit(|doc| {
-            let list = doc[key].as_array_mut().unwrap();
-            match list.iter().position(|e| e["id"] == id) {
+            let entries = doc[list.key()].as_array_mut().unwrap();
+            match entries.iter().position(|e| e["id"] == id) {
                 Some(i) => {
-                    list.remove(i);
+                    entries.remove(i);
                     Ok(())
                 }
                 None => Err(Error::new(
@@ -140,7 +146,8 @@ impl Fake {
                     format!("no {what} with id {id}"),
                 )),
             }
-        })
+        })?;
+        Ok(json!({ "id": id, "message": format!("{what} {id} deleted") }))
     }
 }
 
@@ -251,7 +258,7 @@ impl Backend for Fake {
             .collect())
     }
 
-    fn edit_policy(&self, edit: Edit, last_try: bool) -> Result<Edited, Error> {
+    fn edit_policy(&self, edit: &Edit, last_try: bool) -> Result<Update, Error> {
         if self.busy.get() > 0 {
             if last_try {
                 return Err(Error::new(
@@ -261,31 +268,33 @@ impl Backend for Fake {
                 ));
             }
             self.busy.set(self.busy.get() - 1);
-            return Ok(Edited::Busy);
+            return Ok(Update::Busy);
         }
-        let done = |r: Result<(), Error>| r.map(|()| Edited::Done(Value::Null));
+        let done = |r: Result<(), Error>| r.map(|()| Update::Done(Value::Null));
         match edit {
-            Edit::AddWhitelist(e) => self.add("whitelist", e, true).map(Edited::Done),
-            Edit::AddRoute(e) => self.add("routes", e, false).map(Edited::Done),
-            Edit::RemoveWhitelist(id) => done(self.remove("whitelist", id, "whitelist entry")),
-            Edit::RemoveRoute(id) => done(self.remove("routes", id, "protected route")),
+            Edit::Add(list, e) => self
+                .add(list.key(), e.clone(), *list == List::Whitelist)
+                .map(Update::Done),
+            Edit::Remove(list, id) => self.remove(*list, *id).map(Update::Done),
             Edit::PutSite(name, site) => done(self.edit(|doc| {
-                doc["sites"][name.as_str()] = site;
+                doc["sites"][name.as_str()] = site.clone();
                 Ok(())
             })),
             Edit::DeleteSite(name) => {
-                done(self.edit(
-                    |doc| match doc["sites"].as_object_mut().unwrap().remove(&name) {
-                        Some(_) => Ok(()),
-                        None => Err(Error::new(
-                            Kind::NotFound,
-                            "deployment",
-                            format!(
+                let deleted =
+                    self.edit(
+                        |doc| match doc["sites"].as_object_mut().unwrap().remove(name) {
+                            Some(_) => Ok(()),
+                            None => Err(Error::new(
+                                Kind::NotFound,
+                                "deployment",
+                                format!(
                                 "no security policy for deployment '{name}' set through the API"
                             ),
-                        )),
-                    },
-                ))
+                            )),
+                        },
+                    );
+                deleted.map(|()| Update::Done(json!({ "deployment": name, "message": "deleted" })))
             }
             Edit::Capture(enabled) => {
                 let since = self.now / 1000;
@@ -344,15 +353,11 @@ impl Backend for Fake {
         x_forwarded_for: Option<&str>,
         x_real_ip: Option<&str>,
     ) -> Client {
-        let named = x_forwarded_for.or(x_real_ip).filter(|_| self.trusted(peer));
-        let last = named.map(|v| Addr::parse(v.rsplit(',').next().unwrap_or("").trim()));
-        Client {
-            addr: match last {
-                Some(Ok(a)) => a,
-                _ => peer,
-            },
-            bad_forwarded: matches!(last, Some(Err(_))),
-        }
+        Resolver::new(NetSet::new(&self.trusted)).resolve(
+            peer,
+            || x_forwarded_for.map(str::as_bytes),
+            || x_real_ip.map(str::as_bytes),
+        )
     }
 
     fn threat_score(&self, a: Addr) -> Result<u8, Error> {
@@ -365,7 +370,7 @@ impl Backend for Fake {
         Ok(self.score)
     }
 
-    fn decide(&self, _client: Addr, _req: &CheckRequest<'_>) -> Result<Decision, Error> {
+    fn decide(&self, _client: Addr, _req: &Asked<'_>) -> Result<Decision, Error> {
         self.decided.set(self.decided.get() + 1);
         Ok(self.decision.borrow().clone())
     }
@@ -374,9 +379,13 @@ impl Backend for Fake {
         let path = String::from_utf8_lossy(line.target).into_owned();
         self.observed.borrow_mut().push(format!("{client} {path}"));
         Ok(path.starts_with("/trip").then(|| Trip {
-            ip: client.to_string(),
-            rule: "not_found".into(),
-            action: "blocked for 1d".into(),
+            event: Event {
+                ip: client.to_string(),
+                rule: "not_found".into(),
+                action: "blocked for 1d".into(),
+                ..Event::default()
+            },
+            report: Some((client, "not_found")),
         }))
     }
 }

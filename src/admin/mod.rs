@@ -37,6 +37,7 @@ pub mod exchange;
 mod policy;
 pub mod route;
 pub mod views;
+mod warden;
 
 #[cfg(test)]
 mod fake;
@@ -126,6 +127,16 @@ impl Admin {
 
     /// Answers one request.
     pub fn serve(&self, b: &dyn Backend, req: &Request) -> Reply {
+        let mut reply = self.answer(b, req);
+        if let Reply::Done(res) = &mut reply {
+            // a verdict on another request, not on this one's client
+            res.unobserved = route::find(req.path.trim_end_matches('/')).map(|f| f.endpoint)
+                == Some(Endpoint::Check);
+        }
+        reply
+    }
+
+    fn answer(&self, b: &dyn Backend, req: &Request) -> Reply {
         match catch_unwind(AssertUnwindSafe(|| self.dispatch(b, req))) {
             Ok(Ok(reply)) => reply,
             Ok(Err((e, headers))) => {
@@ -140,7 +151,7 @@ impl Admin {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
                 b.log(
-                    backend::Level::Err,
+                    crate::store::Level::Err,
                     &format!("warden: api: {} {}: {why}", req.method, req.path),
                 );
                 Reply::Done(Response::error(&Error::internal(

@@ -5,12 +5,14 @@
 
 use serde_json::{json, Map, Value};
 
-use super::backend::{Backend, Edit, Edited, Level};
+use super::backend::Backend;
 use super::exchange::{Reply, Request, Response, RETRY_MS};
 use crate::error::Error;
 use crate::metrics::Stat;
 use crate::options::Scalar;
+use crate::policy::doc::{Edit, List, Update};
 use crate::policy::{self, PolicyError};
+use crate::store::Level;
 
 fn invalid(e: PolicyError) -> Error {
     Error::invalid(e.field(), e.to_string())
@@ -33,9 +35,9 @@ fn configured<'a>(b: &'a dyn Backend, key: &str) -> Option<&'a Value> {
 /// Makes `e`: what the backend stored, or `None` when another worker is
 /// changing the policy and the caller should try again.
 fn edit(b: &dyn Backend, req: &Request, e: Edit) -> Result<Option<Value>, Error> {
-    match b.edit_policy(e, req.last_try())? {
-        Edited::Done(v) => Ok(Some(v)),
-        Edited::Busy => Ok(None),
+    match b.edit_policy(&e, req.last_try())? {
+        Update::Done(v) => Ok(Some(v)),
+        Update::Busy => Ok(None),
     }
 }
 
@@ -88,7 +90,7 @@ pub(super) fn add_whitelist(
     body: &Map<String, Value>,
 ) -> Result<Reply, Error> {
     let entry = policy::whitelist_entry(&Value::Object(body.clone())).map_err(invalid)?;
-    let Some(stored) = edit(b, req, Edit::AddWhitelist(entry))? else {
+    let Some(stored) = edit(b, req, Edit::Add(List::Whitelist, entry))? else {
         return Ok(retry());
     };
     Ok(Reply::Done(Response::json(201, &stored)))
@@ -102,18 +104,11 @@ pub(super) fn remove(
     route: bool,
 ) -> Result<Reply, Error> {
     let n = id(text)?;
-    let (e, what) = if route {
-        (Edit::RemoveRoute(n), "protected route")
-    } else {
-        (Edit::RemoveWhitelist(n), "whitelist entry")
-    };
-    if edit(b, req, e)?.is_none() {
-        return Ok(retry());
+    let list = if route { List::Routes } else { List::Whitelist };
+    match edit(b, req, Edit::Remove(list, n))? {
+        Some(done) => Ok(Reply::Done(Response::json(200, &done))),
+        None => Ok(retry()),
     }
-    Ok(Reply::Done(Response::json(
-        200,
-        &json!({ "id": n, "message": format!("{what} {n} deleted") }),
-    )))
 }
 
 /// A route in force as the API shows it: `source`, `id` (null for the
@@ -153,7 +148,7 @@ pub(super) fn add_route(
     body: &Map<String, Value>,
 ) -> Result<Reply, Error> {
     let entry = policy::route_entry(&Value::Object(body.clone())).map_err(invalid)?;
-    let Some(stored) = edit(b, req, Edit::AddRoute(entry))? else {
+    let Some(stored) = edit(b, req, Edit::Add(List::Routes, entry))? else {
         return Ok(retry());
     };
     let id = stored.get("id").and_then(Value::as_u64);
@@ -224,13 +219,10 @@ pub(super) fn put_site(
 
 /// `DELETE deployments/<name>/security`
 pub(super) fn delete_site(b: &dyn Backend, req: &Request, name: &str) -> Result<Reply, Error> {
-    if edit(b, req, Edit::DeleteSite(name.to_string()))?.is_none() {
-        return Ok(retry());
+    match edit(b, req, Edit::DeleteSite(name.to_string()))? {
+        Some(done) => Ok(Reply::Done(Response::json(200, &done))),
+        None => Ok(retry()),
     }
-    Ok(Reply::Done(Response::json(
-        200,
-        &json!({ "deployment": name, "message": "deleted" }),
-    )))
 }
 
 /// `GET security/realtime-capture`

@@ -3,7 +3,6 @@
 
 use serde_json::{json, Value};
 
-use super::backend::Decision;
 use super::exchange::{Arg, Reply, Request, Response};
 use super::fake::Fake;
 use super::Admin;
@@ -11,6 +10,7 @@ use crate::blocks::Source;
 use crate::error::{Error, Kind};
 use crate::events::{Event, Kind as EventKind};
 use crate::policy::credentials::Scheme;
+use crate::policy::decision::Decision;
 
 const TOKEN: &str = "t0ken-0123456789abcdef";
 
@@ -801,6 +801,7 @@ fn security_check() {
         (Decision::BlockedPath, 403, "site: blocked path", None),
         (
             Decision::RateLimited {
+                limit: 5,
                 retry_after_s: 12.2,
             },
             403,
@@ -808,14 +809,17 @@ fn security_check() {
             Some(("Retry-After", "13")),
         ),
         (
-            Decision::RateLimited { retry_after_s: 0.1 },
+            Decision::RateLimited {
+                limit: 5,
+                retry_after_s: 0.1,
+            },
             403,
             "site: rate limited",
             Some(("Retry-After", "1")),
         ),
         (
             Decision::Unauthorized {
-                why: "missing".into(),
+                why: "missing",
                 scheme: Scheme::Basic,
                 realm: "warden".into(),
             },
@@ -828,7 +832,7 @@ fn security_check() {
         ),
         (
             Decision::Unauthorized {
-                why: "denied".into(),
+                why: "denied",
                 scheme: Scheme::Bearer,
                 realm: "api".into(),
             },

@@ -168,43 +168,33 @@ impl UserData for LuaEngine {
                 x.set("prefix", r.prefix.clone())?;
                 x.set("timeout", r.timeout_ms)?;
                 x.set("node", r.node.clone())?;
+                x.set("where", r.location())?;
                 t.set("redis", x)?;
             }
             t.set("policy", lua.to_value(&c.policy)?)?;
             Ok(t)
         });
+        // stats() -> { name = value }: every counter, summed over every
+        // worker, and the gauges (after a sync); see metrics::Snapshot
         m.add_method("stats", |lua, this, ()| {
-            let r = this.0.region();
-            let t = lua.create_table()?;
-            for (s, name) in Stat::ALL {
-                t.set(name, r.total(s) as f64)?;
+            lua.to_value(&this.warden().snapshot().to_json())
+        });
+        // prometheus() -> the Prometheus text of stats()
+        m.add_method("prometheus", |_, this, ()| {
+            Ok(crate::metrics::prometheus::render(
+                &this.warden().snapshot(),
+            ))
+        });
+        // gauges() -> { name = value }, { name, ... }: what statsd gets next
+        // to the counters, names in order
+        m.add_method("gauges", |lua, this, ()| {
+            let g = this.warden().snapshot().gauges();
+            let values = lua.create_table()?;
+            for (k, v) in &g {
+                values.set(*k, *v)?;
             }
-            t.set("blocks", this.0.block_count())?;
-            t.set("lists_memory", this.0.lists_memory())?;
-            t.set("shm_bytes", r.size())?;
-            t.set("denylist", this.0.config().denylist.len())?;
-            if let Some(d) = this.0.detector() {
-                t.set("detector_tracked", d.table().tracked(now_ms()))?;
-                t.set("detector_capacity", d.table().capacity())?;
-                t.set("detector_memory_bytes", d.table().bytes())?;
-                t.set(
-                    "detector_bytes_per_client",
-                    crate::detect::counters::SLOT_BYTES,
-                )?;
-            }
-            let (free, capacity) = this.warden().dict_space();
-            t.set("dict_free_bytes", free)?;
-            t.set("dict_capacity_bytes", capacity)?;
-            if this.0.config().redis.is_some() {
-                let (up, queued) = this.warden().fleet_status();
-                t.set("fleet_connected", up)?;
-                t.set("fleet_queued", queued)?;
-            }
-            let ev = this.0.events();
-            t.set("events_recorded", ev.written() as f64)?;
-            t.set("events_capacity", ev.capacity())?;
-            t.set("events_memory_bytes", ev.bytes())?;
-            Ok(t)
+            let names = lua.create_sequence_from(g.iter().map(|(k, _)| *k))?;
+            Ok((values, names))
         });
         // detector() -> its options as Lua sees them, or nil when off
         m.add_method("detector", |lua, this, ()| {

@@ -22,6 +22,8 @@ mod engine;
 mod metrics;
 mod netset;
 mod ops;
+#[cfg(all(test, feature = "vendored"))]
+mod testing;
 
 use mlua::{IntoLuaMulti, Lua, LuaSerdeExt, MultiValue, Result as LuaResult, Table, Value};
 
@@ -91,13 +93,19 @@ pub(crate) fn net_arg(v: &Value) -> Result<Net, String> {
 
 /// `new(opts)` -> engine | nil, err (the message names the option).
 fn new(lua: &Lua, opts: Value) -> LuaResult<MultiValue> {
+    if let Err(e) = crate::ffi::nginx::check() {
+        return nil_err(lua, e);
+    }
+    engine(lua, opts)
+}
+
+/// [`new`] without nginx's functions (which only the per-request FFI
+/// calls use): for the bindings' tests in a plain LuaJIT.
+fn engine(lua: &Lua, opts: Value) -> LuaResult<MultiValue> {
     let v: serde_json::Value = match lua.from_value(opts) {
         Ok(v) => v,
         Err(e) => return nil_err(lua, format!("opts: {e}")),
     };
-    if let Err(e) = crate::ffi::nginx::check() {
-        return nil_err(lua, e);
-    }
     let cfg = match Config::from_value(&v) {
         Ok(c) => c,
         Err(e) => return nil_err(lua, e),
@@ -124,6 +132,8 @@ fn new(lua: &Lua, opts: Value) -> LuaResult<MultiValue> {
 fn warden_core(lua: &Lua) -> LuaResult<Table> {
     let t = lua.create_table()?;
     t.set("new", lua.create_function(new)?)?;
+    #[cfg(all(test, feature = "vendored"))]
+    t.set("engine", lua.create_function(engine)?)?;
     t.set(
         "parse_duration",
         lua.create_function(|lua, v: Value| match duration_arg(&v) {
@@ -288,29 +298,6 @@ fn warden_core(lua: &Lua) -> LuaResult<Table> {
     t.set(
         "admin_variables",
         lua.create_sequence_from(crate::admin::exchange::VARIABLES)?,
-    )?;
-    // prometheus(stats) -> the Prometheus text of warden:stats()'s table
-    t.set(
-        "prometheus",
-        lua.create_function(|lua, stats: Table| {
-            Ok(crate::metrics::prometheus::render(&admin::snapshot(
-                lua, &stats,
-            )?))
-        })?,
-    )?;
-    // gauges(stats) -> { name = value }, { name, ... }: what statsd gets
-    // next to the counters, names in order
-    t.set(
-        "gauges",
-        lua.create_function(|lua, stats: Table| {
-            let g = admin::snapshot(lua, &stats)?.gauges();
-            let values = lua.create_table()?;
-            for (k, v) in &g {
-                values.set(*k, *v)?;
-            }
-            let names = lua.create_sequence_from(g.iter().map(|(k, _)| *k))?;
-            Ok((values, names))
-        })?,
     )?;
     t.set("version", env!("CARGO_PKG_VERSION"))?;
     // the FFI's declarations, outcome codes and flag bits, and struct

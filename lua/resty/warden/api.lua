@@ -8,22 +8,22 @@
 --
 -- Everything is decided in Rust (src/admin/): the routes, who may call,
 -- the validation of arguments and bodies, the views, the errors and their
--- statuses. This file is HTTP framing: it hands admin:serve() the
--- request's nginx variables (the names come from Rust) and arguments,
--- reads the body, asks iprepd for a reputation or waits a moment when
--- serve() asks for it (each may yield, which a call into Rust cannot),
--- and sends the status, headers and body it gets back.
+-- statuses, and the work itself (src/ops/). This file is HTTP framing: it
+-- hands admin:serve() the request's nginx variables (the names come from
+-- Rust) and arguments, reads the body, asks iprepd for a reputation or
+-- waits a moment when serve() asks for it (each may yield, which a call
+-- into Rust cannot), and sends the status, headers and body it gets back,
+-- after the iprepd reports it names.
 
 local core = require "resty.warden.core"
-local access = require "resty.warden.access"
-local detector = require "resty.warden.detector"
+local base = require "resty.core.base"
 
 local ngx = ngx
 local log = ngx.log
 local ERR = ngx.ERR
 local pairs = pairs
 local pcall = pcall
-local band = require("bit").band
+local tostring = tostring
 
 local VARIABLES = core.lua.admin_variables
 local MAX_ARGS = 20  -- query arguments read
@@ -61,7 +61,18 @@ local function reputation(w, ip)
 end
 
 
-local function send(res)
+local function send(w, res)
+    local rep = w.iprepd
+    if rep and res.reports then
+        for _, r in pairs(res.reports) do
+            rep:report_violation(r[1], r[2])
+        end
+    end
+    if res.unobserved then
+        -- a verdict on another request: the detector must not count this
+        -- request's status as its client's
+        core.C.warden_unobserved(w.handle, base.get_request())
+    end
     ngx.status = res.status
     local header = ngx.header
     for k, v in pairs(res.headers) do
@@ -69,94 +80,6 @@ local function send(res)
     end
     ngx.print(res.body)
     return ngx.exit(ngx.OK)
-end
-
-
--- Temporary bridge, until the shared dict, blocks and the admin API's
--- policy document have their home in Rust (branch store): the functions
--- the Rust backend (src/lua/admin.rs) calls for what touches the shared
--- dict, and for /security/check's decision and /security/analyze's trips,
--- which are still made here.
-
-local C = core.C
-local DENY, BLOCK_AUTO = core.DENY, core.BLOCK_AUTO
-
--- Policy edits: the bridge's op -> engine:edit_policy's op and list.
-local EDITS = {
-    add_whitelist = { "add", "whitelist" },
-    add_route = { "add", "routes" },
-}
-
-
-local function bridge(w)
-    local b = w._api_bridge
-    if b then
-        return b
-    end
-    local dict = w.dict
-    b = {
-        sync = function()
-            return w:sync()
-        end,
-        block = function(target, secs, reason)
-            return w:block(target, { duration = secs, reason = reason })
-        end,
-        unblock = function(target)
-            return w:unblock(target)
-        end,
-        dict_get = function(key)
-            return dict:get(key)
-        end,
-        policy = function()
-            return dict:get("p")
-        end,
-        -- a change -> result | nil, err, field, status; "busy" while
-        -- another worker holds the lock
-        update = function(last_try, op, x, y)
-            local e = EDITS[op]
-            if e then
-                op, x, y = e[1], e[2], x
-            end
-            local res, err, field, status = w.engine:edit_policy(last_try,
-                                                                 op, x, y)
-            if res == false then
-                return nil, nil, nil, "busy"
-            end
-            return res, err, field, status
-        end,
-        refresh = function()
-            return w:refresh()
-        end,
-        stats = function()
-            return w:stats()
-        end,
-        dict_free = function()
-            return dict:free_space()
-        end,
-        -- check()'s decision on ip for a request to path of site:
-        -- rc, outcome, ... (access.decide's)
-        decide = function(ip, site, path, method)
-            local rc, client = w:_decide(ip)
-            local outcome, a, b2, c
-            if rc >= DENY and rc <= BLOCK_AUTO then
-                outcome, a = "blocked", rc
-            end
-            if band(C.warden_policy_active(w.handle), 3) > 0 then
-                outcome, a, b2, c = access.decide(w, rc, client, function()
-                    return ip
-                end, {
-                    site = site, path = path, path_len = #path,
-                    method = method, method_len = #method,
-                })
-            end
-            return rc, outcome, a, b2, c
-        end,
-        tripped = function(line)
-            return detector.tripped(w, line)
-        end,
-    }
-    w._api_bridge = b
-    return b
 end
 
 
@@ -171,19 +94,19 @@ function _M.serve(w)
     local req = {
         vars = vars,
         args = ngx.req.get_uri_args(MAX_ARGS),
-        reputation_threshold = w.iprepd and w.iprepd.threshold,
+        reputation_threshold = w.iprepd and w.iprepd.threshold or nil,
     }
-    local admin, b = w.admin, bridge(w)
+    local admin = w.admin
     for _ = 1, MAX_CALLS do
-        local ok, res = pcall(admin.serve, admin, req, b)
+        local ok, res = pcall(admin.serve, admin, req)
         if not ok then
             log(ERR, "warden: api: ", vars.request_method, " ", vars.uri,
-                ": ", res)
+                ": ", tostring(res))
             return ngx.exit(500)
         end
         local need = res.need
         if need == nil then
-            return send(res)
+            return send(w, res)
         elseif need == "body" then
             req.body = read_body(res.max)
         elseif need == "reputation" then
