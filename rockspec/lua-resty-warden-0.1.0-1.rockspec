@@ -44,7 +44,6 @@ build = {
         ["lua/resty/warden/fleet.lua"] = "resty/warden/fleet.lua",
         ["lua/resty/warden/http.lua"] = "resty/warden/http.lua",
         ["lua/resty/warden/iprepd.lua"] = "resty/warden/iprepd.lua",
-        ["lua/resty/warden/request.lua"] = "resty/warden/request.lua",
         ["lua/resty/warden/state.lua"] = "resty/warden/state.lua",
         ["lua/resty/warden/statsd.lua"] = "resty/warden/statsd.lua",
     },

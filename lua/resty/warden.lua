@@ -337,8 +337,8 @@ local function act(self, rc, ip, site)
     rc = band(rc, 0xff)
     if flags > 0 then
         -- whitelisted paths, sites, protected routes; may end the request
-        local res = access.enforce(self, rc, client, client_text, site,
-                                   blocked, flags)
+        local res = access.enforce(self, rc, client_text, site, blocked,
+                                   flags)
         if rc ~= PASS or res == "skip" then
             return true  -- allowlisted, or let through in monitor mode
         end

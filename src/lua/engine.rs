@@ -13,7 +13,6 @@ use crate::events::{Event, Filter, Kind};
 use crate::metrics::Stat;
 use crate::net::addr::{Addr, Net};
 use crate::ops::{Warden, Worker};
-use crate::policy::credentials::Outcome;
 
 /// The userdata that owns an engine, with its shared dict. The engine is
 /// boxed so that the pointer handed to the FFI functions stays put.
@@ -316,39 +315,6 @@ impl UserData for LuaEngine {
             }
             Ok(out)
         });
-        // verify_route(index (0-based), authorization | nil)
-        //   -> "ok" | "missing" | "malformed" | "denied", user, scheme, realm
-        m.add_method(
-            "verify_route",
-            |lua, this, (i, auth): (usize, Option<mlua::LuaString>)| {
-                let p = this.0.policy();
-                let Some(r) = p.route(i) else {
-                    return nil_err(lua, format!("no protected route {i}"));
-                };
-                let auth = auth.as_ref().map(|a| a.as_bytes());
-                let (word, user) = match r.verify(auth.as_deref()) {
-                    Outcome::Ok { user } => {
-                        this.0.count(Stat::AuthPassed);
-                        ("ok", user)
-                    }
-                    other => {
-                        this.0.count(Stat::AuthFailed);
-                        let w = match other {
-                            Outcome::Missing => "missing",
-                            Outcome::Malformed => "malformed",
-                            _ => "denied",
-                        };
-                        (w, String::new())
-                    }
-                };
-                Ok(MultiValue::from_vec(vec![
-                    Value::String(lua.create_string(word)?),
-                    Value::String(lua.create_string(&user)?),
-                    Value::String(lua.create_string(r.scheme().as_str())?),
-                    Value::String(lua.create_string(&r.realm)?),
-                ]))
-            },
-        );
         // threat_score(ip, reputation?) -> score (0-100), rule | nil, err;
         // with iprepd's reputation of ip, raised by it (rule "reputation")
         m.add_method(

@@ -15,6 +15,8 @@ use super::{duration_arg, net_arg, ok, str_arg};
 use crate::blocks::Source;
 use crate::detect::offences::Seen;
 use crate::error::Error;
+use crate::net::addr::Addr;
+use crate::policy::decision::{Asked, Decision};
 use crate::policy::doc::{Edit, List, Update};
 
 /// `nil, message, field, status`.
@@ -219,23 +221,66 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
             Ok(MultiValue::from_vec(out))
         },
     );
-    // rate_limit(site, ip, limit, window, method, path) -> retry_after |
-    // nil: counts a request to a site with a rate limit
+    // decide(verdict, ip, site, path, method, authorization) -> nil (go
+    // on) | "skip" | "blocked" | "forbidden_ip", reason | "blocked_path",
+    // reason | "rate_limited", reason, retry_after | "unauthorized", why,
+    // challenge: the path and site policies' decision on a request of ip
+    // whose lists and blocks gave `verdict` (check()'s outcome code);
+    // counted (see ops::Warden::policy_decision). reason: what the access
+    // phase logs; retry_after: whole seconds; challenge: WWW-Authenticate.
     m.add_method(
-        "rate_limit",
-        |_,
+        "decide",
+        |lua,
          this,
-         (site, ip, limit, window, method, path): (
-            String,
-            String,
-            u32,
-            u32,
+         (verdict, ip, site, path, method, auth): (
+            i32,
+            mlua::LuaString,
             Option<mlua::LuaString>,
+            mlua::LuaString,
+            mlua::LuaString,
             Option<mlua::LuaString>,
         )| {
-            Ok(this
-                .warden()
-                .rate_limited(&site, &ip, limit, window, &text(&method), &text(&path)))
+            let Ok(client) = Addr::parse_bytes(&ip.as_bytes()) else {
+                return Ok(MultiValue::new());
+            };
+            let (site, path, method) = (
+                site.as_ref()
+                    .map(|s| s.as_bytes().to_vec())
+                    .unwrap_or_default(),
+                path.as_bytes(),
+                method.as_bytes(),
+            );
+            let auth = auth.as_ref().map(|a| a.as_bytes());
+            let asked = Asked {
+                site: &site,
+                path: &path,
+                method: &method,
+                authorization: auth.as_deref(),
+            };
+            let d = this.warden().policy_decision(client, verdict, &asked);
+            let s = |v: &str| lua.create_string(v).map(Value::String);
+            let reason = |d: &Decision| {
+                d.site_reason(
+                    &String::from_utf8_lossy(&site),
+                    &String::from_utf8_lossy(&path),
+                )
+            };
+            let out = match &d {
+                Decision::Pass | Decision::Allow => vec![],
+                Decision::Skip => vec![s("skip")?],
+                Decision::Blocked(_) => vec![s("blocked")?],
+                Decision::ForbiddenIp => vec![s("forbidden_ip")?, s(&reason(&d))?],
+                Decision::BlockedPath => vec![s("blocked_path")?, s(&reason(&d))?],
+                Decision::RateLimited { retry_after_s, .. } => vec![
+                    s("rate_limited")?,
+                    s(&reason(&d))?,
+                    Value::Number(Decision::retry_after(*retry_after_s) as f64),
+                ],
+                Decision::Unauthorized { why, scheme, realm } => {
+                    vec![s("unauthorized")?, s(why)?, s(&scheme.challenge(realm))?]
+                }
+            };
+            Ok(MultiValue::from_vec(out))
         },
     );
     // counter(key, by, ttl?) -> n | nil, err: an expendable counter (the
