@@ -342,3 +342,66 @@ impl UserData for LuaEngine {
         );
     }
 }
+
+#[cfg(all(test, feature = "vendored"))]
+mod tests {
+    use crate::lua::testing::{lua, run};
+
+    const OPTS: &str = r#"{ dict = "t-lua-engine", trusted_proxies = { "10.0.0.0/8" },
+                            allowlist = { "198.51.100.1" }, denylist = { "203.0.113.0/24" } }"#;
+
+    #[test]
+    fn new_needs_nginx_and_engine_reads_the_options() {
+        let lua = lua("t-lua-engine", OPTS);
+        let err: String = run(
+            &lua,
+            r#"return select(2, core.new{ dict = "t-lua-engine" })"#,
+        );
+        assert!(
+            err.starts_with("cannot find nginx's ngx_http_get_variable"),
+            "{err}"
+        );
+        let err: String = run(
+            &lua,
+            r#"return select(2, core.engine{ dict = "t-lua-engine", blocking_mode = 7 })"#,
+        );
+        assert!(err.contains("blocking_mode"), "{err}");
+        let got: String = run(
+            &lua,
+            r#"local c = engine:config()
+               return c.dict .. " " .. tostring(engine:trusted("10.1.2.3")) .. " "
+                      .. tostring(engine:trusted("192.0.2.1")) .. " "
+                      .. tostring(engine:allowlisted("198.51.100.1"))"#,
+        );
+        assert_eq!(got, "t-lua-engine true false true");
+    }
+
+    #[test]
+    fn stats_and_events_from_rust() {
+        let lua = lua("t-lua-engine", OPTS);
+        let got: String = run(
+            &lua,
+            r#"assert(engine:block("192.0.2.9", 60))
+               local before = engine:stat("lookup_errors")  -- the process's
+               engine:count("lookup_errors", 2)
+               local s = engine:stats()
+               return s.dict .. " " .. s.blocks .. " " .. s.denylist .. " "
+                      .. s.lookup_errors - before .. " " .. s.dict_free_bytes .. " "
+                      .. tostring(engine:prometheus():find("warden_blocked_addresses 2\n", 1, true) ~= nil)"#,
+        );
+        assert_eq!(got, "t-lua-engine 1 1 2 40000 true");
+        let got: String = run(
+            &lua,
+            r#"assert(engine:record{ ip = "192.0.2.9", type = "auth_failed", rule = "protected_route",
+                                     status = 401, path = "/admin", action = "401: credentials missing" })
+               local _, err = engine:record{ type = "nonsense" }
+               local ev = engine:events{ type = "auth_failed" }
+               local _, bad = engine:events{ limit = "many" }
+               return #ev .. " " .. ev[1].ip .. " " .. ev[1].status .. " " .. err .. " | " .. bad"#,
+        );
+        assert!(
+            got.starts_with("1 192.0.2.9 401 unknown event type 'nonsense' | "),
+            "{got}"
+        );
+    }
+}

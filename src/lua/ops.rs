@@ -435,3 +435,135 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
         Ok(())
     });
 }
+
+#[cfg(all(test, feature = "vendored"))]
+mod tests {
+    use crate::lua::testing::{lua, run};
+
+    const OPTS: &str = r#"{ dict = "t-lua-ops", trusted_proxies = { "127.0.0.1" },
+        whitelist = { { type = "path", value = "/health" } },
+        sites = { shop = { allowed_ips = { "192.0.2.0/24" }, rate_limit = 1 },
+                  off = { enabled = false } },
+        protected_routes = { { path = "/admin", auth_type = "basic",
+                               credentials = { "u:p" } } } }"#;
+
+    #[test]
+    fn blocks_through_the_dict_with_errors_that_name_a_status() {
+        let lua = lua("t-lua-ops", OPTS);
+        let got: String = run(
+            &lua,
+            r#"local ok, t = engine:block("192.0.2.7", "1h", "abuse")
+               local b, info = engine:is_blocked("192.0.2.7")
+               return tostring(ok) .. " " .. t .. " " .. tostring(b) .. " "
+                      .. info.source .. " " .. info.reason .. " "
+                      .. tostring(dict:get("b|192.0.2.7") ~= nil)"#,
+        );
+        assert_eq!(got, "true 192.0.2.7 true manual abuse true");
+        let got: String = run(
+            &lua,
+            r#"local _, err, field, status = engine:unblock("192.0.2.8")
+               local ok = engine:unblock("192.0.2.7")
+               local _, err2, field2, status2 = engine:block("300.1.1.1")
+               return err .. "|" .. field .. "|" .. status .. "|" .. tostring(ok)
+                      .. "|" .. err2 .. "|" .. field2 .. "|" .. status2
+                      .. "|" .. tostring((engine:is_blocked("192.0.2.7")))"#,
+        );
+        assert_eq!(
+            got,
+            "192.0.2.8 is not blocked|ip|404|true|invalid IP address or CIDR '300.1.1.1'|ip|400|false"
+        );
+    }
+
+    #[test]
+    fn policy_edits_wait_for_the_lock() {
+        let lua = lua("t-lua-ops", OPTS);
+        let got: String = run(
+            &lua,
+            r#"local e = engine:edit_policy(false, "add", "whitelist",
+                                          { type = "ip", value = "198.51.100.4" })
+               dict:safe_set("p|lock", 1)
+               local busy = engine:edit_policy(false, "remove", "whitelist", e.id)
+               local _, err, _, status = engine:edit_policy(true, "remove", "whitelist", e.id)
+               dict:delete("p|lock")
+               local _, err2, field2, status2 = engine:edit_policy(true, "remove", "whitelist", 99)
+               return e.id .. " " .. tostring(busy) .. " " .. status .. " "
+                      .. tostring(err ~= nil) .. " | " .. err2 .. " " .. field2 .. " " .. status2"#,
+        );
+        assert_eq!(
+            got,
+            "1 false 503 true | no whitelist entry with id 99 id 404"
+        );
+    }
+
+    #[test]
+    fn decide_is_the_one_policy_decision() {
+        let lua = lua("t-lua-ops", OPTS);
+        // the counters are the process's (shared by every test): what a
+        // skip uncounts is counted first, and the counts are differences
+        let counts = r#"return engine:stat("site_denied") .. " " .. engine:stat("auth_failed")
+                        .. " " .. engine:stat("auth_passed") .. " " .. engine:stat("policy_skipped")"#;
+        run::<()>(
+            &lua,
+            r#"engine:count("passed") engine:count("blocked_manual")"#,
+        );
+        let before: String = run(&lua, counts);
+        let d = |code: &str| -> String {
+            run(
+                &lua,
+                &format!(
+                    r#"local r = {{ engine:decide({code}) }}
+                       for i = 1, #r do r[i] = tostring(r[i]) end
+                       return table.concat(r, "|")"#
+                ),
+            )
+        };
+        let pass = "core.codes.PASS";
+        assert_eq!(
+            d(&format!(r#"{pass}, "198.51.100.1", "shop", "/", "GET""#)),
+            "forbidden_ip|not in allowed_ips of site 'shop'"
+        );
+        assert_eq!(
+            d(&format!(r#"{pass}, "192.0.2.1", "shop", "/", "GET""#)),
+            ""
+        );
+        let limited = d(&format!(r#"{pass}, "192.0.2.1", "shop", "/", "GET""#));
+        let (head, retry) = limited.rsplit_once('|').unwrap();
+        assert_eq!(
+            head,
+            "rate_limited|over the rate limit of site 'shop' (1 requests)"
+        );
+        assert!((1..=60).contains(&retry.parse::<u32>().unwrap()), "{retry}");
+        // whitelisted paths and disabled sites: nothing else is checked
+        assert_eq!(
+            d(&format!(
+                r#"{pass}, "198.51.100.1", "shop", "/health", "GET""#
+            )),
+            "skip"
+        );
+        assert_eq!(
+            d(r#"core.codes.BLOCK_MANUAL, "198.51.100.1", "off", "/", "GET""#),
+            "skip"
+        );
+        assert_eq!(
+            d(r#"core.codes.BLOCK_MANUAL, "198.51.100.1", nil, "/", "GET""#),
+            "blocked"
+        );
+        // a protected route: whoever the client is
+        assert_eq!(
+            d(r#"core.codes.ALLOW, "198.51.100.1", nil, "/admin/x", "GET""#),
+            "unauthorized|missing|Basic realm=\"warden\", charset=\"UTF-8\""
+        );
+        assert_eq!(
+            d(r#"core.codes.ALLOW, "198.51.100.1", nil, "/admin/x", "GET", "Basic dTpw""#),
+            ""
+        );
+        assert_eq!(d(r#"0, "not an address", nil, "/", "GET""#), "");
+        let after: String = run(&lua, counts);
+        let delta: Vec<f64> = after
+            .split(' ')
+            .zip(before.split(' '))
+            .map(|(a, b)| a.parse::<f64>().unwrap() - b.parse::<f64>().unwrap())
+            .collect();
+        assert_eq!(delta, [1.0, 1.0, 1.0, 2.0]);
+    }
+}

@@ -46,3 +46,8 @@ pub(crate) fn lua(dict: &str, opts: &str) -> Lua {
     .unwrap();
     lua
 }
+
+/// Runs `code` in `lua` and returns what it returns.
+pub(crate) fn run<T: mlua::FromLuaMulti>(lua: &Lua, code: &str) -> T {
+    lua.load(code).eval().unwrap()
+}
