@@ -113,23 +113,8 @@ function _M.new(opts)
             cfg.statsd_port, 100)
         self.statsd_flush_timer = cfg.statsd_flush_timer
     end
-    if cfg.admin_token then
-        self.admin_token = cfg.admin_token
-    elseif cfg.admin_token_file then
-        local f, ferr = io.open(cfg.admin_token_file, "rb")
-        if not f then
-            error("resty.warden: opts.admin_token_file: cannot read '"
-                  .. cfg.admin_token_file .. "': " .. tostring(ferr), 2)
-        end
-        local token = (f:read("*a") or ""):match("^%s*(.-)%s*$")
-        f:close()
-        if token == "" or token:find("%s") then
-            error("resty.warden: opts.admin_token_file: '"
-                  .. cfg.admin_token_file .. "' must hold one token"
-                  .. " (no spaces)", 2)
-        end
-        self.admin_token = token
-    end
+    -- (opts.admin_token_file is read, and its mode checked, in Rust)
+    self.admin_token = cfg.admin_token
     if self.admin_token and #self.admin_token < 16 then
         log(WARN, "warden: the admin token is shorter than 16 characters;"
             .. " use a long random one (e.g. openssl rand -hex 32)")
