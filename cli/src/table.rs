@@ -16,6 +16,7 @@ pub struct Table {
     headers: Vec<&'static str>,
     align: Vec<Align>,
     max: Vec<usize>,
+    min: Vec<usize>,
     rows: Vec<Vec<String>>,
 }
 
@@ -46,6 +47,7 @@ impl Table {
             headers: headers.to_vec(),
             align: vec![Align::Left; headers.len()],
             max: vec![usize::MAX; headers.len()],
+            min: vec![0; headers.len()],
             rows: Vec::new(),
         }
     }
@@ -59,6 +61,15 @@ impl Table {
     /// Cuts the cells of column `i` to `max` characters.
     pub fn max_width(mut self, i: usize, max: usize) -> Table {
         self.max[i] = max.max(1);
+        self
+    }
+
+    /// Makes the columns at least this wide (a table printed in parts, as
+    /// `events --follow` does, keeps its columns).
+    pub fn min_widths(mut self, widths: &[usize]) -> Table {
+        for (m, w) in self.min.iter_mut().zip(widths) {
+            *m = *w;
+        }
         self
     }
 
@@ -77,7 +88,12 @@ impl Table {
     /// no trailing spaces.
     pub fn render(&self) -> String {
         let n = self.headers.len();
-        let mut widths: Vec<usize> = self.headers.iter().map(|h| width(h)).collect();
+        let mut widths: Vec<usize> = self
+            .headers
+            .iter()
+            .zip(&self.min)
+            .map(|(h, m)| width(h).max(*m))
+            .collect();
         for r in &self.rows {
             for (w, c) in widths.iter_mut().zip(r) {
                 *w = (*w).max(width(c));
@@ -163,6 +179,13 @@ mod tests {
         t.row(vec!["y".into(), "/\u{1b}[31m".into()]);
         t.row(vec!["z".into()]);
         assert_eq!(t.render(), "A  PATH\nx  /a/very…\ny  /?[31m\nz\n");
+    }
+
+    #[test]
+    fn minimum_widths() {
+        let mut t = Table::new(&["A", "B", "C"]).min_widths(&[4, 3]);
+        t.row(vec!["x".into(), "y".into(), "z".into()]);
+        assert_eq!(t.render(), "A     B    C\nx     y    z\n");
     }
 
     #[test]

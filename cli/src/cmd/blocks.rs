@@ -97,6 +97,11 @@ pub fn request(target: &str, for_: Option<&str>, reason: Option<String>) -> Resu
 pub fn blocked_line(res: &Value, now: f64) -> String {
     let ip = text(res, "ip");
     let (expires, left) = expiry(res, now);
+    // the API's own count, taken when it made the block
+    let left = res
+        .get("remaining")
+        .and_then(Value::as_u64)
+        .map_or(left, duration::format);
     let mut s = if expires == "never" {
         format!("blocked {ip} permanently")
     } else {
@@ -211,6 +216,11 @@ TARGET             SOURCE    EXPIRES (UTC)         LEFT    REASON
                          "source": "manual"});
         assert_eq!(
             blocked_line(&res, NOW),
+            "blocked 192.0.2.7 for 1h (until 2026-12-07 09:00:00Z): scan\n"
+        );
+        // a second later, the API's count still says what was asked for
+        assert_eq!(
+            blocked_line(&res, NOW + 1.0),
             "blocked 192.0.2.7 for 1h (until 2026-12-07 09:00:00Z): scan\n"
         );
         let res = json!({"expires": null, "ip": "192.0.2.7", "permanent": true, "reason": ""});

@@ -84,8 +84,13 @@ pub fn request(e: &Value) -> String {
         .join(" ")
 }
 
-/// The table of `events`, given oldest first.
-pub fn render(events: &[Value]) -> String {
+/// Column widths kept by `--follow`, whose rows come in parts: an IPv6
+/// network, a rule, an action as the detector writes them.
+const FOLLOW_WIDTHS: [usize; 6] = [20, 13, 18, 13, 12, 26];
+
+/// The table of `events`, given oldest first (`follow`: with the widths
+/// every part of a followed table keeps).
+pub fn render(events: &[Value], follow: bool) -> String {
     let mut t = Table::new(&[
         "TIME (UTC)",
         "TYPE",
@@ -97,6 +102,9 @@ pub fn render(events: &[Value]) -> String {
     ])
     .max_width(5, 40)
     .max_width(6, 60);
+    if follow {
+        t = t.min_widths(&FOLLOW_WIDTHS);
+    }
     for e in events {
         t.row(vec![
             clock::date(num(e, "time")),
@@ -145,7 +153,9 @@ impl Follower {
     }
 }
 
-fn show(events: &[Value], json: bool, header: bool) -> Result<(), Error> {
+/// Prints `events` (oldest first); `follow`: `Some(header)`, whether the
+/// table's header is still to print.
+fn show(events: &[Value], json: bool, follow: Option<bool>) -> Result<(), Error> {
     if json {
         let mut s = String::new();
         for e in events {
@@ -157,8 +167,8 @@ fn show(events: &[Value], json: bool, header: bool) -> Result<(), Error> {
     if events.is_empty() {
         return Ok(());
     }
-    let table = render(events);
-    if header {
+    let table = render(events, follow.is_some());
+    if follow != Some(false) {
         out(&table)
     } else {
         // the header was printed with the first events
@@ -188,14 +198,14 @@ pub fn run(api: &Api, q: &Query, follow: Option<&str>, json: bool) -> Result<i32
         if oldest_first.is_empty() && !json {
             out("no events\n")?;
         } else {
-            show(&oldest_first, json, true)?;
+            show(&oldest_first, json, None)?;
         }
         return Ok(exit::OK);
     };
     let mut f = Follower::default();
     let mut header = true;
     let shown = f.take(events);
-    show(&shown, json, header)?;
+    show(&shown, json, Some(header))?;
     header &= shown.is_empty();
     let mut lost = false;
     loop {
@@ -210,7 +220,7 @@ pub fn run(api: &Api, q: &Query, follow: Option<&str>, json: bool) -> Result<i32
                     lost = false;
                 }
                 let shown = f.take(super::list(&res, "events").to_vec());
-                show(&shown, json, header)?;
+                show(&shown, json, Some(header))?;
                 header &= shown.is_empty();
             }
             Err(e) if e.kind == Kind::Unreachable => {
@@ -283,13 +293,25 @@ mod tests {
                           "status": 404, "threshold": 10, "time": 1_796_630_400.25,
                           "type": "suspicious", "user_agent": "curl", "window": 120});
         assert_eq!(
-            render(&[ev(1_796_630_399.0, "192.0.2.7", "blocked for 1h"), trip]),
+            render(&[ev(1_796_630_399.0, "192.0.2.7", "blocked for 1h"), trip], false),
             "\
 TIME (UTC)            TYPE        IP         RULE       COUNT        ACTION                      REQUEST
 2026-12-07 07:59:59Z  blocked_ip  192.0.2.7  manual                  blocked for 1h
 2026-12-07 08:00:00Z  suspicious  192.0.2.9  not_found  10/10 in 2m  blocked for 2d (offence 2)  GET /wp-login.php 404
 "
         );
+    }
+
+    #[test]
+    fn a_followed_table_keeps_its_columns() {
+        let a = render(&[ev(1_796_630_399.0, "192.0.2.7", "unblocked")], true);
+        let b = render(
+            &[ev(1_796_630_399.0, "2001:db8:1:2::/64", "blocked for 1h")],
+            true,
+        );
+        let col = |t: &str| t.lines().nth(1).unwrap().find("manual").unwrap();
+        assert_eq!(col(&a), col(&b));
+        assert_eq!(a.lines().next(), b.lines().next());
     }
 
     #[test]

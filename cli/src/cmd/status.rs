@@ -8,7 +8,7 @@ use crate::out;
 use crate::table::{pairs, Table};
 use serde_json::{json, Map, Value};
 
-/// Blocks by source, in the order the API lists them.
+/// Blocks by source: the denylist, manual, auto, then any other.
 pub fn by_source(blocks: &[Value]) -> Vec<(String, usize)> {
     let mut out: Vec<(String, usize)> = Vec::new();
     for b in blocks {
@@ -18,6 +18,13 @@ pub fn by_source(blocks: &[Value]) -> Vec<(String, usize)> {
             None => out.push((s, 1)),
         }
     }
+    let rank = |s: &str| {
+        ["denylist", "manual", "auto"]
+            .iter()
+            .position(|x| *x == s)
+            .unwrap_or(3)
+    };
+    out.sort_by_key(|(s, _)| rank(s));
     out
 }
 
@@ -216,14 +223,15 @@ mod tests {
         });
         let blocks = vec![
             json!({"ip": "203.0.113.0/24", "source": "denylist"}),
-            json!({"ip": "192.0.2.9", "source": "auto"}),
             json!({"ip": "192.0.2.10", "source": "auto"}),
+            json!({"ip": "192.0.2.11", "source": "manual"}),
+            json!({"ip": "192.0.2.9", "source": "auto"}),
         ];
         assert_eq!(
             render("http://127.0.0.1:8080/api", &stats, &blocks),
             "\
 warden         0.1.0 at http://127.0.0.1:8080/api
-blocks         3 (denylist 1, auto 2)
+blocks         4 (denylist 1, manual 1, auto 2)
 requests       120 passed, 3 allowlisted, refused: 2 denylist, 5 manual, 7 auto
 shared dict    warden: 3.0 MiB free of 4.0 MiB (25% used)
 shared memory  5.7 MiB (detector, events, counters)

@@ -325,7 +325,15 @@ pub fn render(w: &Why, now: f64) -> String {
             items.push(("threat score", format!("{}/100", num(c, "threat_score"))));
             let allowed = c.get("allowed") == Some(&Value::Bool(true));
             let verdict = if allowed { "allowed" } else { "refused" };
-            items.push(("check", format!("{verdict} ({})", text(c, "reason"))));
+            let reason = text(c, "reason");
+            items.push((
+                "check",
+                if reason == verdict {
+                    reason
+                } else {
+                    format!("{verdict} ({reason})")
+                },
+            ));
         }
         (None, Some(note)) => items.push(("check", note.clone())),
         (None, None) => {}
@@ -339,7 +347,7 @@ pub fn render(w: &Why, now: f64) -> String {
         let mut oldest_first = w.events.clone();
         oldest_first.reverse();
         s.push_str(&format!("\nlatest events ({}):\n", w.events.len()));
-        s.push_str(&events::render(&oldest_first));
+        s.push_str(&events::render(&oldest_first, false));
     }
     s
 }
