@@ -15,12 +15,12 @@ Configuration (flags win over the environment, which wins over the file):
                      with keys url, token, token_file, timeout
 
 Exit codes:
-  0  done (why: the address is not blocked)
+  0  done (why: the address is not refused)
   1  the admin API answered with an error
   2  bad usage: arguments, address, duration, configuration
   3  the admin API could not be reached
   4  the admin API refused the token (or this host)
-  5  why: the address is blocked";
+  5  why: the address is refused (a block, the denylist, its reputation)";
 
 /// warden: manage lua-resty-warden through its admin API.
 #[derive(Debug, Parser)]

@@ -4,7 +4,7 @@ use std::fmt;
 
 /// Exit codes (documented in `warden --help` and the README).
 pub mod exit {
-    /// Done; `why`: the address is not blocked.
+    /// Done; `why`: the address is not refused.
     pub const OK: i32 = 0;
     /// The admin API answered with an error (bad value, not found, ...).
     pub const API: i32 = 1;
@@ -14,7 +14,8 @@ pub mod exit {
     pub const UNREACHABLE: i32 = 3;
     /// The admin API refused the token (or this host).
     pub const AUTH: i32 = 4;
-    /// `why`: the address is blocked (its requests are refused).
+    /// `why`: the address is refused (a block, the denylist, its
+    /// reputation).
     pub const BLOCKED: i32 = 5;
 }
 
