@@ -28,6 +28,7 @@ fn requests() -> Vec<Request<'static>> {
             uri: u,
             status: if u == b"/missing-page" { 404 } else { 200 },
             user_agent: UA,
+            ..Request::default()
         })
         .collect()
 }

@@ -53,7 +53,7 @@ impl LuaEngine {
 
 /// An event as Lua sees it (`engine:events()`, `engine:trip()`).
 pub(super) fn event_table(lua: &Lua, e: &Event) -> LuaResult<Table> {
-    let t = lua.create_table_with_capacity(0, 12)?;
+    let t = lua.create_table_with_capacity(0, 13)?;
     t.set("time", e.time_ms as f64 / 1000.0)?;
     t.set("ip", e.ip.as_str())?;
     t.set("type", e.kind.map_or("unknown", |k| k.name()))?;
@@ -66,6 +66,7 @@ pub(super) fn event_table(lua: &Lua, e: &Event) -> LuaResult<Table> {
     t.set("path", e.path.as_str())?;
     t.set("user_agent", e.user_agent.as_str())?;
     t.set("action", e.action.as_str())?;
+    t.set("detail", e.detail.as_str())?;
     Ok(t)
 }
 
@@ -276,6 +277,7 @@ impl UserData for LuaEngine {
                 path: text("path")?,
                 user_agent: text("user_agent")?,
                 action: text("action")?,
+                detail: text("detail")?,
             };
             this.0.record(&e);
             ok(lua, true)
@@ -453,6 +455,7 @@ impl UserData for LuaEngine {
                 uri: l.target,
                 status: l.status.min(999),
                 user_agent: l.user_agent,
+                ..Default::default()
             };
             let rc = this.0.observe(a, &req);
             let t = lua.create_table_with_capacity(0, 7)?;

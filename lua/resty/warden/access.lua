@@ -31,6 +31,7 @@ local C = core.C
 local skip_c = C.warden_policy_skip
 local require_c = C.warden_policy_require
 local capture_since_c = C.warden_capture_since
+local refused_c = C.warden_refused
 local get_var = request.get
 
 local ALLOW, DENY, BLOCK_AUTO = core.ALLOW, core.DENY, core.BLOCK_AUTO
@@ -181,6 +182,9 @@ function _M.enforce(w, rc, client, ip_text, site, refuse, flags)
         return true
     end
     log(INFO, "warden: refused ", ip, ": ", reason)
+    -- the site's own choice: the detector counts what the request carries,
+    -- not this status
+    refused_c(w.handle, r)
     return ngx.exit(status)
 end
 
