@@ -646,6 +646,15 @@ impl Request<'_> {
     }
 }
 
+/// True when a user agent is a browser's: every browser's begins with
+/// `Mozilla/`. Only browsers send `Sec-Fetch-*` and `Purpose`, so the
+/// detector reads those headers (nginx walks the header list for each)
+/// only for them.
+#[inline]
+pub fn browser(user_agent: &[u8]) -> bool {
+    user_agent.starts_with(b"Mozilla/")
+}
+
 /// True when the browser says a page pulled this request in (an image, a
 /// script, a style, a font, a frame... by `Sec-Fetch-Dest`) or fetched it
 /// speculatively (`Sec-Purpose`/`Purpose: prefetch`), rather than the
@@ -904,10 +913,12 @@ impl Detector {
         // What the client asked for itself, rather than what a page pulled
         // in (assets, revalidations, subresources and prefetches by their
         // `Sec-Fetch-*` headers): only that counts for the volume rules.
-        // The headers are read only when a volume rule is on; they are the
-        // client's own claim, so they never hide a failure, a probe or a
-        // payload.
-        let own = counted && status != 304 && !(self.volume && req.headers.is_some_and(pulled_in));
+        // The headers are read only when a volume rule is on, and only for
+        // browsers; they are the client's own claim, so they never hide a
+        // failure, a probe or a payload.
+        let own = counted
+            && status != 304
+            && !(self.volume && browser(req.user_agent) && req.headers.is_some_and(pulled_in));
         let mut o = Observation {
             not_found: status == 404 && counted,
             auth_failure: (status == 401 || status == 403) && counted,
