@@ -105,8 +105,14 @@ pub enum Check {
     /// `null`, `(`, `@`, a quote, `*`, `0x`, a function, or a comma soon.
     Select,
     /// After it (a shell separator) and spaces, a command
-    /// ([`COMMANDS`]) as a whole word: `;id`, `| cat /etc/passwd`.
+    /// ([`COMMANDS`]) as a whole word: `;id`, `` `whoami` ``.
     Command,
+    /// After a single `|`: a command of [`COMMANDS`] with an argument
+    /// (`|cat /etc/passwd`, `| uname -a`), or one of [`PIPE_COMMANDS`]
+    /// alone. `|` separates values in ordinary queries
+    /// (`fields=name|id`, `lang=go|php`, `sort=price|desc`), so a bare
+    /// word after it is not enough.
+    Pipe,
     /// An event handler attribute: after a space, `/`, a quote or `;`, and
     /// followed by `=`: ` onerror=`.
     Handler,
@@ -163,6 +169,21 @@ pub const COMMANDS: &[&str] = &[
     "base64",
     "printf",
     "ps",
+];
+
+/// Commands that count alone after a single `|`: no query uses them as a
+/// value.
+pub const PIPE_COMMANDS: &[&str] = &[
+    "whoami",
+    "uname",
+    "ifconfig",
+    "ipconfig",
+    "nslookup",
+    "systeminfo",
+    "busybox",
+    "certutil",
+    "netcat",
+    "ncat",
 ];
 
 /// Commands that are English words too: they count after `;`, `|`, `&&`,
@@ -374,7 +395,7 @@ pub const PATTERNS: &[(Class, Check, &str)] = &[
     (Xss, Handler, "formaction"),
     // command injection: a shell separator, then a command
     (Cmdi, Command, ";"),
-    (Cmdi, Command, "|"),
+    (Cmdi, Pipe, "|"),
     (Cmdi, Command, "&&"),
     (Cmdi, Command, "`"),
     (Cmdi, Command, "$("),
@@ -500,6 +521,7 @@ fn holds(check: Check, pat: &[u8], text: &[u8], s: usize, e: usize, query_at: us
         Operand => operand(rest),
         Select => select_tail(rest),
         Command => command(rest, true),
+        Pipe => before != Some(b'|') && after != Some(b'|') && pipe(rest),
         Line => command(rest, false),
         Handler => {
             matches!(
@@ -665,6 +687,26 @@ fn command(t: &[u8], words: bool) -> bool {
     COMMANDS.iter().any(is) || words && WORD_COMMANDS.iter().any(is)
 }
 
+/// After a single `|`: see [`Check::Pipe`].
+fn pipe(t: &[u8]) -> bool {
+    let t = skip_spaces(t);
+    let n = t.iter().take_while(|&&b| b.is_ascii_alphanumeric()).count();
+    if n == 0
+        || t.get(n)
+            .is_some_and(|&b| word(b) || matches!(b, b'.' | b'=' | b'-'))
+    {
+        return false;
+    }
+    let name = &t[..n];
+    let is = |c: &&str| c.as_bytes() == name;
+    if PIPE_COMMANDS.iter().any(is) {
+        return true;
+    }
+    // a command, a space, then an argument: an option or a path
+    COMMANDS.iter().chain(WORD_COMMANDS).any(is)
+        && matches!(t.get(n..n + 2), Some([b' ', b'-' | b'/' | b'$' | b'.']))
+}
+
 /// Normalizes a decoded request target for [`Payloads::scan`], appending
 /// to `out`: ASCII lowered, NUL dropped, `\r` made `\n`, other whitespace
 /// and SQL's empty comment `/**/` made spaces, runs of spaces made one.
@@ -813,6 +855,10 @@ mod tests {
             ("/ping?host=127.0.0.1;env;", c),
             ("/ping?host=127.0.0.1;id", c),
             ("/ping?host=x|cat /etc/passwd", c | t),
+            ("/ping?host=x|whoami", c),
+            ("/ping?host=x | uname -a", c),
+            ("/ping?host=x|ls -la", c),
+            ("/ping?host=x|id", 0),
             ("/ping?host=x%0aid", c),
             ("/ping?host=$(sleep 5)", c),
             ("/ping?host=`whoami`", c),
@@ -874,6 +920,10 @@ mod tests {
             "/page;id=3?x=y",
             "/cart?items=1|2|3",
             "/cart?sort=price|desc",
+            "/api/items?fields=name|id|type&page=3",
+            "/jobs?lang=go|php|python|ruby",
+            "/search?q=dogs+|+cats",
+            "/search?q=a+||+b",
             "/callback?code=4/0AX4Xf&state=xyz&scope=email%20profile",
             "/login?next=%2Faccount%2Fsettings",
             "/login?redirect_uri=http%3A%2F%2Flocalhost%3A3000%2Fcallback",
