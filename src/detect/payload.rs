@@ -962,4 +962,19 @@ mod tests {
         normalize_into(b"A\tB  C\r\nD/**/E\0F", &mut out);
         assert_eq!(out, b"a b c\n\nd ef");
     }
+
+    proptest::proptest! {
+        /// Any target of bytes that matter to decoding and to the
+        /// patterns: no panic, classes within the six bits.
+        #[test]
+        fn any_target_scans(
+            t in proptest::collection::vec(
+                proptest::sample::select(b"%2e5c/.;|&'\"<>()a1+ ?=$`{}*\n-".to_vec()), 0..48),
+        ) {
+            static P: std::sync::OnceLock<Payloads> = std::sync::OnceLock::new();
+            let s = String::from_utf8_lossy(&t).into_owned();
+            let c = classes(P.get_or_init(Payloads::new), &s);
+            proptest::prop_assert_eq!(c & !63, 0);
+        }
+    }
 }
