@@ -48,7 +48,7 @@ our $HttpConfig = <<'_EOC_';
                 return "no event"
             end
             return table.concat({ e.type, e.rule, e.count, e.threshold,
-                                  e.action, e.detail }, " ")
+                                  e.action, e.detail or "" }, " ")
         end
     }
     init_worker_by_lua_block { warden:init_worker() }
