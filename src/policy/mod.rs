@@ -739,55 +739,9 @@ impl Policy {
     }
 }
 
-/// The path of a request target as nginx's `$uri` would be: without the
-/// query, percent-decoded, with `//` merged and `.`/`..` resolved (never
-/// above `/`). For `X-Original-URI` in `/security/check`.
-///
-/// ```
-/// use warden_core::policy::normalize_path;
-/// assert_eq!(normalize_path(b"/a/./b/../%61dmin//x?q=1"), b"/a/admin/x".to_vec());
-/// ```
-pub fn normalize_path(target: &[u8]) -> Vec<u8> {
-    let end = target
-        .iter()
-        .position(|&b| b == b'?' || b == b'#')
-        .unwrap_or(target.len());
-    let raw = &target[..end];
-    let mut decoded = Vec::with_capacity(raw.len() + 1);
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' && i + 2 < raw.len() {
-            if let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
-                decoded.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        decoded.push(raw[i]);
-        i += 1;
-    }
-    let mut segs: Vec<&[u8]> = Vec::new();
-    for seg in decoded.split(|&b| b == b'/') {
-        match seg {
-            b"" | b"." => {}
-            b".." => {
-                segs.pop();
-            }
-            s => segs.push(s),
-        }
-    }
-    let mut out = Vec::with_capacity(decoded.len() + 1);
-    for s in &segs {
-        out.push(b'/');
-        out.extend_from_slice(s);
-    }
-    let trailing = decoded.ends_with(b"/") || decoded.ends_with(b"/.") || decoded.ends_with(b"/..");
-    if out.is_empty() || (trailing && !segs.is_empty()) {
-        out.push(b'/');
-    }
-    out
-}
+/// The path of a request target as nginx's `$uri` would be (its home is
+/// [`crate::path::uri`]).
+pub use crate::path::uri::normalize_path;
 
 #[cfg(test)]
 mod tests {
@@ -812,28 +766,6 @@ mod tests {
         assert!(g.matches(b"/admin/users") && !g.matches(b"/admin/users/1"));
         let all = PathRule::new("/").unwrap();
         assert!(all.matches(b"/") && all.matches(b"/anything"));
-    }
-
-    #[test]
-    fn normalization() {
-        for (raw, want) in [
-            ("/", "/"),
-            ("", "/"),
-            ("/a/b/", "/a/b/"),
-            ("/a/../../etc/passwd", "/etc/passwd"),
-            ("//admin///x", "/admin/x"),
-            ("/%2e%2e/admin", "/admin"),
-            ("/admin/.", "/admin/"),
-            ("/x?/y", "/x"),
-            ("/bad%zz%4", "/bad%zz%4"),
-            ("/%41", "/A"),
-        ] {
-            assert_eq!(
-                String::from_utf8(normalize_path(raw.as_bytes())).unwrap(),
-                want,
-                "{raw}"
-            );
-        }
     }
 
     #[test]
