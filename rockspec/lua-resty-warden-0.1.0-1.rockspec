@@ -48,6 +48,7 @@ build = {
         ["lua/resty/warden/policy.lua"] = "resty/warden/policy.lua",
         ["lua/resty/warden/request.lua"] = "resty/warden/request.lua",
         ["lua/resty/warden/state.lua"] = "resty/warden/state.lua",
+        ["lua/resty/warden/eventlog.lua"] = "resty/warden/eventlog.lua",
         ["lua/resty/warden/statsd.lua"] = "resty/warden/statsd.lua",
     },
 }

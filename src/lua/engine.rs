@@ -53,7 +53,7 @@ impl LuaEngine {
 
 /// An event as Lua sees it (`engine:events()`, `engine:trip()`).
 pub(super) fn event_table(lua: &Lua, e: &Event) -> LuaResult<Table> {
-    let t = lua.create_table_with_capacity(0, 12)?;
+    let t = lua.create_table_with_capacity(0, 13)?;
     t.set("time", e.time_ms as f64 / 1000.0)?;
     t.set("ip", e.ip.as_str())?;
     t.set("type", e.kind.map_or("unknown", |k| k.name()))?;
@@ -66,6 +66,7 @@ pub(super) fn event_table(lua: &Lua, e: &Event) -> LuaResult<Table> {
     t.set("path", e.path.as_str())?;
     t.set("user_agent", e.user_agent.as_str())?;
     t.set("action", e.action.as_str())?;
+    t.set("reason", e.reason.as_str())?;
     Ok(t)
 }
 
@@ -171,6 +172,16 @@ impl UserData for LuaEngine {
             t.set("statsd_flush_timer", c.statsd_flush_timer)?;
             t.set("state_file", c.state_file.clone())?;
             t.set("state_interval", c.state_interval_ms as f64 / 1000.0)?;
+            if let Some(target) = &c.event_log {
+                use crate::events::log::Target;
+                let text = match target {
+                    Target::File(p) => p.to_string_lossy().into_owned(),
+                    Target::Stderr => "stderr".to_string(),
+                    Target::ErrorLog => "error_log".to_string(),
+                };
+                t.set("event_log", text)?;
+            }
+            t.set("capture_max_duration", c.capture_max_ms as f64 / 1000.0)?;
             if let Some(r) = &c.redis {
                 let x = lua.create_table()?;
                 x.set("host", r.host.clone())?;
@@ -251,7 +262,7 @@ impl UserData for LuaEngine {
             }
         });
         // record{ ip, type, rule, count, threshold, window, status, method,
-        //         path, user_agent, action }
+        //         path, user_agent, action, reason }
         m.add_method("record", |lua, this, t: Table| {
             let kind: String = t.get("type")?;
             let Some(kind) = Kind::from_name(&kind) else {
@@ -276,6 +287,7 @@ impl UserData for LuaEngine {
                 path: text("path")?,
                 user_agent: text("user_agent")?,
                 action: text("action")?,
+                reason: text("reason")?,
             };
             this.0.record(&e);
             ok(lua, true)
