@@ -287,10 +287,11 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "redis",
     "event_log",
     "capture_max_duration",
-    // FlatRun's names (see `Config::from_value`)
-    "event_retention",
-    "enabled",
 ];
+
+/// FlatRun's option names its documentation uses, read (or refused with
+/// what to use instead) by [`Config::from_value`].
+pub const FLATRUN_OPTIONS: &[&str] = &["event_retention", "enabled"];
 
 impl Config {
     /// Validates an options table.
@@ -317,7 +318,7 @@ impl Config {
             }
         };
         for (k, _) in map.iter() {
-            if !KNOWN_OPTIONS.contains(&k.as_str()) {
+            if !KNOWN_OPTIONS.contains(&k.as_str()) && !FLATRUN_OPTIONS.contains(&k.as_str()) {
                 return Err(ConfigError::new(
                     k,
                     format!(
