@@ -137,6 +137,14 @@ impl Stat {
         (Stat::EventLogLost, "event_log_lost"),
         (Stat::EventLogErrors, "event_log_errors"),
     ];
+
+    /// The counters of events by type, with the type's name: the counter
+    /// `events_<type>` for each of [`crate::events::Kind`]'s names.
+    pub fn events() -> impl Iterator<Item = (Stat, &'static str)> {
+        Stat::ALL[Stat::EventsBlockedIp as usize..=Stat::EventsCapture as usize]
+            .iter()
+            .map(|(s, n)| (*s, &n["events_".len()..]))
+    }
 }
 
 #[cfg(test)]

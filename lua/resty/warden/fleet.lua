@@ -188,8 +188,7 @@ function _M.new(w, cfg)
         keys = { p .. "blocks", p .. "expiry" },
         epoch_key = p .. "epoch",
         channel = p .. "events" .. (cfg.db ~= 0 and ":" .. cfg.db or ""),
-        where = cfg.host:sub(1, 5) == "unix:" and cfg.host
-                or cfg.host .. ":" .. cfg.port,
+        where = cfg.where,
         down = false,
         connected_once = false,
     }, mt)
