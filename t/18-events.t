@@ -153,7 +153,6 @@ cleanup: \1
 after cleanup and restart: 0
 scan_detected 192.0.2.2 blocked for 24h r 0
 1
-$
 
 
 
