@@ -25,7 +25,8 @@
 //!   allowed values (see [`categories`]);
 //! - `event.sequence`: the event's number in the ring (the drain's order);
 //! - `warden.action`: what was done (`blocked for 1h`, `refused`,
-//!   `unblocked`, `monitor: would block`...), `warden.count`,
+//!   `unblocked`, `monitor: would block`...), `warden.detail` (what the
+//!   rule saw: the scanner pattern, the payload classes), `warden.count`,
 //!   `warden.threshold`, `warden.window` (seconds) when not zero.
 
 use serde_json::{json, Map, Value};
@@ -138,6 +139,7 @@ pub fn line(e: &Event, seq: u64) -> String {
     }
     let mut warden = Map::new();
     text(&mut warden, "action", &e.action);
+    text(&mut warden, "detail", &e.detail);
     number(&mut warden, "count", e.count);
     number(&mut warden, "threshold", e.threshold);
     number(&mut warden, "window", e.window_s);

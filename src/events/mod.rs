@@ -117,6 +117,10 @@ pub struct Event {
     /// The reason given to the block the event is about (a block, an
     /// unblock, a refused request), or empty.
     pub reason: String,
+    /// What the rule saw, when its count does not say it all: the
+    /// scanner's name for `scanner_agent` (`sqlmap`), the payload classes
+    /// for `payload` (`sqli+xss`); empty otherwise.
+    pub detail: String,
 }
 
 const IP: usize = 48;
@@ -126,6 +130,7 @@ const ACTION: usize = 48;
 const REASON: usize = 104;
 const PATH: usize = 192;
 const UA: usize = 128;
+const DETAIL: usize = 40;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -140,6 +145,7 @@ struct Data {
     path_len: u8,
     ua_len: u8,
     reason_len: u8,
+    detail_len: u8,
     ip: [u8; IP],
     rule: [u8; RULE],
     method: [u8; METHOD],
@@ -147,6 +153,7 @@ struct Data {
     path: [u8; PATH],
     ua: [u8; UA],
     reason: [u8; REASON],
+    detail: [u8; DETAIL],
 }
 
 #[repr(C, align(64))]
@@ -237,6 +244,7 @@ fn decode(d: &Data) -> Event {
         user_agent: get(&d.ua, d.ua_len),
         action: get(&d.action, d.lens[3]),
         reason: get(&d.reason, d.reason_len),
+        detail: get(&d.detail, d.detail_len),
     }
 }
 
@@ -315,6 +323,7 @@ impl Ring {
         d.path_len = put(&mut d.path, &e.path);
         d.ua_len = put(&mut d.ua, &e.user_agent);
         d.reason_len = put(&mut d.reason, &e.reason);
+        d.detail_len = put(&mut d.detail, &e.detail);
         r.seq.store(2 * n + 2, Ordering::Release);
         n
     }

@@ -238,7 +238,8 @@ impl UserData for LuaEngine {
             }
         });
         // record{ ip, type, rule, count, threshold, window, status, method,
-        //         path, user_agent, action, reason }
+        //         path, user_agent, action, reason,
+        //         detail }
         m.add_method("record", |lua, this, t: Table| {
             let kind: String = t.get("type")?;
             let Some(kind) = Kind::from_name(&kind) else {
@@ -264,6 +265,7 @@ impl UserData for LuaEngine {
                 user_agent: text("user_agent")?,
                 action: text("action")?,
                 reason: text("reason")?,
+                detail: text("detail")?,
             };
             this.0.record(&e);
             ok(lua, true)

@@ -30,7 +30,7 @@
 //!   security events, oldest first, one per line, as
 //!   `{"time_ms":...,"type":"blocked_ip","ip":"192.0.2.7","rule":"manual",
 //!   "count":0,"threshold":0,"window":0,"status":0,"method":"","path":"",
-//!   "user_agent":"","action":"blocked for 1h","reason":"abuse"}`
+//!   "user_agent":"","action":"blocked for 1h","reason":"abuse","detail":""}`
 //!   (`time_ms`, `type` and `ip` required, the others default to 0 or
 //!   empty). Captured requests are not saved.
 //!
@@ -47,7 +47,7 @@ use std::fmt::{self, Write as _};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::mem::MaybeUninit;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -327,6 +327,7 @@ fn event_out(out: &mut Vec<u8>, e: &Event) {
         ("user_agent", &e.user_agent),
         ("action", &e.action),
         ("reason", &e.reason),
+        ("detail", &e.detail),
     ] {
         let _ = write!(out, ",\"{k}\":");
         put(out, v.as_str());
@@ -440,7 +441,7 @@ const FIELDS: [&str; 7] = [
     "events",
 ];
 /// An event's fields, in the order they are written.
-const EVENT_FIELDS: [&str; 13] = [
+const EVENT_FIELDS: [&str; 14] = [
     "time_ms",
     "type",
     "ip",
@@ -454,6 +455,7 @@ const EVENT_FIELDS: [&str; 13] = [
     "user_agent",
     "action",
     "reason",
+    "detail",
 ];
 /// A block's fields, in the order they are written.
 const BLOCK_FIELDS: [&str; 4] = ["target", "expires_ms", "source", "reason"];
@@ -551,6 +553,7 @@ fn event(v: &Value) -> Result<Event, String> {
         user_agent: text("user_agent")?,
         action: text("action")?,
         reason: text("reason")?,
+        detail: text("detail")?,
     })
 }
 
@@ -762,9 +765,14 @@ fn write_and_rename(tmp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o644)
+        // only nginx's workers (its owner) and root read it: it holds the
+        // admin API's policy
+        .mode(0o600)
         .open(tmp)
         .map_err(|e| context(e, format!("cannot create {}", tmp.display())))?;
+    // (a temporary file left over by a crash keeps its mode when opened)
+    f.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(|e| context(e, format!("cannot chmod {}", tmp.display())))?;
     f.write_all(bytes)
         .map_err(|e| context(e, format!("cannot write {}", tmp.display())))?;
     f.sync_all()
@@ -1072,7 +1080,10 @@ mod tests {
         };
         let text = serialize(&s);
         let t = String::from_utf8(text.clone()).unwrap();
-        assert!(t.ends_with("\"reason\":\"abuse é\"}\n]}\n"), "{t}");
+        assert!(
+            t.ends_with("\"reason\":\"abuse é\",\"detail\":\"\"}\n]}\n"),
+            "{t}"
+        );
         let back = parse(&text).unwrap();
         assert_eq!(back.events, s.events);
         assert_eq!(serialize(&back), text);
