@@ -195,7 +195,7 @@ unsafe impl Sync for Ring {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry {
     /// The event, complete.
-    Event(Event),
+    Event(Box<Event>),
     /// Not written yet, or being written (or rewritten).
     Pending,
     /// A later event took its place.
@@ -399,7 +399,7 @@ impl Ring {
     /// Record `n` as the event log's drain finds it.
     pub fn entry(&self, n: u64) -> Entry {
         if let Some(d) = self.read(n) {
-            return Entry::Event(decode(&d));
+            return Entry::Event(Box::new(decode(&d)));
         }
         let r = &self.records[(n % self.records.len() as u64) as usize];
         if r.seq.load(Ordering::Acquire) > 2 * n + 2 {
