@@ -31,6 +31,7 @@ pub fn event(e: &Event) -> Value {
         "path": e.path,
         "user_agent": e.user_agent,
         "action": e.action,
+        "reason": e.reason,
     });
     // what the rule saw beyond its count (the scanner pattern, the payload
     // classes), only where there is something
@@ -93,7 +94,7 @@ mod tests {
         };
         assert_eq!(
             event(&e).to_string(),
-            r#"{"action":"","count":0,"ip":"192.0.2.1","method":"","path":"","rule":"not_found","status":0,"threshold":0,"time":2,"type":"suspicious","user_agent":"","window":0}"#
+            r#"{"action":"","count":0,"ip":"192.0.2.1","method":"","path":"","reason":"","rule":"not_found","status":0,"threshold":0,"time":2,"type":"suspicious","user_agent":"","window":0}"#
         );
     }
 }

@@ -177,6 +177,8 @@ pub fn act(
             path: seen.path.to_string(),
             user_agent: seen.user_agent.to_string(),
             action,
+            // the reason its block is (or would be) given
+            reason: what,
             detail: t.matched.clone().unwrap_or_default(),
         },
         report,

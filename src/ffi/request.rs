@@ -352,6 +352,48 @@ pub unsafe extern "C" fn warden_unobserved(w: *const Engine, r: *mut c_void) -> 
     .unwrap_or(code::INTERNAL)
 }
 
+/// Records that request `r` of client `c` is refused with `verdict`
+/// (`DENY`, `BLOCK_MANUAL` or `BLOCK_AUTO`; in monitor mode, would have
+/// been): a `blocked_ip` event, one per client and minute with a count
+/// ([`crate::events::refusals`]). `check()` calls it for the requests it
+/// refuses, so requests let through never come here. Returns 0, or
+/// `INTERNAL`.
+///
+/// # Safety
+/// `w` must be NULL or a live engine pointer; `r` must be NULL or the
+/// current request; `c` must be NULL or point to a `warden_client_t`
+/// filled by [`warden_access`] or [`warden_check_text`].
+#[no_mangle]
+pub unsafe extern "C" fn warden_refusal(
+    w: *const Engine,
+    r: *mut c_void,
+    c: *const WardenClient,
+    verdict: c_int,
+) -> c_int {
+    // SAFETY: see `# Safety`.
+    let (Some(w), Some(c)) = (unsafe { w.as_ref() }, unsafe { c.as_ref() }) else {
+        return code::INTERNAL;
+    };
+    // SAFETY: see `# Safety`.
+    let r = unsafe { Request::new(r) };
+    catch_unwind(AssertUnwindSafe(|| {
+        let Some(addr) = c.addr() else {
+            return code::BAD_ADDRESS;
+        };
+        let now = r.map_or_else(crate::engine::now_ms, |r| r.start_ms());
+        w.record_refusal(addr, verdict, now, |e| {
+            if let Some(r) = r {
+                let text = |v| String::from_utf8_lossy(r.var(v).unwrap_or_default()).into_owned();
+                e.method = text(&nginx::REQUEST_METHOD);
+                e.path = text(&nginx::REQUEST_URI);
+                e.user_agent = text(&nginx::USER_AGENT);
+            }
+        });
+        0
+    }))
+    .unwrap_or(code::INTERNAL)
+}
+
 /// Tells the log phase of request `r` that a site's own policy refused it
 /// (`allowed_ips`, `blocked_paths`, `rate_limit`): the detector then counts
 /// only what it carries (a payload, a probe path, a scanner's name), never

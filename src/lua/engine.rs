@@ -158,6 +158,16 @@ impl UserData for LuaEngine {
             t.set("statsd_flush_timer", c.statsd_flush_timer)?;
             t.set("state_file", c.state_file.clone())?;
             t.set("state_interval", c.state_interval_ms as f64 / 1000.0)?;
+            if let Some(target) = &c.event_log {
+                use crate::events::log::Target;
+                let text = match target {
+                    Target::File(p) => p.to_string_lossy().into_owned(),
+                    Target::Stderr => "stderr".to_string(),
+                    Target::ErrorLog => "error_log".to_string(),
+                };
+                t.set("event_log", text)?;
+            }
+            t.set("capture_max_duration", c.capture_max_ms as f64 / 1000.0)?;
             if let Some(r) = &c.redis {
                 let x = lua.create_table()?;
                 x.set("host", r.host.clone())?;
@@ -228,7 +238,8 @@ impl UserData for LuaEngine {
             }
         });
         // record{ ip, type, rule, count, threshold, window, status, method,
-        //         path, user_agent, action, detail }
+        //         path, user_agent, action, reason,
+        //         detail }
         m.add_method("record", |lua, this, t: Table| {
             let kind: String = t.get("type")?;
             let Some(kind) = Kind::from_name(&kind) else {
@@ -253,6 +264,7 @@ impl UserData for LuaEngine {
                 path: text("path")?,
                 user_agent: text("user_agent")?,
                 action: text("action")?,
+                reason: text("reason")?,
                 detail: text("detail")?,
             };
             this.0.record(&e);

@@ -11,7 +11,7 @@ use mlua::{LuaSerdeExt, MultiValue, Result as LuaResult, Table, UserDataMethods,
 use std::path::Path;
 
 use super::engine::{event_table, LuaEngine};
-use super::{duration_arg, net_arg, ok, str_arg};
+use super::{duration_arg, net_arg, nil_err, ok, str_arg};
 use crate::blocks::Source;
 use crate::detect::offences::Seen;
 use crate::error::Error;
@@ -334,6 +334,28 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
     m.add_method("save_tick", |_, this, exiting: bool| {
         this.warden().save_tick(exiting);
         Ok(())
+    });
+    // start_event_log(target): worker 0 writes the event log from now on
+    // (target: a path, made absolute by the caller, "stderr" or
+    // "error_log")
+    m.add_method("start_event_log", |lua, this, target: String| {
+        match crate::events::log::Target::parse(&target) {
+            Ok(t) => {
+                this.warden().start_event_log(t);
+                ok(lua, true)
+            }
+            Err(e) => nil_err(lua, format!("event_log {e}")),
+        }
+    });
+    // event_log(exiting) -> { line, ... }: the event log timer's run; the
+    // lines are for nginx's error log (event_log = "error_log")
+    m.add_method("event_log", |lua, this, exiting: bool| {
+        let lines = this.warden().event_log_run(exiting);
+        let t = lua.create_table_with_capacity(lines.len(), 0)?;
+        for (i, l) in lines.iter().enumerate() {
+            t.raw_set(i + 1, l.as_str())?;
+        }
+        Ok(t)
     });
     // fleet_init(node?, generated?) -> this node's name
     m.add_method(

@@ -25,7 +25,7 @@
 //! Errors are [`Error`]s with a kind: the admin API answers with
 //! `err.kind().status()`, never by reading the message.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::Path;
 
 use serde_json::Value as Json;
@@ -35,6 +35,7 @@ use crate::blocks::{Block, Change, Source};
 use crate::detect::offences::{self, Seen};
 use crate::engine::{code, now_ms, Engine};
 use crate::error::{Error, Kind};
+use crate::events::log::{Drain, Target};
 use crate::events::{Event, Kind as EventKind};
 use crate::metrics::{DetectorGauges, FleetGauges, Snapshot, Stat};
 use crate::net::addr::{Addr, Net};
@@ -59,6 +60,10 @@ pub struct Worker {
     fleet_quiet: Quiet,
     saver: RefCell<Option<Saver>>,
     reconcile: RefCell<Option<Batch>>,
+    /// The event log's drain (worker 0, with `event_log`).
+    event_log: RefCell<Option<Drain>>,
+    /// When this worker last logged events lost to the event log.
+    event_log_lost_ms: Cell<u64>,
     state_file: RefCell<Option<String>>,
     fleet_node: RefCell<Option<String>>,
 }
@@ -142,7 +147,57 @@ impl<'a> Warden<'a> {
     pub fn sweep(&self) -> usize {
         let st = self.store();
         st.tick();
+        if self.worker.throttle.first_worker() {
+            self.capture_expiry(&st);
+        }
         self.engine.sweep(st.now_ms)
+    }
+
+    /// Worker 0, every second: switches real-time capture off once it has
+    /// been on for `capture_max_duration` (since the admin API turned it
+    /// on, or since start for `realtime_capture = true`), with a log line
+    /// and a `capture` event.
+    fn capture_expiry(&self, st: &Store<'_>) {
+        let max = self.engine.config().capture_max_ms;
+        if max == 0 || !self.engine.policy().capture {
+            return;
+        }
+        let since_ms = match doc::read(self.dict) {
+            Ok(d) => match d["capture"]["since"].as_f64() {
+                Some(s) if d["capture"]["enabled"] == Json::Bool(true) => (s * 1000.0) as u64,
+                _ => self.engine.capture_on_ms(),
+            },
+            Err(_) => self.engine.capture_on_ms(),
+        };
+        if since_ms == 0 || st.now_ms.saturating_sub(since_ms) < max {
+            return;
+        }
+        match self.edit_policy(&Edit::Capture(false), false) {
+            Ok(Update::Done(_)) => {
+                let after = human(max as f64 / 1000.0);
+                st.log(
+                    Level::Warn,
+                    &format!(
+                        "real-time capture switched itself off after {after} \
+                         (capture_max_duration); PUT /security/realtime-capture \
+                         {{\"enabled\":true}} turns it on again"
+                    ),
+                );
+                self.engine.record(&Event {
+                    time_ms: st.now_ms,
+                    kind: Some(EventKind::Capture),
+                    rule: "capture_max_duration".to_string(),
+                    action: format!("capture switched off after {after}"),
+                    ..Event::default()
+                });
+            }
+            // another worker holds the policy lock: the next second
+            Ok(Update::Busy) => {}
+            Err(e) => st.log(
+                Level::Err,
+                &format!("cannot switch real-time capture off: {e}"),
+            ),
+        }
     }
 
     /// Blocks `target` for `duration_ms` (0: permanently), for `reason`
@@ -181,6 +236,7 @@ impl<'a> Warden<'a> {
                 } else {
                     format!("blocked for {}", human(duration_ms as f64 / 1000.0))
                 },
+                reason: reason.clone(),
                 ..Event::default()
             });
         }
@@ -213,6 +269,12 @@ impl<'a> Warden<'a> {
                 format!("{target} is not blocked"),
             ));
         }
+        // its reason, for the event (the replica is synced above)
+        let reason = self
+            .engine
+            .block_of(target)
+            .map(|b| b.reason)
+            .unwrap_or_default();
         journal::remove(&st, self.engine, target)?;
         self.queue(&st, &Change::Remove(*target).encode());
         // so that the client's next request does not trip a rule again
@@ -223,6 +285,7 @@ impl<'a> Warden<'a> {
             kind: Some(EventKind::BlockedIp),
             rule: "manual".to_string(),
             action: "unblocked".to_string(),
+            reason,
             ..Event::default()
         });
         Ok(())
@@ -472,6 +535,67 @@ impl<'a> Warden<'a> {
                 s.tick(&self.store(), self.engine);
             }
         }
+    }
+
+    // the event log ----------------------------------------------------------
+
+    /// Worker 0 writes the event log to `target` from now on.
+    pub fn start_event_log(&self, target: Target) {
+        let shown = match &target {
+            Target::File(p) => p.display().to_string(),
+            Target::Stderr => "stderr".to_string(),
+            Target::ErrorLog => "nginx's error log".to_string(),
+        };
+        self.store().log(
+            Level::Info,
+            &format!("security events are written to {shown} as JSON lines (event_log)"),
+        );
+        *self.worker.event_log.borrow_mut() = Some(Drain::new(target));
+    }
+
+    /// The event log timer's run (see [`Drain::run`]); `exiting`: the
+    /// worker exits. Returns the lines for nginx's error log (none for
+    /// the other targets, which are written here).
+    pub fn event_log_run(&self, exiting: bool) -> Vec<String> {
+        let mut slot = self.worker.event_log.borrow_mut();
+        let Some(d) = slot.as_mut() else {
+            return Vec::new();
+        };
+        let st = self.store();
+        let ran = d.run(self.engine.events(), st.now_ms, exiting);
+        st.count(Stat::EventLogLines, ran.written);
+        if ran.lost > 0 {
+            st.count(Stat::EventLogLost, ran.lost);
+            let last = self.worker.event_log_lost_ms.get();
+            if last == 0 || st.now_ms.saturating_sub(last) >= 60_000 {
+                self.worker.event_log_lost_ms.set(st.now_ms);
+                st.log(
+                    Level::Warn,
+                    &format!(
+                        "event log: {} events were overwritten before they were written \
+                         (event_log_lost counts them; raise max_events)",
+                        ran.lost
+                    ),
+                );
+            }
+        }
+        match &ran.error {
+            Some(err) => {
+                st.count(Stat::EventLogErrors, 1);
+                if ran.changed {
+                    st.log(
+                        Level::Err,
+                        &format!(
+                            "{err}; the events wait in the ring (max_events) until it can be \
+                             written"
+                        ),
+                    );
+                }
+            }
+            None if ran.changed => st.log(Level::Notice, "event log written again"),
+            None => {}
+        }
+        ran.lines
     }
 
     // the fleet ------------------------------------------------------------
