@@ -165,7 +165,7 @@ function _M.new(opts)
         engine:restore_state(self.state_path)
     end
     if cfg.redis then
-        self.fleet = require("resty.warden.fleet").new(self, cfg.redis)
+        self.fleet = require("resty.warden.fleet").new(self)
     end
     -- the workers fork from this process, replica and policy included
     engine:sync(true)
@@ -522,11 +522,6 @@ function _M:stats()
     s.dict = self.dict_name
     s.version = _M._VERSION
     s.state_file = self.state_path
-    local fleet = self.fleet
-    if fleet then
-        s.fleet_node = fleet.node
-        s.fleet_redis = fleet.where
-    end
     return s
 end
 

@@ -207,10 +207,11 @@ impl UserData for LuaEngine {
             let (free, capacity) = this.warden().dict_space();
             t.set("dict_free_bytes", free)?;
             t.set("dict_capacity_bytes", capacity)?;
-            if this.0.config().redis.is_some() {
-                let (up, queued) = this.warden().fleet_status();
-                t.set("fleet_connected", up)?;
-                t.set("fleet_queued", queued)?;
+            if let Some(f) = this.warden().fleet_status() {
+                t.set("fleet_node", f.node)?;
+                t.set("fleet_redis", f.redis)?;
+                t.set("fleet_connected", f.connected)?;
+                t.set("fleet_queued", f.queued)?;
             }
             let ev = this.0.events();
             t.set("events_recorded", ev.written() as f64)?;
