@@ -194,5 +194,6 @@ KiB: 0
     }
 --- response_body
 warden_client_t: same
+warden_iprepd_out_t: same
 warden_policy_t: same
 codes: 0 9 -1 2

@@ -132,7 +132,7 @@ bye
 --- response_body
 nil timeout true
 nilconnection refused
-nilurl must look like http://host:port, got 'ftp://x'
+nilurl must look like http://host[:port][/path] or https://host[:port][/path], got 'ftp://x'
 nilurl has a bad port: 'http://127.0.0.1:99999'
 --- error_log
 lua tcp socket read timed out

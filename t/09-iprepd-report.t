@@ -9,6 +9,8 @@ master_on();
 
 # A statsd listener on 127.0.0.1:1999 (t/lib/StatsdListener.pm).
 our $StatsdFile = StatsdListener::start(1999);
+# A resolver that never answers (it only records the queries).
+StatsdListener::start(1996);
 
 sub conf {
     my ($opts) = @_;
@@ -28,6 +30,14 @@ sub conf {
             local res, err = thttp.request{ port = 1998, path = path or "/",
                 method = method, body = body, headers = headers }
             return res and res.status or err
+        end
+        -- What statsd received since the last call, as sent.
+        function sent()
+            local f = io.open(STATSD_FILE)
+            local all = f and f:read("*a") or ""
+            if f then f:close() end
+            io.open(STATSD_FILE, "w"):close()
+            return all
         end
         -- Sums of the statsd counters received so far, by name.
         function received()
@@ -72,6 +82,7 @@ sub conf {
             end
         }
         location / { content_by_lua_block { ngx.say("ok") } }
+        location /iprepd_ping { content_by_lua_block { ngx.say("pong") } }
     }
 _EOC_
 }
@@ -141,7 +152,11 @@ iprepd responded with a 500 http status code
             for line in log:gmatch("FoxSec Audit[^\n]*") do
                 n = n + 1
                 local ip, h, body = line:match("ip: (.-), headers: (.-), body: ([^,]*)")
-                local headers = require("cjson").decode(ngx.decode_base64(h))
+                -- iprepd-nginx's form: "name": "value", ... (base64)
+                local headers = {}
+                for k, v in ngx.decode_base64(h):gmatch('"(.-)": "(.-)", ') do
+                    headers[k] = v
+                end
                 ngx.say(ip, " x-trace=", headers["x-trace"], " authorization=",
                         tostring(headers.authorization), " body=",
                         ngx.decode_base64(body) or body)
@@ -180,8 +195,168 @@ iprepd responded with a 500 http status code
     }
 --- response_body
 sent before the hourly timer: true
-FoxSec Audit || ip: 192.0.2.10, headers: none, body: Yg==
+FoxSec Audit || ip: 192.0.2.10, headers: , body: Yg==
 --- error_log
 192.0.2.10 is below threshold with a reputation of 20
 --- no_error_log
 [crit]
+
+
+
+=== TEST 4: statsd gets iprepd-nginx's lines: one per metric, in order
+--- http_config eval: ::conf('blocking_mode = 1, statsd_max_buffer_count = 1000,')
+--- config
+    location /t {
+        content_by_lua_block {
+            sent()
+            for _, ip in ipairs({ "192.0.2.10", "192.0.2.10", "2001:db8::7" }) do
+                ngx.say(visit(ip))
+                ngx.sleep(1.3)  -- statsd_flush_timer is 1 s
+                ngx.print(sent())
+            end
+        }
+    }
+--- response_body
+429
+iprepd.get_reputation:1|c
+iprepd.status.below_threshold:1|c
+iprepd.status.rejected:1|c
+iprepd.ips_seen:192.0.2.10|s
+429
+iprepd.cache_hit:1|c
+iprepd.status.below_threshold:1|c
+iprepd.status.rejected:1|c
+iprepd.ips_seen:192.0.2.10|s
+200
+iprepd.get_reputation:1|c
+iprepd.status.accepted:1|c
+iprepd.ips_seen:2001_db8__7|s
+--- error_log
+check(): 192.0.2.10 rejected with a reputation of 20, client: 192.0.2.10
+--- timeout: 10
+
+
+
+=== TEST 5: failed requests: one-word errors are metrics, others a line; DNS timeouts
+--- http_config eval
+::conf('') . q{
+    resolver 127.0.0.1:1996;
+    resolver_timeout 100ms;
+}
+--- config
+    location /t {
+        content_by_lua_block {
+            local new = require("resty.warden.iprepd").new
+            local function client_for(url, timeout)
+                return new({ url = url, api_key = "k", threshold = 50,
+                             timeout = timeout, statsd_host = "127.0.0.1",
+                             statsd_port = 1999 })
+            end
+            sent()
+            for _, c in ipairs({ client_for("http://127.0.0.1:1", 500),
+                                 client_for("http://iprepd.test:1997", 500) }) do
+                ngx.say(c:get_reputation("192.0.2.1"))
+                c.statsd.flush()
+                ngx.sleep(0.1)
+                ngx.print(sent())
+            end
+        }
+    }
+--- response_body
+nil
+iprepd.get_reputation:1|c
+nil
+iprepd.get_reputation:1|c
+iprepd.err.dns_timeout:1|c
+--- error_log eval
+[
+qr/\[error\].*get_reputation\(\): Could not send metric with error: connection refused, client/,
+qr/\[error\].*get_reputation\(\): Error with request to iprepd: connection refused, client/,
+qr/\[error\].*get_reputation\(\): Error with request to iprepd: iprepd\.test could not be resolved \(110: Operation timed out\), client/,
+]
+--- no_error_log
+Could not send metric with error: iprepd.test
+
+
+
+=== TEST 6: iprepd-nginx's audit cases: the line as its suite reads it
+--- http_config eval: ::conf('blocking_mode = 1, audit_blocked_requests = 1, audit_uri_list = "/something,/iprepd_%l%l%l%l",')
+--- config
+    location /t {
+        content_by_lua_block {
+            ngx.say(visit("192.0.2.10", "/iprepd_ping"))
+            ngx.say(visit("192.0.2.10", "/iprepd_ping", "POST", "body"))
+            ngx.say(visit("192.0.2.10", "/iprepd_pin"))
+        }
+    }
+--- response_body
+429
+429
+429
+--- error_log eval
+[
+qr/\[alert\].*audit_log\(\): FoxSec Audit \|\| ip: 192\.0\.2\.10, headers: , body: unable to read body, client: 192\.0\.2\.10, server: , request: "GET \/iprepd_ping HTTP\/1\.1", host: "localhost"$/,
+qr/\[alert\].*audit_log\(\): FoxSec Audit \|\| ip: 192\.0\.2\.10, headers: , body: Ym9keQ==, client: 192\.0\.2\.10, server: , request: "POST \/iprepd_ping HTTP\/1\.1", host: "localhost"$/,
+]
+--- no_error_log eval
+[qr/FoxSec Audit.*"GET \/iprepd_pin HTTP/]
+
+
+
+=== TEST 7: a good reputation with statsd on: nothing in the error log
+--- http_config eval: ::conf('blocking_mode = 1,')
+--- config
+    location /t {
+        content_by_lua_block {
+            ngx.say(visit("192.0.2.99", "/iprepd_ping"))
+            ngx.sleep(1.2)
+        }
+    }
+--- response_body
+200
+--- no_error_log eval
+[qr/\[(error|crit|alert|emerg)\]/]
+
+
+
+=== TEST 8: what is buffered is sent when a worker exits (a reload), as iprepd-nginx's timer did
+--- http_config eval: ::conf('statsd_flush_timer = 3600,')
+--- config
+    location /t {
+        content_by_lua_block {
+            sent()
+            ngx.say(visit("192.0.2.99"))
+            ngx.sleep(0.1)
+            local f = assert(io.open(ngx.config.prefix() .. "logs/nginx.pid"))
+            local pid = f:read("*n")
+            f:close()
+            os.execute("kill -HUP " .. pid)
+            ngx.sleep(1)
+            ngx.print(sent())
+        }
+    }
+--- response_body
+200
+iprepd.get_reputation:1|c
+iprepd.status.accepted:1|c
+iprepd.ips_seen:192.0.2.99|s
+--- timeout: 10
+
+
+
+=== TEST 9: flush() in log_by_lua (no cosockets there) sends from a timer
+--- http_config eval: ::conf('statsd_flush_timer = 3600,') =~ s/(client.statsd.set\("iprepd.ips_seen", ngx.var.remote_addr\))/$1 client.statsd.flush() client:flush_stats()/r
+--- config
+    location /t {
+        content_by_lua_block {
+            sent()
+            ngx.say(visit("192.0.2.99"))
+            ngx.sleep(0.3)
+            ngx.print(sent())
+        }
+    }
+--- response_body
+200
+iprepd.get_reputation:1|c
+iprepd.status.accepted:1|c
+iprepd.ips_seen:192.0.2.99|s

@@ -248,3 +248,41 @@ shm free > 0: true
 --- error_log
 Error with request to iprepd
 --- timeout: 10
+
+
+
+=== TEST 7: should_block() and threat_score() use the reputation's verdict
+--- http_config eval: ::conf('blocking_mode = 0,')
+--- config
+    location /t {
+        content_by_lua_block {
+            ngx.say(warden:should_block("192.0.2.10"))
+            ngx.say(warden:should_block("192.0.2.20"))
+            ngx.say(warden:threat_score("192.0.2.10"))
+            ngx.say(warden:should_block("198.51.100.1"))  -- allowlisted
+        }
+    }
+--- response_body
+truereputation
+false
+80reputation
+false
+
+
+
+=== TEST 8: an unknown iprepd option is an error naming it
+--- http_config
+    lua_shared_dict warden 1m;
+    init_by_lua_block {
+        local ok, err = pcall(require("resty.warden").new,
+            { iprepd = { api_key = "k", threshold = 50, ulr = "http://x" } })
+        ERR = err
+    }
+--- config
+    location /t {
+        content_by_lua_block {
+            ngx.say((ERR:gsub("^.-resty%.warden: ", ""):gsub(" %(known: .*", "")))
+        }
+    }
+--- response_body
+opts.iprepd.ulr is not an iprepd option; did you mean 'url'?

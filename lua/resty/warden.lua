@@ -149,13 +149,16 @@ function _M.new(opts)
         if copy.blocking_mode == nil then
             copy.blocking_mode = cfg.blocking_mode
         end
-        local ok, rep = pcall(require("resty.warden.iprepd").new, copy)
+        -- with hooks: failures are counted in lookup_errors and their
+        -- lines throttled
+        local ok, rep = pcall(require("resty.warden.iprepd").new, copy, {
+            on_error = function()
+                engine:count("lookup_errors")
+            end,
+        })
         if not ok then
             error((tostring(rep):gsub("resty%.warden%.iprepd: opts%.",
                                        "resty.warden: opts.iprepd.")), 2)
-        end
-        rep.on_error = function()
-            engine:count("lookup_errors")
         end
         self.iprepd = rep
     end
@@ -615,7 +618,7 @@ function _M:should_block(ip)
         return true, info.source
     end
     local r = reputation(self, ip)
-    if r and r <= self.iprepd.threshold then
+    if r and self.iprepd:below_threshold(r) then
         return true, "reputation"
     end
     return false

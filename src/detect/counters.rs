@@ -25,12 +25,10 @@
 //! threshold up to those values is met exactly: the bucket that saturates
 //! already holds more than the threshold. The config layer enforces it.
 //!
-//! A worker killed while holding a lock cannot wedge the slot: a lock
-//! older than [`STALE_LOCK_MS`] is taken over. A worker that finds a lock
-//! held spins briefly, then yields the CPU (the holder was likely
-//! preempted, as when there are more workers than cores); if the lock
-//! still cannot be had within 5 ms the observation is dropped and counted
-//! (fail open).
+//! Each slot's lock is the shared tables' one lock ([`SlotLock`]): a dead
+//! holder cannot wedge a slot, and a worker that finds a slot held by a
+//! preempted worker yields the CPU to it; if the lock still cannot be had
+//! within 5 ms the observation is dropped and counted (fail open).
 //!
 //! Memory is bounded: `capacity` slots. A new client takes a free or
 //! expired way of its two sets, or evicts the least recently seen client
@@ -45,6 +43,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::net::addr::{Addr, Net};
 use crate::net::prefix::Prefix;
+use crate::shm::lock::{Held, SlotLock};
 
 /// Buckets per window: the window slides in steps of `window / BUCKETS`.
 pub const BUCKETS: usize = 8;
@@ -52,13 +51,6 @@ pub const BUCKETS: usize = 8;
 pub const MAX_PATHS: usize = 24;
 /// Ways per set: the slots a client may occupy.
 pub const WAYS: usize = 4;
-/// A lock held longer than this is taken over (its holder died).
-pub const STALE_LOCK_MS: u64 = 100;
-/// Busy-wait attempts at a slot's lock before yielding the CPU.
-const SPINS: u32 = 4000;
-/// How long a worker yields the CPU to a lock's holder before it drops the
-/// observation (and counts it as contended).
-const YIELD_FOR: std::time::Duration = std::time::Duration::from_millis(5);
 /// Largest threshold for the u8 counters (404s, auth failures, probes,
 /// signals).
 pub const MAX_SMALL_THRESHOLD: u32 = 255;
@@ -265,8 +257,8 @@ struct Data {
 /// One client's slot.
 #[repr(C, align(64))]
 pub struct Slot {
-    /// 0 when free; else the holder's acquisition time (ms / 16, odd).
-    lock: AtomicU32,
+    /// The slot's lock ([`SlotLock`]).
+    lock: SlotLock,
     /// The client's tag (from its keyed hash, never 0); 0: free. Written
     /// under the lock, read without it to find a client's way.
     tag: AtomicU32,
@@ -369,45 +361,17 @@ impl Table {
 
     fn lock(&self, idx: usize, now_ms: u64) -> Option<Guard<'static>> {
         let slot = &self.slots[idx];
-        let hint = &self.hints[idx];
-        let token = ((now_ms >> 4) as u32) | 1;
-        // Takes the lock, or (stale_ok) takes over one whose holder died.
-        let attempt = |stale_ok: bool| -> bool {
-            match slot
-                .lock
-                .compare_exchange_weak(0, token, Ordering::Acquire, Ordering::Relaxed)
-            {
-                Ok(_) => true,
-                Err(held) if held != 0 && stale_ok => {
-                    let age = u64::from(token.wrapping_sub(held)) << 4;
-                    age > STALE_LOCK_MS
-                        && age < 1 << 35
-                        && slot
-                            .lock
-                            .compare_exchange(held, token, Ordering::Acquire, Ordering::Relaxed)
-                            .is_ok()
-                }
-                Err(_) => false,
-            }
-        };
-        for i in 0..SPINS {
-            if attempt(i > 200) {
-                return Some(Guard { slot, hint });
-            }
-            std::hint::spin_loop();
-        }
-        // Still held after the spin: the holder was most likely preempted
-        // (more workers than cores), so give it the CPU rather than drop
-        // the observation, for a bounded time.
-        let start = std::time::Instant::now();
-        while start.elapsed() < YIELD_FOR {
-            std::thread::yield_now();
-            if attempt(true) {
-                return Some(Guard { slot, hint });
+        match slot.lock.lock(now_ms) {
+            Some(held) => Some(Guard {
+                slot,
+                hint: &self.hints[idx],
+                _held: held,
+            }),
+            None => {
+                self.contended.fetch_add(1, Ordering::Relaxed);
+                None
             }
         }
-        self.contended.fetch_add(1, Ordering::Relaxed);
-        None
     }
 
     /// The two sets a client may live in (two-choice hashing keeps the
@@ -623,6 +587,7 @@ fn seed() -> &'static ahash::RandomState {
 struct Guard<'a> {
     slot: &'a Slot,
     hint: &'a AtomicU32,
+    _held: Held<'a>,
 }
 
 impl Guard<'_> {
@@ -631,12 +596,6 @@ impl Guard<'_> {
         // SAFETY: this guard holds the slot's lock, so no other process or
         // thread touches the data until it is dropped.
         unsafe { &mut *self.slot.data.get() }
-    }
-}
-
-impl Drop for Guard<'_> {
-    fn drop(&mut self) {
-        self.slot.lock.store(0, Ordering::Release);
     }
 }
 
@@ -1116,9 +1075,8 @@ mod tests {
             .iter()
             .find(|s| s.tag.load(Ordering::Relaxed) != 0)
             .unwrap();
-        s.lock
-            .store(((1_000u64 >> 4) as u32) | 1, Ordering::Relaxed);
-        // still held, not stale yet: dropped and counted
+        std::mem::forget(s.lock.lock(1_000).unwrap()); // a holder that died
+                                                       // still held, not stale yet: dropped and counted
         assert!(t.observe(&c, 1_050, &obs(0), &NONE, || false).is_none());
         assert_eq!(t.contended(), 1);
         // stale: taken over

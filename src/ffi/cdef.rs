@@ -48,14 +48,17 @@ int warden_policy_require(const warden_engine_t *w,
                           const warden_client_t *c, int verdict,
                           warden_policy_t *p);
 
-typedef struct warden_cache warden_cache_t;
-typedef struct warden_netset warden_netset_t;
-int warden_rep_get(const warden_cache_t *c, const unsigned char *ip,
-                   size_t len);
-int warden_rep_put(const warden_cache_t *c, const unsigned char *ip,
-                   size_t len, int reputation, uint64_t ttl_ms);
-int warden_netset_contains(const warden_netset_t *s,
-                           const unsigned char *ip, size_t len);
+typedef struct warden_iprepd warden_iprepd_t;
+typedef struct {
+    int reputation;
+    int flush;
+} warden_iprepd_out_t;
+int warden_iprepd_check(const warden_iprepd_t *c, const unsigned char *ip,
+                        size_t len, unsigned int flags,
+                        warden_iprepd_out_t *out);
+int warden_iprepd_verdict(const warden_iprepd_t *c, int known,
+                          int reputation, int record,
+                          warden_iprepd_out_t *out);
 "#;
 
 /// The outcome codes and flag bits Lua compares results with, by name.
@@ -84,15 +87,13 @@ pub fn codes() -> Vec<(&'static str, i64)> {
             "POLICY_BLOCKED_PATH",
             super::policy::POLICY_BLOCKED_PATH.into(),
         ),
-        ("REP_FETCH", super::reputation::REP_FETCH.into()),
-        ("REP_WAIT", super::reputation::REP_WAIT.into()),
-        ("REP_BAD_ADDRESS", super::reputation::REP_BAD_ADDRESS.into()),
     ]
 }
 
 /// The size of each struct Lua declares, and each field's offset, as Rust
 /// lays them out: `(struct, field or "", bytes)`.
 pub fn layout() -> Vec<(&'static str, &'static str, usize)> {
+    use super::iprepd::WardenIprepdOut as I;
     use super::policy::WardenPolicy as P;
     use super::request::WardenClient as C;
     use std::mem::{offset_of, size_of};
@@ -110,6 +111,8 @@ pub fn layout() -> Vec<(&'static str, &'static str, usize)> {
         ("warden_policy_t", "site_len", offset_of!(P, site_len)),
         ("warden_policy_t", "route", offset_of!(P, route)),
         ("warden_policy_t", "rate_window", offset_of!(P, rate_window)),
+        ("warden_iprepd_out_t", "", size_of::<I>()),
+        ("warden_iprepd_out_t", "flush", offset_of!(I, flush)),
     ]
 }
 
@@ -126,7 +129,7 @@ mod tests {
     const SOURCES: [&str; 3] = [
         include_str!("request.rs"),
         include_str!("policy.rs"),
-        include_str!("reputation.rs"),
+        include_str!("iprepd.rs"),
     ];
 
     /// A C type in the Rust spelling used by the FFI module.
@@ -136,8 +139,8 @@ mod tests {
             ("warden_engine_t", "Engine"),
             ("warden_client_t", "WardenClient"),
             ("warden_policy_t", "WardenPolicy"),
-            ("warden_cache_t", "crate::reputation::Cache"),
-            ("warden_netset_t", "crate::net::lists::NetSet"),
+            ("warden_iprepd_t", "Client"),
+            ("warden_iprepd_out_t", "WardenIprepdOut"),
         ];
         let scalar = |t: &str| -> String {
             match t {
@@ -212,7 +215,8 @@ mod tests {
             .filter(|p| !p.is_empty())
             .map(|p| {
                 let (name, ty) = p.trim_start_matches("pub ").split_once(':').unwrap();
-                (name.trim().to_string(), ty.trim().to_string())
+                // c_uint is u32
+                (name.trim().to_string(), ty.trim().replace("c_uint", "u32"))
             })
             .collect()
     }
@@ -250,13 +254,19 @@ mod tests {
                 .nth(1)
                 .unwrap();
             let fields = rust_fields(&def[..def.find("\n}").unwrap()]);
+            let at = src.find(&format!("pub struct {rust_name} {{")).unwrap();
+            let attributes: Vec<&str> = src[..at]
+                .lines()
+                .rev()
+                .take_while(|l| l.trim_start().starts_with("#["))
+                .collect();
             assert!(
-                src.contains(&format!("#[repr(C)]\npub struct {rust_name} {{")),
+                attributes.iter().any(|l| l.trim() == "#[repr(C)]"),
                 "{rust_name} is not #[repr(C)]"
             );
             assert_eq!(fields, c_fields(body), "{c_name}");
             checked += 1;
         }
-        assert_eq!(checked, 2);
+        assert_eq!(checked, 3);
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! - [`request`]: `check()` and `log()`, one call per phase;
 //! - [`policy`]: path and site policies in the access phase;
-//! - [`reputation`]: the iprepd cache and allowlist;
+//! - [`iprepd`]: the iprepd client (iprepd-nginx's drop-in) per request;
 //! - [`nginx`]: reading a request's variables through nginx's own API;
 //! - [`cdef`]: the C declarations Lua gives to `ffi.cdef`, the one copy,
 //!   with a test that fails when they and these functions drift apart.
@@ -16,9 +16,9 @@
 //! Strings are passed as pointer + length and never need a NUL.
 
 pub mod cdef;
+pub mod iprepd;
 pub mod nginx;
 pub mod policy;
-pub mod reputation;
 pub mod request;
 
 /// Bits of the `flags` argument and of the results of

@@ -53,6 +53,33 @@ impl WardenClient {
     }
 }
 
+/// The peer of request `r` and its client (one resolution,
+/// [`crate::net::client`]), or `None` when the peer is not an IP address
+/// (a unix socket).
+#[inline]
+fn client_of(w: &Engine, r: Request) -> Option<(Addr, Client)> {
+    let peer = r
+        .var(&nginx::BINARY_REMOTE_ADDR)
+        .and_then(Addr::from_binary)?;
+    let client = w.resolve(
+        peer,
+        || r.var(&nginx::X_FORWARDED_FOR),
+        || r.var(&nginx::X_REAL_IP),
+    );
+    Some((peer, client))
+}
+
+/// The policy bits 1 and 2 of `warden_policy_active()` in their place in
+/// an outcome ([`flags::POLICY_SHIFT`]), when a policy applies.
+#[inline]
+fn policy_bits(w: &Engine) -> c_int {
+    if w.policy_active() {
+        (super::policy::active_bits(w) & 3) << flags::POLICY_SHIFT
+    } else {
+        0
+    }
+}
+
 /// Decides on a client and reports what else applies: the verdict in the
 /// low byte, the policy bits 1 and 2 of `warden_policy_active()` from
 /// [`flags::POLICY_SHIFT`] on when a policy applies by path or site, and
@@ -62,10 +89,7 @@ fn decided(w: &Engine, c: Client) -> c_int {
     if c.bad_forwarded {
         w.count(Stat::BadForwarded);
     }
-    let mut rc = w.decide(c.addr);
-    if w.policy_active() {
-        rc |= (super::policy::active_bits(w) & 3) << flags::POLICY_SHIFT;
-    }
+    let mut rc = w.decide(c.addr) | policy_bits(w);
     if c.bad_forwarded {
         rc |= flags::BAD_FORWARDED;
     }
@@ -115,32 +139,17 @@ pub unsafe extern "C" fn warden_access(
         // request that is not internal may be a new one in the memory of
         // an earlier one whose log phase did not run: resolve it)
         if let Some(seen) = r.is_internal().then(|| w.seen(id, start)).flatten() {
-            let rc = decided(w, seen.client);
-            w.remember(
-                id,
-                start,
-                Seen {
-                    verdict: (rc & 0xff) as i8,
-                    ..seen
-                },
-            );
+            // decided once per request (counted once): only what applies
+            // by path or site may differ in the new location
             if let Some(out) = out {
                 out.fill(seen.client);
             }
-            return rc;
+            return i32::from(seen.verdict) | policy_bits(w);
         }
-        let Some(peer) = r
-            .var(&nginx::BINARY_REMOTE_ADDR)
-            .and_then(Addr::from_binary)
-        else {
+        let Some((_, client)) = client_of(w, r) else {
             w.count(Stat::BadAddress);
             return code::BAD_ADDRESS;
         };
-        let client = w.resolve(
-            peer,
-            || r.var(&nginx::X_FORWARDED_FOR),
-            || r.var(&nginx::X_REAL_IP),
-        );
         let rc = decided(w, client);
         w.remember(
             id,
@@ -254,17 +263,9 @@ pub unsafe extern "C" fn warden_log(
             Some(seen) if seen.flags & Seen::UNOBSERVED != 0 => return code::PASS,
             Some(seen) => (seen.client.addr, i32::from(seen.verdict)),
             None => {
-                let Some(peer) = r
-                    .var(&nginx::BINARY_REMOTE_ADDR)
-                    .and_then(Addr::from_binary)
-                else {
+                let Some((_, c)) = client_of(w, r) else {
                     return code::BAD_ADDRESS;
                 };
-                let c = w.resolve(
-                    peer,
-                    || r.var(&nginx::X_FORWARDED_FOR),
-                    || r.var(&nginx::X_REAL_IP),
-                );
                 (c.addr, w.verdict(c.addr))
             }
         };
@@ -307,17 +308,9 @@ pub unsafe extern "C" fn warden_resolve(
     // SAFETY: see `# Safety`.
     let out = unsafe { out.as_mut() };
     catch_unwind(AssertUnwindSafe(|| {
-        let Some(peer) = r
-            .var(&nginx::BINARY_REMOTE_ADDR)
-            .and_then(Addr::from_binary)
-        else {
+        let Some((peer, client)) = client_of(w, r) else {
             return code::BAD_ADDRESS;
         };
-        let client = w.resolve(
-            peer,
-            || r.var(&nginx::X_FORWARDED_FOR),
-            || r.var(&nginx::X_REAL_IP),
-        );
         if let Some(out) = out {
             out.fill(client);
         }

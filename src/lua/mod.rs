@@ -6,19 +6,17 @@
 //! blocks.
 //!
 //! One file per Rust object exposed to Lua: [`engine`] (a warden
-//! instance, with [`ops`]: its operations on the shared dict), [`cache`]
-//! (the iprepd cache), [`netset`] (a set of networks), [`metrics`]
-//! (buffered statsd metrics); [`dict`] reaches `ngx.shared.DICT` and
-//! `ngx.log` from Rust.
+//! instance, with [`ops`]: its operations on the shared dict), [`iprepd`]
+//! (an iprepd client), [`metrics`] (buffered statsd metrics); [`dict`]
+//! reaches `ngx.shared.DICT` and `ngx.log` from Rust.
 //!
 //! Conventions: misuse raises a Lua error naming the option and value;
 //! failures at run time return `nil, err`.
 
-mod cache;
 mod dict;
 mod engine;
+mod iprepd;
 mod metrics;
-mod netset;
 mod ops;
 
 use mlua::{Lua, LuaSerdeExt, MultiValue, Result as LuaResult, Table, Value};
@@ -28,10 +26,8 @@ use crate::engine::{now_ms, Engine};
 use crate::net::addr::Net;
 use crate::options;
 
-use cache::LuaCache;
 use engine::LuaEngine;
 use metrics::LuaMetrics;
-use netset::LuaNetSet;
 
 pub(crate) fn nil_err(lua: &Lua, msg: impl ToString) -> LuaResult<MultiValue> {
     Ok(MultiValue::from_vec(vec![
@@ -90,6 +86,15 @@ pub(crate) fn show_lua(v: &Value) -> String {
     }
 }
 
+/// A value as text in a line or a header: a string as it is, anything
+/// else as [`show_lua`] shows it.
+pub(crate) fn lua_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.to_string_lossy(),
+        other => show_lua(other),
+    }
+}
+
 pub(crate) fn str_arg(v: &Value, what: &str) -> Result<String, String> {
     match v {
         Value::String(s) => Ok(s.to_string_lossy()),
@@ -135,6 +140,26 @@ fn new(lua: &Lua, opts: Value) -> LuaResult<MultiValue> {
     }
 }
 
+/// The iprepd client's constants: `cdef` (the FFI declarations), the
+/// codes and flags of `warden_iprepd_check`, the request `headers` it
+/// sets, the `verbose_prefix` of `debug_log()`.
+fn iprepd_const(lua: &Lua) -> LuaResult<Table> {
+    use crate::reputation::iprepd as ip;
+    let t = lua.create_table()?;
+    for (name, c) in ip::code::ALL {
+        t.set(name, c)?;
+    }
+    t.set("ALLOWLIST", ip::ALLOWLIST)?;
+    t.set("VERDICT", ip::VERDICT)?;
+    let h = lua.create_table()?;
+    for (k, v) in ip::HEADERS {
+        h.set(k, v)?;
+    }
+    t.set("headers", h)?;
+    t.set("verbose_prefix", ip::VERBOSE_PREFIX)?;
+    Ok(t)
+}
+
 /// Entry point of `require("warden_core")`.
 #[mlua::lua_module(name = "warden_core")]
 fn warden_core(lua: &Lua) -> LuaResult<Table> {
@@ -151,75 +176,60 @@ fn warden_core(lua: &Lua) -> LuaResult<Table> {
         "now",
         lua.create_function(|_, ()| Ok(now_ms() as f64 / 1000.0))?,
     )?;
-    // reputation_cache(name, capacity, stale_ms) -> cache | nil, err
-    t.set(
-        "reputation_cache",
-        lua.create_function(|lua, (name, capacity, stale): (String, usize, f64)| {
-            match crate::reputation::Cache::new(&name, capacity, stale.max(1.0) as u64) {
-                Ok(c) => ok(lua, LuaCache::new(c)),
-                Err(e) => nil_err(lua, e),
-            }
-        })?,
-    )?;
-    // netset(list, option) -> set | nil, err (list: array or "a,b" string)
-    t.set(
-        "netset",
-        lua.create_function(|lua, (list, option): (Value, String)| {
-            let v: serde_json::Value = match lua.from_value(list) {
-                Ok(v) => v,
-                Err(e) => return nil_err(lua, format!("{option}: {e}")),
-            };
-            match options::net_list(Some(&v), &option) {
-                Ok(nets) => ok(lua, LuaNetSet::new(crate::net::lists::NetSet::new(&nets))),
-                Err(e) => nil_err(lua, e),
-            }
-        })?,
-    )?;
+    // iprepd(options, env) -> client, warnings | nil, err
+    t.set("iprepd", lua.create_function(iprepd::new)?)?;
+    t.set("iprepd_const", iprepd_const(lua)?)?;
+    // metrics(max) -> a statsd buffer sent at max metrics
     t.set(
         "metrics",
-        lua.create_function(|_, ()| Ok(LuaMetrics::default()))?,
+        lua.create_function(|_, max: usize| Ok(LuaMetrics::new(max)))?,
     )?;
-    // audit_line(ip, headers | nil, body_data | nil, body_file | nil)
+    // parse_url(url) -> { tls, host, port, prefix, host_header } | nil, err
     t.set(
-        "audit_line",
+        "parse_url",
+        lua.create_function(
+            |lua, url: String| match crate::net::http::Url::parse(&url) {
+                Ok(u) => {
+                    let r = lua.create_table_with_capacity(0, 5)?;
+                    r.set("tls", u.tls)?;
+                    r.set("host", u.host.as_str())?;
+                    r.set("port", u.port)?;
+                    r.set("prefix", u.prefix.as_str())?;
+                    r.set("host_header", u.host_header())?;
+                    ok(lua, r)
+                }
+                Err(e) => nil_err(lua, e),
+            },
+        )?,
+    )?;
+    // http_request_head(method, target, host, port, tls, headers | nil,
+    // body_len | nil) -> the head (headers sorted by name)
+    t.set(
+        "http_request_head",
         lua.create_function(
             |_,
-             (ip, headers, data, file): (
+             (method, target, host, port, tls, headers, body_len): (
                 String,
+                String,
+                String,
+                u16,
+                bool,
                 Option<Table>,
-                Option<mlua::LuaString>,
-                Option<String>,
+                Option<usize>,
             )| {
-                let hs = match headers {
-                    None => None,
-                    Some(t) => {
-                        let mut v = Vec::new();
-                        for pair in t.pairs::<String, Value>() {
-                            let (k, val) = pair?;
-                            match val {
-                                Value::Table(list) => {
-                                    for x in list.sequence_values::<mlua::LuaString>() {
-                                        v.push((k.clone(), x?.to_string_lossy()));
-                                    }
-                                }
-                                Value::String(x) => v.push((k, x.to_string_lossy())),
-                                other => v.push((k, show_lua(&other))),
-                            }
-                        }
-                        v.sort();
-                        Some(v)
+                let mut hs: Vec<(String, String)> = Vec::new();
+                if let Some(h) = headers {
+                    for pair in h.pairs::<Value, Value>() {
+                        let (k, v) = pair?;
+                        hs.push((lua_text(&k), lua_text(&v)));
                     }
-                };
-                let bytes = data.as_ref().map(|d| d.as_bytes().to_vec());
-                let body = match (&bytes, &file) {
-                    (Some(d), _) => crate::reputation::audit::Body::Data(d),
-                    (None, Some(f)) => crate::reputation::audit::Body::File(f),
-                    _ => crate::reputation::audit::Body::Unreadable,
-                };
-                Ok(crate::reputation::audit::audit_line(
-                    &ip,
-                    hs.as_deref(),
-                    body,
+                }
+                hs.sort();
+                let refs: Vec<(&str, &str)> =
+                    hs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let host = crate::net::http::host_header(&host, port, tls);
+                Ok(crate::net::http::request_head(
+                    &method, &target, &host, &refs, body_len,
                 ))
             },
         )?,

@@ -1,8 +1,10 @@
-//! HTTP/1.x responses, for the cosocket client in
-//! `lua/resty/warden/http.lua` (iprepd lookups and reports).
+//! HTTP/1.1 for the cosocket client in `lua/resty/warden/http.lua`
+//! (iprepd lookups and reports): URLs, request heads, responses.
 //!
-//! The status line and headers are parsed by the `httparse` crate; this
-//! module adds what a client needs on top: the body's framing
+//! [`Url`] reads `http://` and `https://` URLs as iprepd-nginx (through
+//! lua-resty-http) does; [`request_head`] writes a request's head. The
+//! status line and headers of a response are parsed by the `httparse`
+//! crate; this module adds what a client needs on top: the body's framing
 //! (`Content-Length`, chunked, or until close), whether the connection
 //! may be kept alive, and chunked decoding. Everything is incremental:
 //! given the bytes received so far, each function says "need more",
@@ -55,6 +57,160 @@ impl std::error::Error for HttpError {}
 
 fn err(m: impl Into<String>) -> HttpError {
     HttpError(m.into())
+}
+
+/// An `http://` or `https://` URL: where to connect, and the path the
+/// requests' paths are appended to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    /// `https://`: the connection is TLS, verified against `host`.
+    pub tls: bool,
+    /// The host as written (a name or an IPv4 address).
+    pub host: String,
+    /// The port (80 or 443 when not written).
+    pub port: u16,
+    /// The path before the requests' own paths, without one trailing `/`
+    /// (`""` for `http://host/`).
+    pub prefix: String,
+}
+
+impl Url {
+    /// Parses `scheme://host[:port][/path]` with scheme `http` or `https`,
+    /// the grammar lua-resty-http reads for iprepd-nginx: the host is
+    /// anything up to `:`, `/` or `?` (so no IPv6 literal). A query, a
+    /// fragment or user information are refused: appended paths would
+    /// land inside them. One trailing `/` of the path is dropped, as
+    /// iprepd-nginx drops it from its `url`. Errors complete a sentence
+    /// starting with the URL's name ("url must look like ...").
+    ///
+    /// ```
+    /// use warden_core::net::http::Url;
+    /// let u = Url::parse("https://iprepd.example:8443/api/").unwrap();
+    /// assert_eq!((u.tls, u.host.as_str(), u.port, u.prefix.as_str()),
+    ///            (true, "iprepd.example", 8443, "/api"));
+    /// assert_eq!(u.host_header(), "iprepd.example:8443");
+    /// assert_eq!(Url::parse("http://127.0.0.1").unwrap().host_header(), "127.0.0.1");
+    /// assert!(Url::parse("ftp://x").is_err());
+    /// ```
+    pub fn parse(s: &str) -> Result<Url, String> {
+        let shape = || {
+            format!(
+                "must look like http://host[:port][/path] or \
+                 https://host[:port][/path], got '{s}'"
+            )
+        };
+        let (tls, rest) = if let Some(r) = s.strip_prefix("http://") {
+            (false, r)
+        } else if let Some(r) = s.strip_prefix("https://") {
+            (true, r)
+        } else {
+            return Err(shape());
+        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(end);
+        if path.contains(['?', '#']) {
+            return Err(format!(
+                "must not have a query or a fragment (the lookups' paths are \
+                 appended to it), got '{s}'"
+            ));
+        }
+        let (host, port) = match authority.split_once(':') {
+            None => (authority, None),
+            Some((h, p)) => (h, Some(p)),
+        };
+        let bad_host =
+            |c: char| c.is_ascii_whitespace() || c.is_ascii_control() || "@[]\\".contains(c);
+        if host.is_empty() || host.contains(bad_host) {
+            return Err(shape());
+        }
+        let port = match port {
+            None => {
+                if tls {
+                    443
+                } else {
+                    80
+                }
+            }
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => return Err(format!("has a bad port: '{s}'")),
+            },
+        };
+        let prefix = path.strip_suffix('/').unwrap_or(path).to_string();
+        Ok(Url {
+            tls,
+            host: host.to_string(),
+            port,
+            prefix,
+        })
+    }
+
+    /// The `Host` header: the host, with the port unless it is the
+    /// scheme's default.
+    pub fn host_header(&self) -> String {
+        host_header(&self.host, self.port, self.tls)
+    }
+}
+
+impl fmt::Display for Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}:{}{}", self.host, self.port, self.prefix)
+    }
+}
+
+/// The `Host` header for `host` and `port`: the port is left out when it
+/// is the default of the scheme (80, or 443 with TLS).
+pub fn host_header(host: &str, port: u16, tls: bool) -> String {
+    if port == if tls { 443 } else { 80 } {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// A request's head: the request line, `Host`, `Connection: keep-alive`,
+/// `headers` in their order, `Content-Length` when there is a body, and
+/// the blank line. Line breaks in names and values become spaces, so a
+/// value cannot add a header.
+///
+/// ```
+/// use warden_core::net::http::request_head;
+/// assert_eq!(request_head("PUT", "/v", "h:81", &[("Authorization", "APIKey k")], Some(2)),
+///     "PUT /v HTTP/1.1\r\nHost: h:81\r\nConnection: keep-alive\r\n\
+///      Authorization: APIKey k\r\nContent-Length: 2\r\n\r\n");
+/// ```
+pub fn request_head(
+    method: &str,
+    target: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    body_len: Option<usize>,
+) -> String {
+    fn clean(s: &str) -> std::borrow::Cow<'_, str> {
+        if s.contains(['\r', '\n']) {
+            s.replace(['\r', '\n'], " ").into()
+        } else {
+            s.into()
+        }
+    }
+    let mut h = format!(
+        "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive\r\n",
+        clean(method).replace(' ', ""),
+        clean(target).replace(' ', "%20"),
+        clean(host)
+    );
+    for (k, v) in headers {
+        h.push_str(&clean(k));
+        h.push_str(": ");
+        h.push_str(&clean(v));
+        h.push_str("\r\n");
+    }
+    if let Some(n) = body_len {
+        h.push_str(&format!("Content-Length: {n}\r\n"));
+    }
+    h.push_str("\r\n");
+    h
 }
 
 /// Parses a response head from the bytes received so far: `Ok(None)`
@@ -238,7 +394,83 @@ mod tests {
         assert!(parse_head(huge.as_bytes(), false).is_err());
     }
 
+    #[test]
+    fn urls_as_iprepd_nginx_reads_them() {
+        let u = Url::parse("http://localhost:8080").unwrap();
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port, u.prefix.as_str()),
+            (false, "localhost", 8080, "")
+        );
+        assert_eq!(u.host_header(), "localhost:8080");
+        assert_eq!(u.to_string(), "http://localhost:8080");
+        let u = Url::parse("https://iprepd.example/").unwrap();
+        assert_eq!(
+            (u.port, u.prefix.as_str(), u.host_header().as_str()),
+            (443, "", "iprepd.example")
+        );
+        // one trailing slash is dropped, as iprepd-nginx drops it
+        assert_eq!(Url::parse("http://h//").unwrap().prefix, "/");
+        assert_eq!(Url::parse("http://h:81/a/b/").unwrap().prefix, "/a/b");
+        assert_eq!(Url::parse("https://h:443").unwrap().host_header(), "h");
+        assert_eq!(Url::parse("http://h:443").unwrap().host_header(), "h:443");
+        for bad in [
+            "ftp://x",
+            "http://",
+            "http:///x",
+            "HTTP://h",
+            "//h",
+            "http://u@h",
+            "http://[::1]:80",
+        ] {
+            assert!(
+                Url::parse(bad).unwrap_err().starts_with("must look like"),
+                "{bad}"
+            );
+        }
+        for bad in [
+            "http://h:0",
+            "http://h:99999",
+            "http://h:",
+            "http://h:+8",
+            "http://h:8a",
+        ] {
+            assert_eq!(
+                Url::parse(bad).unwrap_err(),
+                format!("has a bad port: '{bad}'")
+            );
+        }
+        assert!(Url::parse("http://h/x?y=1").unwrap_err().contains("query"));
+        assert!(Url::parse("http://h#f").unwrap_err().contains("query"));
+    }
+
+    #[test]
+    fn request_heads_cannot_be_split() {
+        let h = request_head(
+            "GET",
+            "/type/ip/1.2.3.4",
+            "h",
+            &[("X", "a\r\nEvil: 1")],
+            None,
+        );
+        assert_eq!(h, "GET /type/ip/1.2.3.4 HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nX: a  Evil: 1\r\n\r\n");
+        let h = request_head("GE T", "/a b\n", "h", &[], Some(0));
+        assert!(
+            h.starts_with("GET /a%20b%20 HTTP/1.1\r\n") && h.ends_with("Content-Length: 0\r\n\r\n"),
+            "{h}"
+        );
+    }
+
     proptest! {
+        /// URLs never panic; what parses prints back to a URL that parses
+        /// the same.
+        #[test]
+        fn urls_round_trip(s in "(https?://)?[a-z0-9.:/?#@\\[\\]-]{0,30}") {
+            if let Ok(u) = Url::parse(&s) {
+                prop_assert_eq!(Url::parse(&u.to_string()).map(|v| (v.tls, v.host, v.port)),
+                                Ok((u.tls, u.host, u.port)));
+            }
+        }
+
         /// Any body, cut into any chunks, decodes back; every prefix of the
         /// encoding asks for more instead of failing.
         #[test]

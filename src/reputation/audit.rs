@@ -19,42 +19,31 @@ pub enum Body<'a> {
 pub const REDACTED: [&str; 2] = ["authorization", "proxy-authorization"];
 
 /// iprepd-nginx's audit line: `FoxSec Audit || ip: <ip>, headers:
-/// <base64 of the headers as JSON, credentials removed>, body: <base64 |
-/// body file | "unable to read body">`. `headers` is `None` when
-/// `audit_include_headers` is off.
+/// <headers>, body: <base64 | body file | "unable to read body">`, where
+/// `<headers>` is the base64 of `"name": "value", ` repeated for each
+/// header (names in lower case, credentials removed; one entry per value
+/// of a repeated header, where iprepd-nginx wrote `table: 0x...`), and of
+/// the empty string when `headers` is `None` (`audit_include_headers` off).
 ///
 /// ```
 /// use warden_core::reputation::audit::{audit_line, Body};
 /// let h = vec![("Authorization".to_string(), "APIKey x".to_string()),
 ///              ("X-A".to_string(), "b".to_string())];
 /// assert_eq!(audit_line("192.0.2.1", Some(&h), Body::Data(b"hi")),
-///     "FoxSec Audit || ip: 192.0.2.1, headers: eyJ4LWEiOiJiIn0=, body: aGk=");
+///     "FoxSec Audit || ip: 192.0.2.1, headers: IngtYSI6ICJiIiwg, body: aGk=");
+/// assert_eq!(audit_line("192.0.2.1", None, Body::Unreadable),
+///     "FoxSec Audit || ip: 192.0.2.1, headers: , body: unable to read body");
 /// ```
 pub fn audit_line(ip: &str, headers: Option<&[(String, String)]>, body: Body<'_>) -> String {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let headers = match headers {
-        None => "none".to_string(),
-        Some(hs) => {
-            let mut map = serde_json::Map::new();
-            for (k, v) in hs {
-                let k = k.to_ascii_lowercase();
-                if REDACTED.contains(&k.as_str()) {
-                    continue;
-                }
-                match map.get_mut(&k) {
-                    Some(serde_json::Value::Array(a)) => a.push(v.clone().into()),
-                    Some(prev) => {
-                        let first = prev.take();
-                        *prev = serde_json::Value::Array(vec![first, v.clone().into()]);
-                    }
-                    None => {
-                        map.insert(k, v.clone().into());
-                    }
-                }
-            }
-            b64.encode(serde_json::Value::Object(map).to_string())
+    let mut all = String::new();
+    for (k, v) in headers.unwrap_or_default() {
+        let k = k.to_ascii_lowercase();
+        if !REDACTED.contains(&k.as_str()) {
+            all.push_str(&format!("\"{k}\": \"{v}\", "));
         }
-    };
+    }
+    let headers = b64.encode(all);
     let body = match body {
         Body::Data(d) => b64.encode(d),
         Body::File(f) => f.to_string(),
@@ -84,9 +73,10 @@ mod tests {
             .next()
             .unwrap();
         let dec = String::from_utf8(b64.decode(enc).unwrap()).unwrap();
-        assert_eq!(dec, r#"{"cookie":["a","b"]}"#);
+        assert_eq!(dec, r#""cookie": "a", "cookie": "b", "#);
         assert!(line.ends_with("body: /tmp/0001"));
         assert!(audit_line("x", None, Body::Unreadable)
-            .ends_with("headers: none, body: unable to read body"));
+            .ends_with("headers: , body: unable to read body"));
+        assert!(audit_line("x", Some(&[]), Body::Data(b"")).ends_with("headers: , body: "));
     }
 }

@@ -1,5 +1,9 @@
-//! iprepd reputations cached for every worker, with at most one lookup in
-//! flight per address.
+//! Reputation from iprepd: iprepd-nginx's options ([`options`]), its client
+//! and protocol ([`iprepd`]), its audit line ([`audit`]), and the cache
+//! below.
+//!
+//! iprepd reputations are cached for every worker, with at most one lookup
+//! in flight per address.
 //!
 //! A fixed table in memory shared by every worker (mapped in the master,
 //! like [`crate::detect::counters`]), so one worker's lookup serves all of them —
@@ -17,11 +21,13 @@
 //! Memory is bounded: a full set evicts the entry that expires first.
 
 pub mod audit;
+pub mod iprepd;
+pub mod options;
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::net::addr::Addr;
+use crate::shm::lock::SlotLock;
 
 /// Ways per set.
 pub const WAYS: usize = 4;
@@ -45,7 +51,7 @@ struct Data {
 
 #[repr(C, align(32))]
 struct Entry {
-    lock: AtomicU32,
+    lock: SlotLock,
     data: UnsafeCell<Data>,
 }
 
@@ -137,26 +143,13 @@ impl Cache {
         self.entries.len()
     }
 
-    fn locked<R>(&self, i: usize, f: impl FnOnce(&mut Data) -> R) -> R {
+    /// Runs `f` on entry `i` under its lock, or returns `None` when the
+    /// lock stayed held (the caller fails open).
+    fn locked<R>(&self, i: usize, now_ms: u64, f: impl FnOnce(&mut Data) -> R) -> Option<R> {
         let e = &self.entries[i];
-        let mut spins = 0u32;
-        while e
-            .lock
-            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            spins += 1;
-            if spins > 1 << 20 {
-                // a holder that died mid-update (never seen: the critical
-                // sections are a few instructions): take the entry over
-                break;
-            }
-            std::hint::spin_loop();
-        }
-        // SAFETY: the lock is held (or was abandoned by a dead holder).
-        let r = f(unsafe { &mut *e.data.get() });
-        e.lock.store(0, Ordering::Release);
-        r
+        let _held = e.lock.lock(now_ms)?;
+        // SAFETY: the lock is held.
+        Some(f(unsafe { &mut *e.data.get() }))
     }
 
     fn set_of(&self, k: &[u32; 4], v6: u8) -> usize {
@@ -169,7 +162,7 @@ impl Cache {
         let set = self.set_of(&k, v6);
         // the address's entry, if any
         for i in set..set + WAYS {
-            let r = self.locked(i, |d| {
+            let r = self.locked(i, now_ms, |d| {
                 if d.state == EMPTY || d.key != k || d.v6 != v6 {
                     return None;
                 }
@@ -184,21 +177,25 @@ impl Cache {
                     }
                 })
             });
-            if let Some(r) = r {
-                return r;
+            match r {
+                None => return Lookup::Fetch, // the entry stayed locked: fail open
+                Some(Some(r)) => return r,
+                Some(None) => {}
             }
         }
         // not cached: mark an empty, expired or soonest-expiring entry
         let mut victim = set;
         let mut best = u64::MAX;
         for i in set..set + WAYS {
-            let score = self.locked(i, |d| match d.state {
-                EMPTY => 0,
-                VALUE if d.time_ms() <= now_ms => 0,
-                VALUE => d.time_ms(),
-                _ if now_ms.saturating_sub(d.time_ms()) >= self.stale_ms => 0,
-                _ => u64::MAX, // someone else's lookup in flight
-            });
+            let score = self
+                .locked(i, now_ms, |d| match d.state {
+                    EMPTY => 0,
+                    VALUE if d.time_ms() <= now_ms => 0,
+                    VALUE => d.time_ms(),
+                    _ if now_ms.saturating_sub(d.time_ms()) >= self.stale_ms => 0,
+                    _ => u64::MAX, // someone else's lookup in flight
+                })
+                .unwrap_or(u64::MAX);
             if score < best {
                 best = score;
                 victim = i;
@@ -207,7 +204,7 @@ impl Cache {
         if best == u64::MAX {
             return Lookup::Fetch; // no room to mark: look up unmarked
         }
-        self.locked(victim, |d| {
+        self.locked(victim, now_ms, |d| {
             d.key = k;
             d.v6 = v6;
             d.state = PENDING;
@@ -223,7 +220,9 @@ impl Cache {
         let set = self.set_of(&k, v6);
         let mut slot = None;
         for i in set..set + WAYS {
-            let mine = self.locked(i, |d| d.state != EMPTY && d.key == k && d.v6 == v6);
+            let mine = self
+                .locked(i, now_ms, |d| d.state != EMPTY && d.key == k && d.v6 == v6)
+                .unwrap_or(false);
             if mine {
                 slot = Some(i);
                 break;
@@ -232,10 +231,17 @@ impl Cache {
         let i = slot.unwrap_or_else(|| {
             // the mark was evicted meanwhile: take the soonest-expiring way
             (set..set + WAYS)
-                .min_by_key(|&i| self.locked(i, |d| if d.state == VALUE { d.time_ms() } else { 0 }))
+                .min_by_key(|&i| {
+                    self.locked(
+                        i,
+                        now_ms,
+                        |d| if d.state == VALUE { d.time_ms() } else { 0 },
+                    )
+                    .unwrap_or(u64::MAX)
+                })
                 .unwrap_or(set)
         });
-        self.locked(i, |d| {
+        self.locked(i, now_ms, |d| {
             d.key = k;
             d.v6 = v6;
             d.state = VALUE;
@@ -246,11 +252,11 @@ impl Cache {
 
     /// Clears an in-flight mark without a value (the lookup failed and is
     /// not cached): the next request looks the address up again.
-    pub fn abandon(&self, a: Addr) {
+    pub fn abandon(&self, a: Addr, now_ms: u64) {
         let (k, v6) = key_of(a);
         let set = self.set_of(&k, v6);
         for i in set..set + WAYS {
-            self.locked(i, |d| {
+            self.locked(i, now_ms, |d| {
                 if d.state == PENDING && d.key == k && d.v6 == v6 {
                     d.state = EMPTY;
                 }
@@ -297,7 +303,7 @@ mod tests {
         assert_eq!(c.get(ip, 0), Lookup::Fetch);
         assert_eq!(c.get(ip, 50), Lookup::Wait);
         assert_eq!(c.get(ip, 150), Lookup::Fetch); // the first one died
-        c.abandon(ip);
+        c.abandon(ip, 155);
         assert_eq!(c.get(ip, 160), Lookup::Fetch);
     }
 

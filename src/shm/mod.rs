@@ -13,6 +13,8 @@
 //! worker learns with one atomic load that it must sync) and per-worker
 //! statistics counters.
 
+pub mod lock;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use once_cell::sync::OnceCell;

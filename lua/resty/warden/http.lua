@@ -1,21 +1,25 @@
--- A small HTTP/1.1 client on cosockets, with a keepalive pool and one
--- deadline for the whole exchange (iprepd's budget is 10 ms). Responses
--- are parsed in Rust (the httparse crate; src/http.rs). Debian has no
--- lua-resty-http; this is what warden needs and no more.
+-- A small HTTP/1.1 client on cosockets, with a keepalive pool, TLS and one
+-- deadline for the whole exchange (iprepd's budget is 10 ms). URLs,
+-- request heads and responses are read and written in Rust
+-- (src/net/http.rs). Debian has no lua-resty-http; this is what warden
+-- needs and no more.
 --
 --   res, err = http.request{
---       url = "http://127.0.0.1:8080",  -- or host = , port =
+--       url = "https://127.0.0.1:8080",  -- or host =, port =, tls =
 --       method = "GET", path = "/type/ip/192.0.2.1",
 --       headers = { Authorization = "APIKey k" }, body = nil,
+--       head = nil,                      -- or a head made elsewhere
 --       timeout = 10,                    -- ms, for everything
---       keepalive_timeout = 60000, pool_size = 32,
+--       keepalive_timeout = nil, pool_size = nil,  -- nginx's defaults
 --       max_body = 65536,
 --   }
 --   res = { status = 200, headers = { ["content-type"] = ... },
 --           body = "...", reused = <times the connection was reused> }
 --
--- err is "timeout", "connection refused", ... or "malformed response: ..."
--- and never raises.
+-- err is "timeout", "connection refused", "handshake failed", "<host>
+-- could not be resolved (...)", ... or "malformed response: ..." and
+-- never raises. With TLS the certificate is verified against the host
+-- (lua_ssl_trusted_certificate), as lua-resty-http does for iprepd-nginx.
 
 local core = require "resty.warden.core"
 
@@ -23,35 +27,18 @@ local ngx = ngx
 local tcp = ngx.socket.tcp
 local now = ngx.now
 local update_time = ngx.update_time
-local concat = table.concat
-local pairs = pairs
-local tonumber = tonumber
 local floor = math.floor
+local pcall = pcall
 
 local http_head = core.lua.http_head
 local http_chunked = core.lua.http_chunked
+local parse_url = core.lua.parse_url
+local request_head = core.lua.http_request_head
 
 local DEFAULT_MAX_BODY = 65536
 
 
 local _M = {}
-
-
--- "http://host:port/prefix" -> host, port, prefix
-function _M.parse_url(url)
-    local host, port, prefix = url:match("^http://([^:/]+):?(%d*)(.*)$")
-    if not host then
-        return nil, "url must look like http://host:port, got '" .. url .. "'"
-    end
-    port = tonumber(port) or 80
-    if port < 1 or port > 65535 then
-        return nil, "url has a bad port: '" .. url .. "'"
-    end
-    if prefix:sub(-1) == "/" then
-        prefix = prefix:sub(1, -2)
-    end
-    return host, port, prefix
-end
 
 
 local function remaining(deadline)
@@ -77,23 +64,9 @@ end
 
 
 local function exchange(sock, opts, deadline)
-    local req = {
-        opts.method or "GET", " ", opts.path or "/", " HTTP/1.1\r\n",
-        "Host: ", opts.host_header, "\r\n",
-        "Connection: keep-alive\r\n",
-    }
-    for k, v in pairs(opts.headers or {}) do
-        req[#req + 1] = k .. ": " .. v .. "\r\n"
-    end
-    local body = opts.body
-    if body then
-        req[#req + 1] = "Content-Length: " .. #body .. "\r\n"
-    end
-    req[#req + 1] = "\r\n"
-    req[#req + 1] = body or ""
-
     sock:settimeout(remaining(deadline))
-    local ok, err = sock:send(concat(req))
+    local ok, err = sock:send(opts.body and { opts.head, opts.body }
+                              or opts.head)
     if not ok then
         return nil, err
     end
@@ -162,14 +135,28 @@ local function exchange(sock, opts, deadline)
 end
 
 
-local function once(opts, host, port, deadline)
+local function once(opts, deadline)
     local sock = tcp()
     sock:settimeout(remaining(deadline))
-    local ok, err = sock:connect(host, port)
+    local ok, err = sock:connect(opts.host, opts.port)
     if not ok then
         return nil, err
     end
     local reused = sock:getreusedtimes() or 0
+    if opts.tls and reused == 0 then
+        sock:settimeout(remaining(deadline))
+        local done
+        done, ok, err = pcall(sock.sslhandshake, sock, nil, opts.host, true)
+        if not done then
+            -- lua-resty-core 0.1.25 raises (an assertion) instead of
+            -- returning some verification failures; nginx has logged why
+            ok, err = nil, "handshake failed"
+        end
+        if not ok then
+            sock:close()
+            return nil, err
+        end
+    end
 
     local res, keep_alive
     res, err, keep_alive = exchange(sock, opts, deadline)
@@ -179,8 +166,7 @@ local function once(opts, host, port, deadline)
     end
     res.reused = reused
     if keep_alive then
-        sock:setkeepalive(opts.keepalive_timeout or 60000,
-                          opts.pool_size or 32)
+        sock:setkeepalive(opts.keepalive_timeout, opts.pool_size)
     else
         sock:close()
     end
@@ -191,23 +177,27 @@ end
 function _M.request(opts)
     update_time()
     local deadline = now() + (opts.timeout or 10) / 1000
-    local host, port = opts.host, opts.port
+    local path = opts.path or "/"
     if opts.url then
-        local prefix
-        host, port, prefix = _M.parse_url(opts.url)
-        if not host then
-            return nil, port
+        local u, err = parse_url(opts.url)
+        if not u then
+            return nil, "url " .. err
         end
-        opts.path = prefix .. (opts.path or "/")
+        opts.host, opts.port, opts.tls = u.host, u.port, u.tls
+        path = u.prefix .. path
     end
-    opts.host_header = port == 80 and host or host .. ":" .. port
+    if not opts.head then
+        opts.head = request_head(opts.method or "GET", path, opts.host,
+                                 opts.port, opts.tls or false, opts.headers,
+                                 opts.body and #opts.body)
+    end
 
-    local res, err, reused = once(opts, host, port, deadline)
+    local res, err, reused = once(opts, deadline)
     if not res and reused and reused > 0 and remaining(deadline) > 0
        and (err == "closed" or err == "connection reset by peer")
     then
         -- the server dropped a pooled connection: one fresh try
-        res, err = once(opts, host, port, deadline)
+        res, err = once(opts, deadline)
     end
     return res, err
 end
