@@ -68,6 +68,7 @@ check-rockspec:
 
 test-rust:
 	$(CARGO) test --release
+	$(CARGO) test --release --no-default-features --features vendored --lib lua::
 
 test-nginx: build
 	TEST_NGINX_BINARY=$(NGINX) $(PROVE) -r t

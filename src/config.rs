@@ -97,6 +97,29 @@ pub const REDIS_OPTIONS: &[&str] = &[
 ];
 
 impl RedisConfig {
+    /// Whether Redis is reached through a unix socket (`unix:/path`).
+    pub fn is_unix(&self) -> bool {
+        self.host.starts_with("unix:")
+    }
+
+    /// Where Redis is, as log lines and the stats show it: `host:port`,
+    /// or the `unix:` socket path.
+    ///
+    /// ```
+    /// use warden_core::config::RedisConfig;
+    /// let r = RedisConfig { host: "10.0.0.5".into(), ..RedisConfig::default() };
+    /// assert_eq!(r.location(), "10.0.0.5:6379");
+    /// let u = RedisConfig { host: "unix:/run/redis.sock".into(), ..RedisConfig::default() };
+    /// assert_eq!(u.location(), "unix:/run/redis.sock");
+    /// ```
+    pub fn location(&self) -> String {
+        if self.is_unix() {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
     /// Validates `redis = { ... }`.
     ///
     /// ```

@@ -43,6 +43,18 @@ pub mod code {
     pub const BAD_ADDRESS: i32 = -1;
     /// A bug was caught at the FFI boundary.
     pub const INTERNAL: i32 = -2;
+
+    /// The source of a block verdict (`DENY`, `BLOCK_MANUAL`,
+    /// `BLOCK_AUTO`); None for any other outcome.
+    pub fn source(rc: i32) -> Option<crate::blocks::Source> {
+        use crate::blocks::Source;
+        match rc {
+            DENY => Some(Source::Denylist),
+            BLOCK_MANUAL => Some(Source::Manual),
+            BLOCK_AUTO => Some(Source::Auto),
+            _ => None,
+        }
+    }
 }
 
 /// Milliseconds since the epoch.

@@ -275,6 +275,115 @@ pub fn human(seconds: f64) -> String {
     format!("{}s", number(seconds))
 }
 
+/// A scalar argument as Lua or JSON carries it (a query argument, a body
+/// field, a Lua call's argument), for errors that show the value the way
+/// Lua would: `'text'`, `5`, `1.5`, `true`, or the type for a table.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scalar<'a> {
+    /// Absent (`nil`, or JSON `null`).
+    Nil,
+    /// An integral number.
+    Int(i64),
+    /// Another number.
+    Float(f64),
+    /// A string.
+    Text(&'a str),
+    /// A boolean.
+    Bool(bool),
+    /// Anything else (a table, a function, ...), by its Lua type name.
+    Other(&'static str),
+}
+
+impl<'a> Scalar<'a> {
+    /// The scalar of a JSON value (arrays and objects are Lua tables).
+    pub fn of_json(v: &'a Value) -> Scalar<'a> {
+        match v {
+            Value::Null => Scalar::Nil,
+            Value::Bool(b) => Scalar::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Scalar::Int(i),
+                None => Scalar::number(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => Scalar::Text(s),
+            Value::Array(_) | Value::Object(_) => Scalar::Other("table"),
+        }
+    }
+
+    /// A query argument read as Lua's `tonumber(v) or v` would: decimal
+    /// numbers become numbers, anything else stays text.
+    pub fn of_query(s: &'a str) -> Scalar<'a> {
+        let t = s.trim();
+        let numeric = t.bytes().any(|b| b.is_ascii_digit())
+            && t.bytes()
+                .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+        match t.parse::<f64>() {
+            Ok(f) if numeric => Scalar::number(f),
+            _ => Scalar::Text(s),
+        }
+    }
+
+    /// A number, integral ones as [`Scalar::Int`] (as mlua reads LuaJIT's).
+    pub fn number(f: f64) -> Scalar<'a> {
+        if f.fract() == 0.0 && f.abs() < 9.0e15 {
+            Scalar::Int(f as i64)
+        } else {
+            Scalar::Float(f)
+        }
+    }
+
+    /// Lua's type name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Scalar::Nil => "nil",
+            Scalar::Int(_) | Scalar::Float(_) => "number",
+            Scalar::Text(_) => "string",
+            Scalar::Bool(_) => "boolean",
+            Scalar::Other(t) => t,
+        }
+    }
+
+    /// The value as an error message shows it.
+    pub fn show(&self) -> String {
+        match self {
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Text(s) => format!("'{s}'"),
+            Scalar::Bool(b) => b.to_string(),
+            other => other.type_name().to_string(),
+        }
+    }
+}
+
+/// A duration argument in ms: absent means 0 (permanent, for a block), a
+/// number of seconds (at most 1e12), or a string like `"15m"`. Errors
+/// begin with `duration`.
+///
+/// ```
+/// use warden_core::options::{duration_arg, Scalar};
+/// assert_eq!(duration_arg(Scalar::Text("15m")), Ok(900_000));
+/// assert_eq!(duration_arg(Scalar::Nil), Ok(0));
+/// assert!(duration_arg(Scalar::Int(-5)).unwrap_err().ends_with("got -5"));
+/// ```
+pub fn duration_arg(v: Scalar<'_>) -> Result<u64, String> {
+    let ms = match v {
+        Scalar::Nil => Some(0),
+        Scalar::Int(i) if i >= 0 => seconds_to_ms(i as f64),
+        Scalar::Float(f) => seconds_to_ms(f),
+        Scalar::Text(s) => return parse_duration(s).map_err(|m| format!("duration {m}")),
+        _ => None,
+    };
+    ms.ok_or_else(|| {
+        let got = match v {
+            Scalar::Int(_) | Scalar::Float(_) => v.show(),
+            other => other.type_name().to_string(),
+        };
+        format!(
+            "duration must be a number of seconds >= 0 or a string like \
+             '90s', '15m', '24h', '7d', got {got}"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,5 +443,47 @@ mod tests {
             duration(&json!(true), "auto_block_duration").unwrap_err().to_string(),
             "opts.auto_block_duration must be a duration like '90s', '15m', '24h' or '7d', got true"
         );
+    }
+
+    #[test]
+    fn duration_args() {
+        assert_eq!(duration_arg(Scalar::Float(1.5)), Ok(1_500));
+        assert_eq!(duration_arg(Scalar::Int(86_400)), Ok(86_400_000));
+        assert_eq!(duration_arg(Scalar::Nil), Ok(0));
+        assert_eq!(
+            duration_arg(Scalar::Text("soon")).unwrap_err(),
+            "duration must be a duration like '90s', '15m', '24h' or '7d', got 'soon'"
+        );
+        for (bad, got) in [
+            (Scalar::Int(-5), "-5"),
+            (Scalar::Float(-0.5), "-0.5"),
+            (Scalar::Int(2_000_000_000_000), "2000000000000"),
+            (Scalar::Bool(true), "boolean"),
+            (Scalar::Other("table"), "table"),
+        ] {
+            assert_eq!(
+                duration_arg(bad).unwrap_err(),
+                format!(
+                    "duration must be a number of seconds >= 0 or a string like \
+                     '90s', '15m', '24h', '7d', got {got}"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn scalars_show_as_lua_would() {
+        assert_eq!(Scalar::of_query("5"), Scalar::Int(5));
+        assert_eq!(Scalar::of_query(" -1 "), Scalar::Int(-1));
+        assert_eq!(Scalar::of_query("1.5"), Scalar::Float(1.5));
+        assert_eq!(Scalar::of_query("abc"), Scalar::Text("abc"));
+        assert_eq!(Scalar::of_query("inf"), Scalar::Text("inf"));
+        assert_eq!(Scalar::of_query("-"), Scalar::Text("-"));
+        assert_eq!(Scalar::of_query(""), Scalar::Text(""));
+        assert_eq!(Scalar::of_json(&json!([1])).show(), "table");
+        assert_eq!(Scalar::of_json(&json!(null)), Scalar::Nil);
+        assert_eq!(Scalar::of_json(&json!("x")).show(), "'x'");
+        assert_eq!(Scalar::of_json(&json!(2.0)), Scalar::Int(2));
+        assert_eq!(Scalar::of_json(&json!(2.5)).show(), "2.5");
     }
 }

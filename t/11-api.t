@@ -397,3 +397,25 @@ before: 200
 200 {"blocks":2,"message":"refreshed","protected_routes":0}
 after: 403x20 errors=0 workers>1=true
 open: 200
+
+
+
+=== TEST 8: a change waits while another worker holds the policy's lock
+--- http_config eval: $::HttpConfig
+--- config
+    location /t {
+        content_by_lua_block {
+            -- another worker's change, for 50 ms
+            warden.dict:set("p|lock", 1, 0.05)
+            local t0 = ngx.now()
+            ngx.say(api("POST", "/security/whitelist",
+                        { type = "path", value = "/waited" }):gsub('"created":%d+', '"created":T'), "")
+            ngx.update_time()
+            ngx.say("waited: ", ngx.now() - t0 >= 0.04)
+            ngx.say(api("GET", "/security/whitelist"):match('"total":%d+'))
+        }
+    }
+--- response_body
+201 {"created":T,"description":"","id":1,"type":"path","value":"/waited"}
+waited: true
+"total":1

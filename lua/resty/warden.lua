@@ -12,7 +12,6 @@
 local core = require "resty.warden.core"
 local detector = require "resty.warden.detector"
 local access = require "resty.warden.access"
-local metrics = require "resty.warden.metrics"
 local state = require "resty.warden.state"
 local ffi = require "ffi"
 local base = require "resty.core.base"
@@ -58,7 +57,7 @@ local textbuf = ffi.new("unsigned char[64]")
 local SYNC_INTERVAL = 1  -- seconds between background syncs and sweeps
 
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = core.lua.version }
 local mt = { __index = _M }
 
 
@@ -99,9 +98,6 @@ function _M.new(opts)
         block_status = cfg.block_status,
         forwarded_logged = 0,
         detector = engine:detector(),  -- nil when disabled
-        admin_max_body = cfg.admin_max_body,
-        max_captures = cfg.max_captures,
-        options_policy = cfg.policy,
         iprepd = false,  -- set below when configured
     }, mt)
     -- The per-request methods live in the instance itself: a method found
@@ -113,26 +109,14 @@ function _M.new(opts)
             cfg.statsd_port, 100)
         self.statsd_flush_timer = cfg.statsd_flush_timer
     end
-    if cfg.admin_token then
-        self.admin_token = cfg.admin_token
-    elseif cfg.admin_token_file then
-        local f, ferr = io.open(cfg.admin_token_file, "rb")
-        if not f then
-            error("resty.warden: opts.admin_token_file: cannot read '"
-                  .. cfg.admin_token_file .. "': " .. tostring(ferr), 2)
-        end
-        local token = (f:read("*a") or ""):match("^%s*(.-)%s*$")
-        f:close()
-        if token == "" or token:find("%s") then
-            error("resty.warden: opts.admin_token_file: '"
-                  .. cfg.admin_token_file .. "' must hold one token"
-                  .. " (no spaces)", 2)
-        end
-        self.admin_token = token
+    -- the admin API (reads admin_token_file)
+    local admin, warning = core.lua.admin(engine)
+    if not admin then
+        error("resty.warden: " .. warning, 2)
     end
-    if self.admin_token and #self.admin_token < 16 then
-        log(WARN, "warden: the admin token is shorter than 16 characters;"
-            .. " use a long random one (e.g. openssl rand -hex 32)")
+    self.admin = admin
+    if warning then
+        log(WARN, "warden: ", warning)
     end
     if opts and opts.iprepd ~= nil then
         -- reputation from iprepd after the lists and blocks; blocking and
@@ -248,7 +232,7 @@ function _M:init_worker()
                 end
             end
             last = now
-            local g, names = metrics.gauges(self:stats())
+            local g, names = self.engine:gauges()
             for _, name in ipairs(names) do
                 sd.gauge("warden." .. name, g[name])
             end
@@ -335,17 +319,6 @@ local function decide(self, ip)
 end
 
 
---- warden:_decide(ip) -> rc, client: check()'s decision on the textual
--- address `ip`, without acting on it (for /security/check).
-function _M:_decide(ip)
-    local rc = decide(self, ip)
-    if rc >= 0 then
-        rc = band(rc, 0xff)
-    end
-    return rc, client
-end
-
-
 -- Acts on an outcome of decide() other than a plain PASS.
 local function act(self, rc, ip, site)
     if rc < 0 then
@@ -367,8 +340,8 @@ local function act(self, rc, ip, site)
     rc = band(rc, 0xff)
     if flags > 0 then
         -- whitelisted paths, sites, protected routes; may end the request
-        local res = access.enforce(self, rc, client, client_text, site,
-                                   blocked, flags)
+        local res = access.enforce(self, rc, client_text, site, blocked,
+                                   flags)
         if rc ~= PASS or res == "skip" then
             return true  -- allowlisted, or let through in monitor mode
         end
@@ -518,14 +491,10 @@ function _M:blocked()
 end
 
 
---- warden:stats() -> counters summed over every worker, and memory use.
+--- warden:stats() -> counters summed over every worker, and memory use
+-- (src/metrics/snapshot.rs).
 function _M:stats()
-    sync(self)
-    local s = self.engine:stats()
-    s.dict = self.dict_name
-    s.version = _M._VERSION
-    s.state_file = self.state_path
-    return s
+    return self.engine:stats()
 end
 
 
@@ -554,7 +523,7 @@ end
 
 --- warden:metrics_text() -> the Prometheus text format.
 function _M:metrics_text()
-    return metrics.render(self:stats())
+    return self.engine:prometheus()
 end
 
 
@@ -595,8 +564,8 @@ function _M:threat_score(ip)
     end
     if score < 100 then
         local r = reputation(self, ip)
-        if r and 100 - r > score then
-            score, rule = 100 - r, "reputation"
+        if r then
+            return self.engine:threat_score(ip, r)
         end
     end
     return score, rule

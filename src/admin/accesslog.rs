@@ -221,7 +221,7 @@ fn number(digits: &[u8]) -> Option<u64> {
     })
 }
 
-const MONTHS: [&str; 12] = [
+pub(crate) const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
@@ -273,6 +273,20 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
+}
+
+/// The proleptic Gregorian date (year, month 1-12, day) of a number of
+/// days since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+pub(crate) fn civil_from_days(days: i64) -> (i64, usize, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month as usize, day)
 }
 
 #[cfg(test)]
@@ -400,16 +414,9 @@ mod tests {
 
     /// `dd/Mon/yyyy:hh:mm:ss` of seconds since the epoch (`civil_from_days`).
     fn local_time(secs: i64) -> String {
-        let (days, sod) = (secs.div_euclid(86_400) + 719_468, secs.rem_euclid(86_400));
-        let era = days.div_euclid(146_097);
-        let doe = days - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        let mon = MONTHS[month as usize - 1];
+        let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (year, month, day) = civil_from_days(days);
+        let mon = MONTHS[month - 1];
         let (h, m, s) = (sod / 3600, sod / 60 % 60, sod % 60);
         format!("{day:02}/{mon}/{year:04}:{h:02}:{m:02}:{s:02}")
     }

@@ -13,6 +13,10 @@
 use std::cell::UnsafeCell;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
+use crate::error::Error;
+use crate::net::addr::Net;
+use crate::options::Scalar;
+
 /// Event types (FlatRun's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -340,6 +344,107 @@ impl Ring {
     }
 }
 
+impl Filter {
+    /// The filter of a request for events (`GET /security/events`,
+    /// `warden:events{...}`): `limit` (a positive integer, 100 when
+    /// absent), `type` (a [`Kind`] name), `ip` (an address or a network)
+    /// and `since` (seconds since the epoch). Errors name the argument.
+    pub fn read(
+        limit: Scalar<'_>,
+        kind: Scalar<'_>,
+        ip: Scalar<'_>,
+        since: Scalar<'_>,
+    ) -> Result<Filter, Error> {
+        let mut f = Filter {
+            limit: 100,
+            ..Filter::default()
+        };
+        match limit {
+            Scalar::Nil => {}
+            Scalar::Int(n) if n > 0 => f.limit = n as usize,
+            v => {
+                return Err(Error::invalid(
+                    "limit",
+                    format!("limit must be a positive integer, got {}", v.show()),
+                ))
+            }
+        }
+        match kind {
+            Scalar::Nil => {}
+            Scalar::Text(s) => match Kind::from_name(s) {
+                Some(k) => f.kind = Some(k),
+                None => {
+                    let names: Vec<&str> = Kind::ALL.iter().map(|(_, n)| *n).collect();
+                    return Err(Error::invalid(
+                        "type",
+                        format!("type must be one of {}, got '{s}'", names.join(", ")),
+                    ));
+                }
+            },
+            v => {
+                return Err(Error::invalid(
+                    "type",
+                    format!("type must be a string, got {}", v.show()),
+                ))
+            }
+        }
+        match ip {
+            Scalar::Nil => {}
+            Scalar::Text(s) => match Net::parse(s.trim()) {
+                Ok(n) => f.ip = Some(n.to_string()),
+                Err(e) => return Err(Error::invalid("ip", format!("ip: {e}"))),
+            },
+            v => {
+                return Err(Error::invalid(
+                    "ip",
+                    format!("ip: target must be a string, got {}", v.type_name()),
+                ))
+            }
+        }
+        match since {
+            Scalar::Nil => {}
+            Scalar::Int(n) if n >= 0 => f.since_ms = (n as u64).saturating_mul(1000),
+            Scalar::Float(n) if n >= 0.0 => f.since_ms = (n * 1000.0) as u64,
+            v => {
+                return Err(Error::invalid(
+                    "since",
+                    format!(
+                        "since must be a time in seconds since the epoch, got {}",
+                        v.show()
+                    ),
+                ))
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// Events matching `f` from the events ring and the ring of captured
+/// requests (only the latter for [`Kind::Capture`], only the former for
+/// another kind, both merged when no kind is asked for), newest first.
+pub fn query_both(events: &Ring, captures: &Ring, f: &Filter, now_ms: u64) -> Vec<Event> {
+    match f.kind {
+        Some(Kind::Capture) => captures.query(f, now_ms),
+        Some(_) => events.query(f, now_ms),
+        None => {
+            let mut l = events.query(f, now_ms);
+            l.extend(captures.query(f, now_ms));
+            l.sort_by_key(|e| std::cmp::Reverse(e.time_ms));
+            if f.limit > 0 {
+                l.truncate(f.limit);
+            }
+            l
+        }
+    }
+}
+
+/// Forgets the events of both rings older than `older_than_ms` before
+/// `now_ms`; returns how many that hides.
+pub fn cleanup_both(events: &Ring, captures: &Ring, older_than_ms: u64, now_ms: u64) -> usize {
+    let before = now_ms.saturating_sub(older_than_ms) + 1;
+    events.cleanup(before) + captures.cleanup(before)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +539,98 @@ mod tests {
             assert_eq!(Kind::from_name(n), Some(k));
             assert_eq!(k.name(), n);
         }
+        // the counters of events by type carry the same names
+        let counted: Vec<_> = crate::metrics::Stat::events().collect();
+        assert_eq!(counted.len(), Kind::ALL.len());
+        for ((k, n), (s, m)) in Kind::ALL.iter().zip(counted) {
+            assert_eq!((k.stat(), *n), (s, m));
+        }
         assert_eq!(RECORD_BYTES, 576);
+    }
+
+    #[test]
+    fn filters_name_the_argument() {
+        use Scalar::*;
+        let f = Filter::read(Int(5), Text("capture"), Text(" 192.0.2.1 "), Int(7)).unwrap();
+        assert_eq!(
+            (f.limit, f.kind, f.ip.as_deref(), f.since_ms),
+            (5, Some(Kind::Capture), Some("192.0.2.1"), 7000)
+        );
+        assert_eq!(Filter::read(Nil, Nil, Nil, Nil).unwrap().limit, 100);
+        for (args, field, msg) in [
+            (
+                (Text("abc"), Nil, Nil, Nil),
+                "limit",
+                "limit must be a positive integer, got 'abc'",
+            ),
+            (
+                (Float(1.5), Nil, Nil, Nil),
+                "limit",
+                "limit must be a positive integer, got 1.5",
+            ),
+            (
+                (Int(0), Nil, Nil, Nil),
+                "limit",
+                "limit must be a positive integer, got 0",
+            ),
+            (
+                (Nil, Text("bogus"), Nil, Nil),
+                "type",
+                "type must be one of blocked_ip, rate_limited, auth_failed, suspicious, \
+                 scan_detected, capture, got 'bogus'",
+            ),
+            (
+                (Nil, Bool(true), Nil, Nil),
+                "type",
+                "type must be a string, got true",
+            ),
+            (
+                (Nil, Nil, Text("x"), Nil),
+                "ip",
+                "ip: invalid IP address or CIDR 'x'",
+            ),
+            (
+                (Nil, Nil, Int(5), Nil),
+                "ip",
+                "ip: target must be a string, got number",
+            ),
+            (
+                (Nil, Nil, Nil, Int(-1)),
+                "since",
+                "since must be a time in seconds since the epoch, got -1",
+            ),
+        ] {
+            let e = Filter::read(args.0, args.1, args.2, args.3).unwrap_err();
+            assert_eq!((e.field(), e.message()), (Some(field), msg));
+            assert_eq!(e.kind().status(), 400);
+        }
+    }
+
+    #[test]
+    fn both_rings_merged_newest_first() {
+        let ev_ring = Ring::new("t-both-ev", 8, 0).unwrap();
+        let cap_ring = Ring::new("t-both-cap", 8, 0).unwrap();
+        ev_ring.push(&ev(1_000, "a", Kind::BlockedIp));
+        cap_ring.push(&ev(2_000, "b", Kind::Capture));
+        ev_ring.push(&ev(3_000, "c", Kind::Suspicious));
+        let f = Filter {
+            limit: 2,
+            ..Filter::default()
+        };
+        let ips: Vec<_> = query_both(&ev_ring, &cap_ring, &f, 4_000)
+            .into_iter()
+            .map(|e| e.ip)
+            .collect();
+        assert_eq!(ips, ["c", "b"]);
+        let f = Filter {
+            kind: Some(Kind::Capture),
+            ..Filter::default()
+        };
+        assert_eq!(query_both(&ev_ring, &cap_ring, &f, 4_000)[0].ip, "b");
+        assert_eq!(cleanup_both(&ev_ring, &cap_ring, 1_500, 4_000), 2);
+        assert_eq!(
+            query_both(&ev_ring, &cap_ring, &Filter::default(), 4_000).len(),
+            1
+        );
     }
 }

@@ -6,14 +6,13 @@ use mlua::{
 };
 
 use super::dict::{LuaDict, LuaLog};
-use super::{error3, net_arg, nil_err, ok, show_lua, str_arg};
+use super::{net_arg, nil_err, ok, str_arg, with_scalar};
 use crate::blocks::Source;
 use crate::engine::{now_ms, Engine};
 use crate::events::{Event, Filter, Kind};
 use crate::metrics::Stat;
 use crate::net::addr::{Addr, Net};
 use crate::ops::{Warden, Worker};
-use crate::policy::credentials::Outcome;
 
 /// The userdata that owns an engine, with its shared dict. The engine is
 /// boxed so that the pointer handed to the FFI functions stays put.
@@ -51,22 +50,10 @@ impl LuaEngine {
     }
 }
 
-/// An event as Lua sees it (`engine:events()`, `engine:trip()`).
-pub(super) fn event_table(lua: &Lua, e: &Event) -> LuaResult<Table> {
-    let t = lua.create_table_with_capacity(0, 12)?;
-    t.set("time", e.time_ms as f64 / 1000.0)?;
-    t.set("ip", e.ip.as_str())?;
-    t.set("type", e.kind.map_or("unknown", |k| k.name()))?;
-    t.set("rule", e.rule.as_str())?;
-    t.set("count", e.count)?;
-    t.set("threshold", e.threshold)?;
-    t.set("window", e.window_s)?;
-    t.set("status", e.status)?;
-    t.set("method", e.method.as_str())?;
-    t.set("path", e.path.as_str())?;
-    t.set("user_agent", e.user_agent.as_str())?;
-    t.set("action", e.action.as_str())?;
-    Ok(t)
+/// An event as Lua sees it (`engine:events()`, `engine:trip()`): the
+/// admin API's view of it.
+pub(super) fn event_table(lua: &Lua, e: &Event) -> LuaResult<Value> {
+    lua.to_value(&crate::admin::views::event(e))
 }
 
 fn block_table(
@@ -180,44 +167,33 @@ impl UserData for LuaEngine {
                 x.set("prefix", r.prefix.clone())?;
                 x.set("timeout", r.timeout_ms)?;
                 x.set("node", r.node.clone())?;
+                x.set("where", r.location())?;
                 t.set("redis", x)?;
             }
             t.set("policy", lua.to_value(&c.policy)?)?;
             Ok(t)
         });
+        // stats() -> { name = value }: every counter, summed over every
+        // worker, and the gauges (after a sync); see metrics::Snapshot
         m.add_method("stats", |lua, this, ()| {
-            let r = this.0.region();
-            let t = lua.create_table()?;
-            for (s, name) in Stat::ALL {
-                t.set(name, r.total(s) as f64)?;
+            lua.to_value(&this.warden().snapshot().to_json())
+        });
+        // prometheus() -> the Prometheus text of stats()
+        m.add_method("prometheus", |_, this, ()| {
+            Ok(crate::metrics::prometheus::render(
+                &this.warden().snapshot(),
+            ))
+        });
+        // gauges() -> { name = value }, { name, ... }: what statsd gets next
+        // to the counters, names in order
+        m.add_method("gauges", |lua, this, ()| {
+            let g = this.warden().snapshot().gauges();
+            let values = lua.create_table()?;
+            for (k, v) in &g {
+                values.set(*k, *v)?;
             }
-            t.set("blocks", this.0.block_count())?;
-            t.set("lists_memory", this.0.lists_memory())?;
-            t.set("shm_bytes", r.size())?;
-            t.set("denylist", this.0.config().denylist.len())?;
-            if let Some(d) = this.0.detector() {
-                t.set("detector_tracked", d.table().tracked(now_ms()))?;
-                t.set("detector_capacity", d.table().capacity())?;
-                t.set("detector_memory_bytes", d.table().bytes())?;
-                t.set(
-                    "detector_bytes_per_client",
-                    crate::detect::counters::SLOT_BYTES,
-                )?;
-            }
-            let (free, capacity) = this.warden().dict_space();
-            t.set("dict_free_bytes", free)?;
-            t.set("dict_capacity_bytes", capacity)?;
-            if let Some(f) = this.warden().fleet_status() {
-                t.set("fleet_node", f.node)?;
-                t.set("fleet_redis", f.redis)?;
-                t.set("fleet_connected", f.connected)?;
-                t.set("fleet_queued", f.queued)?;
-            }
-            let ev = this.0.events();
-            t.set("events_recorded", ev.written() as f64)?;
-            t.set("events_capacity", ev.capacity())?;
-            t.set("events_memory_bytes", ev.bytes())?;
-            Ok(t)
+            let names = lua.create_sequence_from(g.iter().map(|(k, _)| *k))?;
+            Ok((values, names))
         });
         // detector() -> its options as Lua sees them, or nil when off
         m.add_method("detector", |lua, this, ()| {
@@ -283,86 +259,37 @@ impl UserData for LuaEngine {
         });
         // events{ limit, type, ip, since } -> { event, ... } | nil, err
         m.add_method("events", |lua, this, f: Option<Table>| {
-            let mut filter = Filter {
-                limit: 100,
-                ..Filter::default()
+            let get = |k: &str| -> LuaResult<Value> {
+                f.as_ref().map_or(Ok(Value::Nil), |t| t.get::<Value>(k))
             };
-            if let Some(f) = f {
-                match f.get::<Value>("limit")? {
-                    Value::Nil => {}
-                    Value::Integer(n) if n > 0 => filter.limit = n as usize,
-                    Value::Number(n) if n >= 1.0 && n.fract() == 0.0 => filter.limit = n as usize,
-                    v => {
-                        return nil_err(
-                            lua,
-                            format!("limit must be a positive integer, got {}", show_lua(&v)),
-                        )
-                    }
-                }
-                match f.get::<Value>("type")? {
-                    Value::Nil => {}
-                    Value::String(s) => match Kind::from_name(&s.to_string_lossy()) {
-                        Some(k) => filter.kind = Some(k),
-                        None => {
-                            let names: Vec<&str> = Kind::ALL.iter().map(|(_, n)| *n).collect();
-                            return nil_err(
-                                lua,
-                                format!(
-                                    "type must be one of {}, got '{}'",
-                                    names.join(", "),
-                                    s.to_string_lossy()
-                                ),
-                            );
-                        }
-                    },
-                    v => {
-                        return nil_err(lua, format!("type must be a string, got {}", show_lua(&v)))
-                    }
-                }
-                match f.get::<Value>("ip")? {
-                    Value::Nil => {}
-                    v => match net_arg(&v) {
-                        Ok(n) => filter.ip = Some(n.to_string()),
-                        Err(e) => return nil_err(lua, format!("ip: {e}")),
-                    },
-                }
-                match f.get::<Value>("since")? {
-                    Value::Nil => {}
-                    Value::Integer(n) if n >= 0 => filter.since_ms = n as u64 * 1000,
-                    Value::Number(n) if n >= 0.0 => filter.since_ms = (n * 1000.0) as u64,
-                    v => {
-                        return nil_err(
-                            lua,
-                            format!(
-                                "since must be a time in seconds since the epoch, got {}",
-                                show_lua(&v)
-                            ),
-                        )
-                    }
-                }
-            }
-            let now = now_ms();
-            let list = match filter.kind {
-                Some(Kind::Capture) => this.0.captures().query(&filter, now),
-                Some(_) => this.0.events().query(&filter, now),
-                None => {
-                    let mut l = this.0.events().query(&filter, now);
-                    l.extend(this.0.captures().query(&filter, now));
-                    l.sort_by_key(|e| std::cmp::Reverse(e.time_ms));
-                    l.truncate(filter.limit);
-                    l
-                }
+            let (limit, kind, ip, since) = (get("limit")?, get("type")?, get("ip")?, get("since")?);
+            let filter = with_scalar(&limit, |l| {
+                with_scalar(&kind, |k| {
+                    with_scalar(&ip, |i| with_scalar(&since, |s| Filter::read(l, k, i, s)))
+                })
+            });
+            let filter = match filter {
+                Ok(f) => f,
+                Err(e) => return nil_err(lua, e),
             };
+            let e = &this.0;
+            let list = crate::events::query_both(e.events(), e.captures(), &filter, now_ms());
             let out = lua.create_table_with_capacity(list.len(), 0)?;
-            for (i, e) in list.iter().enumerate() {
-                out.raw_set(i + 1, event_table(lua, e)?)?;
+            for (i, ev) in list.iter().enumerate() {
+                out.raw_set(i + 1, event_table(lua, ev)?)?;
             }
             ok(lua, out)
         });
         // cleanup(older_than) -> events hidden (older_than: seconds ago)
         m.add_method("cleanup", |_, this, older: f64| {
-            let before = now_ms().saturating_sub((older.max(0.0) * 1000.0) as u64);
-            Ok(this.0.events().cleanup(before + 1) + this.0.captures().cleanup(before + 1))
+            let e = &this.0;
+            let ms = (older.max(0.0) * 1000.0) as u64;
+            Ok(crate::events::cleanup_both(
+                e.events(),
+                e.captures(),
+                ms,
+                now_ms(),
+            ))
         });
         // trusted(ip) -> true when ip is a trusted proxy (false if invalid)
         m.add_method("trusted", |_, this, ip: String| {
@@ -388,83 +315,93 @@ impl UserData for LuaEngine {
             }
             Ok(out)
         });
-        // verify_route(index (0-based), authorization | nil)
-        //   -> "ok" | "missing" | "malformed" | "denied", user, scheme, realm
+        // threat_score(ip, reputation?) -> score (0-100), rule | nil, err;
+        // with iprepd's reputation of ip, raised by it (rule "reputation")
         m.add_method(
-            "verify_route",
-            |lua, this, (i, auth): (usize, Option<mlua::LuaString>)| {
-                let p = this.0.policy();
-                let Some(r) = p.route(i) else {
-                    return nil_err(lua, format!("no protected route {i}"));
+            "threat_score",
+            |lua, this, (ip, rep): (Value, Option<f64>)| {
+                let a = match str_arg(&ip, "ip")
+                    .and_then(|s| Addr::parse(s.trim()).map_err(|e| e.to_string()))
+                {
+                    Ok(a) => a,
+                    Err(e) => return nil_err(lua, e),
                 };
-                let auth = auth.as_ref().map(|a| a.as_bytes());
-                let (word, user) = match r.verify(auth.as_deref()) {
-                    Outcome::Ok { user } => {
-                        this.0.count(Stat::AuthPassed);
-                        ("ok", user)
-                    }
-                    other => {
-                        this.0.count(Stat::AuthFailed);
-                        let w = match other {
-                            Outcome::Missing => "missing",
-                            Outcome::Malformed => "malformed",
-                            _ => "denied",
-                        };
-                        (w, String::new())
-                    }
-                };
+                let (score, mut rule) = this.0.threat_score(a);
+                let (score, raised) = crate::reputation::threat_score(score, rep);
+                if raised {
+                    rule = Some("reputation");
+                }
                 Ok(MultiValue::from_vec(vec![
-                    Value::String(lua.create_string(word)?),
-                    Value::String(lua.create_string(&user)?),
-                    Value::String(lua.create_string(r.scheme().as_str())?),
-                    Value::String(lua.create_string(&r.realm)?),
+                    Value::Integer(i64::from(score)),
+                    match rule {
+                        Some(r) => Value::String(lua.create_string(r)?),
+                        None => Value::Nil,
+                    },
                 ]))
             },
         );
-        // threat_score(ip) -> score (0-100), rule | nil, err
-        m.add_method("threat_score", |lua, this, ip: Value| {
-            let a = match str_arg(&ip, "ip")
-                .and_then(|s| Addr::parse(s.trim()).map_err(|e| e.to_string()))
-            {
-                Ok(a) => a,
-                Err(e) => return nil_err(lua, e),
-            };
-            let (score, rule) = this.0.threat_score(a);
-            Ok(MultiValue::from_vec(vec![
-                Value::Integer(i64::from(score)),
-                match rule {
-                    Some(r) => Value::String(lua.create_string(r)?),
-                    None => Value::Nil,
-                },
-            ]))
-        });
-        // analyze_line(line) -> { rc, ip, method, path, status, user_agent,
-        //                         time } | nil, err, field
-        m.add_method("analyze_line", |lua, this, line: mlua::LuaString| {
-            let text = line.to_string_lossy();
-            let l = match crate::admin::accesslog::parse(&text) {
-                Ok(l) => l,
-                Err(e) => return error3(lua, &e.to_string(), e.field()),
-            };
-            let a = match Addr::parse(l.addr) {
-                Ok(a) => a,
-                Err(e) => return error3(lua, &format!("remote_addr: {e}"), "remote_addr"),
-            };
-            let req = crate::detect::Request {
-                uri: l.target,
-                status: l.status.min(999),
-                user_agent: l.user_agent,
-            };
-            let rc = this.0.observe(a, &req);
-            let t = lua.create_table_with_capacity(0, 7)?;
-            t.set("rc", rc)?;
-            t.set("ip", a.to_string())?;
-            t.set("method", l.method)?;
-            t.set("path", lua.create_string(l.target)?)?;
-            t.set("status", l.status)?;
-            t.set("user_agent", lua.create_string(l.user_agent)?)?;
-            t.set("time", l.time_ms as f64 / 1000.0)?;
-            ok(lua, t)
-        });
+    }
+}
+
+#[cfg(all(test, feature = "vendored"))]
+mod tests {
+    use crate::lua::testing::{lua, run};
+
+    const OPTS: &str = r#"{ dict = "t-lua-engine", trusted_proxies = { "10.0.0.0/8" },
+                            allowlist = { "198.51.100.1" }, denylist = { "203.0.113.0/24" } }"#;
+
+    #[test]
+    fn new_needs_nginx_and_engine_reads_the_options() {
+        let lua = lua("t-lua-engine", OPTS);
+        let err: String = run(
+            &lua,
+            r#"return select(2, core.new{ dict = "t-lua-engine" })"#,
+        );
+        assert!(
+            err.starts_with("cannot find nginx's ngx_http_get_variable"),
+            "{err}"
+        );
+        let err: String = run(
+            &lua,
+            r#"return select(2, core.engine{ dict = "t-lua-engine", blocking_mode = 7 })"#,
+        );
+        assert!(err.contains("blocking_mode"), "{err}");
+        let got: String = run(
+            &lua,
+            r#"local c = engine:config()
+               return c.dict .. " " .. tostring(engine:trusted("10.1.2.3")) .. " "
+                      .. tostring(engine:trusted("192.0.2.1")) .. " "
+                      .. tostring(engine:allowlisted("198.51.100.1"))"#,
+        );
+        assert_eq!(got, "t-lua-engine true false true");
+    }
+
+    #[test]
+    fn stats_and_events_from_rust() {
+        let lua = lua("t-lua-engine", OPTS);
+        let got: String = run(
+            &lua,
+            r#"assert(engine:block("192.0.2.9", 60))
+               local before = engine:stat("lookup_errors")  -- the process's
+               engine:count("lookup_errors", 2)
+               local s = engine:stats()
+               return s.dict .. " " .. s.blocks .. " " .. s.denylist .. " "
+                      .. s.lookup_errors - before .. " " .. s.dict_free_bytes .. " "
+                      .. tostring(engine:prometheus():find("warden_blocked_addresses 2\n", 1, true) ~= nil)"#,
+        );
+        assert_eq!(got, "t-lua-engine 1 1 2 40000 true");
+        let got: String = run(
+            &lua,
+            r#"assert(engine:record{ ip = "192.0.2.9", type = "auth_failed", rule = "protected_route",
+                                     status = 401, path = "/admin", action = "401: credentials missing" })
+               local _, err = engine:record{ type = "nonsense" }
+               local ev = engine:events{ type = "auth_failed" }
+               local _, bad = engine:events{ limit = "many" }
+               return #ev .. " " .. ev[1].ip .. " " .. ev[1].status .. " " .. err .. " | " .. bad"#,
+        );
+        assert!(
+            got.starts_with("1 192.0.2.9 401 unknown event type 'nonsense' | "),
+            "{got}"
+        );
     }
 }

@@ -7,25 +7,30 @@
 //!
 //! One file per Rust object exposed to Lua: [`engine`] (a warden
 //! instance, with [`ops`]: its operations on the shared dict), [`iprepd`]
-//! (an iprepd client), [`metrics`] (buffered statsd metrics); [`dict`]
-//! reaches `ngx.shared.DICT` and `ngx.log` from Rust.
+//! (an iprepd client), [`metrics`] (buffered statsd metrics), `admin` (the
+//! admin API, `admin:serve(req)`); [`dict`] reaches `ngx.shared.DICT` and
+//! `ngx.log` from Rust.
 //!
 //! Conventions: misuse raises a Lua error naming the option and value;
 //! failures at run time return `nil, err`.
 
+mod admin;
 mod dict;
 mod engine;
 mod iprepd;
 mod metrics;
 mod ops;
+#[cfg(all(test, feature = "vendored"))]
+mod testing;
 
-use mlua::{Lua, LuaSerdeExt, MultiValue, Result as LuaResult, Table, Value};
+use mlua::{IntoLuaMulti, Lua, LuaSerdeExt, MultiValue, Result as LuaResult, Table, Value};
 
 use crate::config::Config;
 use crate::engine::{now_ms, Engine};
 use crate::net::addr::Net;
-use crate::options;
+use crate::options::{self, Scalar};
 
+use admin::LuaAdmin;
 use engine::LuaEngine;
 use metrics::LuaMetrics;
 
@@ -36,54 +41,34 @@ pub(crate) fn nil_err(lua: &Lua, msg: impl ToString) -> LuaResult<MultiValue> {
     ]))
 }
 
-pub(crate) fn error3(lua: &Lua, msg: &str, field: &str) -> LuaResult<MultiValue> {
-    Ok(MultiValue::from_vec(vec![
-        Value::Nil,
-        Value::String(lua.create_string(msg)?),
-        Value::String(lua.create_string(field)?),
-    ]))
-}
-
 pub(crate) fn ok<T: mlua::IntoLua>(lua: &Lua, v: T) -> LuaResult<MultiValue> {
     Ok(MultiValue::from_vec(vec![v.into_lua(lua)?]))
 }
 
+/// Calls `f` with `v` as a [`Scalar`] (strings read lossily).
+pub(crate) fn with_scalar<R>(v: &Value, f: impl FnOnce(Scalar<'_>) -> R) -> R {
+    let text;
+    let s = match v {
+        Value::Nil => Scalar::Nil,
+        Value::Integer(i) => Scalar::Int(*i),
+        Value::Number(n) => Scalar::number(*n),
+        Value::Boolean(b) => Scalar::Bool(*b),
+        Value::String(s) => {
+            text = s.to_string_lossy();
+            Scalar::Text(&text)
+        }
+        v => Scalar::Other(v.type_name()),
+    };
+    f(s)
+}
+
 /// Parses a `duration` argument: nil/0 = permanent, seconds, or a string.
 pub(crate) fn duration_arg(v: &Value) -> Result<u64, String> {
-    match v {
-        Value::Nil => Ok(0),
-        Value::Integer(i) if *i >= 0 => Ok((*i as u64).saturating_mul(1000)),
-        Value::Number(n) if n.is_finite() && *n >= 0.0 && *n <= 1.0e12 => {
-            Ok((n * 1000.0).round() as u64)
-        }
-        Value::String(s) => {
-            let s = s
-                .to_str()
-                .map_err(|_| "duration must be text".to_string())?;
-            options::parse_duration(&s).map_err(|m| format!("duration {m}"))
-        }
-        other => {
-            let got = match other {
-                Value::Integer(i) => i.to_string(),
-                Value::Number(n) => n.to_string(),
-                v => v.type_name().to_string(),
-            };
-            Err(format!(
-                "duration must be a number of seconds >= 0 or a string like \
-                 '90s', '15m', '24h', '7d', got {got}"
-            ))
-        }
-    }
+    with_scalar(v, options::duration_arg)
 }
 
 pub(crate) fn show_lua(v: &Value) -> String {
-    match v {
-        Value::Integer(i) => i.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => format!("'{}'", s.to_string_lossy()),
-        Value::Boolean(b) => b.to_string(),
-        v => v.type_name().to_string(),
-    }
+    with_scalar(v, |s| s.show())
 }
 
 /// A value as text in a line or a header: a string as it is, anything
@@ -113,13 +98,19 @@ pub(crate) fn net_arg(v: &Value) -> Result<Net, String> {
 
 /// `new(opts)` -> engine | nil, err (the message names the option).
 fn new(lua: &Lua, opts: Value) -> LuaResult<MultiValue> {
+    if let Err(e) = crate::ffi::nginx::check() {
+        return nil_err(lua, e);
+    }
+    engine(lua, opts)
+}
+
+/// [`new`] without nginx's functions (which only the per-request FFI
+/// calls use): for the bindings' tests in a plain LuaJIT.
+fn engine(lua: &Lua, opts: Value) -> LuaResult<MultiValue> {
     let v: serde_json::Value = match lua.from_value(opts) {
         Ok(v) => v,
         Err(e) => return nil_err(lua, format!("opts: {e}")),
     };
-    if let Err(e) = crate::ffi::nginx::check() {
-        return nil_err(lua, e);
-    }
     let cfg = match Config::from_value(&v) {
         Ok(c) => c,
         Err(e) => return nil_err(lua, e),
@@ -161,10 +152,13 @@ fn iprepd_const(lua: &Lua) -> LuaResult<Table> {
 }
 
 /// Entry point of `require("warden_core")`.
-#[mlua::lua_module(name = "warden_core")]
+#[cfg_attr(feature = "module", mlua::lua_module(name = "warden_core"))]
+#[cfg_attr(not(feature = "module"), allow(dead_code))]
 fn warden_core(lua: &Lua) -> LuaResult<Table> {
     let t = lua.create_table()?;
     t.set("new", lua.create_function(new)?)?;
+    #[cfg(all(test, feature = "vendored"))]
+    t.set("engine", lua.create_function(engine)?)?;
     t.set(
         "parse_duration",
         lua.create_function(|lua, v: Value| match duration_arg(&v) {
@@ -275,30 +269,6 @@ fn warden_core(lua: &Lua) -> LuaResult<Table> {
             }
         })?,
     )?;
-    // policy_entry(kind, value[, name]) -> normalized | nil, err, field
-    // kind: "whitelist", "route", "site" (name: the site's)
-    t.set(
-        "policy_entry",
-        lua.create_function(|lua, (kind, v, name): (String, Value, Option<String>)| {
-            let v: serde_json::Value = match lua.from_value(v) {
-                Ok(v) => v,
-                Err(e) => return error3(lua, &format!("body: {e}"), "body"),
-            };
-            let r = match kind.as_str() {
-                "whitelist" => crate::policy::whitelist_entry(&v),
-                "route" => crate::policy::route_entry(&v),
-                "site" => match crate::policy::site_name(name.as_deref().unwrap_or(""), "name") {
-                    Ok(()) => crate::policy::site_entry(&v),
-                    Err(e) => Err(e),
-                },
-                other => return error3(lua, &format!("unknown policy kind '{other}'"), "kind"),
-            };
-            match r {
-                Ok(n) => ok(lua, lua.to_value(&n)?),
-                Err(e) => error3(lua, &e.to_string(), e.field()),
-            }
-        })?,
-    )?;
     // json_encode(value) -> text | nil, err. Tables with array_mt (and
     // non-empty sequences) become arrays; other empty tables objects.
     t.set(
@@ -323,25 +293,21 @@ fn warden_core(lua: &Lua) -> LuaResult<Table> {
     )?;
     t.set("array_mt", lua.array_metatable())?;
     t.set("json_null", Value::NULL)?;
-    // ct_eq(a, b) -> true when equal, in time that depends on the length
-    // only (for the admin token)
+    // admin(engine) -> admin, warning | nil, err: the admin API
+    // (admin:serve(req, bridge), see lua/admin.rs); reads admin_token_file
     t.set(
-        "ct_eq",
-        lua.create_function(|_, (a, b): (mlua::LuaString, mlua::LuaString)| {
-            let (a, b) = (a.as_bytes(), b.as_bytes());
-            if a.len() != b.len() {
-                return Ok(false);
-            }
-            let diff = a.iter().zip(b.iter()).fold(0u8, |d, (x, y)| d | (x ^ y));
-            Ok(std::hint::black_box(diff) == 0)
-        })?,
+        "admin",
+        lua.create_function(
+            |lua, engine: mlua::AnyUserData| match LuaAdmin::new(engine)? {
+                Ok((admin, warning)) => (admin, warning).into_lua_multi(lua),
+                Err(e) => nil_err(lua, e),
+            },
+        )?,
     )?;
-    // normalize_path(target) -> path as nginx's $uri would be
+    // the nginx variables api.lua hands over with each request
     t.set(
-        "normalize_path",
-        lua.create_function(|lua, s: mlua::LuaString| {
-            lua.create_string(crate::policy::normalize_path(&s.as_bytes()))
-        })?,
+        "admin_variables",
+        lua.create_sequence_from(crate::admin::exchange::VARIABLES)?,
     )?;
     t.set("version", env!("CARGO_PKG_VERSION"))?;
     // the FFI's declarations, outcome codes and flag bits, and struct

@@ -15,7 +15,9 @@ use super::{duration_arg, net_arg, ok, str_arg};
 use crate::blocks::Source;
 use crate::detect::offences::Seen;
 use crate::error::Error;
+use crate::net::addr::Addr;
 use crate::persist::fleet::agent::{Action, Outcome};
+use crate::policy::decision::{Asked, Decision};
 use crate::policy::doc::{Edit, List, Update};
 
 /// `nil, message, field, status`.
@@ -212,7 +214,7 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
             let Some(t) = this.warden().trip(&seen) else {
                 return Ok(MultiValue::new());
             };
-            let mut out = vec![Value::Table(event_table(lua, &t.event)?)];
+            let mut out = vec![event_table(lua, &t.event)?];
             if let Some((client, rule)) = t.report {
                 out.push(Value::String(lua.create_string(client.to_string())?));
                 out.push(Value::String(lua.create_string(rule)?));
@@ -220,23 +222,66 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
             Ok(MultiValue::from_vec(out))
         },
     );
-    // rate_limit(site, ip, limit, window, method, path) -> retry_after |
-    // nil: counts a request to a site with a rate limit
+    // decide(verdict, ip, site, path, method, authorization) -> nil (go
+    // on) | "skip" | "blocked" | "forbidden_ip", reason | "blocked_path",
+    // reason | "rate_limited", reason, retry_after | "unauthorized", why,
+    // challenge: the path and site policies' decision on a request of ip
+    // whose lists and blocks gave `verdict` (check()'s outcome code);
+    // counted (see ops::Warden::policy_decision). reason: what the access
+    // phase logs; retry_after: whole seconds; challenge: WWW-Authenticate.
     m.add_method(
-        "rate_limit",
-        |_,
+        "decide",
+        |lua,
          this,
-         (site, ip, limit, window, method, path): (
-            String,
-            String,
-            u32,
-            u32,
+         (verdict, ip, site, path, method, auth): (
+            i32,
+            mlua::LuaString,
             Option<mlua::LuaString>,
+            mlua::LuaString,
+            mlua::LuaString,
             Option<mlua::LuaString>,
         )| {
-            Ok(this
-                .warden()
-                .rate_limited(&site, &ip, limit, window, &text(&method), &text(&path)))
+            let Ok(client) = Addr::parse_bytes(&ip.as_bytes()) else {
+                return Ok(MultiValue::new());
+            };
+            let (site, path, method) = (
+                site.as_ref()
+                    .map(|s| s.as_bytes().to_vec())
+                    .unwrap_or_default(),
+                path.as_bytes(),
+                method.as_bytes(),
+            );
+            let auth = auth.as_ref().map(|a| a.as_bytes());
+            let asked = Asked {
+                site: &site,
+                path: &path,
+                method: &method,
+                authorization: auth.as_deref(),
+            };
+            let d = this.warden().policy_decision(client, verdict, &asked);
+            let s = |v: &str| lua.create_string(v).map(Value::String);
+            let reason = |d: &Decision| {
+                d.site_reason(
+                    &String::from_utf8_lossy(&site),
+                    &String::from_utf8_lossy(&path),
+                )
+            };
+            let out = match &d {
+                Decision::Pass | Decision::Allow => vec![],
+                Decision::Skip => vec![s("skip")?],
+                Decision::Blocked(_) => vec![s("blocked")?],
+                Decision::ForbiddenIp => vec![s("forbidden_ip")?, s(&reason(&d))?],
+                Decision::BlockedPath => vec![s("blocked_path")?, s(&reason(&d))?],
+                Decision::RateLimited { retry_after_s, .. } => vec![
+                    s("rate_limited")?,
+                    s(&reason(&d))?,
+                    Value::Number(Decision::retry_after(*retry_after_s) as f64),
+                ],
+                Decision::Unauthorized { why, scheme, realm } => {
+                    vec![s("unauthorized")?, s(why)?, s(&scheme.challenge(realm))?]
+                }
+            };
+            Ok(MultiValue::from_vec(out))
         },
     );
     // counter(key, by, ttl?) -> n | nil, err: an expendable counter (the
@@ -351,4 +396,136 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
             Ok(MultiValue::from_vec(out))
         },
     );
+}
+
+#[cfg(all(test, feature = "vendored"))]
+mod tests {
+    use crate::lua::testing::{lua, run};
+
+    const OPTS: &str = r#"{ dict = "t-lua-ops", trusted_proxies = { "127.0.0.1" },
+        whitelist = { { type = "path", value = "/health" } },
+        sites = { shop = { allowed_ips = { "192.0.2.0/24" }, rate_limit = 1 },
+                  off = { enabled = false } },
+        protected_routes = { { path = "/admin", auth_type = "basic",
+                               credentials = { "u:p" } } } }"#;
+
+    #[test]
+    fn blocks_through_the_dict_with_errors_that_name_a_status() {
+        let lua = lua("t-lua-ops", OPTS);
+        let got: String = run(
+            &lua,
+            r#"local ok, t = engine:block("192.0.2.7", "1h", "abuse")
+               local b, info = engine:is_blocked("192.0.2.7")
+               return tostring(ok) .. " " .. t .. " " .. tostring(b) .. " "
+                      .. info.source .. " " .. info.reason .. " "
+                      .. tostring(dict:get("b|192.0.2.7") ~= nil)"#,
+        );
+        assert_eq!(got, "true 192.0.2.7 true manual abuse true");
+        let got: String = run(
+            &lua,
+            r#"local _, err, field, status = engine:unblock("192.0.2.8")
+               local ok = engine:unblock("192.0.2.7")
+               local _, err2, field2, status2 = engine:block("300.1.1.1")
+               return err .. "|" .. field .. "|" .. status .. "|" .. tostring(ok)
+                      .. "|" .. err2 .. "|" .. field2 .. "|" .. status2
+                      .. "|" .. tostring((engine:is_blocked("192.0.2.7")))"#,
+        );
+        assert_eq!(
+            got,
+            "192.0.2.8 is not blocked|ip|404|true|invalid IP address or CIDR '300.1.1.1'|ip|400|false"
+        );
+    }
+
+    #[test]
+    fn policy_edits_wait_for_the_lock() {
+        let lua = lua("t-lua-ops", OPTS);
+        let got: String = run(
+            &lua,
+            r#"local e = engine:edit_policy(false, "add", "whitelist",
+                                          { type = "ip", value = "198.51.100.4" })
+               dict:safe_set("p|lock", 1)
+               local busy = engine:edit_policy(false, "remove", "whitelist", e.id)
+               local _, err, _, status = engine:edit_policy(true, "remove", "whitelist", e.id)
+               dict:delete("p|lock")
+               local _, err2, field2, status2 = engine:edit_policy(true, "remove", "whitelist", 99)
+               return e.id .. " " .. tostring(busy) .. " " .. status .. " "
+                      .. tostring(err ~= nil) .. " | " .. err2 .. " " .. field2 .. " " .. status2"#,
+        );
+        assert_eq!(
+            got,
+            "1 false 503 true | no whitelist entry with id 99 id 404"
+        );
+    }
+
+    #[test]
+    fn decide_is_the_one_policy_decision() {
+        let lua = lua("t-lua-ops", OPTS);
+        // the counters are the process's (shared by every test): what a
+        // skip uncounts is counted first, and the counts are differences
+        let counts = r#"return engine:stat("site_denied") .. " " .. engine:stat("auth_failed")
+                        .. " " .. engine:stat("auth_passed") .. " " .. engine:stat("policy_skipped")"#;
+        run::<()>(
+            &lua,
+            r#"engine:count("passed") engine:count("blocked_manual")"#,
+        );
+        let before: String = run(&lua, counts);
+        let d = |code: &str| -> String {
+            run(
+                &lua,
+                &format!(
+                    r#"local r = {{ engine:decide({code}) }}
+                       for i = 1, #r do r[i] = tostring(r[i]) end
+                       return table.concat(r, "|")"#
+                ),
+            )
+        };
+        let pass = "core.codes.PASS";
+        assert_eq!(
+            d(&format!(r#"{pass}, "198.51.100.1", "shop", "/", "GET""#)),
+            "forbidden_ip|not in allowed_ips of site 'shop'"
+        );
+        assert_eq!(
+            d(&format!(r#"{pass}, "192.0.2.1", "shop", "/", "GET""#)),
+            ""
+        );
+        let limited = d(&format!(r#"{pass}, "192.0.2.1", "shop", "/", "GET""#));
+        let (head, retry) = limited.rsplit_once('|').unwrap();
+        assert_eq!(
+            head,
+            "rate_limited|over the rate limit of site 'shop' (1 requests)"
+        );
+        assert!((1..=60).contains(&retry.parse::<u32>().unwrap()), "{retry}");
+        // whitelisted paths and disabled sites: nothing else is checked
+        assert_eq!(
+            d(&format!(
+                r#"{pass}, "198.51.100.1", "shop", "/health", "GET""#
+            )),
+            "skip"
+        );
+        assert_eq!(
+            d(r#"core.codes.BLOCK_MANUAL, "198.51.100.1", "off", "/", "GET""#),
+            "skip"
+        );
+        assert_eq!(
+            d(r#"core.codes.BLOCK_MANUAL, "198.51.100.1", nil, "/", "GET""#),
+            "blocked"
+        );
+        // a protected route: whoever the client is
+        assert_eq!(
+            d(r#"core.codes.ALLOW, "198.51.100.1", nil, "/admin/x", "GET""#),
+            "unauthorized|missing|Basic realm=\"warden\", charset=\"UTF-8\""
+        );
+        assert_eq!(
+            d(r#"core.codes.ALLOW, "198.51.100.1", nil, "/admin/x", "GET", "Basic dTpw""#),
+            ""
+        );
+        assert_eq!(d(r#"0, "not an address", nil, "/", "GET""#), "");
+        let after: String = run(&lua, counts);
+        let delta: Vec<f64> = after
+            .split(' ')
+            .zip(before.split(' '))
+            .map(|(a, b)| a.parse::<f64>().unwrap() - b.parse::<f64>().unwrap())
+            .collect();
+        assert_eq!(delta, [1.0, 1.0, 1.0, 2.0]);
+    }
 }

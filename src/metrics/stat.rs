@@ -123,6 +123,14 @@ impl Stat {
         (Stat::FleetOutages, "fleet_outages"),
         (Stat::CountersRefused, "counters_refused"),
     ];
+
+    /// The counters of events by type, with the type's name: the counter
+    /// `events_<type>` for each of [`crate::events::Kind`]'s names.
+    pub fn events() -> impl Iterator<Item = (Stat, &'static str)> {
+        Stat::ALL[Stat::EventsBlockedIp as usize..=Stat::EventsCapture as usize]
+            .iter()
+            .map(|(s, n)| (*s, &n["events_".len()..]))
+    }
 }
 
 #[cfg(test)]

@@ -34,15 +34,16 @@ use serde_json::Value as Json;
 use crate::blocks::journal::{self, Batch};
 use crate::blocks::{Block, Change, Source};
 use crate::detect::offences::{self, Seen};
-use crate::engine::{now_ms, Engine};
+use crate::engine::{code, now_ms, Engine};
 use crate::error::{Error, Kind};
 use crate::events::{Event, Kind as EventKind};
-use crate::metrics::Stat;
+use crate::metrics::{DetectorGauges, FleetGauges, Snapshot, Stat};
 use crate::net::addr::{Addr, Net};
 use crate::options::human;
 use crate::persist::fleet::agent::{Action, Agent, Node, Outcome};
 use crate::persist::fleet::{self, Pending};
 use crate::persist::keep::{self, Saver};
+use crate::policy::decision::{Asked, Decision};
 use crate::policy::doc::{self, Edit, Update};
 use crate::policy::rate;
 use crate::store::{Dict, Level, Log, Quiet, Store, Throttle};
@@ -52,7 +53,9 @@ pub const MAX_REASON: usize = 256;
 
 /// What one worker keeps between operations on one dict: its
 /// [`Throttle`], the state file's [`Saver`] (worker 0), the fleet agent
-/// (worker 0) and its reconciliation in progress.
+/// (worker 0) and its reconciliation in progress, and what the snapshot
+/// reports of the state file and the fleet (set in `new()`, before the
+/// workers fork).
 #[derive(Debug, Default)]
 pub struct Worker {
     throttle: Throttle,
@@ -60,6 +63,8 @@ pub struct Worker {
     saver: RefCell<Option<Saver>>,
     fleet: RefCell<Option<Agent>>,
     reconcile: RefCell<Option<Batch>>,
+    state_file: RefCell<Option<String>>,
+    fleet_node: RefCell<Option<String>>,
 }
 
 impl Worker {
@@ -317,6 +322,73 @@ impl<'a> Warden<'a> {
         Some(over.retry_after)
     }
 
+    /// What the path and site policies decide about a request of `client`
+    /// (see [`crate::policy::decision`]), whose lists and blocks gave
+    /// `verdict` (`check()`'s outcome code, counted already). Counts as
+    /// `check()` does: a skipped request is counted as skipped instead of
+    /// as its verdict, a site's refusal as `site_denied`, a site's rate
+    /// limit in the dict (see [`Warden::rate_limited`]), credentials as
+    /// `auth_passed` or `auth_failed`.
+    pub fn policy_decision(&self, client: Addr, verdict: i32, r: &Asked<'_>) -> Decision {
+        let e = self.engine;
+        let p = e.policy();
+        if p.skips(r.path, r.site) {
+            e.uncount(verdict);
+            e.count(Stat::PolicySkipped);
+            return Decision::Skip;
+        }
+        if let Some(source) = code::source(verdict) {
+            return Decision::Blocked(source);
+        }
+        let allowed = verdict == code::ALLOW;
+        let req = p.require(client, allowed, r.path, r.method, r.site);
+        if req.forbidden_ip || req.blocked_path {
+            e.count(Stat::SiteDenied);
+            return if req.forbidden_ip {
+                Decision::ForbiddenIp
+            } else {
+                Decision::BlockedPath
+            };
+        }
+        let (limit, window_s) = req.rate_limit;
+        if limit > 0 && !allowed {
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            let over = self.rate_limited(
+                &text(r.site),
+                &client.to_string(),
+                limit,
+                window_s,
+                &text(r.method),
+                &text(r.path),
+            );
+            if let Some(retry_after_s) = over {
+                return Decision::RateLimited {
+                    limit,
+                    retry_after_s,
+                };
+            }
+        }
+        if let Some(route) = req.route.and_then(|i| p.route(i)) {
+            let outcome = route.verify(r.authorization);
+            match Decision::why(&outcome) {
+                None => e.count(Stat::AuthPassed),
+                Some(why) => {
+                    e.count(Stat::AuthFailed);
+                    return Decision::Unauthorized {
+                        why,
+                        scheme: route.scheme(),
+                        realm: route.realm.clone(),
+                    };
+                }
+            }
+        }
+        if allowed {
+            Decision::Allow
+        } else {
+            Decision::Pass
+        }
+    }
+
     /// An expendable counter in the dict (see [`Store::counter`]): offence
     /// and rate-limit counters are made this way.
     pub fn counter(&self, key: &str, by: f64, ttl: f64) -> Result<f64, Error> {
@@ -330,11 +402,61 @@ impl<'a> Warden<'a> {
         (self.dict.free_space(), self.dict.capacity())
     }
 
+    /// Every counter, summed over every worker, and the gauges (after a
+    /// sync, so that the blocks are this worker's latest): what
+    /// `warden:stats()`, `/security/stats`, the Prometheus text and statsd
+    /// report.
+    pub fn snapshot(&self) -> Snapshot {
+        let e = self.engine;
+        journal::sync_logged(&self.store(), e);
+        let r = e.region();
+        let mut s = Snapshot {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            dict: e.config().dict.clone(),
+            blocks: e.block_count() as u64,
+            lists_memory: e.lists_memory() as u64,
+            shm_bytes: r.size() as u64,
+            denylist: e.config().denylist.len() as u64,
+            state_file: self.worker.state_file.borrow().clone(),
+            ..Snapshot::default()
+        };
+        for (stat, _) in Stat::ALL {
+            s.counters[stat as usize] = r.total(stat);
+        }
+        if let Some(d) = e.detector() {
+            let t = d.table();
+            s.detector = Some(DetectorGauges {
+                tracked: t.tracked(now_ms()) as u64,
+                capacity: t.capacity() as u64,
+                memory_bytes: t.bytes() as u64,
+                bytes_per_client: crate::detect::counters::SLOT_BYTES as u64,
+            });
+        }
+        let (free, capacity) = self.dict_space();
+        s.dict_free_bytes = free.unwrap_or(0) as u64;
+        s.dict_capacity_bytes = capacity.unwrap_or(0) as u64;
+        if let Some(redis) = &e.config().redis {
+            let (connected, queued) = self.fleet_status();
+            s.fleet = Some(FleetGauges {
+                node: self.worker.fleet_node.borrow().clone().unwrap_or_default(),
+                redis: redis.location(),
+                connected,
+                queued: queued as i64,
+            });
+        }
+        let ev = e.events();
+        s.events_recorded = ev.written();
+        s.events_capacity = ev.capacity() as u64;
+        s.events_memory_bytes = ev.bytes() as u64;
+        s
+    }
+
     // the state file -----------------------------------------------------
 
     /// Restores the state file at `path` into a fresh dict (in `new()`, in
     /// the master; see [`crate::persist::keep`]). Never fails.
     pub fn restore_state(&self, path: &Path) {
+        *self.worker.state_file.borrow_mut() = Some(path.display().to_string());
         keep::restore(&self.store(), self.engine, path);
     }
 
@@ -367,20 +489,14 @@ impl<'a> Warden<'a> {
             .redis
             .as_ref()
             .and_then(|r| r.node.as_deref());
-        fleet::init(self.dict, configured, fleet::generated_name)
+        let node = fleet::init(self.dict, configured, fleet::generated_name);
+        *self.worker.fleet_node.borrow_mut() = Some(node.clone());
+        node
     }
 
-    /// What `stats()` says of the fleet: the node's name, where Redis is,
-    /// whether the agent is connected, and the changes queued. None
-    /// without `redis`.
-    pub fn fleet_status(&self) -> Option<FleetStatus> {
-        let cfg = self.engine.config().redis.as_ref()?;
-        Some(FleetStatus {
-            node: fleet::name(self.dict, cfg.node.as_deref()),
-            redis: fleet::redis::address(cfg),
-            connected: fleet::up(self.dict),
-            queued: fleet::queued(self.dict),
-        })
+    /// Whether the agent is connected, and the changes queued.
+    pub fn fleet_status(&self) -> (bool, f64) {
+        (fleet::up(self.dict), fleet::queued(self.dict))
     }
 
     /// Worker 0's fleet agent: takes what came of its last action and
@@ -406,19 +522,6 @@ impl<'a> Warden<'a> {
             }
         }
     }
-}
-
-/// The fleet as `stats()` shows it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct FleetStatus {
-    /// This node's name in the fleet.
-    pub node: String,
-    /// Where Redis is (`host:port`).
-    pub redis: String,
-    /// Whether the agent is connected.
-    pub connected: bool,
-    /// Local changes not sent yet.
-    pub queued: f64,
 }
 
 /// The fleet agent's view of this node: the outbox, the epoch, messages

@@ -274,14 +274,11 @@ fn fleet_outbox_and_messages() {
     let p = w.pending(200).unwrap().unwrap();
     assert_eq!(p.changes[0].0, "+|192.0.2.90|0|manual|x");
     w.sent(p.last, 1);
+    assert_eq!(w.fleet_status(), (false, 0.0));
+    let f = w.snapshot().fleet.unwrap();
     assert_eq!(
-        w.fleet_status(),
-        Some(FleetStatus {
-            node: name,
-            redis: "127.0.0.1:6379".into(),
-            connected: false,
-            queued: 0.0
-        })
+        (f.node, f.redis, f.connected, f.queued),
+        (name, "127.0.0.1:6379".to_string(), false, 0)
     );
     // another node's block and unblock; our own change is ignored
     w.message("b +|192.0.2.91|0|manual|from b", "a");

@@ -73,6 +73,14 @@ impl Scheme {
             Scheme::Bearer => "bearer",
         }
     }
+
+    /// The `WWW-Authenticate` challenge of a refusal in `realm`.
+    pub fn challenge(&self, realm: &str) -> String {
+        match self {
+            Scheme::Basic => format!("Basic realm=\"{realm}\", charset=\"UTF-8\""),
+            Scheme::Bearer => format!("Bearer realm=\"{realm}\""),
+        }
+    }
 }
 
 /// What [`Credentials::verify`] made of a request.

@@ -15,6 +15,7 @@
 //! are globs ([`crate::path::glob`]).
 
 pub mod credentials;
+pub mod decision;
 pub mod doc;
 pub mod rate;
 

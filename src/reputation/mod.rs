@@ -29,6 +29,26 @@ use std::cell::UnsafeCell;
 use crate::net::addr::Addr;
 use crate::shm::lock::SlotLock;
 
+/// A threat score (0-100, from the lists, blocks and detector) raised by
+/// iprepd's `reputation` (0-100, 100 is best): `100 - reputation` when that
+/// is higher. A score of 100 (a block) stays. Returns the score and
+/// whether the reputation raised it.
+///
+/// ```
+/// use warden_core::reputation::threat_score;
+/// assert_eq!(threat_score(50, Some(20.0)), (80, true));
+/// assert_eq!(threat_score(50, Some(90.0)), (50, false));
+/// assert_eq!(threat_score(50, None), (50, false));
+/// ```
+pub fn threat_score(score: u8, reputation: Option<f64>) -> (u8, bool) {
+    match reputation {
+        Some(r) if score < 100 && 100.0 - r > f64::from(score) => {
+            ((100.0 - r).clamp(0.0, 100.0) as u8, true)
+        }
+        _ => (score, false),
+    }
+}
+
 /// Ways per set.
 pub const WAYS: usize = 4;
 

@@ -3,113 +3,24 @@
 -- rate_limit, and protected routes (basic or bearer credentials).
 --
 -- warden:check() comes here only when such a policy exists (one FFI call
--- tells it); without one the access phase never loads a path.
---
--- The order, for a request from client c to path p of site s:
---   1. p whitelisted, or s disabled: nothing else is checked;
---   2. the lists and blocks (allowlist and whitelist let c through);
---   3. s's allowed_ips and blocked_paths (403), then its rate_limit (429),
---      unless c is allowlisted or whitelisted;
---   4. the protected route covering p: 401 without valid credentials,
---      whoever c is (the whitelist exempts from blocking, not from
---      authentication).
+-- tells it); without one the access phase never loads a path. What
+-- applies is decided in Rust, in one call (src/policy/decision.rs, the
+-- decision /security/check asks for too); here the request is ended as
+-- it says.
 
 local core = require "resty.warden.core"
-local request = require "resty.warden.request"
 local detector = require "resty.warden.detector"
-local ffi = require "ffi"
 
 local ngx = ngx
 local log = ngx.log
 local WARN = ngx.WARN
 local INFO = ngx.INFO
-local type = type
-local ffi_string = ffi.string
 local band = require("bit").band
 
-local C = core.C
-local skip_c = C.warden_policy_skip
-local require_c = C.warden_policy_require
-local capture_since_c = C.warden_capture_since
-local get_var = request.get
-
-local ALLOW, DENY, BLOCK_AUTO = core.ALLOW, core.DENY, core.BLOCK_AUTO
-local FORBIDDEN_IP = core.POLICY_FORBIDDEN_IP
-local BLOCKED_PATH = core.POLICY_BLOCKED_PATH
-
--- Scratch space reused by every request of this worker.
-local p = ffi.new("warden_policy_t")
-local current = {}  -- the current request, for decide()
+local capture_since_c = core.C.warden_capture_since
 
 
 local _M = {}
-
-
--- A request field as a Lua string (it is a string or a pointer).
-local function text(v, len)
-    if type(v) == "string" then
-        return v
-    end
-    return v and ffi_string(v, len) or ""
-end
-
-
---- decide(w, rc, client, ip_text, req) -> outcome, a, b, c
--- rc, client: warden_check's outcome and client; ip_text() -> the client
--- as text (called only when needed); req: { site, path (ptr or string),
--- path_len, method, method_len }. A protected route is checked against
--- the current request's Authorization header.
--- Outcomes: nil (go on), "skip", "blocked" (rc), "forbidden_ip",
--- "blocked_path", "rate_limited" (limit, retry_after),
--- "unauthorized" (why, scheme, realm).
-function _M.decide(w, rc, client, ip_text, req)
-    local site = req.site
-    p.path, p.path_len = req.path, req.path_len
-    p.method, p.method_len = req.method, req.method_len
-    p.site, p.site_len = site, site and #site or 0
-    if skip_c(w.handle, p, rc) == 1 then
-        return "skip"
-    end
-    if rc >= DENY and rc <= BLOCK_AUTO then
-        return "blocked", rc
-    end
-    local r = require_c(w.handle, client, rc, p)
-    if r == FORBIDDEN_IP then
-        return "forbidden_ip"
-    elseif r == BLOCKED_PATH then
-        return "blocked_path"
-    end
-    local limit = p.rate_limit
-    if limit > 0 and rc ~= ALLOW then
-        -- counted in the shared dict (src/policy/rate.rs); a counter is
-        -- refused, not evicting, when the dict is (nearly) full: the
-        -- request passes
-        local retry = w.engine:rate_limit(site, ip_text(), limit,
-            p.rate_window, text(req.method, req.method_len),
-            text(req.path, req.path_len))
-        if retry then
-            return "rate_limited", limit, retry
-        end
-    end
-    local route = p.route
-    if route >= 0 then
-        local why, _, scheme, realm = w.engine:verify_route(route,
-            ngx.var.http_authorization)
-        if why ~= "ok" then
-            return "unauthorized", why, scheme, realm
-        end
-    end
-    return nil
-end
-
-
-local function challenge(scheme, realm)
-    if scheme == "bearer" then
-        return 'Bearer realm="' .. realm .. '"'
-    end
-    return 'Basic realm="' .. realm .. '", charset="UTF-8"'
-end
-_M.challenge = challenge
 
 
 -- Counts a failed authentication for the detector now (the log phase may
@@ -127,60 +38,49 @@ local function auth_failed(w, ip, why, path)
 end
 
 
---- enforce(w, rc, client, ip_text, site, refuse, flags) -> true or "skip"
+--- enforce(w, rc, ip_text, site, refuse, flags) -> true or "skip"
 -- (a whitelisted path or a disabled site: check nothing else), or ends
 -- the request. The access phase's part of warden:check() when a policy
--- applies; refuse(w, rc) acts on a block as check() does; flags: from
+-- applies; rc: warden_access's outcome; ip_text() -> the client as text;
+-- refuse(w, rc) acts on a block as check() does; flags: from
 -- warden_policy_active.
-function _M.enforce(w, rc, client, ip_text, site, refuse, flags)
-    local r = request.get_request()
-    -- pointers into nginx's memory: only a refusal makes strings of them
-    current.site = site
-    current.path, current.path_len = get_var(r, "uri")
-    current.method, current.method_len = get_var(r, "request_method")
+function _M.enforce(w, rc, ip_text, site, refuse, flags)
+    local var = ngx.var
+    local ip, path = ip_text(), var.uri
     if band(flags, 2) ~= 0 then
         -- real-time capture: the log phase records the client as resolved
         local ctx = ngx.ctx
-        ctx.warden_ip = ip_text()
+        ctx.warden_ip = ip
         ctx.warden_site = site
     end
-    local outcome, a, b, c = _M.decide(w, rc, client, ip_text, current)
+    local outcome, a, b = w.engine:decide(rc, ip, site, path,
+                                          var.request_method,
+                                          var.http_authorization)
     if outcome == nil then
         return true
     elseif outcome == "skip" then
         ngx.ctx.warden_skip = true
         return "skip"
     elseif outcome == "blocked" then
-        return refuse(w, a)
-    end
-
-    local ip = ip_text()
-    local what = text(current.path, current.path_len)
-    if outcome == "unauthorized" then
-        auth_failed(w, ip, a, what)
-        ngx.header["WWW-Authenticate"] = challenge(b, c)
-        log(INFO, "warden: ", ip, ": credentials ", a, " for ", what)
+        return refuse(w, rc)
+    elseif outcome == "unauthorized" then
+        auth_failed(w, ip, a, path)
+        ngx.header["WWW-Authenticate"] = b
+        log(INFO, "warden: ", ip, ": credentials ", a, " for ", path)
         return ngx.exit(401)
     end
 
-    local status, reason
+    local status = w.block_status
     if outcome == "rate_limited" then
         status = 429
-        reason = "over the rate limit of site '" .. site .. "' (" .. a
-                 .. " requests)"
-        ngx.header["Retry-After"] = math.max(1, math.ceil(b))
-    else
-        status = w.block_status
-        reason = outcome == "forbidden_ip"
-                 and "not in allowed_ips of site '" .. site .. "'"
-                 or "path " .. what .. " is blocked for site '" .. site .. "'"
+        ngx.header["Retry-After"] = b
     end
     if w.blocking_mode == 0 then
-        log(WARN, "warden: ", ip, " would have been refused (", reason,
+        log(WARN, "warden: ", ip, " would have been refused (", a,
             "); blocking_mode is 0")
         return true
     end
-    log(INFO, "warden: refused ", ip, ": ", reason)
+    log(INFO, "warden: refused ", ip, ": ", a)
     return ngx.exit(status)
 end
 

@@ -28,35 +28,25 @@ local NO_SYNC, OBSERVE = core.NO_SYNC, core.OBSERVE
 local _M = {}
 
 
--- Acts on the rule that tripped in this worker's latest observation.
--- `line` describes the request ({ status, method, path, user_agent }) when
--- it is not the current one (log lines given to /security/analyze).
-local function tripped(w, line)
-    local status, method, path, ua
-    if line then
-        status, method = line.status, line.method
-        path, ua = line.path, line.user_agent
-    else
-        local var = ngx.var
-        status, method = ngx.status, ngx.req.get_method()
-        path, ua = var.request_uri, var.http_user_agent
-    end
-    local event, client, rule = w.engine:trip(status, method, path, ua)
+-- Acts on the rule that tripped in this worker's latest observation (of
+-- the current request).
+local function tripped(w)
+    local var = ngx.var
+    local _, client, rule = w.engine:trip(ngx.status, ngx.req.get_method(),
+                                          var.request_uri, var.http_user_agent)
     if client and w.iprepd then
         w.iprepd:report_violation(client, rule)
     end
-    return event
 end
 
 
---- tripped(w, line?) -> the event recorded, or nil. Never raises.
-function _M.tripped(w, line)
-    local ok, res = pcall(tripped, w, line)
+--- tripped(w): acts on the rule the current request tripped. Never
+-- raises.
+function _M.tripped(w)
+    local ok, err = pcall(tripped, w)
     if not ok then
-        log(ERR, "warden: acting on a tripped rule failed: ", res)
-        return nil
+        log(ERR, "warden: acting on a tripped rule failed: ", err)
     end
-    return res
 end
 
 

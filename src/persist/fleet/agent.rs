@@ -241,7 +241,7 @@ impl Agent {
     pub fn new(cfg: &RedisConfig, node: &str, seed: u64) -> Agent {
         Agent {
             keys: Keys::new(cfg),
-            address: redis::address(cfg),
+            address: cfg.location(),
             cfg: cfg.clone(),
             node: node.to_string(),
             rng: seed,
@@ -462,7 +462,7 @@ impl Agent {
         Action::Connect {
             conn,
             host: self.cfg.host.clone(),
-            port: (!redis::is_unix(&self.cfg)).then_some(self.cfg.port),
+            port: (!self.cfg.is_unix()).then_some(self.cfg.port),
             timeout_ms: self.cfg.timeout_ms,
         }
     }

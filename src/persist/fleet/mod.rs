@@ -67,18 +67,6 @@ pub fn init(d: &dyn Dict, configured: Option<&str>, generate: impl FnOnce() -> S
     d.get_text(NODE).ok().flatten().unwrap_or(generated)
 }
 
-/// This node's name as [`init`] made it (`"node"` when the dict lost it).
-pub fn name(d: &dyn Dict, configured: Option<&str>) -> String {
-    match configured {
-        Some(n) => n.to_string(),
-        None => d
-            .get_text(NODE)
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| "node".into()),
-    }
-}
-
 /// A new node name: the host name (letters, digits, `.`, `-`, `_`) and
 /// six random hex digits, e.g. `edge-1-3fa29c`.
 pub fn generated_name() -> String {
@@ -266,7 +254,6 @@ mod tests {
         let (d, lines) = (&f.dict, &f.lines);
         let st = f.store(1_000);
         let quiet = Quiet::default();
-        assert_eq!(name(d, None), "node");
         assert_eq!(init(d, None, || "host-abc".into()), "host-abc");
         assert_eq!(
             init(d, None, || "host-def".into()),
@@ -274,10 +261,6 @@ mod tests {
             "kept across reloads"
         );
         assert_eq!(init(d, Some("a"), || "host-def".into()), "a");
-        assert_eq!(
-            (name(d, None), name(d, Some("a"))),
-            ("host-abc".into(), "a".into())
-        );
         let g = generated_name();
         let (host, tag) = g.rsplit_once('-').unwrap();
         assert!(

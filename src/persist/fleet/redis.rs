@@ -68,28 +68,6 @@ return #t
 /// The scripts, loaded on each connection and then called by hash.
 pub const SCRIPTS: [&str; 3] = [CHANGE, SEED, PRUNE];
 
-/// Where the fleet's Redis is, as log lines and `stats()` say it:
-/// `host:port`, or the `unix:` path.
-///
-/// ```
-/// use warden_core::config::RedisConfig;
-/// use warden_core::persist::fleet::redis::address;
-/// let r = RedisConfig::from_value(&serde_json::json!({"host": "10.0.0.5"})).unwrap();
-/// assert_eq!(address(&r), "10.0.0.5:6379");
-/// ```
-pub fn address(cfg: &RedisConfig) -> String {
-    if is_unix(cfg) {
-        cfg.host.clone()
-    } else {
-        format!("{}:{}", cfg.host, cfg.port)
-    }
-}
-
-/// Whether Redis is reached through a unix socket (`unix:/path`).
-pub fn is_unix(cfg: &RedisConfig) -> bool {
-    cfg.host.starts_with("unix:")
-}
-
 /// The fleet's key names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Keys {
@@ -341,7 +319,7 @@ mod tests {
     #[test]
     fn keys_and_openings() {
         let c = cfg(serde_json::json!({"host": "unix:/run/r.sock", "prefix": "t:"}));
-        assert_eq!(address(&c), "unix:/run/r.sock");
+        assert_eq!(c.location(), "unix:/run/r.sock");
         let k = Keys::new(&c);
         assert_eq!(
             (
