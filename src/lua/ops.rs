@@ -528,4 +528,70 @@ mod tests {
             .collect();
         assert_eq!(delta, [1.0, 1.0, 1.0, 2.0]);
     }
+
+    #[test]
+    fn the_fleet_agent_is_driven_step_by_step() {
+        let lua = lua(
+            "t-lua-fleet",
+            r#"{ dict = "t-lua-fleet",
+                 redis = { host = "127.0.0.1", port = 1979, node = "a" } }"#,
+        );
+        let step = |args: &str| -> String {
+            run(
+                &lua,
+                &format!(
+                    r#"local r = {{ engine:fleet_step({args}) }}
+                       for i = 1, 5 do r[i] = tostring(r[i]) end
+                       return table.concat(r, "|")"#
+                ),
+            )
+        };
+        assert_eq!(run::<String>(&lua, "return engine:fleet_init()"), "a");
+        assert_eq!(step("false"), "connect|1|127.0.0.1|1979|1000");
+        assert_eq!(step("false, 1"), "connect|2|127.0.0.1|1979|1000");
+        let io = step("false, 1");
+        assert!(
+            io.starts_with("io|1|*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n"),
+            "{io}"
+        );
+        // a reply in pieces: read on, nothing to send
+        assert_eq!(step(r#"false, "$2\r\n""#), "io|1|nil|nil|nil");
+        // the cosocket failed: both closed, the outage logged, a backoff
+        assert_eq!(step(r#"false, nil, "timeout""#), "close|nil|nil|nil|nil");
+        let sleep = step("false, true");
+        let secs: f64 = sleep
+            .strip_prefix("sleep|nil|")
+            .unwrap()
+            .split('|')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((0.25..=0.75).contains(&secs), "{sleep}");
+        // the driver raised: logged, then as a failure
+        assert_eq!(
+            step(r#"false, false, "boom""#).split('|').next(),
+            Some("sleep")
+        );
+        assert_eq!(step("true, true"), "done|nil|nil|nil|nil");
+        let logged: String = run(&lua, r#"return table.concat(logged, "\n")"#);
+        assert!(
+            logged.contains("4 warden: redis 127.0.0.1:1979 is unreachable (timeout)"),
+            "{logged}"
+        );
+        assert!(
+            logged.contains("4 warden: the fleet agent failed: boom"),
+            "{logged}"
+        );
+        // without redis: nothing to do
+        let plain = crate::lua::testing::lua("t-lua-fleet2", r#"{ dict = "t-lua-fleet2" }"#);
+        assert_eq!(
+            run::<String>(&plain, "return engine:fleet_step(false)"),
+            "done"
+        );
+        assert_eq!(
+            run::<String>(&plain, "return tostring(engine:config().redis)"),
+            "nil"
+        );
+    }
 }
