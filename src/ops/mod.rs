@@ -513,12 +513,8 @@ impl<'a> Warden<'a> {
         match catch_unwind(AssertUnwindSafe(|| agent.step(self, now, exiting, outcome))) {
             Ok(a) => a,
             Err(panic) => {
-                let why = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".into());
-                agent.step(self, now, exiting, Outcome::Crashed(&why))
+                let why = crate::error::panic_message(&*panic);
+                agent.step(self, now, exiting, Outcome::Crashed(why))
             }
         }
     }
