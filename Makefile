@@ -53,7 +53,7 @@ cli: $(CLI)
 
 # Debian packages the tests and the demo need; installed only when missing.
 DEB_PKGS := nginx libnginx-mod-http-lua lua-resty-core lua-cjson dirb gobuster \
-            prometheus curl redis-server lua-nginx-redis procps
+            prometheus curl redis-server procps
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -103,6 +103,11 @@ pub const REDIS_OPTIONS: &[&str] = &[
 ];
 
 impl RedisConfig {
+    /// Whether Redis is reached through a unix socket (`unix:/path`).
+    pub fn is_unix(&self) -> bool {
+        self.host.starts_with("unix:")
+    }
+
     /// Where Redis is, as log lines and the stats show it: `host:port`,
     /// or the `unix:` socket path.
     ///
@@ -114,7 +119,7 @@ impl RedisConfig {
     /// assert_eq!(u.location(), "unix:/run/redis.sock");
     /// ```
     pub fn location(&self) -> String {
-        if self.host.starts_with("unix:") {
+        if self.is_unix() {
             self.host.clone()
         } else {
             format!("{}:{}", self.host, self.port)

@@ -153,7 +153,7 @@ function _M.new(opts)
         engine:restore_state(self.state_path)
     end
     if cfg.redis then
-        self.fleet = require("resty.warden.fleet").new(self, cfg.redis)
+        self.fleet = require("resty.warden.fleet").new(self)
     end
     self.event_log = cfg.event_log
     -- the workers fork from this process, replica and policy included

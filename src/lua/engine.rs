@@ -168,17 +168,10 @@ impl UserData for LuaEngine {
                 t.set("event_log", text)?;
             }
             t.set("capture_max_duration", c.capture_max_ms as f64 / 1000.0)?;
-            if let Some(r) = &c.redis {
-                let x = lua.create_table()?;
-                x.set("host", r.host.clone())?;
-                x.set("port", r.port)?;
-                x.set("password", r.password.clone())?;
-                x.set("db", r.db)?;
-                x.set("prefix", r.prefix.clone())?;
-                x.set("timeout", r.timeout_ms)?;
-                x.set("node", r.node.clone())?;
-                x.set("where", r.location())?;
-                t.set("redis", x)?;
+            // redis: true when set; its options are the fleet agent's
+            // (src/persist/fleet/)
+            if c.redis.is_some() {
+                t.set("redis", true)?;
             }
             t.set("policy", lua.to_value(&c.policy)?)?;
             Ok(t)

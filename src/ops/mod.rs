@@ -26,6 +26,7 @@
 //! `err.kind().status()`, never by reading the message.
 
 use std::cell::{Cell, RefCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use serde_json::Value as Json;
@@ -40,6 +41,7 @@ use crate::events::{Event, Kind as EventKind};
 use crate::metrics::{DetectorGauges, FleetGauges, Snapshot, Stat};
 use crate::net::addr::{Addr, Net};
 use crate::options::human;
+use crate::persist::fleet::agent::{Action, Agent, Node, Outcome};
 use crate::persist::fleet::{self, Pending};
 use crate::persist::keep::{self, Saver};
 use crate::policy::decision::{Asked, Decision};
@@ -51,14 +53,16 @@ use crate::store::{Dict, Level, Log, Quiet, Store, Throttle};
 pub const MAX_REASON: usize = 256;
 
 /// What one worker keeps between operations on one dict: its
-/// [`Throttle`], the state file's [`Saver`] (worker 0), a fleet
-/// reconciliation in progress, and what the snapshot reports of the state
-/// file and the fleet (set in `new()`, before the workers fork).
+/// [`Throttle`], the state file's [`Saver`] (worker 0), the fleet agent
+/// (worker 0) and its reconciliation in progress, and what the snapshot
+/// reports of the state file and the fleet (set in `new()`, before the
+/// workers fork).
 #[derive(Debug, Default)]
 pub struct Worker {
     throttle: Throttle,
     fleet_quiet: Quiet,
     saver: RefCell<Option<Saver>>,
+    fleet: RefCell<Option<Agent>>,
     reconcile: RefCell<Option<Batch>>,
     /// The event log's drain (worker 0, with `event_log`).
     event_log: RefCell<Option<Drain>>,
@@ -600,22 +604,18 @@ impl<'a> Warden<'a> {
 
     // the fleet ------------------------------------------------------------
 
-    /// Names this node and sets up the fleet's keys (see [`fleet::init`]).
-    pub fn fleet_init(&self, configured: Option<&str>, generated: &str) -> String {
-        let node = fleet::init(self.dict, configured, generated);
+    /// Names this node and sets up the fleet's keys (see [`fleet::init`]):
+    /// in `new()`. Returns the node's name.
+    pub fn fleet_init(&self) -> String {
+        let configured = self
+            .engine
+            .config()
+            .redis
+            .as_ref()
+            .and_then(|r| r.node.as_deref());
+        let node = fleet::init(self.dict, configured, fleet::generated_name);
         *self.worker.fleet_node.borrow_mut() = Some(node.clone());
         node
-    }
-
-    /// Up to `max` local changes waiting to be sent (None: none).
-    pub fn fleet_pending(&self, max: u64) -> Result<Option<Pending>, Error> {
-        fleet::pending(&self.store(), max).map_err(|e| Error::internal(e.to_string()))
-    }
-
-    /// The changes up to `last` are in Redis (`n` of them sent).
-    pub fn fleet_sent(&self, last: u64, n: u64) {
-        fleet::sent(self.dict, last);
-        self.engine.count_n(Stat::FleetSent, n);
     }
 
     /// Whether the agent is connected, and the changes queued.
@@ -623,20 +623,58 @@ impl<'a> Warden<'a> {
         (fleet::up(self.dict), fleet::queued(self.dict))
     }
 
-    /// Records whether the agent is connected.
-    pub fn fleet_up(&self, up: bool) {
+    /// Worker 0's fleet agent: takes what came of its last action and
+    /// says what to do next (see [`fleet::agent`]). A panic in the agent
+    /// is logged and handled as a failed session; without `redis`, Done.
+    pub fn fleet_step(&self, exiting: bool, outcome: Outcome<'_>) -> Action {
+        let Some(cfg) = &self.engine.config().redis else {
+            return Action::Done;
+        };
+        let mut slot = self.worker.fleet.borrow_mut();
+        let agent =
+            slot.get_or_insert_with(|| Agent::new(cfg, &self.fleet_init(), fleet::random_u64()));
+        let now = now_ms();
+        match catch_unwind(AssertUnwindSafe(|| agent.step(self, now, exiting, outcome))) {
+            Ok(a) => a,
+            Err(panic) => {
+                let why = crate::error::panic_message(&*panic);
+                agent.step(self, now, exiting, Outcome::Crashed(why))
+            }
+        }
+    }
+}
+
+/// The fleet agent's view of this node: the outbox, the epoch, messages
+/// from other nodes, reconciliations.
+impl Node for Warden<'_> {
+    fn pending(&self, max: u64) -> Result<Option<Pending>, String> {
+        fleet::pending(&self.store(), max).map_err(|e| e.to_string())
+    }
+
+    fn sent(&self, last: u64, n: u64) {
+        fleet::sent(self.dict, last);
+        self.engine.count_n(Stat::FleetSent, n);
+    }
+
+    fn epoch(&self) -> Option<String> {
+        fleet::epoch(self.dict)
+    }
+
+    fn lost(&self) -> u64 {
+        fleet::lost(self.dict)
+    }
+
+    fn set_up(&self, up: bool) {
         fleet::set_up(self.dict, up);
     }
 
-    /// The epoch this node last reconciled with, and the changes lost since.
-    pub fn fleet_epoch(&self) -> (Option<String>, u64) {
-        (fleet::epoch(self.dict), fleet::lost(self.dict))
+    fn outage(&self) {
+        self.engine.count(Stat::FleetOutages);
     }
 
-    /// Applies a message from the channel (`<node> <entry>`) from another
-    /// node than `me`, as a local change that is not queued again. Never
-    /// fails: what is ignored or fails is logged.
-    pub fn fleet_message(&self, payload: &str, me: &str) {
+    /// Applies another node's change as a local change that is not queued
+    /// again. Never fails: what is ignored or fails is logged.
+    fn message(&self, payload: &str, me: &str) {
         let st = self.store();
         let (node, change) = match fleet::message(payload) {
             Ok(m) => m,
@@ -681,25 +719,18 @@ impl<'a> Warden<'a> {
         }
     }
 
-    /// Starts comparing this node's blocks with the fleet's Redis, one
-    /// page at a time ([`Warden::reconcile_page`]); changes go into one
-    /// batch, journaled by [`Warden::reconcile_finish`].
-    pub fn reconcile_begin(&self) {
+    /// Changes go into one batch, journaled by `reconcile_finish`.
+    fn reconcile_begin(&self) {
         journal::sync_logged(&self.store(), self.engine);
         self.engine.diff_begin();
         *self.worker.reconcile.borrow_mut() = Some(Batch::new("of the fleet's blocks"));
     }
 
-    /// Compares a page of Redis's records (`target`, `value`) with the
-    /// replica: the unexpired entries that differ are taken here at once.
-    /// Returns the unexpired entries, those taken, and the malformed ones
-    /// (`"<target> = <value>"`, for the log).
-    pub fn reconcile_page<'r>(
-        &self,
-        records: impl IntoIterator<Item = (&'r str, &'r str)>,
-    ) -> (usize, usize, Vec<String>) {
+    /// The unexpired entries that differ are taken at once; malformed
+    /// ones come back as `"<target> = <value>"`, for the log.
+    fn reconcile_page(&self, records: &[(&str, &str)]) -> (usize, usize, Vec<String>) {
         let st = self.store();
-        let page = self.engine.diff_page(records, st.now_ms);
+        let page = self.engine.diff_page(records.iter().copied(), st.now_ms);
         let mut batch = self.worker.reconcile.borrow_mut();
         let batch = batch.get_or_insert_with(|| Batch::new("of the fleet's blocks"));
         for b in &page.differ {
@@ -708,11 +739,9 @@ impl<'a> Warden<'a> {
         (page.live, page.differ.len(), page.malformed)
     }
 
-    /// The replica's blocks that Redis lacks. `mirror` (Redis is the
-    /// truth): they were unblocked or expired elsewhere and go, unless a
-    /// change of theirs waits in the outbox; returns how many went.
-    /// Otherwise they are returned, for Redis to take.
-    pub fn reconcile_unseen(&self, mirror: bool) -> (usize, Vec<Block>) {
+    /// Mirror: a block goes unless a change of its target waits in the
+    /// outbox.
+    fn reconcile_unseen(&self, mirror: bool) -> (usize, Vec<Block>) {
         let st = self.store();
         let unseen = self.engine.diff_end(st.now_ms);
         if !mirror {
@@ -729,23 +758,24 @@ impl<'a> Warden<'a> {
         (dropped, Vec::new())
     }
 
-    /// Ends the comparison: journals the batch (every worker applies it).
-    /// Returns the changes written.
-    pub fn reconcile_finish(&self) -> usize {
+    /// Journals the batch (every worker applies it).
+    fn reconcile_finish(&self) -> usize {
         match self.worker.reconcile.borrow_mut().take() {
             Some(b) => b.finish(&self.store(), self.engine),
             None => 0,
         }
     }
 
-    /// Records a reconciliation with the Redis set of `epoch`; `lost`: the
-    /// changes that could not be queued are in Redis now.
-    pub fn reconciled(&self, epoch: &str, lost: bool) {
+    fn reconciled(&self, epoch: &str, lost: bool) {
         let _ = fleet::reconciled(self.dict, epoch);
         if lost {
             fleet::clear_lost(self.dict);
         }
         self.engine.count(Stat::FleetResyncs);
+    }
+
+    fn log(&self, level: Level, msg: &str) {
+        self.log.log(level, msg);
     }
 }
 

@@ -59,6 +59,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::blocks::{Block, Source};
 use crate::events::{Event, Kind as EventKind};
+use crate::error::panic_message;
 use crate::net::addr::Net;
 
 /// The file's `format` field.
@@ -851,16 +852,6 @@ fn save(path: &Path, state: &State) -> Result<Saved, String> {
         blocks,
         elapsed_ms: start.elapsed().as_secs_f64() * 1000.0,
     })
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s
-    } else {
-        "unknown cause"
-    }
 }
 
 /// Spawns a thread with every signal blocked, so that nginx's process
