@@ -56,7 +56,12 @@ sub conf {
             return (run(ip, { "/ok" }))
         end
         function ev(ip)
-            local e = warden:events{ ip = ip, limit = 1 }[1]
+            -- the newest event of the detector's (not the blocked_ip
+            -- events of the refused requests that follow a block)
+            local e
+            for _, x in ipairs(warden:events{ ip = ip, limit = 50 }) do
+                if x.action ~= "refused" then e = x break end
+            end
             if not e then
                 return "no event"
             end
@@ -600,7 +605,9 @@ warden: detector table full: evicted
             run(ip, { "/r4?s=404" })
             ngx.say("threshold: ", probe(ip))
             ngx.say(ev(ip))
-            ngx.say(warden:events{ type = "blocked_ip" }[1].ip)
+            for _, e in ipairs(warden:events{ type = "blocked_ip" }) do
+                if e.action ~= "refused" then ngx.say(e.ip) break end
+            end
         }
     }
 --- response_body

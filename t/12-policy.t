@@ -352,8 +352,9 @@ warden: auto-blocked 198.51.100.9 for 1d (not_found: 4 in 2m, offence 1)
             ngx.say(p:read("*a"):gsub("%s+$", ""), "")
             p:close()
             os.remove(file)
+            -- blocked_ip: the block, and the refused request
             for _, m in ipairs{ 'warden_requests_blocked_total{source="manual"} 1',
-                                'warden_events_total{type="blocked_ip"} 1',
+                                'warden_events_total{type="blocked_ip"} 2',
                                 'warden_blocked_addresses 1',
                                 'warden_shm_free_bytes{dict="warden"} ' } do
                 ngx.say(m, ": ", res.body:find(m, 1, true) ~= nil)
@@ -364,7 +365,7 @@ warden: auto-blocked 198.51.100.9 for 1d (not_found: 4 in 2m, offence 1)
 200 text/plain; version=0.0.4
 rc=0
 warden_requests_blocked_total{source="manual"} 1: true
-warden_events_total{type="blocked_ip"} 1: true
+warden_events_total{type="blocked_ip"} 2: true
 warden_blocked_addresses 1: true
 warden_shm_free_bytes{dict="warden"} : true
 

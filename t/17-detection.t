@@ -43,7 +43,12 @@ our $HttpConfig = <<'_EOC_';
             return (run(ip, { "/ok" }))
         end
         function ev(ip)
-            local e = warden:events{ ip = ip, limit = 1 }[1]
+            -- the newest event of the detector's (not the blocked_ip
+            -- events of the refused requests that follow a block)
+            local e
+            for _, x in ipairs(warden:events{ ip = ip, limit = 50 }) do
+                if x.action ~= "refused" then e = x break end
+            end
             if not e then
                 return "no event"
             end

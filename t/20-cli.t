@@ -170,12 +170,19 @@ __DATA__
             ngx.print(run("block 192.0.2.8 --for soon"))
 
             out = run("events --ip 192.0.2.7 --json")
-            local actions = {}
+            local actions, refusals = {}, 0
             for line in out:gmatch("(%b{})\n") do
                 local e = json_decode(line)
-                actions[#actions + 1] = e.type .. " " .. e.rule .. ": " .. e.action
+                -- (the refused requests' events: one a worker and minute)
+                if e.action == "refused" then
+                    refusals = refusals + 1
+                else
+                    actions[#actions + 1] = e.type .. " " .. e.rule .. ": "
+                                            .. e.action
+                end
             end
             ngx.say(table.concat(actions, ", "), " ", out:match("rc=%d+"))
+            ngx.say("refusals listed: ", refusals > 0)
             out = norm(run("events --type suspicious --since 10m"))
             ngx.print((out:gsub(" +\n", "\n"):gsub(" +", " ")))
             ngx.print(run("events --type bogus"))
@@ -243,6 +250,7 @@ rc=2
 warden: --for: invalid duration 'soon': use a number of seconds or a duration like 30s, 10m, 1h, 7d (or 1h30m)
 rc=2
 blocked_ip manual: blocked for 1h, blocked_ip manual: unblocked rc=0
+refusals listed: true
 TIME (UTC) TYPE IP RULE COUNT ACTION REQUEST
 DATE suspicious 192.0.2.99 not_found 3/3 in 2m blocked for 1d GET /nope3 404
 rc=0
