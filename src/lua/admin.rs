@@ -36,9 +36,38 @@ fn text(t: &Table, k: &str) -> LuaResult<Option<String>> {
         .map(|s| s.to_string_lossy()))
 }
 
+/// `warden:api(opts)`'s options: `{ token = false }` mounts the API
+/// without a token (an internal listener the location restricts); `nil`
+/// or `{}` keeps the token required. Anything else is an error naming
+/// the option.
+fn token_required(opts: Value) -> LuaResult<bool> {
+    let bad = |m: String| Err(mlua::Error::runtime(format!("warden:api(): {m}")));
+    let t = match opts {
+        Value::Nil => return Ok(true),
+        Value::Table(t) => t,
+        other => return bad(format!("opts must be a table, got {}", other.type_name())),
+    };
+    let mut required = true;
+    for pair in t.pairs::<Value, Value>() {
+        let (k, v) = pair?;
+        match (k.to_string()?.as_str(), v) {
+            ("token", Value::Boolean(false)) => required = false,
+            ("token", Value::Nil | Value::Boolean(true)) => {}
+            ("token", other) => {
+                return bad(format!(
+                    "opts.token must be false (no token: an internal location) or true, got {}",
+                    other.type_name()
+                ))
+            }
+            (name, _) => return bad(format!("unknown option opts.{name} (known: token)")),
+        }
+    }
+    Ok(required)
+}
+
 /// The request table `api.lua` builds: `{ vars = {...}, args = {...},
 /// body = "..." | nil, reputation_threshold = n | nil, reputation = n |
-/// false | nil, retries = n | nil }`.
+/// false | nil, retries = n | nil, options = api()'s opts | nil }`.
 fn request(t: &Table) -> LuaResult<Request> {
     let mut r = Request::default();
     if let Some(vars) = t.get::<Option<Table>>("vars")? {
@@ -65,6 +94,7 @@ fn request(t: &Table) -> LuaResult<Request> {
         .map(|b| b.as_bytes().to_vec());
     r.reputation_threshold = t.get::<Option<f64>>("reputation_threshold")?;
     r.retries = t.get::<Option<u32>>("retries")?.unwrap_or(0);
+    r.token_required = token_required(t.get::<Value>("options")?)?;
     r.reputation = match t.get::<Value>("reputation")? {
         Value::Nil => None,
         Value::Integer(i) => Some(Some(i as f64)),
