@@ -28,7 +28,7 @@ our $HttpConfig = <<'_EOC_';
         -- in the background: this worker must go on serving meanwhile
         function sh(script)
             local file = os.tmpname()
-            os.execute("(sh " .. LIB .. "/" .. script .. "; echo END) > "
+            os.execute("(bash " .. LIB .. "/" .. script .. "; echo END) > "
                        .. file .. " 2>&1 &")
             local out = ""
             for _ = 1, 150 do

@@ -264,6 +264,46 @@ mod tests {
     }
 
     #[test]
+    fn api_options_waive_the_token_or_are_refused() {
+        let (lua, _) = setup(OPTS);
+        let run = |code: &str| -> String { lua.load(code).eval().unwrap() };
+        let anonymous = r#"local req = { vars = { request_method = "POST",
+                                 uri = "/_internal/security/refresh-blocked-ips",
+                                 remote_addr = "127.0.0.1" }, args = {} }"#;
+        assert_eq!(
+            run(&format!(
+                r#"{anonymous}
+                   local denied = admin:serve(req).status
+                   req.options = {{ token = false }}
+                   local r = admin:serve(req)
+                   req.options = {{ token = true }}
+                   return denied .. " " .. r.status .. " " .. tostring(r.body:find('"success":true', 1, true) ~= nil)
+                          .. " " .. admin:serve(req).status"#
+            )),
+            "401 200 true 401"
+        );
+        for (opts, msg) in [
+            (
+                r#"{ token = "t" }"#,
+                "warden:api(): opts.token must be false (no token: an internal location) or true, got string",
+            ),
+            (
+                r#"{ tokn = false }"#,
+                "warden:api(): unknown option opts.tokn (known: token)",
+            ),
+            ("false", "warden:api(): opts must be a table, got boolean"),
+        ] {
+            let err = run(&format!(
+                r#"{anonymous}
+                   req.options = {opts}
+                   local ok, err = pcall(admin.serve, admin, req)
+                   return tostring(ok) .. " " .. tostring(err)"#
+            ));
+            assert!(err.starts_with("false ") && err.contains(msg), "{err}");
+        }
+    }
+
+    #[test]
     fn check_asks_for_reputation_and_is_unobserved() {
         let (lua, _) = setup(OPTS);
         let run = |code: &str| -> String { lua.load(code).eval().unwrap() };

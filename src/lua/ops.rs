@@ -568,5 +568,23 @@ mod tests {
             .map(|(a, b)| a.parse::<f64>().unwrap() - b.parse::<f64>().unwrap())
             .collect();
         assert_eq!(delta, [1.0, 1.0, 1.0, 2.0]);
+        // without a site, the server's server_name is the site; a site
+        // named in check{} wins
+        assert_eq!(
+            d(&format!(
+                r#"{pass}, "198.51.100.1", nil, "/", "GET", nil, "shop""#
+            )),
+            "forbidden_ip|not in allowed_ips of site 'shop'"
+        );
+        assert_eq!(
+            d(&format!(
+                r#"{pass}, "198.51.100.1", nil, "/", "GET", nil, "other""#
+            )),
+            ""
+        );
+        assert_eq!(
+            d(r#"core.codes.BLOCK_MANUAL, "198.51.100.1", "off", "/", "GET", nil, "shop""#),
+            "skip"
+        );
     }
 }

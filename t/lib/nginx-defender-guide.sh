@@ -6,6 +6,12 @@
 # its files go to a temporary directory, and iptables and `nginx -s
 # reload` are stubs that record their arguments.
 set -u
+# run from an nginx worker: drop the descriptors it leaves open (its
+# listening sockets), so that nothing started here holds nginx's ports
+for fd in /proc/$$/fd/*; do
+    fd=${fd##*/}
+    [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"
+done
 HERE=$(cd "$(dirname "$0")/nginx-defender" && pwd)
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
@@ -44,7 +50,8 @@ for _ in $(seq 1 50); do
     sleep 0.1
 done
 kill -TERM -- "-$PG" 2>/dev/null
-wait "$PG" 2>/dev/null
+sleep 0.2
+kill -KILL -- "-$PG" 2>/dev/null
 sed 's/}{/}\n{/g' "$DIR/analyze.out"
 echo
 
