@@ -39,13 +39,13 @@ our $HttpConfig = <<'_EOC_';
                 if out:find("END%s*$") then break end
             end
             os.remove(file)
-            return (out:gsub('"expires":%d+', '"expires":T')
+            return (out:gsub('"expires":[%d.]+', '"expires":T')
                        :gsub("\nEND%s*$", ""))
         end
 
-        -- api(method, path, body?, prefix?) -> "<status> <body>"; prefix
-        -- "/api" (no token) by default, "/admin-api" with the token
-        function api(method, path, body, prefix)
+        -- api_res(method, path, body?, prefix?) -> "<status> <body>", res;
+        -- prefix "/api" (no token) by default, "/admin-api" with the token
+        function api_res(method, path, body, prefix)
             prefix = prefix or "/api"
             local headers = {}
             if prefix == "/admin-api" then
@@ -57,6 +57,9 @@ our $HttpConfig = <<'_EOC_';
                 return "error " .. err
             end
             return res.status .. " " .. res.body:gsub("\n$", ""), res
+        end
+        function api(...)
+            return (api_res(...))
         end
 
         -- get(path, ip, port?) -> status, response of a request from ip
@@ -93,10 +96,9 @@ our $HttpConfig = <<'_EOC_';
         }
     }
 
+    # nginx-defender's service (its port 8080 in its guide)
     server {
         listen 127.0.0.1:8090 reuseport;
-        set_real_ip_from 127.0.0.1;
-        real_ip_header X-Forwarded-For;
         access_by_lua_block { warden:check() }
         log_by_lua_block { warden:log() }
         header_filter_by_lua_block {
@@ -113,11 +115,19 @@ our $HttpConfig = <<'_EOC_';
             access_by_lua_block { }
             content_by_lua_block { warden:api() }
         }
+        location / { content_by_lua_block { ngx.say("ok") } }
+    }
 
-        # nginx-defender's guide, Method 1 (the proxy_pass to its port)
+    # the front end of nginx-defender's guide (clients named by
+    # X-Forwarded-For, as if they were its peers)
+    server {
+        listen 127.0.0.1:8093;
+        set_real_ip_from 127.0.0.1;
+        real_ip_header X-Forwarded-For;
+
+        # Method 1 (the proxy_pass to its service)
         location = /defender-check {
             internal;
-            access_by_lua_block { }
             proxy_pass http://127.0.0.1:8090/api/check;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
@@ -125,7 +135,6 @@ our $HttpConfig = <<'_EOC_';
             proxy_set_header X-Real-IP $remote_addr;
         }
         location /guarded/ {
-            access_by_lua_block { }
             auth_request /defender-check;
             auth_request_set $defender_score $upstream_http_x_threat_score;
             add_header X-Threat-Score $defender_score;
@@ -133,7 +142,7 @@ our $HttpConfig = <<'_EOC_';
             content_by_lua_block { ngx.say("app") }
         }
 
-        # nginx-defender's guide, Method 2 (its access_by_lua_block)
+        # Method 2 (its access_by_lua_block)
         location /lua-defender/ {
             access_by_lua_block {
                 local ip = ngx.var.remote_addr
@@ -149,8 +158,6 @@ our $HttpConfig = <<'_EOC_';
             }
             content_by_lua_block { ngx.say("app") }
         }
-
-        location / { content_by_lua_block { ngx.say("ok") } }
     }
 
     # a deployment's server: routes and site policies naming "my-app"
@@ -192,7 +199,7 @@ __DATA__
             -- and a field it does not know is refused, nothing blocked
             ngx.say(api("POST", "/security/blocked-ips",
                         '{"ip": "192.0.2.12", "tll": 60}', "/admin-api"))
-            ngx.say(get("/x", "192.0.2.12"))
+            ngx.say((get("/x", "192.0.2.12")))
         }
     }
 --- response_body
@@ -258,18 +265,18 @@ banned: 403x20 errors=0 workers>1=true
             ngx.say(api("POST", "/block",
                 '{"ip":"192.0.2.61","duration":"3600s","reason":"test"}'):match("^%d+"))
             for _, ip in ipairs({ "192.0.2.61", "192.0.2.62" }) do
-                local s, res = get("/guarded/x", ip)
+                local s, res = get("/guarded/x", ip, 8093)
                 ngx.say("auth_request ", ip, ": ", s, " ",
                         tostring(res.headers["x-threat-score"]), " ",
                         tostring(res.headers["x-protected-by"]))
-                s, res = get("/lua-defender/x", ip)
+                s, res = get("/lua-defender/x", ip, 8093)
                 ngx.say("lua ", ip, ": ", s, " ",
                         tostring(res.headers["x-threat-score"]), " ",
                         (res.body:gsub("\n", "")))
             end
-            ngx.say(warden:get_threat_score("192.0.2.61"))
+            ngx.say((warden:get_threat_score("192.0.2.61")))
             ngx.say(warden:should_block("192.0.2.61"))
-            ngx.say(warden.get_threat_score("192.0.2.62"))
+            ngx.say((warden.get_threat_score("192.0.2.62")))
             ngx.say(require("resty.warden").should_block("192.0.2.62"))
             -- Laravel's Http::post('/api/check', ['ip' => $ip])
             ngx.say(api("POST", "/check", '{"ip":"192.0.2.61"}'))
@@ -281,7 +288,7 @@ auth_request 192.0.2.61: 403 nil nil
 lua 192.0.2.61: 403 nil Access denied by nginx-defender
 auth_request 192.0.2.62: 200 0 nginx-defender
 lua 192.0.2.62: 200 0 app
-100blocked
+100
 truemanual
 0
 false
@@ -299,16 +306,16 @@ false
                 '{"path": "/admin", "method": "ALL", "auth_type": "basic", '
                 .. '"credentials": "admin:secret", "deployment": "my-app"}',
                 "/admin-api"):match("^%d+"))
-            ngx.say("my-app: ", get("/admin/x", "192.0.2.70", 8091))
+            ngx.say("my-app: ", (get("/admin/x", "192.0.2.70", 8091)))
             local ok = thttp.request{ port = 8091, path = "/admin/x",
                 headers = { Authorization = "Basic "
                             .. ngx.encode_base64("admin:secret") } }
             ngx.say("my-app with credentials: ", ok.status)
-            ngx.say("another server: ", get("/admin/x", "192.0.2.70"))
+            ngx.say("another server: ", (get("/admin/x", "192.0.2.70")))
             ngx.say(api("PUT", "/deployments/my-app/security",
                 '{"blocked_paths": ["/wp-admin"]}', "/admin-api"):match("^%d+"))
-            ngx.say("my-app: ", get("/wp-admin/x", "192.0.2.70", 8091))
-            ngx.say("another server: ", get("/wp-admin/x", "192.0.2.70"))
+            ngx.say("my-app: ", (get("/wp-admin/x", "192.0.2.70", 8091)))
+            ngx.say("another server: ", (get("/wp-admin/x", "192.0.2.70")))
         }
     }
 --- response_body

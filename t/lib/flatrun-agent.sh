@@ -11,4 +11,3 @@ echo "== block-ip, the agent's permanent (1 year)"
 curl -s -X POST -H "Content-Type: application/json" -d '{"ip":"192.0.2.10","ttl":31536000}' http://127.0.0.1:8081/_internal/security/block-ip
 echo "== health check"
 curl -s --connect-timeout 2 --max-time 5 -X POST http://127.0.0.1:8081/_internal/security/refresh-blocked-ips 2>/dev/null | grep -q success && echo yes || echo no
-echo END

@@ -40,7 +40,7 @@ echo "== log-processing.sh"
 # an attacker's 404s in the access log, as nginx's combined format
 # writes them
 for i in 1 2 3 4 5 6; do
-    echo "198.51.100.23 - - [07/Dec/2026:08:00:0$i +0000] \"GET /wp-login.php?x=$i HTTP/1.1\" 404 153 \"-\" \"Mozilla/5.0 (compatible; scanner)\"" >> "$DIR/access.log"
+    echo "198.51.100.23 - - [07/Dec/2026:08:00:0$i +0000] \"GET /page-$i.html HTTP/1.1\" 404 153 \"-\" \"Mozilla/5.0 (X11; Linux x86_64)\"" >> "$DIR/access.log"
 done
 # its own process group, so that tail -F stops with it
 setsid bash "$DIR/log-processing.sh" > "$DIR/analyze.out" 2>/dev/null &
@@ -59,4 +59,3 @@ echo "== dynamic-config.sh"
 bash "$DIR/dynamic-config.sh" 2>/dev/null
 cat "$DIR/defender-blocks.conf"
 grep '^nginx' "$DIR/stubs.log"
-echo END
