@@ -437,6 +437,9 @@ impl Config {
                 "cannot be set together with opts.admin_token (choose one)",
             ));
         }
+        if let Some(path) = &c.admin_token_file {
+            c.admin_token = Some(read_token_file(path)?);
+        }
         if let Some(v) = map.get("admin_max_body") {
             c.admin_max_body = match v {
                 Value::String(s) => parse_size(s),
@@ -522,6 +525,38 @@ impl Config {
     }
 }
 
+/// Reads the admin token from `path` (opts.admin_token_file): one token,
+/// surrounding whitespace trimmed. Like ssh with a private key, a file that
+/// others (not the owner or its group) may read or write is refused: the
+/// token opens the whole admin API. Mode 0600, or 0640 with the group of
+/// nginx's workers, is fine.
+fn read_token_file(path: &str) -> Result<String, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let field = "admin_token_file";
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError::new(field, format!("'{path}' cannot be read: {e}")))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "'{path}' is open to other users (mode {mode:04o}); \
+                 make it readable by its owner only: chmod 600 '{path}'"
+            ),
+        ));
+    }
+    let text = std::fs::read(path)
+        .map_err(|e| ConfigError::new(field, format!("'{path}' cannot be read: {e}")))?;
+    let token = String::from_utf8_lossy(&text).trim().to_string();
+    if token.is_empty() || token.chars().any(char::is_whitespace) {
+        return Err(ConfigError::new(
+            field,
+            format!("'{path}' must hold one token (no spaces)"),
+        ));
+    }
+    Ok(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,6 +568,37 @@ mod tests {
         assert_eq!(c, Config::default());
         assert_eq!(Config::from_value(&Value::Null).unwrap(), Config::default());
         assert_eq!(Config::from_value(&json!([])).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn admin_token_file_is_read_and_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("warden-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, " 0123456789abcdef0123\n").unwrap();
+        let p = path.to_str().unwrap();
+        let opts = json!({ "admin_token_file": p });
+        for mode in [0o600, 0o640] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let c = Config::from_value(&opts).unwrap();
+            assert_eq!(c.admin_token.as_deref(), Some("0123456789abcdef0123"));
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Config::from_value(&opts).unwrap_err().to_string();
+        assert!(
+            e.contains("admin_token_file") && e.contains("mode 0644"),
+            "{e}"
+        );
+        assert!(e.contains(&format!("chmod 600 '{p}'")), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, "two tokens\n").unwrap();
+        let e = Config::from_value(&opts).unwrap_err().to_string();
+        assert!(e.contains("must hold one token"), "{e}");
+        let missing = json!({ "admin_token_file": dir.join("nope").to_str().unwrap() });
+        let e = Config::from_value(&missing).unwrap_err().to_string();
+        assert!(e.contains("cannot be read"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -107,6 +107,10 @@ pub struct Event {
     pub user_agent: String,
     /// What was done: `blocked`, `monitor`, ...
     pub action: String,
+    /// What the rule saw, when its count does not say it all: the
+    /// scanner's name for `scanner_agent` (`sqlmap`), the payload classes
+    /// for `payload` (`sqli+xss`); empty otherwise.
+    pub detail: String,
 }
 
 const IP: usize = 48;
@@ -115,6 +119,7 @@ const METHOD: usize = 16;
 const ACTION: usize = 80;
 const PATH: usize = 192;
 const UA: usize = 128;
+const DETAIL: usize = 40;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -128,12 +133,14 @@ struct Data {
     lens: [u8; 4],
     path_len: u8,
     ua_len: u8,
+    detail_len: u8,
     ip: [u8; IP],
     rule: [u8; RULE],
     method: [u8; METHOD],
     action: [u8; ACTION],
     path: [u8; PATH],
     ua: [u8; UA],
+    detail: [u8; DETAIL],
 }
 
 #[repr(C, align(64))]
@@ -268,6 +275,7 @@ impl Ring {
         ];
         d.path_len = put(&mut d.path, &e.path);
         d.ua_len = put(&mut d.ua, &e.user_agent);
+        d.detail_len = put(&mut d.detail, &e.detail);
         r.seq.store(2 * n + 2, Ordering::Release);
     }
 
@@ -326,6 +334,7 @@ impl Ring {
                 path: get(&d.path, d.path_len),
                 user_agent: get(&d.ua, d.ua_len),
                 action: get(&d.action, d.lens[3]),
+                detail: get(&d.detail, d.detail_len),
             });
         }
         out

@@ -13,7 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::nginx::{self, Request};
 use super::{bytes, flags};
-use crate::detect::Request as Finished;
+use crate::detect::{Header, Request as Finished};
 use crate::engine::{code, Engine};
 use crate::metrics::Stat;
 use crate::net::addr::Addr;
@@ -259,19 +259,30 @@ pub unsafe extern "C" fn warden_log(
         if !w.detects() {
             return code::PASS;
         }
-        let (client, verdict) = match w.recall(r.id(), r.start_ms()) {
+        let (client, verdict, refused) = match w.recall(r.id(), r.start_ms()) {
             Some(seen) if seen.flags & Seen::UNOBSERVED != 0 => return code::PASS,
-            Some(seen) => (seen.client.addr, i32::from(seen.verdict)),
+            Some(seen) => (
+                seen.client.addr,
+                i32::from(seen.verdict),
+                seen.flags & Seen::REFUSED != 0,
+            ),
             None => {
                 let Some((_, c)) = client_of(w, r) else {
                     return code::BAD_ADDRESS;
                 };
-                (c.addr, w.verdict(c.addr))
+                (c.addr, w.verdict(c.addr), false)
             }
         };
         if verdict != code::PASS {
             return code::PASS;
         }
+        let headers = |h: Header| {
+            r.var(match h {
+                Header::SecFetchDest => &nginx::SEC_FETCH_DEST,
+                Header::SecPurpose => &nginx::SEC_PURPOSE,
+                Header::Purpose => &nginx::PURPOSE,
+            })
+        };
         let req = Finished {
             uri: r.var(&nginx::REQUEST_URI).unwrap_or_default(),
             status: if status == 0 {
@@ -280,6 +291,8 @@ pub unsafe extern "C" fn warden_log(
                 status.min(999) as u16
             },
             user_agent: r.var(&nginx::USER_AGENT).unwrap_or_default(),
+            refused,
+            headers: Some(&headers),
         };
         w.observe_passed(client, &req)
     }))
@@ -334,6 +347,27 @@ pub unsafe extern "C" fn warden_unobserved(w: *const Engine, r: *mut c_void) -> 
     };
     catch_unwind(AssertUnwindSafe(|| {
         w.unobserved(r.id(), r.start_ms());
+        0
+    }))
+    .unwrap_or(code::INTERNAL)
+}
+
+/// Tells the log phase of request `r` that a site's own policy refused it
+/// (`allowed_ips`, `blocked_paths`, `rate_limit`): the detector then counts
+/// only what it carries (a payload, a probe path, a scanner's name), never
+/// its status as an auth failure or a 404. Returns 0, or `INTERNAL`.
+///
+/// # Safety
+/// `w` must be NULL or a live engine pointer; `r` must be NULL or the
+/// current request.
+#[no_mangle]
+pub unsafe extern "C" fn warden_refused(w: *const Engine, r: *mut c_void) -> c_int {
+    // SAFETY: see `# Safety`.
+    let (Some(w), Some(r)) = (unsafe { w.as_ref() }, unsafe { Request::new(r) }) else {
+        return code::INTERNAL;
+    };
+    catch_unwind(AssertUnwindSafe(|| {
+        w.refused(r.id(), r.start_ms());
         0
     }))
     .unwrap_or(code::INTERNAL)

@@ -228,7 +228,7 @@ impl UserData for LuaEngine {
             }
         });
         // record{ ip, type, rule, count, threshold, window, status, method,
-        //         path, user_agent, action }
+        //         path, user_agent, action, detail }
         m.add_method("record", |lua, this, t: Table| {
             let kind: String = t.get("type")?;
             let Some(kind) = Kind::from_name(&kind) else {
@@ -253,6 +253,7 @@ impl UserData for LuaEngine {
                 path: text("path")?,
                 user_agent: text("user_agent")?,
                 action: text("action")?,
+                detail: text("detail")?,
             };
             this.0.record(&e);
             ok(lua, true)

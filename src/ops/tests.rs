@@ -144,6 +144,7 @@ fn a_tripped_rule_blocks_with_escalation() {
         uri: b"/nope",
         status: 404,
         user_agent: b"curl",
+        ..Request::default()
     };
     let seen = Seen {
         status: 404,

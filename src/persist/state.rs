@@ -40,7 +40,7 @@ use std::fmt::{self, Write as _};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::mem::MaybeUninit;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -640,9 +640,14 @@ fn write_and_rename(tmp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o644)
+        // only nginx's workers (its owner) and root read it: it holds the
+        // admin API's policy
+        .mode(0o600)
         .open(tmp)
         .map_err(|e| context(e, format!("cannot create {}", tmp.display())))?;
+    // (a temporary file left over by a crash keeps its mode when opened)
+    f.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(|e| context(e, format!("cannot chmod {}", tmp.display())))?;
     f.write_all(bytes)
         .map_err(|e| context(e, format!("cannot write {}", tmp.display())))?;
     f.sync_all()
