@@ -183,7 +183,11 @@ __DATA__
             ngx.say(sh("flatrun-agent.sh"))
             ngx.say("blocked: ", fan("/x", "192.0.2.9"))
             local list = api("GET", "/security/blocked-ips", nil, "/admin-api")
-            ngx.say(list:match('{[^{}]*"ip":"192.0.2.9"[^{}]*}'))
+            local item = list:match('{[^{}]*"ip":"192.0.2.9"[^{}]*}')
+            local left = tonumber(item:match('"remaining":(%d+)'))
+            ngx.say((item:gsub('"expires":[%d.]+', '"expires":T')
+                         :gsub('"remaining":%d+', '"remaining":R')),
+                    " ", left > 50 and left <= 60)
             ngx.say(sh("flatrun-agent-unblock.sh"))
             ngx.say("unblocked: ", fan("/x", "192.0.2.9"))
             ngx.say(sh("flatrun-agent-unblock.sh"))
@@ -195,7 +199,7 @@ __DATA__
             -- FlatRun's documented endpoint takes ttl too: not permanent
             ngx.say((api("POST", "/security/blocked-ips",
                          '{"ip": "192.0.2.11", "ttl": 60}', "/admin-api")
-                     :gsub('"expires":%d+', '"expires":T')))
+                     :gsub('"expires":[%d.]+', '"expires":T')))
             -- and a field it does not know is refused, nothing blocked
             ngx.say(api("POST", "/security/blocked-ips",
                         '{"ip": "192.0.2.12", "tll": 60}', "/admin-api"))
@@ -210,7 +214,7 @@ __DATA__
 == health check
 yes
 blocked: 403x20 errors=0 workers>1=true
-{"expires":T,"ip":"192.0.2.9","permanent":false,"reason":"","remaining":60,"source":"manual"}
+{"expires":T,"ip":"192.0.2.9","permanent":false,"reason":"","remaining":R,"source":"manual"} true
 {"ip":"192.0.2.9","message":"unblocked","success":true}
 unblocked: 200x20 errors=0 workers>1=true
 {"ip":"192.0.2.9","message":"192.0.2.9 was not blocked","success":true}
