@@ -60,6 +60,9 @@ local SYNC_INTERVAL = 1  -- seconds between background syncs and sweeps
 
 local _M = { _VERSION = core.lua.version }
 local mt = { __index = _M }
+-- the last instance new() made: nginx-defender's module-style calls
+-- (defender.should_block(ip)) use it
+local last_instance
 
 
 local function client_text()
@@ -158,6 +161,7 @@ function _M.new(opts)
     self.event_log = cfg.event_log
     -- the workers fork from this process, replica and policy included
     engine:sync(true)
+    last_instance = self
     return self
 end
 
@@ -522,9 +526,12 @@ function _M:refresh()
 end
 
 
---- warden:api(): the admin API, in content_by_lua*.
-function _M:api()
-    return require("resty.warden.api").serve(self)
+--- warden:api(opts?): the admin API, in content_by_lua*.
+-- opts.token = false: no token on this location (an internal listener
+-- restricted with allow/deny, as FlatRun's agent expects); never the
+-- default.
+function _M:api(opts)
+    return require("resty.warden.api").serve(self, opts)
 end
 
 
@@ -556,11 +563,31 @@ local function reputation(self, ip)
 end
 
 
+-- nginx-defender calls its module's functions with a dot
+-- (defender.should_block(ip)): then `self` is the address, and the
+-- instance is the last one new() made.
+local function instance(self, ip)
+    if type(self) == "table" then
+        return self, ip
+    end
+    if not last_instance then
+        return nil, "no warden instance: call require(\"resty.warden\").new()"
+                    .. " in init_by_lua first"
+    end
+    return last_instance, self
+end
+
+
 --- warden:threat_score(ip) -> 0-100 | nil, err
 -- 100 when blocked or denylisted, 0 when allowlisted; otherwise the
 -- highest share of a detector threshold the client has reached, or, with
 -- iprepd, 100 - its reputation, whichever is higher.
-function _M:threat_score(ip)
+-- warden.threat_score(ip) (a dot) works too, as nginx-defender's does.
+function _M.threat_score(self, ip)
+    self, ip = instance(self, ip)
+    if not self then
+        return nil, ip
+    end
     if type(ip) ~= "string" then
         return nil, "ip must be a string, got " .. type(ip)
     end
@@ -582,7 +609,12 @@ end
 --- warden:should_block(ip) -> true, reason | false | nil, err
 -- Whether check() would refuse `ip` by its address (lists, blocks,
 -- reputation below the threshold), whatever the blocking mode.
-function _M:should_block(ip)
+-- warden.should_block(ip) (a dot) works too, as nginx-defender's does.
+function _M.should_block(self, ip)
+    self, ip = instance(self, ip)
+    if not self then
+        return nil, ip
+    end
     if type(ip) ~= "string" then
         return nil, "ip must be a string, got " .. type(ip)
     end
@@ -599,6 +631,10 @@ function _M:should_block(ip)
     end
     return false
 end
+
+
+--- warden:get_threat_score(ip): nginx-defender's name of threat_score().
+_M.get_threat_score = _M.threat_score
 
 
 return _M

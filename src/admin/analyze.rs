@@ -19,10 +19,55 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
 }
 
-/// The lines of a JSON body.
-fn json_lines(body: &[u8]) -> Result<Vec<String>, Error> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| Error::invalid("body", format!("invalid JSON: {e}")))?;
+/// The fields a JSON body takes.
+pub const ANALYZE_FIELDS: &[&str] = &["log_entry", "ip", "line", "lines", "log_entries"];
+
+/// nginx-defender's log-shipping script sends
+/// `-d "{\"log_entry\":\"$line\",\"ip\":\"$IP\"}"`: the raw access-log
+/// line, its quotes unescaped, inside a JSON string. Not JSON; but its
+/// shape is exact: `{"log_entry":"<line>","ip":"<address>"}`, the line
+/// running to the last `","ip":"`. The line and the address, or `None`
+/// for anything else.
+pub fn defender_body(body: &str) -> Option<(&str, &str)> {
+    let s = body.trim().strip_prefix('{')?.strip_suffix('}')?.trim();
+    let s = s.strip_prefix("\"log_entry\"")?.trim_start();
+    let s = s.strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let at = s.rfind("\"ip\"")?;
+    let (entry, ip) = s.split_at(at);
+    let entry = entry.trim_end().strip_suffix(',')?.trim_end();
+    let entry = entry.strip_suffix('"')?;
+    let ip = ip["\"ip\"".len()..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start();
+    let ip = ip.strip_prefix('"')?.strip_suffix('"')?;
+    if ip.contains('"') || entry.contains('\n') {
+        return None;
+    }
+    Some((entry, ip))
+}
+
+/// The lines of a JSON body, and the client it names (`ip`), if any.
+fn json_lines(body: &[u8]) -> Result<(Vec<String>, Option<String>), Error> {
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            let text = std::str::from_utf8(body).ok();
+            return match text.and_then(defender_body) {
+                Some((line, ip)) => Ok((vec![line.to_string()], Some(ip.to_string()))),
+                None => Err(Error::invalid("body", format!("invalid JSON: {e}"))),
+            };
+        }
+    };
+    let mut ip = None;
+    if let Value::Object(m) = &v {
+        super::only_fields(m, ANALYZE_FIELDS)?;
+        ip = match m.get("ip") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(Error::invalid("ip", "ip must be a string")),
+        };
+    }
     let items: Vec<&Value> = match &v {
         Value::Array(a) if !a.is_empty() => a.iter().collect(),
         _ => {
@@ -54,7 +99,7 @@ fn json_lines(body: &[u8]) -> Result<Vec<String>, Error> {
              {\"lines\": [...]}",
         ));
     }
-    Ok(lines)
+    Ok((lines, ip))
 }
 
 /// `POST security/analyze`
@@ -62,7 +107,9 @@ pub(super) fn analyze(b: &dyn Backend, body: &[u8]) -> Result<Response, Error> {
     let joined;
     let text: &[u8] = match body.iter().find(|c| !is_space(**c)) {
         Some(b'{') | Some(b'[') => {
-            joined = json_lines(body)?.join("\n");
+            // `ip` (nginx-defender's) repeats the line's address, the
+            // one that counts
+            joined = json_lines(body)?.0.join("\n");
             joined.as_bytes()
         }
         _ => body,
@@ -139,7 +186,7 @@ mod tests {
 
     #[test]
     fn json_forms() {
-        let one = |s: &str| json_lines(s.as_bytes());
+        let one = |s: &str| json_lines(s.as_bytes()).map(|(l, _)| l);
         assert_eq!(one(r#"{"log_entry": "a"}"#).unwrap(), ["a"]);
         assert_eq!(one(r#"{"line": "a", "ip": "x"}"#).unwrap(), ["a"]);
         assert_eq!(one(r#"{"lines": ["a", "b"]}"#).unwrap(), ["a", "b"]);
@@ -157,5 +204,40 @@ mod tests {
         let e = one("{").unwrap_err();
         assert!(e.message().starts_with("invalid JSON: "));
         assert_eq!(e.field(), Some("body"));
+        let e = one(r#"{"log_entry": "a", "host": "x"}"#).unwrap_err();
+        assert_eq!(
+            (e.message(), e.field()),
+            (
+                "host: is not a known field (known: log_entry, ip, line, lines, log_entries)",
+                Some("host")
+            )
+        );
+        let (_, ip) = json_lines(br#"{"log_entry": "a", "ip": "192.0.2.1"}"#).unwrap();
+        assert_eq!(ip.as_deref(), Some("192.0.2.1"));
+    }
+
+    #[test]
+    fn nginx_defenders_unescaped_body() {
+        // its script: -d "{\"log_entry\":\"$line\",\"ip\":\"$IP\"}"
+        let line = r#"192.0.2.7 - - [21/Nov/2026:10:15:31 +0000] "GET /wp-login.php HTTP/1.1" 404 153 "-" "Mozilla/5.0 "ip" x""#;
+        let body = format!(r#"{{"log_entry":"{line}","ip":"192.0.2.7"}}"#);
+        assert!(serde_json::from_str::<Value>(&body).is_err());
+        assert_eq!(defender_body(&body), Some((line, "192.0.2.7")));
+        let (lines, ip) = json_lines(body.as_bytes()).unwrap();
+        assert_eq!(
+            (lines, ip.as_deref()),
+            (vec![line.to_string()], Some("192.0.2.7"))
+        );
+        let spaced = format!("  {{ \"log_entry\" : \"{line}\" , \"ip\" : \"::1\" }}\n");
+        assert_eq!(defender_body(&spaced), Some((line, "::1")));
+        for other in [
+            r#"{"log_entry":"a"}"#,
+            r#"{"line":"a "b" c","ip":"1.2.3.4"}"#,
+            r#"{"log_entry":"a","ip":"1.2"3"}"#,
+            r#"{"log_entry":"a","ip":"1.2.3.4""#,
+            "{\"log_entry\":\"a\nb\",\"ip\":\"1.2.3.4\"}",
+        ] {
+            assert_eq!(defender_body(other), None, "{other}");
+        }
     }
 }

@@ -7,7 +7,7 @@ use super::accesslog::{civil_from_days, MONTHS};
 use super::backend::Backend;
 use super::exchange::{Request, Response};
 use super::views;
-use crate::error::Error;
+use crate::error::{Error, Kind};
 use crate::net::addr::Net;
 use crate::options::{duration_arg, Scalar};
 
@@ -71,8 +71,21 @@ pub fn http_date(secs: u64) -> String {
     )
 }
 
-/// `POST security/blocked-ips {ip, reason?, duration?}`
-pub(super) fn add(b: &dyn Backend, body: &Map<String, Value>) -> Result<Response, Error> {
+/// The fields a block takes: `ttl` is FlatRun's agent's name for
+/// `duration` (seconds).
+pub const BLOCK_FIELDS: &[&str] = &["ip", "duration", "ttl", "reason"];
+
+/// How long a block asked for without a duration lasts: the detector's
+/// `auto_block_duration` (24 hours unless set), FlatRun's default.
+/// `0` asks for a permanent block.
+pub fn default_duration_ms(b: &dyn Backend) -> u64 {
+    b.config().detector.auto_block_duration_ms
+}
+
+/// A block asked for in a JSON body: the target, the duration in ms (0:
+/// permanent) and the reason.
+fn block_request(b: &dyn Backend, body: &Map<String, Value>) -> Result<(Net, u64, String), Error> {
+    super::only_fields(body, BLOCK_FIELDS)?;
     let ip = match body.get("ip") {
         Some(Value::String(s)) if !s.is_empty() => s,
         _ => {
@@ -87,12 +100,33 @@ pub(super) fn add(b: &dyn Backend, body: &Map<String, Value>) -> Result<Response
         Some(Value::String(s)) => s,
         Some(_) => return Err(Error::invalid("reason", "reason must be a string")),
     };
-    let duration = body.get("duration").unwrap_or(&Value::Null);
-    let duration_ms =
-        duration_arg(Scalar::of_json(duration)).map_err(|m| Error::invalid("duration", m))?;
-    let net = target(ip, "ip")?;
+    let given = |k: &'static str| body.get(k).filter(|v| !v.is_null()).map(|v| (k, v));
+    let duration_ms = match (given("duration"), given("ttl")) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid(
+                "ttl",
+                "give duration or ttl (its alias), not both",
+            ))
+        }
+        (None, None) => default_duration_ms(b),
+        (Some((field, v)), None) | (None, Some((field, v))) => duration_arg(Scalar::of_json(v))
+            .map_err(|m| {
+                let m = if field == "ttl" {
+                    m.replacen("duration", "ttl", 1)
+                } else {
+                    m
+                };
+                Error::invalid(field, m)
+            })?,
+    };
+    Ok((target(ip, "ip")?, duration_ms, reason.to_string()))
+}
+
+/// Makes the block `body` asks for; its view.
+fn make_block(b: &dyn Backend, body: &Map<String, Value>) -> Result<Value, Error> {
+    let (net, duration_ms, reason) = block_request(b, body)?;
     let now = b.now_ms();
-    b.block(&net, duration_ms, reason)?;
+    b.block(&net, duration_ms, &reason)?;
     let block = crate::blocks::Block {
         net,
         expires_ms: if duration_ms == 0 {
@@ -101,7 +135,7 @@ pub(super) fn add(b: &dyn Backend, body: &Map<String, Value>) -> Result<Response
             now.saturating_add(duration_ms)
         },
         source: crate::blocks::Source::Manual,
-        reason: reason.to_string(),
+        reason,
     };
     let mut view = views::block(&block, now);
     view["message"] = "blocked".into();
@@ -109,7 +143,21 @@ pub(super) fn add(b: &dyn Backend, body: &Map<String, Value>) -> Result<Response
         view["warning"] =
             format!("{net} is allowlisted: the block has no effect while it is").into();
     }
-    Ok(Response::json(201, &view))
+    Ok(view)
+}
+
+/// `POST security/blocked-ips {ip, reason?, duration? | ttl?}` (and
+/// nginx-defender's `POST block`): 201 and the block.
+pub(super) fn add(b: &dyn Backend, body: &Map<String, Value>) -> Result<Response, Error> {
+    Ok(Response::json(201, &make_block(b, body)?))
+}
+
+/// `POST security/block-ip {ip, ttl?}` (FlatRun's agent): 200 and the
+/// block, with `success: true`.
+pub(super) fn add_internal(b: &dyn Backend, body: &Map<String, Value>) -> Result<Response, Error> {
+    let mut view = make_block(b, body)?;
+    view["success"] = true.into();
+    Ok(Response::json(200, &view))
 }
 
 /// `DELETE security/blocked-ips/<target>`
@@ -120,6 +168,40 @@ pub(super) fn remove(b: &dyn Backend, text: &str) -> Result<Response, Error> {
         200,
         &json!({ "ip": text, "message": "unblocked" }),
     ))
+}
+
+/// `POST security/unblock-ip {ip}` (FlatRun's agent): as its nginx side
+/// did (a delete from the dict), unblocking what is not blocked is a
+/// success too; a denylist entry is still a 409.
+pub(super) fn remove_internal(
+    b: &dyn Backend,
+    body: &Map<String, Value>,
+) -> Result<Response, Error> {
+    super::only_fields(body, &["ip"])?;
+    let Some(Value::String(ip)) = body.get("ip").filter(|v| v.as_str() != Some("")) else {
+        return Err(Error::invalid(
+            "ip",
+            "ip is required: an IP address or a CIDR",
+        ));
+    };
+    let net = target(ip, "ip")?;
+    let message = match b.unblock(&net) {
+        Ok(()) => "unblocked".to_string(),
+        Err(e) if e.kind() == Kind::NotFound => format!("{net} was not blocked"),
+        Err(e) => return Err(e.or_field("ip")),
+    };
+    Ok(Response::json(
+        200,
+        &json!({ "ip": net.to_string(), "message": message, "success": true }),
+    ))
+}
+
+/// `GET blocked-ips` (nginx-defender): the addresses and networks
+/// blocked, denylist included, as a JSON array of strings (its
+/// `jq -r '.[]'` makes `deny` lines of them).
+pub(super) fn addresses(b: &dyn Backend) -> Result<Response, Error> {
+    let list: Vec<String> = b.blocks()?.iter().map(|x| x.net.to_string()).collect();
+    Ok(Response::json(200, &json!(list)))
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@ use crate::error::{Error, Kind};
 use crate::net::addr::Addr;
 use crate::policy::decision::{Asked, Decision};
 
+/// The fields a `POST security/check` body takes.
+pub const CHECK_FIELDS: &[&str] = &["ip", "uri", "method", "site"];
+
 fn text<'a>(body: Option<&'a Map<String, Value>>, key: &str) -> Option<&'a str> {
     body.and_then(|m| m.get(key)).and_then(Value::as_str)
 }
@@ -67,6 +70,9 @@ pub(super) fn check(
     req: &Request,
     body: Option<&Map<String, Value>>,
 ) -> Result<Reply, Error> {
+    if let Some(m) = body {
+        super::only_fields(m, CHECK_FIELDS)?;
+    }
     let (ip, addr) = client(b, req, body)?;
     let score = b.threat_score(addr)?;
     // a client that nothing refuses by address gets its reputation asked

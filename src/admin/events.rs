@@ -40,6 +40,7 @@ pub(super) fn list(b: &dyn Backend, req: &Request) -> Result<Response, Error> {
 
 /// `POST security/cleanup {older_than}`
 pub(super) fn cleanup(b: &dyn Backend, body: &Map<String, Value>) -> Result<Response, Error> {
+    super::only_fields(body, &["older_than"])?;
     let older = match body.get("older_than") {
         None | Some(Value::Null) => {
             return Err(Error::invalid(

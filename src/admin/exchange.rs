@@ -37,7 +37,7 @@ pub enum Arg {
 }
 
 /// One request to the admin API.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Request {
     /// The method (`GET`, ...).
     pub method: String,
@@ -71,6 +71,33 @@ pub struct Request {
     pub reputation: Option<Option<f64>>,
     /// How many times Lua waited and called again ([`Reply::Retry`]).
     pub retries: u32,
+    /// False when the location mounts the API without a token
+    /// (`warden:api{ token = false }`, an internal listener): every
+    /// endpoint is then served without `Authorization`.
+    pub token_required: bool,
+}
+
+impl Default for Request {
+    fn default() -> Request {
+        Request {
+            method: String::new(),
+            path: String::new(),
+            peer: String::new(),
+            authorization: None,
+            content_length: None,
+            x_forwarded_for: None,
+            x_real_ip: None,
+            x_original_uri: None,
+            x_original_method: None,
+            x_warden_site: None,
+            args: Vec::new(),
+            body: None,
+            reputation_threshold: None,
+            reputation: None,
+            retries: 0,
+            token_required: true,
+        }
+    }
 }
 
 /// How long Lua waits before calling again after [`Reply::Retry`], in ms.

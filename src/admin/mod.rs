@@ -82,9 +82,8 @@ enum Takes {
 fn takes(e: Endpoint, method: &str) -> Takes {
     use Endpoint::*;
     match (e, method) {
-        (BlockedIps | Whitelist | Routes | Cleanup, "POST") | (Capture | Site, "PUT") => {
-            Takes::Json
-        }
+        (BlockedIps | Whitelist | Routes | Cleanup | BlockIp | UnblockIp | Block, "POST")
+        | (Capture | Site, "PUT") => Takes::Json,
         (Analyze, "POST") => Takes::Raw,
         (Check, "POST") => Takes::OptionalJson,
         _ => Takes::Nothing,
@@ -101,6 +100,13 @@ fn blank(b: &[u8]) -> bool {
         .all(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'))
 }
 
+/// Refuses a body with a field not in `known`: 400 naming the field
+/// (a typo such as `tll` must never be silently ignored).
+fn only_fields(body: &Map<String, Value>, known: &[&str]) -> Result<(), Error> {
+    crate::policy::only_fields(body, known, &[])
+        .map_err(|e| Error::invalid(e.field(), e.to_string()))
+}
+
 /// The body as a JSON object (`{}` for an empty optional one).
 fn json_object(text: &[u8], optional: bool) -> Result<Map<String, Value>, Error> {
     if blank(text) {
@@ -114,6 +120,22 @@ fn json_object(text: &[u8], optional: bool) -> Result<Map<String, Value>, Error>
         Ok(_) => Err(Error::invalid("body", "the body must be a JSON object")),
         Err(e) => Err(Error::invalid("body", format!("invalid JSON: {e}"))),
     }
+}
+
+/// `POST security/refresh` (and FlatRun's agent's
+/// `security/refresh-blocked-ips`, whose health check greps the answer
+/// for `success`).
+fn refresh(b: &dyn Backend, success: bool) -> Result<Response, Error> {
+    b.refresh()?;
+    let mut v = json!({
+        "message": "refreshed",
+        "blocks": b.blocks()?.len(),
+        "protected_routes": b.routes()?.len(),
+    });
+    if success {
+        v["success"] = true.into();
+    }
+    Ok(Response::json(200, &v))
 }
 
 impl Admin {
@@ -183,7 +205,7 @@ impl Admin {
                 vec![("Allow", allowed)],
             ));
         };
-        if !found.public {
+        if !found.public && req.token_required {
             auth::authorize(self.token.as_ref(), req.authorization.as_deref()).map_err(|e| {
                 let (name, value) = auth::CHALLENGE;
                 (e, vec![(name, value.to_string())])
@@ -239,7 +261,10 @@ impl Admin {
         };
         let res = match (endpoint, method) {
             (BlockedIps, "GET") => blocks::list(b, req)?,
-            (BlockedIps, _) => blocks::add(b, json)?,
+            (BlockedIps, _) | (Block, _) => blocks::add(b, json)?,
+            (BlockIp, _) => blocks::add_internal(b, json)?,
+            (UnblockIp, _) => blocks::remove_internal(b, json)?,
+            (BlockedList, _) => blocks::addresses(b)?,
             (BlockedIp, _) => blocks::remove(b, capture)?,
             (Whitelist, "GET") => policy::whitelist(b)?,
             (Whitelist, _) => return policy::add_whitelist(b, req, json),
@@ -252,17 +277,8 @@ impl Admin {
             (Stats, _) => events::stats(b)?,
             (Capture, "GET") => policy::capture(b)?,
             (Capture, _) => return policy::put_capture(b, req, json),
-            (Refresh, _) => {
-                b.refresh()?;
-                Response::json(
-                    200,
-                    &json!({
-                        "message": "refreshed",
-                        "blocks": b.blocks()?.len(),
-                        "protected_routes": b.routes()?.len(),
-                    }),
-                )
-            }
+            (Refresh, _) => refresh(b, false)?,
+            (RefreshBlockedIps, _) => refresh(b, true)?,
             (Check, _) => {
                 let body = matches!(body, Body::Json(_)).then_some(json);
                 return check::check(b, req, body);

@@ -254,6 +254,7 @@ pub(super) fn put_capture(
     req: &Request,
     body: &Map<String, Value>,
 ) -> Result<Reply, Error> {
+    super::only_fields(body, &["enabled"])?;
     let enabled = match body.get("enabled") {
         Some(Value::Bool(on)) => *on,
         other => {

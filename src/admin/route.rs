@@ -41,6 +41,17 @@ pub enum Endpoint {
     Metrics,
     /// `health` (public)
     Health,
+    /// `security/block-ip` (FlatRun's agent: `{ip, ttl}`)
+    BlockIp,
+    /// `security/unblock-ip` (FlatRun's agent: `{ip}`)
+    UnblockIp,
+    /// `security/refresh-blocked-ips` (FlatRun's agent; its health check
+    /// greps the answer for `success`)
+    RefreshBlockedIps,
+    /// `block` (nginx-defender: `{ip, duration, reason}`)
+    Block,
+    /// `blocked-ips` (nginx-defender: a JSON array of addresses)
+    BlockedList,
 }
 
 /// What a captured path segment may hold.
@@ -172,6 +183,23 @@ const ROUTES: &[Route] = &[
     ),
     route("metrics", None, "", Metrics, GET, false),
     route("health", None, "", Health, GET, true),
+    // FlatRun's agent (its internal API, `/_internal/security/...`)
+    route("security/block-ip", None, "", BlockIp, POST, false),
+    route("security/unblock-ip", None, "", UnblockIp, POST, false),
+    route(
+        "security/refresh-blocked-ips",
+        None,
+        "",
+        RefreshBlockedIps,
+        POST,
+        false,
+    ),
+    // nginx-defender's paths (`/api/check`, ...), found after FlatRun's
+    // longer ones
+    route("check", None, "", Check, GET_POST, true),
+    route("analyze", None, "", Analyze, POST, false),
+    route("block", None, "", Block, POST, false),
+    route("blocked-ips", None, "", BlockedList, GET, false),
 ];
 
 /// A path matched to an endpoint.
@@ -269,8 +297,15 @@ mod tests {
             ),
             ("metrics", Metrics, None),
             ("health", Health, None),
+            ("security/block-ip", BlockIp, None),
+            ("security/unblock-ip", UnblockIp, None),
+            ("security/refresh-blocked-ips", RefreshBlockedIps, None),
+            ("check", Check, None),
+            ("analyze", Analyze, None),
+            ("block", Block, None),
+            ("blocked-ips", BlockedList, None),
         ];
-        for prefix in ["/", "/api/", "/admin/warden/", "//api//"] {
+        for prefix in ["/", "/api/", "/admin/warden/", "//api//", "/_internal/"] {
             for (tail, endpoint, capture) in cases {
                 let path = format!("{prefix}{tail}");
                 let f = find(&path).unwrap_or_else(|| panic!("{path}"));
@@ -296,6 +331,9 @@ mod tests {
             "/api/deployments//security",
             "/api/security/stats/x",
             "/api/xmetrics",
+            "/api/blocks",
+            "/api/security/block-ips",
+            "/_internal/security/blockip",
         ] {
             assert_eq!(find(path), None, "{path}");
         }
@@ -320,6 +358,17 @@ mod tests {
         assert!(find("/health").unwrap().public);
         assert!(find("/security/check").unwrap().public);
         assert!(!find("/metrics").unwrap().public);
+        assert!(find("/api/check").unwrap().public);
+        // FlatRun's longer paths win over nginx-defender's short ones
+        assert_eq!(
+            find("/api/security/blocked-ips").unwrap().endpoint,
+            BlockedIps
+        );
+        assert_eq!(find("/api/blocked-ips").unwrap().endpoint, BlockedList);
+        assert_eq!(
+            find("/_internal/security/block-ip").unwrap().endpoint,
+            BlockIp
+        );
         // the table lists methods in name order, as Allow shows them
         for r in ROUTES {
             assert!(

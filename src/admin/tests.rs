@@ -1053,3 +1053,251 @@ fn a_busy_policy_is_retried_then_given_up() {
         other => panic!("{other:?}"),
     }
 }
+
+/// FlatRun's agent (its PR): `POST /_internal/security/block-ip
+/// {"ip","ttl"}`, `unblock-ip {"ip"}`, `refresh-blocked-ips`, as its Go
+/// code sends them (json.Marshal of a map: keys sorted, no token).
+#[test]
+fn flatrun_agents_internal_api() {
+    let b = fake();
+    let a = admin(&b);
+    let internal = |method: &str, path: &str, body: Option<&str>| {
+        let mut req = request(method, path);
+        req.authorization = None;
+        req.token_required = false;
+        loop {
+            match a.serve(&b, &req) {
+                Reply::Done(r) => return shown(&r),
+                Reply::NeedBody { .. } => req.body = Some(body.unwrap_or("").as_bytes().to_vec()),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let expires = b.now / 1000 + 60;
+    assert_eq!(
+        internal(
+            "POST",
+            "/_internal/security/block-ip",
+            Some(r#"{"ip":"192.0.2.9","ttl":60}"#)
+        ),
+        format!(
+            r#"200 {{"expires":{expires},"ip":"192.0.2.9","message":"blocked","permanent":false,"reason":"","remaining":60,"source":"manual","success":true}}"#
+        )
+    );
+    // no ttl: auto_block_duration (24 hours by default); 0: permanent
+    let r = internal(
+        "POST",
+        "/_internal/security/block-ip",
+        Some(r#"{"ip":"192.0.2.10"}"#),
+    );
+    assert!(r.contains(r#""remaining":86400,"#), "{r}");
+    let r = internal(
+        "POST",
+        "/_internal/security/block-ip",
+        Some(r#"{"ip":"192.0.2.11","ttl":0}"#),
+    );
+    assert!(r.contains(r#""permanent":true"#), "{r}");
+    // the agent sends 1 year for its "permanent" blocks
+    let r = internal(
+        "POST",
+        "/_internal/security/block-ip",
+        Some(r#"{"ip":"192.0.2.12","ttl":31536000}"#),
+    );
+    assert!(r.contains(r#""remaining":31536000,"#), "{r}");
+    assert_eq!(
+        internal(
+            "POST",
+            "/_internal/security/block-ip",
+            Some(r#"{"ip":"192.0.2.9","ttl":-1}"#)
+        ),
+        r#"400 {"error":"ttl must be a number of seconds >= 0 or a string like '90s', '15m', '24h', '7d', got -1","field":"ttl"}"#
+    );
+    assert_eq!(
+        internal(
+            "POST",
+            "/_internal/security/block-ip",
+            Some(r#"{"ip":"192.0.2.9","ttl":60,"duration":60}"#)
+        ),
+        r#"400 {"error":"give duration or ttl (its alias), not both","field":"ttl"}"#
+    );
+    assert_eq!(
+        internal(
+            "POST",
+            "/_internal/security/unblock-ip",
+            Some(r#"{"ip":"192.0.2.9"}"#)
+        ),
+        r#"200 {"ip":"192.0.2.9","message":"unblocked","success":true}"#
+    );
+    // unblocking what is not blocked is a success, as the PR's delete was
+    assert_eq!(
+        internal(
+            "POST",
+            "/_internal/security/unblock-ip",
+            Some(r#"{"ip":"192.0.2.9"}"#)
+        ),
+        r#"200 {"ip":"192.0.2.9","message":"192.0.2.9 was not blocked","success":true}"#
+    );
+    assert_eq!(
+        internal(
+            "POST",
+            "/_internal/security/unblock-ip",
+            Some(r#"{"ip":"203.0.113.0/24"}"#)
+        ),
+        r#"409 {"error":"203.0.113.0/24 is in the denylist (configuration), not a block","field":"ip"}"#
+    );
+    assert_eq!(
+        internal(
+            "POST",
+            "/_internal/security/unblock-ip",
+            Some(r#"{"ip":"192.0.2.9","ttl":5}"#)
+        ),
+        r#"400 {"error":"ttl: is not a known field (known: ip)","field":"ttl"}"#
+    );
+    let r = internal("POST", "/_internal/security/refresh-blocked-ips", None);
+    assert!(
+        r.starts_with("200 {") && r.contains(r#""success":true"#),
+        "{r}"
+    );
+    // the same paths need the token where the location does not waive it
+    let r = call(&b, "POST", "/_internal/security/refresh-blocked-ips", None);
+    assert_eq!(r.status, 200);
+    let mut req = request("POST", "/_internal/security/refresh-blocked-ips");
+    req.authorization = None;
+    assert_eq!(serve_with(&b, req, None).status, 401);
+    // and without any admin token configured, token = false still serves
+    let off = Fake::new(json!({}));
+    let mut req = request("POST", "/_internal/security/block-ip");
+    req.authorization = None;
+    req.token_required = false;
+    let r = serve_with(&off, req, Some(r#"{"ip":"192.0.2.30","ttl":60}"#));
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// `ttl` on FlatRun's documented endpoint, and no field silently ignored
+/// in any JSON body.
+#[test]
+fn unknown_fields_are_refused() {
+    let b = Fake::new(json!({
+        "dict": "warden", "admin_token": TOKEN, "trusted_proxies": ["127.0.0.1"],
+        "detector": {"auto_block_duration": "2h"},
+    }));
+    let r = api(
+        &b,
+        "POST",
+        "/api/security/blocked-ips",
+        Some(json!({"ip": "192.0.2.1", "ttl": 60})),
+    );
+    assert!(
+        r.starts_with("201 ") && r.contains(r#""remaining":60,"#),
+        "{r}"
+    );
+    let r = api(
+        &b,
+        "POST",
+        "/api/security/blocked-ips",
+        Some(json!({"ip": "192.0.2.2"})),
+    );
+    assert!(r.contains(r#""remaining":7200,"#), "{r}");
+    for (method, path, body, field, known) in [
+        (
+            "POST",
+            "/api/security/blocked-ips",
+            json!({"ip": "192.0.2.1", "tll": 60}),
+            "tll",
+            "ip, duration, ttl, reason",
+        ),
+        (
+            "POST",
+            "/api/block",
+            json!({"ip": "192.0.2.1", "expire": "1h"}),
+            "expire",
+            "ip, duration, ttl, reason",
+        ),
+        (
+            "POST",
+            "/api/security/cleanup",
+            json!({"older_than": 5, "type": "x"}),
+            "type",
+            "older_than",
+        ),
+        (
+            "PUT",
+            "/api/security/realtime-capture",
+            json!({"enabled": true, "for": "1h"}),
+            "for",
+            "enabled",
+        ),
+        (
+            "POST",
+            "/api/security/check",
+            json!({"ip": "192.0.2.1", "path": "/x"}),
+            "path",
+            "ip, uri, method, site",
+        ),
+        (
+            "POST",
+            "/api/analyze",
+            json!({"log_entry": "x", "source": "y"}),
+            "source",
+            "log_entry, ip, line, lines, log_entries",
+        ),
+    ] {
+        assert_eq!(
+            api(&b, method, path, Some(body)),
+            format!(
+                r#"400 {{"error":"{field}: is not a known field (known: {known})","field":"{field}"}}"#
+            ),
+            "{path}"
+        );
+    }
+    assert_eq!(b.blocks.borrow().len(), 2, "nothing else was blocked");
+}
+
+/// nginx-defender's paths under `location /api/`: `/api/check`,
+/// `/api/block`, `/api/analyze`, `/api/blocked-ips` (an array).
+#[test]
+fn nginx_defenders_paths() {
+    let b = fake();
+    let r = api(
+        &b,
+        "POST",
+        "/api/block",
+        Some(
+            json!({"ip": "192.0.2.5", "duration": "3600s", "reason": "nginx-defender auto-block"}),
+        ),
+    );
+    assert!(
+        r.starts_with("201 ") && r.contains(r#""remaining":3600,"#),
+        "{r}"
+    );
+    assert_eq!(
+        api(&b, "GET", "/api/blocked-ips", None),
+        r#"200 ["203.0.113.0/24","192.0.2.5"]"#
+    );
+    b.decision.replace(Decision::Blocked(Source::Manual));
+    let mut req = request("GET", "/api/check");
+    req.authorization = None;
+    let r = serve_with(&b, req, None);
+    assert_eq!(
+        (r.status, r.header("X-Warden-Reason")),
+        (403, Some("blocked: manual"))
+    );
+    assert!(r.header("X-Threat-Score").is_some());
+    b.decision.replace(Decision::Pass);
+    // Laravel's Http::post('/api/check', ['ip' => $ip])
+    let r = call(&b, "POST", "/api/check", Some(json!({"ip": "192.0.2.6"})));
+    assert_eq!(
+        shown(&r),
+        r#"200 {"allowed":true,"ip":"192.0.2.6","reason":"allowed","should_block":false,"threat_score":0}"#
+    );
+    // its log-shipping script's body, quotes unescaped
+    let line =
+        r#"192.0.2.8 - - [21/Nov/2025:04:40:00 +0000] "GET /x HTTP/1.1" 404 153 "-" "curl/8.5.0""#;
+    let body = format!(r#"{{"log_entry":"{line}","ip":"192.0.2.8"}}"#);
+    let r = serve_with(&b, request("POST", "/api/analyze"), Some(&body));
+    assert_eq!(
+        shown(&r),
+        r#"200 {"analyzed":1,"errors":[],"rejected":0,"tripped":[]}"#
+    );
+    assert_eq!(b.observed.borrow().last().unwrap(), "192.0.2.8 /x");
+}

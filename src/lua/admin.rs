@@ -36,9 +36,38 @@ fn text(t: &Table, k: &str) -> LuaResult<Option<String>> {
         .map(|s| s.to_string_lossy()))
 }
 
+/// `warden:api(opts)`'s options: `{ token = false }` mounts the API
+/// without a token (an internal listener the location restricts); `nil`
+/// or `{}` keeps the token required. Anything else is an error naming
+/// the option.
+fn token_required(opts: Value) -> LuaResult<bool> {
+    let bad = |m: String| Err(mlua::Error::runtime(format!("warden:api(): {m}")));
+    let t = match opts {
+        Value::Nil => return Ok(true),
+        Value::Table(t) => t,
+        other => return bad(format!("opts must be a table, got {}", other.type_name())),
+    };
+    let mut required = true;
+    for pair in t.pairs::<Value, Value>() {
+        let (k, v) = pair?;
+        match (k.to_string()?.as_str(), v) {
+            ("token", Value::Boolean(false)) => required = false,
+            ("token", Value::Nil | Value::Boolean(true)) => {}
+            ("token", other) => {
+                return bad(format!(
+                    "opts.token must be false (no token: an internal location) or true, got {}",
+                    other.type_name()
+                ))
+            }
+            (name, _) => return bad(format!("unknown option opts.{name} (known: token)")),
+        }
+    }
+    Ok(required)
+}
+
 /// The request table `api.lua` builds: `{ vars = {...}, args = {...},
 /// body = "..." | nil, reputation_threshold = n | nil, reputation = n |
-/// false | nil, retries = n | nil }`.
+/// false | nil, retries = n | nil, options = api()'s opts | nil }`.
 fn request(t: &Table) -> LuaResult<Request> {
     let mut r = Request::default();
     if let Some(vars) = t.get::<Option<Table>>("vars")? {
@@ -65,6 +94,7 @@ fn request(t: &Table) -> LuaResult<Request> {
         .map(|b| b.as_bytes().to_vec());
     r.reputation_threshold = t.get::<Option<f64>>("reputation_threshold")?;
     r.retries = t.get::<Option<u32>>("retries")?.unwrap_or(0);
+    r.token_required = token_required(t.get::<Value>("options")?)?;
     r.reputation = match t.get::<Value>("reputation")? {
         Value::Nil => None,
         Value::Integer(i) => Some(Some(i as f64)),
@@ -164,6 +194,8 @@ mod tests {
         let vars: Vec<String> = lua.load("core.admin_variables").eval().unwrap();
         assert_eq!(vars, crate::admin::exchange::VARIABLES);
         assert!(g.get::<mlua::Value>("warning").unwrap().is_nil());
+        // the token file is read with the options (src/admin/auth.rs): an
+        // unreadable one is an error naming it
         let (ok, err): (mlua::Value, String) = lua
             .load(
                 r#"return core.engine{ dict = "t-lua-admin",
@@ -234,6 +266,46 @@ mod tests {
         assert!(run(r#"local r = serve("GET", "/api/metrics")
                        return r.headers["Content-Type"] .. "\n" .. r.body"#)
         .starts_with("text/plain; version=0.0.4\n# HELP warden_info "));
+    }
+
+    #[test]
+    fn api_options_waive_the_token_or_are_refused() {
+        let (lua, _) = setup(OPTS);
+        let run = |code: &str| -> String { lua.load(code).eval().unwrap() };
+        let anonymous = r#"local req = { vars = { request_method = "POST",
+                                 uri = "/_internal/security/refresh-blocked-ips",
+                                 remote_addr = "127.0.0.1" }, args = {} }"#;
+        assert_eq!(
+            run(&format!(
+                r#"{anonymous}
+                   local denied = admin:serve(req).status
+                   req.options = {{ token = false }}
+                   local r = admin:serve(req)
+                   req.options = {{ token = true }}
+                   return denied .. " " .. r.status .. " " .. tostring(r.body:find('"success":true', 1, true) ~= nil)
+                          .. " " .. admin:serve(req).status"#
+            )),
+            "401 200 true 401"
+        );
+        for (opts, msg) in [
+            (
+                r#"{ token = "t" }"#,
+                "warden:api(): opts.token must be false (no token: an internal location) or true, got string",
+            ),
+            (
+                r#"{ tokn = false }"#,
+                "warden:api(): unknown option opts.tokn (known: token)",
+            ),
+            ("false", "warden:api(): opts must be a table, got boolean"),
+        ] {
+            let err = run(&format!(
+                r#"{anonymous}
+                   req.options = {opts}
+                   local ok, err = pcall(admin.serve, admin, req)
+                   return tostring(ok) .. " " .. tostring(err)"#
+            ));
+            assert!(err.starts_with("false ") && err.contains(msg), "{err}");
+        }
     }
 
     #[test]

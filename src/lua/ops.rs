@@ -222,32 +222,35 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
             Ok(MultiValue::from_vec(out))
         },
     );
-    // decide(verdict, ip, site, path, method, authorization) -> nil (go
+    // decide(verdict, ip, site, path, method, authorization, server_name)
+    // -> nil (go
     // on) | "skip" | "blocked" | "forbidden_ip", reason | "blocked_path",
     // reason | "rate_limited", reason, retry_after | "unauthorized", why,
     // challenge: the path and site policies' decision on a request of ip
     // whose lists and blocks gave `verdict` (check()'s outcome code);
     // counted (see ops::Warden::policy_decision). reason: what the access
     // phase logs; retry_after: whole seconds; challenge: WWW-Authenticate.
+    // The request's site is `site` (check{ site = ... }) when given, else
+    // the server's `server_name` (policy::request_site).
     m.add_method(
         "decide",
         |lua,
          this,
-         (verdict, ip, site, path, method, auth): (
+         (verdict, ip, site, path, method, auth, server_name): (
             i32,
             mlua::LuaString,
             Option<mlua::LuaString>,
             mlua::LuaString,
             mlua::LuaString,
             Option<mlua::LuaString>,
+            Option<mlua::LuaString>,
         )| {
             let Ok(client) = Addr::parse_bytes(&ip.as_bytes()) else {
                 return Ok(MultiValue::new());
             };
+            let bytes = |s: &Option<mlua::LuaString>| s.as_ref().map(|s| s.as_bytes().to_vec());
             let (site, path, method) = (
-                site.as_ref()
-                    .map(|s| s.as_bytes().to_vec())
-                    .unwrap_or_default(),
+                crate::policy::request_site(bytes(&site), bytes(&server_name)),
                 path.as_bytes(),
                 method.as_bytes(),
             );
@@ -549,6 +552,24 @@ mod tests {
             .map(|(a, b)| a.parse::<f64>().unwrap() - b.parse::<f64>().unwrap())
             .collect();
         assert_eq!(delta, [1.0, 1.0, 1.0, 2.0]);
+        // without a site, the server's server_name is the site; a site
+        // named in check{} wins
+        assert_eq!(
+            d(&format!(
+                r#"{pass}, "198.51.100.1", nil, "/", "GET", nil, "shop""#
+            )),
+            "forbidden_ip|not in allowed_ips of site 'shop'"
+        );
+        assert_eq!(
+            d(&format!(
+                r#"{pass}, "198.51.100.1", nil, "/", "GET", nil, "other""#
+            )),
+            ""
+        );
+        assert_eq!(
+            d(r#"core.codes.BLOCK_MANUAL, "198.51.100.1", "off", "/", "GET", nil, "shop""#),
+            "skip"
+        );
     }
 
     #[test]

@@ -175,8 +175,27 @@ fn object<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, Policy
 /// returns, so that a listed entry can be sent back).
 fn known_fields(m: &Map<String, Value>, known: &[&str]) -> Result<(), PolicyError> {
     const READ_ONLY: &[&str] = &["id", "created", "source"];
+    only_fields(m, known, READ_ONLY)
+}
+
+/// Refuses a JSON object with a field that is neither in `known` nor in
+/// `ignored` (fields a listing shows, sent back as they were): an error
+/// naming the field, so that a typo is never silently ignored.
+///
+/// ```
+/// use serde_json::json;
+/// let m = json!({"ip": "192.0.2.1", "tll": 60});
+/// let e = warden_core::policy::only_fields(m.as_object().unwrap(), &["ip", "ttl"], &[])
+///     .unwrap_err();
+/// assert_eq!((e.field(), e.message()), ("tll", "is not a known field (known: ip, ttl)"));
+/// ```
+pub fn only_fields(
+    m: &Map<String, Value>,
+    known: &[&str],
+    ignored: &[&str],
+) -> Result<(), PolicyError> {
     for k in m.keys() {
-        if !known.contains(&k.as_str()) && !READ_ONLY.contains(&k.as_str()) {
+        if !known.contains(&k.as_str()) && !ignored.contains(&k.as_str()) {
             return Err(PolicyError::new(
                 k,
                 format!("is not a known field (known: {})", known.join(", ")),
@@ -302,6 +321,26 @@ pub fn site_name(s: &str, field: &str) -> Result<(), PolicyError> {
         ));
     }
     Ok(())
+}
+
+/// The site (deployment) of a request in the access phase: the one
+/// `check{ site = ... }` names, else the server's `server_name` (its
+/// first name, nginx's `$server_name`), so that a route or a site policy
+/// naming a deployment applies to the server of that name without a
+/// `site` in every location. Never the `Host` header: a client would
+/// choose which policy applies to it.
+///
+/// ```
+/// use warden_core::policy::request_site;
+/// assert_eq!(request_site(Some(b"shop".to_vec()), Some(b"example.com".to_vec())), b"shop");
+/// assert_eq!(request_site(None, Some(b"my-app".to_vec())), b"my-app");
+/// assert_eq!(request_site(Some(Vec::new()), Some(b"my-app".to_vec())), b"my-app");
+/// assert_eq!(request_site(None, None), b"");
+/// ```
+pub fn request_site(site: Option<Vec<u8>>, server_name: Option<Vec<u8>>) -> Vec<u8> {
+    site.filter(|s| !s.is_empty())
+        .or(server_name)
+        .unwrap_or_default()
 }
 
 /// Validates and normalizes a protected route `{path, method, auth_type,

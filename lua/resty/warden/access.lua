@@ -55,9 +55,11 @@ function _M.enforce(w, rc, ip_text, site, refuse, flags)
         ctx.warden_ip = ip
         ctx.warden_site = site
     end
+    -- without a site, Rust takes the server's server_name as the site
     local outcome, a, b = w.engine:decide(rc, ip, site, path,
                                           var.request_method,
-                                          var.http_authorization)
+                                          var.http_authorization,
+                                          var.server_name)
     if outcome == nil then
         return true
     elseif outcome == "skip" then

@@ -83,8 +83,9 @@ local function send(w, res)
 end
 
 
---- serve(w): the content handler behind warden:api().
-function _M.serve(w)
+--- serve(w, opts): the content handler behind warden:api(opts); opts is
+-- handed to Rust as it is (`{ token = false }`: no token).
+function _M.serve(w, opts)
     local var = ngx.var
     local vars = {}
     for i = 1, #VARIABLES do
@@ -95,6 +96,7 @@ function _M.serve(w)
         vars = vars,
         args = ngx.req.get_uri_args(MAX_ARGS),
         reputation_threshold = w.iprepd and w.iprepd.threshold or nil,
+        options = opts,
     }
     local admin = w.admin
     for _ = 1, MAX_CALLS do
