@@ -41,6 +41,10 @@ pub enum Endpoint {
     Metrics,
     /// `health` (public)
     Health,
+    /// `security/timeline`
+    Timeline,
+    /// `ui` (public: the dashboard's page, which holds no data)
+    Ui,
 }
 
 /// What a captured path segment may hold.
@@ -172,6 +176,8 @@ const ROUTES: &[Route] = &[
     ),
     route("metrics", None, "", Metrics, GET, false),
     route("health", None, "", Health, GET, true),
+    route("security/timeline", None, "", Timeline, GET, false),
+    route("ui", None, "", Ui, GET, true),
 ];
 
 /// A path matched to an endpoint.
@@ -269,6 +275,8 @@ mod tests {
             ),
             ("metrics", Metrics, None),
             ("health", Health, None),
+            ("security/timeline", Timeline, None),
+            ("ui", Ui, None),
         ];
         for prefix in ["/", "/api/", "/admin/warden/", "//api//"] {
             for (tail, endpoint, capture) in cases {
@@ -320,6 +328,8 @@ mod tests {
         assert!(find("/health").unwrap().public);
         assert!(find("/security/check").unwrap().public);
         assert!(!find("/metrics").unwrap().public);
+        assert!(find("/api/ui/").unwrap().public);
+        assert!(!find("/api/security/timeline").unwrap().public);
         // the table lists methods in name order, as Allow shows them
         for r in ROUTES {
             assert!(
