@@ -24,7 +24,7 @@ LUA_SHARE_DIR ?= $(PREFIX)/share/lua/5.1
 DEMO_DIR ?= /tmp/warden-demo
 
 SO       := build/warden_core.so
-SOURCES  := $(shell find src -name "*.rs") Cargo.toml build.rs
+SOURCES  := $(shell find src -name "*.rs" -o -name "*.html") Cargo.toml build.rs
 
 .PHONY: check-fmt valgrind fuzz all build deps test check-rockspec test-rust test-nginx run bench bench-ir install opm lint clean \
         openresty test-openresty test-tools
