@@ -1,6 +1,7 @@
 # lua-resty-warden
 #
 #   make build   build the Rust core into build/warden_core.so
+#   make cli     build the `warden` command line into build/warden
 #   make run     the demo: nginx in the foreground on 127.0.0.1:8080
 #   make test    cargo test + prove -r t (installs what is missing)
 #   make test-openresty  prove -r t against OpenResty's stack (built once
@@ -19,15 +20,18 @@ NGINX    ?= $(shell command -v openresty 2>/dev/null || echo nginx)
 CARGO    ?= cargo
 PROVE    ?= prove
 PREFIX   ?= /usr/local
+BINDIR   ?= $(PREFIX)/bin
 LUA_LIB_DIR ?= $(PREFIX)/lib/lua/5.1
 LUA_SHARE_DIR ?= $(PREFIX)/share/lua/5.1
 DEMO_DIR ?= /tmp/warden-demo
 
 SO       := build/warden_core.so
 SOURCES  := $(shell find src -name "*.rs" -o -name "*.html") Cargo.toml build.rs
+CLI      := build/warden
+CLI_SOURCES := $(shell find cli/src -name "*.rs") cli/Cargo.toml Cargo.toml
 
-.PHONY: check-fmt valgrind fuzz all build deps test check-rockspec test-rust test-nginx run bench bench-ir install opm lint clean \
-        openresty test-openresty test-tools
+.PHONY: check-fmt valgrind fuzz all build cli deps test check-rockspec test-rust test-nginx run bench bench-ir install \
+        install-lib install-cli opm lint clean openresty test-openresty test-tools
 
 all: build
 
@@ -38,9 +42,18 @@ $(SO): $(SOURCES)
 
 build: $(SO)
 
+# The command line (cli/, a member of the workspace): a program of its own,
+# so the library above is built without it.
+$(CLI): $(CLI_SOURCES)
+	$(CARGO) build --release -p warden-cli
+	mkdir -p build
+	cp target/release/warden $(CLI)
+
+cli: $(CLI)
+
 # Debian packages the tests and the demo need; installed only when missing.
 DEB_PKGS := nginx libnginx-mod-http-lua lua-resty-core lua-cjson dirb gobuster \
-            prometheus curl redis-server lua-nginx-redis procps
+            prometheus curl redis-server procps
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -50,7 +63,7 @@ deps:
 	    apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-test: deps build check-fmt check-rockspec test-rust test-nginx
+test: deps build cli check-fmt check-rockspec test-rust test-nginx
 
 # rustfmt, on the crate and the fuzz targets (skipped where the toolchain
 # has no rustfmt component).
@@ -69,8 +82,9 @@ check-rockspec:
 test-rust:
 	$(CARGO) test --release
 	$(CARGO) test --release --no-default-features --features vendored --lib lua::
+	$(CARGO) test --release -p warden-cli
 
-test-nginx: build
+test-nginx: build cli
 	TEST_NGINX_BINARY=$(NGINX) $(PROVE) -r t
 
 # OpenResty's stack (.ci/run runs it after make test): bench/openresty.sh
@@ -87,7 +101,7 @@ openresty:
 	@bench/openresty.sh
 
 # (openresty first: without one, it stops before building anything)
-test-openresty: openresty test-tools build
+test-openresty: openresty test-tools build cli
 	@bin=$$(bench/openresty.sh) && "$$bin" -v && \
 	  echo "TEST_NGINX_BINARY=$$bin $(PROVE) -r t" && \
 	  TEST_NGINX_BINARY=$$bin $(PROVE) -r t
@@ -145,7 +159,7 @@ bench-ir: build
 # grows fuzz/corpus/<target>, which git ignores.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := addr forwarded prefix duration options glob agents \
-                iprepd_http accesslog api_json state_file
+                iprepd_http accesslog api_json state_file payload
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
@@ -157,7 +171,15 @@ fuzz:
 	  [ $${PIPESTATUS[0]} -eq 0 ] || exit 1; \
 	done
 
-install: build
+# install: the library, the Lua files and the command line; install-lib
+# alone is what LuaRocks' make backend runs (rockspec/make).
+install: install-lib install-cli
+
+install-cli: cli
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 755 -s $(CLI) $(DESTDIR)$(BINDIR)/warden
+
+install-lib: build
 	install -d $(DESTDIR)$(LUA_LIB_DIR) $(DESTDIR)$(LUA_SHARE_DIR)/resty/warden
 	install -m 755 $(SO) $(DESTDIR)$(LUA_LIB_DIR)/
 	install -m 644 lua/resty/warden.lua $(DESTDIR)$(LUA_SHARE_DIR)/resty/
@@ -172,7 +194,7 @@ opm:
 
 lint:
 	$(MAKE) check-fmt
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	luacheck -q lua
 
 clean:

@@ -28,6 +28,30 @@ fn requests() -> Vec<Request<'static>> {
             uri: u,
             status: if u == b"/missing-page" { 404 } else { 200 },
             user_agent: UA,
+            ..Request::default()
+        })
+        .collect()
+}
+
+/// Requests with query strings: plain ones (nothing to decode), ordinary
+/// ones that need decoding, and attack payloads.
+fn with_queries() -> Vec<Request<'static>> {
+    let uris: [&'static [u8]; 8] = [
+        b"/api/v1/items?page=2&sort=name",
+        b"/search?q=rock+and+roll",
+        b"/login?next=%2Faccount%2Fsettings",
+        b"/products?utm_source=newsletter&utm_medium=email&utm_campaign=spring-sale",
+        b"/search?q=%22exact+phrase%22+-excluded",
+        b"/item?id=1%27%20AND%201%3D1--%20-",
+        b"/page?file=..%2f..%2f..%2fetc%2fpasswd",
+        b"/search?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+    ];
+    uris.iter()
+        .map(|&u| Request {
+            uri: u,
+            status: 200,
+            user_agent: UA,
+            ..Request::default()
         })
         .collect()
 }
@@ -38,6 +62,7 @@ fn observe(c: &mut Criterion) {
     let cfg = DetectorConfig::from_value(&serde_json::json!({
         "max_clients": 65536, "rate_threshold": 65535, "not_found_threshold": 255,
         "repeated_hits_threshold": 32767, "auto_block_threshold": 255,
+        "payload_threshold": 255,
     }))
     .unwrap();
     let d = Detector::new(cfg, "").unwrap();
@@ -52,6 +77,20 @@ fn observe(c: &mut Criterion) {
             black_box(d.observe(black_box(hot), &reqs[i], now))
         })
     });
+    let queries = with_queries();
+    for (name, range) in [
+        ("plain query", 0..1),
+        ("ordinary queries to decode", 1..5),
+        ("attack payloads", 5..8),
+    ] {
+        let qs = &queries[range];
+        c.bench_function(&format!("observe/one client, {name}"), |b| {
+            b.iter(|| {
+                i = (i + 1) % qs.len();
+                black_box(d.observe(black_box(hot), &qs[i], now))
+            })
+        });
+    }
 
     // 50k distinct clients in random order: the table (16 MiB) is out of
     // the CPU's private caches, as with real traffic.

@@ -45,6 +45,7 @@ build = {
         ["lua/resty/warden/http.lua"] = "resty/warden/http.lua",
         ["lua/resty/warden/iprepd.lua"] = "resty/warden/iprepd.lua",
         ["lua/resty/warden/state.lua"] = "resty/warden/state.lua",
+        ["lua/resty/warden/eventlog.lua"] = "resty/warden/eventlog.lua",
         ["lua/resty/warden/statsd.lua"] = "resty/warden/statsd.lua",
     },
 }

@@ -55,6 +55,12 @@ pub struct Config {
     pub state_interval_ms: u64,
     /// The fleet's Redis (`redis = { host = ..., ... }`).
     pub redis: Option<RedisConfig>,
+    /// Where the event log goes (`event_log`): a file, `stderr` or
+    /// `error_log`; None: no event log.
+    pub event_log: Option<crate::events::log::Target>,
+    /// Real-time capture switches itself off this long after it was
+    /// turned on (ms; 0: never).
+    pub capture_max_ms: u64,
 }
 
 /// `redis = { ... }`: the Redis server a fleet of nodes shares blocks
@@ -97,6 +103,11 @@ pub const REDIS_OPTIONS: &[&str] = &[
 ];
 
 impl RedisConfig {
+    /// Whether Redis is reached through a unix socket (`unix:/path`).
+    pub fn is_unix(&self) -> bool {
+        self.host.starts_with("unix:")
+    }
+
     /// Where Redis is, as log lines and the stats show it: `host:port`,
     /// or the `unix:` socket path.
     ///
@@ -108,7 +119,7 @@ impl RedisConfig {
     /// assert_eq!(u.location(), "unix:/run/redis.sock");
     /// ```
     pub fn location(&self) -> String {
-        if self.host.starts_with("unix:") {
+        if self.is_unix() {
             self.host.clone()
         } else {
             format!("{}:{}", self.host, self.port)
@@ -265,6 +276,8 @@ impl Default for Config {
             state_file: None,
             state_interval_ms: 1_000,
             redis: None,
+            event_log: None,
+            capture_max_ms: 3_600_000,
         }
     }
 }
@@ -295,7 +308,13 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "state_file",
     "state_interval",
     "redis",
+    "event_log",
+    "capture_max_duration",
 ];
+
+/// FlatRun's option names its documentation uses, read (or refused with
+/// what to use instead) by [`Config::from_value`].
+pub const FLATRUN_OPTIONS: &[&str] = &["event_retention", "enabled"];
 
 impl Config {
     /// Validates an options table.
@@ -322,7 +341,7 @@ impl Config {
             }
         };
         for (k, _) in map.iter() {
-            if !KNOWN_OPTIONS.contains(&k.as_str()) {
+            if !KNOWN_OPTIONS.contains(&k.as_str()) && !FLATRUN_OPTIONS.contains(&k.as_str()) {
                 return Err(ConfigError::new(
                     k,
                     format!(
@@ -362,6 +381,57 @@ impl Config {
         }
         if let Some(v) = map.get("detector") {
             c.detector = crate::detect::DetectorConfig::from_value(v)?;
+        }
+        // FlatRun's docs call retention_days "event_retention": the same
+        // option, in days (a number) or as a duration ("30d")
+        if let Some(v) = map.get("event_retention") {
+            if map.contains_key("retention_days") {
+                return Err(ConfigError::new(
+                    "event_retention",
+                    "is FlatRun's name for opts.retention_days: set only retention_days",
+                ));
+            }
+            c.retention_ms = match v {
+                Value::String(_) => duration(v, "event_retention")?,
+                _ => match v.as_f64() {
+                    Some(d) if (0.0..=3650.0).contains(&d) => (d * 86_400_000.0) as u64,
+                    _ => {
+                        return Err(ConfigError::new(
+                            "event_retention",
+                            format!(
+                                "(FlatRun's name for retention_days) must be a number of days \
+                                 from 0 to 3650 or a duration like '30d', got {}",
+                                show(v)
+                            ),
+                        ))
+                    }
+                },
+            };
+            if c.retention_ms > 3650 * 86_400_000 {
+                return Err(ConfigError::new(
+                    "event_retention",
+                    format!("must be at most 3650 days, got {}", show(v)),
+                ));
+            }
+        }
+        // FlatRun's switch of its whole security module: warden is on
+        // where check() is called, so `true` changes nothing and `false`
+        // is refused with what to use instead
+        match map.get("enabled") {
+            None | Some(Value::Bool(true)) => {}
+            Some(v) if integer(v) == Some(1) => {}
+            Some(v) => {
+                return Err(ConfigError::new(
+                    "enabled",
+                    format!(
+                        "is FlatRun's switch of its whole security module, which warden does \
+                         not have (got {}): to let every request through and only log, set \
+                         blocking_mode = false; to stop detection, detector = false; to stop \
+                         warden, remove warden:check() from the configuration",
+                        show(v)
+                    ),
+                ))
+            }
         }
         if let Some(v) = map.get("retention_days") {
             c.retention_ms = match v.as_f64() {
@@ -436,6 +506,9 @@ impl Config {
                 "admin_token_file",
                 "cannot be set together with opts.admin_token (choose one)",
             ));
+        }
+        if let Some(path) = &c.admin_token_file {
+            c.admin_token = Some(read_token_file(path)?);
         }
         if let Some(v) = map.get("admin_max_body") {
             c.admin_max_body = match v {
@@ -518,8 +591,68 @@ impl Config {
             None | Some(Value::Null) => {}
             Some(v) => c.redis = Some(RedisConfig::from_value(v)?),
         }
+        match map.get("event_log") {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => {}
+            Some(Value::String(s)) => {
+                c.event_log = Some(
+                    crate::events::log::Target::parse(s)
+                        .map_err(|e| ConfigError::new("event_log", e))?,
+                )
+            }
+            Some(v) => {
+                return Err(ConfigError::new(
+                    "event_log",
+                    format!(
+                        "must be a file path like '/var/log/nginx/warden-events.json', \
+                         'error_log' or 'stderr', got {}",
+                        show(v)
+                    ),
+                ))
+            }
+        }
+        if let Some(v) = map.get("capture_max_duration") {
+            c.capture_max_ms = duration(v, "capture_max_duration")?;
+            if c.capture_max_ms > 30 * 86_400_000 {
+                return Err(ConfigError::new(
+                    "capture_max_duration",
+                    format!("must be at most 30d (0: no limit), got {}", show(v)),
+                ));
+            }
+        }
         Ok(c)
     }
+}
+
+/// Reads the admin token from `path` (opts.admin_token_file): one token,
+/// surrounding whitespace trimmed. Like ssh with a private key, a file that
+/// others (not the owner or its group) may read or write is refused: the
+/// token opens the whole admin API. Mode 0600, or 0640 with the group of
+/// nginx's workers, is fine.
+fn read_token_file(path: &str) -> Result<String, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let field = "admin_token_file";
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError::new(field, format!("'{path}' cannot be read: {e}")))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "'{path}' is open to other users (mode {mode:04o}); \
+                 make it readable by its owner only: chmod 600 '{path}'"
+            ),
+        ));
+    }
+    let text = std::fs::read(path)
+        .map_err(|e| ConfigError::new(field, format!("'{path}' cannot be read: {e}")))?;
+    let token = String::from_utf8_lossy(&text).trim().to_string();
+    if token.is_empty() || token.chars().any(char::is_whitespace) {
+        return Err(ConfigError::new(
+            field,
+            format!("'{path}' must hold one token (no spaces)"),
+        ));
+    }
+    Ok(token)
 }
 
 #[cfg(test)]
@@ -528,11 +661,74 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn events_options_and_flatrun_names() {
+        let c = Config::from_value(&json!({
+            "event_retention": 7, "enabled": true, "event_log": "stderr",
+            "capture_max_duration": "15m",
+        }))
+        .unwrap();
+        assert_eq!(c.retention_ms, 7 * 86_400_000);
+        assert_eq!(c.event_log, Some(crate::events::log::Target::Stderr));
+        assert_eq!(c.capture_max_ms, 900_000);
+        let c = Config::from_value(&json!({"event_retention": "12h"})).unwrap();
+        assert_eq!(c.retention_ms, 43_200_000);
+        assert_eq!(Config::default().capture_max_ms, 3_600_000);
+        let e = |v: Value| Config::from_value(&v).unwrap_err().to_string();
+        assert_eq!(
+            e(json!({"event_retention": 7, "retention_days": 7})),
+            "opts.event_retention is FlatRun's name for opts.retention_days: set only \
+             retention_days"
+        );
+        assert!(e(json!({"enabled": false})).starts_with(
+            "opts.enabled is FlatRun's switch of its whole security module, which warden \
+             does not have (got false): to let every request through and only log, set \
+             blocking_mode = false"
+        ));
+        assert!(e(json!({"event_retention": -1}))
+            .starts_with("opts.event_retention (FlatRun's name for retention_days) must be"));
+        assert_eq!(
+            e(json!({"capture_max_duration": "60d"})),
+            "opts.capture_max_duration must be at most 30d (0: no limit), got '60d'"
+        );
+    }
+
+    #[test]
     fn defaults() {
         let c = Config::from_value(&json!({})).unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(Config::from_value(&Value::Null).unwrap(), Config::default());
         assert_eq!(Config::from_value(&json!([])).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn admin_token_file_is_read_and_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("warden-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, " 0123456789abcdef0123\n").unwrap();
+        let p = path.to_str().unwrap();
+        let opts = json!({ "admin_token_file": p });
+        for mode in [0o600, 0o640] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let c = Config::from_value(&opts).unwrap();
+            assert_eq!(c.admin_token.as_deref(), Some("0123456789abcdef0123"));
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Config::from_value(&opts).unwrap_err().to_string();
+        assert!(
+            e.contains("admin_token_file") && e.contains("mode 0644"),
+            "{e}"
+        );
+        assert!(e.contains(&format!("chmod 600 '{p}'")), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, "two tokens\n").unwrap();
+        let e = Config::from_value(&opts).unwrap_err().to_string();
+        assert!(e.contains("must hold one token"), "{e}");
+        let missing = json!({ "admin_token_file": dir.join("nope").to_str().unwrap() });
+        let e = Config::from_value(&missing).unwrap_err().to_string();
+        assert!(e.contains("cannot be read"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -604,6 +800,11 @@ mod tests {
             "opts.state_interval must be from 100ms to 1h, got '10ms'"
         );
         assert_eq!(e(json!({"redis": {}})), "opts.redis.host is required");
+        assert_eq!(
+            e(json!({"event_log": 5})),
+            "opts.event_log must be a file path like '/var/log/nginx/warden-events.json', \
+             'error_log' or 'stderr', got 5"
+        );
         assert_eq!(
             e(json!({"redis": {"host": "r", "port": 0}})),
             "opts.redis.port must be a port from 1 to 65535, got 0"

@@ -13,7 +13,8 @@ use crate::blocks::journal::Replica;
 use crate::blocks::{Block, Blocks, Change, Diff, Page, RecordError, Source};
 use crate::config::Config;
 use crate::detect::{Detector, Request, Tripped};
-use crate::events::{Event, Ring};
+use crate::events::refusals::{Hit, Refusals};
+use crate::events::{Event, Kind as EventKind, Ring};
 use crate::metrics::Stat;
 use crate::net::addr::{Addr, Net};
 use crate::net::client::{Client, Recent, Resolver, Seen};
@@ -111,6 +112,8 @@ pub struct Engine {
     events: Ring,
     captures: Ring,
     pending: RefCell<Option<Tripped>>,
+    /// This worker's refused clients of the minute (their events).
+    refusals: RefCell<Refusals>,
     policy: RefCell<Policy>,
     /// Something applies by path or site (see [`Policy::is_empty`]),
     /// cached for the FFI check that every request makes.
@@ -156,6 +159,7 @@ impl Engine {
             capture_off_ms: Cell::new(0),
             policy: RefCell::new(policy),
             pending: RefCell::new(None),
+            refusals: RefCell::new(Refusals::default()),
             lists: Lists::new(&cfg.allowlist, &cfg.denylist),
             clients: Resolver::new(NetSet::new(&cfg.trusted_proxies)),
             recent: RefCell::new(Recent::default()),
@@ -249,6 +253,21 @@ impl Engine {
     #[inline]
     pub fn seen(&self, id: usize, start: u64) -> Option<Seen> {
         self.recent.borrow().get(id, start)
+    }
+
+    /// Marks request `id` as one a site's own policy refused: the log
+    /// phase counts only what it carries (a payload, a probe path, a
+    /// scanner's name), not its status. Unknown to the access phase (never
+    /// when `check()` refused it), it is not observed at all.
+    pub fn refused(&self, id: usize, start: u64) {
+        let mut recent = self.recent.borrow_mut();
+        match recent.get(id, start) {
+            Some(_) => recent.set_flags(id, start, Seen::REFUSED),
+            None => {
+                drop(recent);
+                self.unobserved(id, start);
+            }
+        }
     }
 
     /// Marks request `id` as one the log phase must not feed to the
@@ -398,6 +417,57 @@ impl Engine {
             }
         }
         self.events.push(e);
+    }
+
+    /// Records a request of `client` refused with outcome `rc` at `now_ms`
+    /// (see [`crate::events::refusals`]): the first of the client's
+    /// minute makes a `blocked_ip` event (with the block's reason, and
+    /// what `request` adds: its method, path, user agent), the next ones
+    /// count in it.
+    #[cold]
+    pub fn record_refusal(
+        &self,
+        client: Addr,
+        rc: i32,
+        now_ms: u64,
+        request: impl FnOnce(&mut Event),
+    ) {
+        let source = match rc {
+            code::DENY => Source::Denylist,
+            code::BLOCK_AUTO => Source::Auto,
+            _ => Source::Manual,
+        };
+        let hit = self
+            .refusals
+            .borrow_mut()
+            .hit(&self.events, client, now_ms, || {
+                let mut e = Event {
+                    ip: client.to_string(),
+                    kind: Some(EventKind::BlockedIp),
+                    rule: source.as_str().to_string(),
+                    status: self.cfg.block_status,
+                    action: if self.cfg.blocking_mode {
+                        "refused".to_string()
+                    } else {
+                        "let through: blocking_mode is 0".to_string()
+                    },
+                    reason: self
+                        .is_blocked(client)
+                        .map(|b| b.reason)
+                        .unwrap_or_default(),
+                    ..Event::default()
+                };
+                if !self.cfg.blocking_mode {
+                    e.status = 0;
+                }
+                request(&mut e);
+                e
+            });
+        match hit {
+            Hit::Recorded => self.count(Stat::EventsBlockedIp),
+            Hit::Counted => {}
+            Hit::Full => self.count(Stat::RefusalsUnrecorded),
+        }
     }
 
     /// Forgets the detector's counters for `net` (after an unblock).

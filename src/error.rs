@@ -144,6 +144,23 @@ impl From<crate::options::ConfigError> for Error {
     }
 }
 
+/// What a caught panic says (the payload `catch_unwind` returns), for
+/// the log line that reports it.
+///
+/// ```
+/// let p = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+/// assert_eq!(warden_core::error::panic_message(&*p), "boom 1");
+/// ```
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s
+    } else {
+        "unknown cause"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -275,6 +275,29 @@ pub fn human(seconds: f64) -> String {
     format!("{}s", number(seconds))
 }
 
+/// The civil date `(year, month 1-12, day 1-31)` of `days` since
+/// 1970-01-01 (H. Hinnant's `civil_from_days`): the one calendar of the
+/// crate's dates (HTTP dates, the event log's timestamps).
+///
+/// ```
+/// use warden_core::options::civil;
+/// assert_eq!(civil(0), (1970, 1, 1));
+/// assert_eq!(civil(11_016), (2000, 2, 29));
+/// assert_eq!(civil(-1), (1969, 12, 31));
+/// ```
+pub fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month as u32, day as u32)
+}
+
 /// A scalar argument as Lua or JSON carries it (a query argument, a body
 /// field, a Lua call's argument), for errors that show the value the way
 /// Lua would: `'text'`, `5`, `1.5`, `true`, or the type for a table.

@@ -189,13 +189,14 @@ rate_limited repeated_hits 8 8 120 blocked for 1d
 
 
 
-=== TEST 5: rate counts every request
+=== TEST 5: rate counts documents and API calls
 --- http_config eval: ::conf('rate_threshold = 12')
 --- config
     location /t {
         content_by_lua_block {
             local ip = "192.0.2.6"
-            run(ip, rep("/r#.js", 10, true))
+            run(ip, rep("/r#.js", 20, true))   -- assets never count
+            run(ip, rep("/r#", 10, true))
             ngx.say("workers: ", WORKERS > 1)
             ngx.say("threshold-1: ", probe(ip))
             ngx.say("threshold: ", probe(ip))

@@ -401,3 +401,41 @@ opts.whitelist[1].value invalid IP address or CIDR '300.1.1.1'
 opts.admin_token must be a non-empty string, got 5
 opts.admin_token_file cannot be set together with opts.admin_token (choose one)
 opts.admin_max_body must be a size from 1k to 1g (bytes, or '64k', '1m'), got 'huge'
+
+
+
+=== TEST 9: admin_token_file: read in Rust, refused when other users may read it
+--- http_config
+    lua_shared_dict warden 1m;
+--- config
+    location /t {
+        content_by_lua_block {
+            local path = "/tmp/warden-t12-token-" .. ngx.worker.pid()
+            local f = assert(io.open(path, "w"))
+            f:write("  0123456789abcdef0123456789abcdef\n")
+            f:close()
+            local function new(mode)
+                os.execute("chmod " .. mode .. " " .. path)
+                local w, err = require("warden_core").new{
+                    admin_token_file = path }
+                if not w then
+                    return (err:gsub(path:gsub("%p", "%%%0"), "FILE"))
+                end
+                return "token of " .. #w:config().admin_token .. " bytes"
+            end
+            ngx.say(new("644"))
+            ngx.say(new("606"))
+            ngx.say(new("600"))
+            ngx.say(new("640"))
+            os.remove(path)
+            local _, err = require("warden_core").new{
+                admin_token_file = path }
+            ngx.say((err:gsub(path:gsub("%p", "%%%0"), "FILE")))
+        }
+    }
+--- response_body
+opts.admin_token_file 'FILE' is open to other users (mode 0644); make it readable by its owner only: chmod 600 'FILE'
+opts.admin_token_file 'FILE' is open to other users (mode 0606); make it readable by its owner only: chmod 600 'FILE'
+token of 32 bytes
+token of 32 bytes
+opts.admin_token_file 'FILE' cannot be read: No such file or directory (os error 2)

@@ -358,3 +358,49 @@ opts.state_file must be a file path like '/var/lib/warden/state', got 5
 opts.state_interval must be from 100ms to 1h, got '5ms'
 opts.redis.host is required
 opts.redis.db must be a database number from 0 to 65535, got 'x'
+
+
+
+=== TEST 9: the state file is readable by its owner only, and keeps no plain secret
+--- config
+    location = /t {
+        content_by_lua_block {
+            local a = state_node()
+            assert(a:start())
+            ngx.say("basic: ", (a:api("POST", "/security/protected-routes",
+                '{"path":"/admin","auth_type":"basic",'
+                .. '"credentials":["admin:pl41n-s3cret"]}')))
+            ngx.say("bearer: ", (a:api("POST", "/security/protected-routes",
+                '{"path":"/ops","auth_type":"bearer",'
+                .. '"credentials":"t0k-pl41n"}')))
+            ngx.sleep(1.5)  -- the state file is written within ~1 s
+            local p = io.popen("stat -c %a " .. DIR .. "state")
+            ngx.say("mode: ", p:read("*l"))
+            p:close()
+            local f = assert(io.open(DIR .. "state"))
+            local s = f:read("*a")
+            f:close()
+            ngx.say("plain secrets: ", s:find("pl41n", 1, true) and "found"
+                                       or "none")
+            ngx.say("bcrypt hashes: ", select(2, s:gsub("%$2b%$", "")))
+            assert(a:stop())
+            assert(a:start())
+            local function auth(h)
+                return (a:get("/admin/x", "192.0.2.50", { Authorization = h }))
+            end
+            ngx.say("basic after restart: ", auth(nil), " ",
+                    auth("Basic " .. ngx.encode_base64("admin:pl41n-s3cret")),
+                    " ", auth("Basic " .. ngx.encode_base64("admin:wrong")))
+            ngx.say("bearer after restart: ", (a:get("/ops/x", "192.0.2.50",
+                { Authorization = "Bearer t0k-pl41n" })))
+            a:stop()
+        }
+    }
+--- response_body
+basic: 201
+bearer: 201
+mode: 600
+plain secrets: none
+bcrypt hashes: 2
+basic after restart: 401 200 401
+bearer after restart: 200

@@ -38,6 +38,7 @@ local C = core.C
 local access_c = C.warden_access
 local text_c = C.warden_check_text
 local log_c = C.warden_log
+local refusal_c = C.warden_refusal
 local get_request = base.get_request
 
 local PASS, ALLOW = core.PASS, core.ALLOW
@@ -152,8 +153,9 @@ function _M.new(opts)
         engine:restore_state(self.state_path)
     end
     if cfg.redis then
-        self.fleet = require("resty.warden.fleet").new(self, cfg.redis)
+        self.fleet = require("resty.warden.fleet").new(self)
     end
+    self.event_log = cfg.event_log
     -- the workers fork from this process, replica and policy included
     engine:sync(true)
     return self
@@ -251,6 +253,9 @@ function _M:init_worker()
     if id == 0 and self.fleet then
         self.fleet:start()
     end
+    if id == 0 and self.event_log then
+        require("resty.warden.eventlog").start(self.engine, self.event_log)
+    end
     sync(self)
     local ok, err = ngx.timer.every(SYNC_INTERVAL, tick, self)
     if not ok then
@@ -279,6 +284,8 @@ end
 
 local function blocked(self, rc)
     local source = SOURCES[rc]
+    -- a blocked_ip event, one per client and minute (src/events/)
+    refusal_c(self.handle, get_request(), client, rc)
     if self.blocking_mode == 0 then
         local addr = client_text()
         local _, info = self.engine:is_blocked(addr)

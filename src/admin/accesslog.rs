@@ -278,15 +278,8 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 /// The proleptic Gregorian date (year, month 1-12, day) of a number of
 /// days since 1970-01-01 (Howard Hinnant's `civil_from_days`).
 pub(crate) fn civil_from_days(days: i64) -> (i64, usize, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month as usize, day)
+    let (year, month, day) = crate::options::civil(days);
+    (year, month as usize, i64::from(day))
 }
 
 #[cfg(test)]

@@ -147,11 +147,7 @@ impl Admin {
                 Reply::Done(res)
             }
             Err(panic) => {
-                let why = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let why = crate::error::panic_message(&*panic);
                 b.log(
                     crate::store::Level::Err,
                     &format!("warden: api: {} {}: {why}", req.method, req.path),

@@ -18,7 +18,7 @@ pub fn seconds(ms: u64) -> Value {
 
 /// An event.
 pub fn event(e: &Event) -> Value {
-    json!({
+    let mut v = json!({
         "time": seconds(e.time_ms),
         "ip": e.ip,
         "type": e.kind.map_or("unknown", |k| k.name()),
@@ -31,7 +31,14 @@ pub fn event(e: &Event) -> Value {
         "path": e.path,
         "user_agent": e.user_agent,
         "action": e.action,
-    })
+        "reason": e.reason,
+    });
+    // what the rule saw beyond its count (the scanner pattern, the payload
+    // classes), only where there is something
+    if !e.detail.is_empty() {
+        v["detail"] = Value::from(e.detail.as_str());
+    }
+    v
 }
 
 /// A block at `now_ms`: when it ends and how many whole seconds remain
@@ -87,7 +94,7 @@ mod tests {
         };
         assert_eq!(
             event(&e).to_string(),
-            r#"{"action":"","count":0,"ip":"192.0.2.1","method":"","path":"","rule":"not_found","status":0,"threshold":0,"time":2,"type":"suspicious","user_agent":"","window":0}"#
+            r#"{"action":"","count":0,"ip":"192.0.2.1","method":"","path":"","reason":"","rule":"not_found","status":0,"threshold":0,"time":2,"type":"suspicious","user_agent":"","window":0}"#
         );
     }
 }

@@ -141,6 +141,7 @@ impl Backend for Warden<'_> {
             uri: line.target,
             status: line.status.min(999),
             user_agent: line.user_agent,
+            ..Default::default()
         };
         if self.engine.observe(client, &req) != code::TRIP {
             return Ok(None);

@@ -12,7 +12,13 @@
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
-/// The built-in list: tools whose user agent says what they are.
+/// The built-in list: tools whose purpose is attacking or scanning, and
+/// whose user agent says what they are. HTTP libraries (`python-httpx`,
+/// `Go-http-client`, `axios`...), monitors and crawlers are not tools of
+/// that kind and are never listed: a pattern here blocks at the first
+/// request. ProjectDiscovery's `httpx` prober is matched by its own form
+/// (`github.com/projectdiscovery/httpx`), not by the word `httpx`, which
+/// Python's httpx library puts in its default user agent.
 pub const DEFAULT_SCANNERS: &[&str] = &[
     "sqlmap",
     "nikto",
@@ -49,7 +55,7 @@ pub const DEFAULT_SCANNERS: &[&str] = &[
     "qualys",
     "censysinspect",
     "masscan ng",
-    "httpx",
+    "projectdiscovery httpx",
     "katana",
     "zaproxy",
     "burp collaborator",
@@ -230,8 +236,48 @@ mod tests {
             ("Wfuzz/3.1.0", "wfuzz"),
             ("Fuzz Faster U Fool v2.1.0-dev", "fuzz faster u fool"),
             ("WPScan v3.8.25 (https://wpscan.com/wordpress-security-scanner)", "wpscan"),
+            (
+                "httpx - Open-source project (github.com/projectdiscovery/httpx)",
+                "projectdiscovery httpx",
+            ),
         ] {
             assert_eq!(a.find(ua), Some(want), "{ua}");
+        }
+    }
+
+    /// HTTP libraries, monitoring probes and crawlers, as they send their
+    /// user agents: none is a scanner.
+    const NOT_SCANNERS: &[&str] = &[
+        "python-httpx/0.27.0",
+        "python-requests/2.31.0",
+        "Go-http-client/1.1",
+        "Go-http-client/2.0",
+        "okhttp/4.12.0",
+        "axios/1.6.7",
+        "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)",
+        "node-fetch",
+        "curl/8.5.0",
+        "Wget/1.21.4",
+        "Java/17.0.9",
+        "Apache-HttpClient/4.5.14 (Java/17.0.9)",
+        "libwww-perl/6.72",
+        "kube-probe/1.29",
+        "ELB-HealthChecker/2.0",
+        "Mozilla/5.0+(compatible; UptimeRobot/2.0; http://www.uptimerobot.com/)",
+        "Prometheus/2.48.0",
+        "Blackbox Exporter/0.24.0",
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+        "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+        "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+        "Slackbot 1.0 (+https://api.slack.com/robots)",
+    ];
+
+    #[test]
+    fn libraries_monitors_and_crawlers_are_not_scanners() {
+        let a = Agents::new(DEFAULT_SCANNERS).unwrap();
+        for ua in NOT_SCANNERS {
+            assert_eq!(a.find(ua), None, "{ua}");
         }
     }
 

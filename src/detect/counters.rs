@@ -14,7 +14,9 @@
 //!   per-bucket counts of requests (u16), counted 404s, auth failures,
 //!   probe-path hits and security signals (u8 each);
 //! - lines 1-3: [`MAX_PATHS`] recent paths by hash, with their hit counts;
-//! - line 4: the full client key and which rules have fired.
+//! - line 4: the full client key, which rules have fired, and per-bucket
+//!   counts of payload requests with their classes, and the last
+//!   [`PAYLOADS_SEEN`] payload requests by hash (only distinct ones count).
 //!
 //! A request whose path is not tracked (a static asset) touches line 0
 //! only; a tracked one touches lines 0-3, which the hardware prefetches
@@ -49,6 +51,9 @@ use crate::shm::lock::{Held, SlotLock};
 pub const BUCKETS: usize = 8;
 /// Distinct paths remembered per client and window.
 pub const MAX_PATHS: usize = 24;
+/// Payload requests remembered per client (by hash of the whole target):
+/// one that repeats one of these is not counted again.
+pub const PAYLOADS_SEEN: usize = 4;
 /// Ways per set: the slots a client may occupy.
 pub const WAYS: usize = 4;
 /// Largest threshold for the u8 counters (404s, auth failures, probes,
@@ -75,15 +80,18 @@ pub enum Rule {
     UniquePaths,
     /// Hits on one path.
     RepeatedHits,
-    /// Requests.
+    /// Requests the client asked for (documents, API calls).
     Rate,
     /// Security signals of any kind (`auto_block_threshold`).
     Events,
+    /// Distinct requests carrying attack payloads (last: added after the
+    /// others, whose order messages and bits keep).
+    Payload,
 }
 
 impl Rule {
     /// Number of rules.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     /// Every rule, in checking order.
     pub const ALL: [Rule; Rule::COUNT] = [
         Rule::ScannerAgent,
@@ -94,6 +102,7 @@ impl Rule {
         Rule::RepeatedHits,
         Rule::Rate,
         Rule::Events,
+        Rule::Payload,
     ];
 
     /// The rule's name in options and events.
@@ -101,6 +110,7 @@ impl Rule {
         match self {
             Rule::ScannerAgent => "scanner_agent",
             Rule::ProbePath => "probe_path",
+            Rule::Payload => "payload",
             Rule::AuthFailure => "auth_failure",
             Rule::NotFound => "not_found",
             Rule::UniquePaths => "unique_paths",
@@ -134,6 +144,11 @@ pub struct Observation {
     pub ua_fp: u32,
     /// Do not count this request for the `rate` rule.
     pub uncounted: bool,
+    /// The classes of the attack payloads it carries (bits of
+    /// [`crate::detect::payload::Class`]; 0: none).
+    pub payload: u8,
+    /// Hash of the whole request target, when it carries a payload.
+    pub payload_hash: u32,
 }
 
 /// A client's counts over the window, after an observation.
@@ -158,6 +173,8 @@ pub struct Trip {
     pub rule: Rule,
     /// Its count, which reached the threshold.
     pub count: u32,
+    /// For `payload`: the classes of the payloads counted in the window.
+    pub classes: u8,
 }
 
 /// The result of one observation.
@@ -249,9 +266,16 @@ struct Data {
     paths: [PathEntry; MAX_PATHS],
     // line 4 (u32 words keep the struct 4-aligned, so line 0 is full)
     key: [u32; 4],
-    v6: bool,
-    fired: u8,
     fired_at: u32,
+    /// Hashes of the latest payload requests (0: none).
+    seen: [u32; PAYLOADS_SEEN],
+    payloads: [u8; BUCKETS],
+    /// Payload classes seen, per bucket.
+    classes: [u8; BUCKETS],
+    fired: u16,
+    v6: bool,
+    /// Where the next payload hash goes in `seen`.
+    next_seen: u8,
 }
 
 /// One client's slot.
@@ -623,6 +647,10 @@ fn reset(g: &Guard<'_>, key: Option<(&Key, u32)>, now: u32) {
     d.paths = [PathEntry::default(); MAX_PATHS];
     d.fired = 0;
     d.fired_at = 0;
+    d.seen = [0; PAYLOADS_SEEN];
+    d.payloads = [0; BUCKETS];
+    d.classes = [0; BUCKETS];
+    d.next_seen = 0;
     match key {
         Some((k, tag)) => {
             d.key = split(k.bits);
@@ -654,6 +682,10 @@ fn slide(g: &Guard<'_>, now: u32) {
         d.auth = [0; BUCKETS];
         d.probes = [0; BUCKETS];
         d.signals = [0; BUCKETS];
+        if d.payloads != [0; BUCKETS] {
+            d.payloads = [0; BUCKETS];
+            d.classes = [0; BUCKETS];
+        }
     } else {
         for s in 1..=steps {
             let b = (last.wrapping_add(s) as usize) % BUCKETS;
@@ -662,7 +694,13 @@ fn slide(g: &Guard<'_>, now: u32) {
             d.auth[b] = 0;
             d.probes[b] = 0;
             d.signals[b] = 0;
+            d.payloads[b] = 0;
+            d.classes[b] = 0;
         }
+    }
+    // payload requests out of the window may count again
+    if d.seen[0] != 0 && d.payloads == [0; BUCKETS] {
+        d.seen = [0; PAYLOADS_SEEN];
     }
     g.slot.bucket.store(now, Ordering::Relaxed);
 }
@@ -684,6 +722,7 @@ fn count(d: &Data, now: u32, r: Rule, path_hits: u32, scanner: bool) -> u32 {
         Rule::NotFound => s8(&d.not_found),
         Rule::AuthFailure => s8(&d.auth),
         Rule::ProbePath => s8(&d.probes),
+        Rule::Payload => s8(&d.payloads),
         Rule::Events => s8(&d.signals),
         Rule::UniquePaths => d
             .paths
@@ -729,8 +768,20 @@ fn update(
     add(&mut d.not_found, o.not_found);
     add(&mut d.auth, o.auth_failure);
     add(&mut d.probes, o.probe);
-    let signals =
-        u8::from(o.not_found) + u8::from(o.auth_failure) + u8::from(o.probe) + u8::from(scanner);
+    // a payload request counts once, however often it is repeated (one odd
+    // link followed again and again is not probing)
+    let payload = o.payload != 0 && !d.seen.contains(&(o.payload_hash | 1));
+    if payload {
+        d.seen[usize::from(d.next_seen) % PAYLOADS_SEEN] = o.payload_hash | 1;
+        d.next_seen = (d.next_seen + 1) % PAYLOADS_SEEN as u8;
+        add(&mut d.payloads, true);
+        d.classes[b] |= o.payload;
+    }
+    let signals = u8::from(o.not_found)
+        + u8::from(o.auth_failure)
+        + u8::from(o.probe)
+        + u8::from(scanner)
+        + u8::from(payload);
     d.signals[b] = d.signals[b].saturating_add(signals);
 
     let mut path_hits = 0;
@@ -776,11 +827,12 @@ fn update(
         path_hits = u32::from(hits);
     }
     // Only the rules whose counters this request changed can trip.
-    let bit = |r: Rule| 1u8 << (r as u8);
-    let mut touched = 0u8;
+    let bit = |r: Rule| 1u16 << (r as u8);
+    let mut touched = 0u16;
     for (r, yes) in [
         (Rule::ScannerAgent, scanner),
         (Rule::ProbePath, o.probe),
+        (Rule::Payload, payload),
         (Rule::AuthFailure, o.auth_failure),
         (Rule::NotFound, o.not_found),
         (Rule::UniquePaths, o.path_hash != 0 && o.path_failed),
@@ -810,7 +862,16 @@ fn update(
                 d.fired_at = now;
             }
             d.fired |= bit;
-            trip = Some(Trip { rule: r, count: n });
+            let classes = if r == Rule::Payload {
+                d.classes.iter().fold(0, |a, c| a | c)
+            } else {
+                0
+            };
+            trip = Some(Trip {
+                rule: r,
+                count: n,
+                classes,
+            });
             break;
         }
     }

@@ -1,30 +1,46 @@
 //! The behavioural detector: what a finished request says about its client.
 //!
-//! `warden:log()` hands every finished request (client, status, path, user
-//! agent) to [`Detector::observe`]. It classifies the request (a counted
-//! 404? an auth failure? a probe path? a scanner?), adds it to the client's
-//! counters in memory shared by every worker ([`crate::detect::counters`]) and
-//! reports the rule that tripped, if any. Blocking, escalation and events
-//! are then done by the caller (rarely: once per trip).
+//! `warden:log()` hands every finished request (client, status, target,
+//! user agent) to [`Detector::observe`]. It classifies the request (a
+//! counted 404? an auth failure? a probe path? an attack payload? a
+//! scanner? a document the client asked for, or something a page pulled
+//! in?), adds it to the client's counters in memory shared by every worker
+//! ([`crate::detect::counters`]) and reports the rule that tripped, if any.
+//! Blocking, escalation and events are then done by the caller (rarely:
+//! once per trip).
 //!
 //! The rules (name: what counts, default threshold per window):
 //! - `scanner_agent`: a known scanner's user agent, 1;
 //! - `probe_path`: failed (>= 400) requests for well-known probe paths, 2;
+//! - `payload`: distinct requests carrying attack payloads
+//!   ([`payload`]), 3;
 //! - `auth_failure`: 401/403 responses, 5;
 //! - `not_found`: 404 responses, harmless ones excepted, 10;
-//! - `unique_paths`: distinct paths that failed (>= 400), 20;
-//! - `repeated_hits`: hits on one path, 120;
-//! - `rate`: requests, 600;
+//! - `unique_paths`: distinct paths that failed (4xx), 20;
+//! - `repeated_hits`: hits on one path, 120, monitor mode unless its
+//!   threshold is given;
+//! - `rate`: documents and API calls, 600, monitor mode unless its
+//!   threshold is given;
 //! - `events`: security signals of any kind (each counted 404, auth
-//!   failure, probe and scanner request), `auto_block_threshold`, 50.
+//!   failure, probe, payload and scanner request), `auto_block_threshold`,
+//!   50.
 //!
-//! Static assets (by extension) count for none of the path rules, and
-//! `unique_paths` counts only paths that failed: see the README for why
+//! Evidence blocks; volume only reports: one address can be a whole
+//! office. What a page pulls in (static assets by extension, 304
+//! revalidations, subresources and prefetches by their `Sec-Fetch-Dest`
+//! and `Sec-Purpose` headers) counts for no volume rule; static assets and
+//! what a site refused by its own policy count for no failure rule either;
+//! what a request carries (a scanner's name, a probe path, a payload)
+//! always counts. Paths are matched percent-decoded, with dot segments
+//! resolved. See the README for why
 //! FlatRun's defaults were changed.
 
 pub mod agents;
 pub mod counters;
 pub mod offences;
+pub mod payload;
+
+use std::cell::RefCell;
 
 use serde_json::{Map, Value};
 
@@ -33,9 +49,11 @@ use crate::detect::counters::{
     Key, Observation, Outcome, Rule, Table, Thresholds, MAX_HITS_THRESHOLD, MAX_RATE_THRESHOLD,
     MAX_SMALL_THRESHOLD,
 };
+use crate::detect::payload::{normalize_into, Class, Payloads};
 use crate::net::addr::Addr;
 use crate::options::{duration, flag, integer, show, ConfigError};
 use crate::path::glob::GlobSet;
+use crate::path::uri::{decode_fully, plain_path, plain_query, resolve_into, split};
 
 /// Paths whose 404 never counts.
 pub const DEFAULT_HARMLESS: &[&str] = &[
@@ -174,6 +192,7 @@ impl Default for DetectorConfig {
         for (r, n) in [
             (Rule::ScannerAgent, 1),
             (Rule::ProbePath, 2),
+            (Rule::Payload, 3),
             (Rule::AuthFailure, 5),
             (Rule::NotFound, 10),
             (Rule::UniquePaths, 20),
@@ -183,11 +202,15 @@ impl Default for DetectorConfig {
         ] {
             thresholds[r as usize] = n;
         }
+        // volume only reports: one address can be a whole office
+        let mut modes = [Mode::Block; Rule::COUNT];
+        modes[Rule::Rate as usize] = Mode::Monitor;
+        modes[Rule::RepeatedHits as usize] = Mode::Monitor;
         DetectorConfig {
             enabled: true,
             window_ms: 120_000,
             thresholds,
-            modes: [Mode::Block; Rule::COUNT],
+            modes,
             ignore: Default::default(),
             auto_block_enabled: true,
             auto_block_duration_ms: 24 * 3_600_000,
@@ -215,6 +238,7 @@ pub const DETECTOR_OPTIONS: &[&str] = &[
     "repeated_hits_threshold",
     "rate_threshold",
     "probe_path_threshold",
+    "payload_threshold",
     "auto_block_enabled",
     "auto_block_threshold",
     "auto_block_duration",
@@ -239,6 +263,7 @@ fn threshold_option(r: Rule) -> &'static str {
     match r {
         Rule::ScannerAgent => "",
         Rule::ProbePath => "probe_path_threshold",
+        Rule::Payload => "payload_threshold",
         Rule::AuthFailure => "auth_failure_threshold",
         Rule::NotFound => "not_found_threshold",
         Rule::UniquePaths => "unique_paths_threshold",
@@ -376,6 +401,12 @@ impl DetectorConfig {
                     ))
                 }
             };
+            // The volume rules only report by default (one address can be
+            // a whole office); a threshold the operator chose is a choice
+            // to block at it (`rules` may still say otherwise).
+            if matches!(r, Rule::Rate | Rule::RepeatedHits) {
+                c.modes[r as usize] = Mode::Block;
+            }
         }
         for (name, field) in [
             ("auto_block_duration", &mut c.auto_block_duration_ms),
@@ -561,23 +592,107 @@ impl DetectorConfig {
     }
 }
 
+/// Request headers the detector reads only when its decision needs them
+/// (nginx finds them by walking the request's header list).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Header {
+    /// `Sec-Fetch-Dest`: what the browser fetches (`document`, `image`,
+    /// `empty` for `fetch()`...).
+    SecFetchDest,
+    /// `Sec-Purpose`: `prefetch` (or `prefetch;prerender`) for speculative
+    /// loads.
+    SecPurpose,
+    /// `Purpose`: `prefetch`, from browsers older than `Sec-Purpose`.
+    Purpose,
+}
+
+/// Reads a request header (None: absent).
+pub type Headers<'a> = &'a dyn Fn(Header) -> Option<&'a [u8]>;
+
 /// A finished request, as the log phase sees it.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Default)]
 pub struct Request<'a> {
-    /// `$request_uri` (the query string is cut off here).
+    /// `$request_uri`: the path and query as the client sent them.
     pub uri: &'a [u8],
     /// The response status.
     pub status: u16,
     /// The user agent (empty: none).
     pub user_agent: &'a [u8],
+    /// A site's own policy refused it (`allowed_ips`, `blocked_paths`,
+    /// `rate_limit`): the refusal is the site's choice, not the client's
+    /// failure, so only what the request carries counts.
+    pub refused: bool,
+    /// The request's headers, when they can be read (None: from a log
+    /// line, where only what is above is known).
+    pub headers: Option<Headers<'a>>,
+}
+
+impl std::fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("uri", &String::from_utf8_lossy(self.uri))
+            .field("status", &self.status)
+            .field("user_agent", &String::from_utf8_lossy(self.user_agent))
+            .field("refused", &self.refused)
+            .field("headers", &self.headers.is_some())
+            .finish()
+    }
 }
 
 impl Request<'_> {
-    /// The path: the URI up to `?` or `#`.
+    /// The path: the URI up to `?` or `#`, as sent (not decoded).
     pub fn path(&self) -> &[u8] {
-        let end = memchr::memchr2(b'?', b'#', self.uri).unwrap_or(self.uri.len());
-        &self.uri[..end]
+        split(self.uri).0
     }
+}
+
+/// True when a user agent is a browser's: every browser's begins with
+/// `Mozilla/`. Only browsers send `Sec-Fetch-*` and `Purpose`, so the
+/// detector reads those headers (nginx walks the header list for each)
+/// only for them.
+#[inline]
+pub fn browser(user_agent: &[u8]) -> bool {
+    user_agent.starts_with(b"Mozilla/")
+}
+
+/// True when the browser says a page pulled this request in (an image, a
+/// script, a style, a font, a frame... by `Sec-Fetch-Dest`) or fetched it
+/// speculatively (`Sec-Purpose`/`Purpose: prefetch`), rather than the
+/// client asking for it (`document`, or `empty` for a page's API calls).
+/// Browsers without `Sec-Fetch-Dest` said prefetch with `Purpose`.
+pub fn pulled_in(headers: Headers<'_>) -> bool {
+    let starts = |v: &[u8], w: &[u8]| v.len() >= w.len() && v[..w.len()].eq_ignore_ascii_case(w);
+    let prefetch = |v: &[u8]| {
+        let v = v.trim_ascii_start();
+        starts(v, b"prefetch") || starts(v, b"prerender")
+    };
+    match headers(Header::SecFetchDest) {
+        Some(d) if !d.is_empty() => {
+            let own = d.eq_ignore_ascii_case(b"document") || d.eq_ignore_ascii_case(b"empty");
+            !own || headers(Header::SecPurpose).is_some_and(prefetch)
+        }
+        _ => headers(Header::Purpose).is_some_and(prefetch),
+    }
+}
+
+/// Whether a status is a failure the client caused: a 4xx, except a
+/// request timeout (408), a rate limit (429) and a request the client
+/// itself gave up on (nginx's 499). Server errors (5xx) are the server's.
+pub fn client_failure(status: u16) -> bool {
+    (400..500).contains(&status) && !matches!(status, 408 | 429 | 499)
+}
+
+/// Per-worker scratch space for decoding request targets.
+#[derive(Default)]
+struct Scratch {
+    decoded: Vec<u8>,
+    tmp: Vec<u8>,
+    path: Vec<u8>,
+    text: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 /// A compiled extension set (up to 8 bytes each, packed).
@@ -650,6 +765,9 @@ pub struct Detector {
     assets: Exts,
     per_rule: Vec<(Rule, RuleIgnore)>,
     hasher: ahash::RandomState,
+    payloads: Payloads,
+    /// A volume rule (`rate`, `repeated_hits`) is on.
+    volume: bool,
 }
 
 /// A tripped rule, with what the caller needs to act on it.
@@ -667,7 +785,9 @@ pub struct Tripped {
     pub threshold: u32,
     /// What to do.
     pub mode: Mode,
-    /// The scanner pattern that matched, for `scanner_agent`.
+    /// What the rule saw beyond its count: the scanner pattern that
+    /// matched, for `scanner_agent`; the payload classes in the window
+    /// (`sqli+xss`), for `payload`.
     pub matched: Option<String>,
 }
 
@@ -694,8 +814,11 @@ impl Detector {
                 },
             ));
         }
+        let limits = cfg.limits();
         Ok(Detector {
-            limits: cfg.limits(),
+            volume: limits[Rule::Rate as usize] != 0 || limits[Rule::RepeatedHits as usize] != 0,
+            payloads: Payloads::new(),
+            limits,
             assets: Exts::new(&cfg.ignore_extensions),
             table,
             agents,
@@ -731,34 +854,93 @@ impl Detector {
 
     /// [`Detector::observe`], with what happened to the counters.
     pub fn see(&self, a: Addr, req: &Request<'_>, now_ms: u64) -> Seen {
-        let path = req.path();
+        let (path, query) = split(req.uri);
+        // the usual request: nothing to decode, no payload possible
+        if plain_path(path) && query.is_none_or(plain_query) {
+            return self.see_path(a, req, path, 0, now_ms);
+        }
+        SCRATCH.with(|s| match s.try_borrow_mut() {
+            Ok(mut s) => {
+                let s = &mut *s;
+                let classes = self.decode(path, query, s);
+                self.see_path(a, req, &s.path, classes, now_ms)
+            }
+            // never: nothing below comes back here
+            Err(_) => self.see_path(a, req, path, 0, now_ms),
+        })
+    }
+
+    /// Decodes a target into `s.path` (the path as nginx sees it: decoded,
+    /// dot segments resolved) and returns the classes of the payloads the
+    /// path and query carry (when the `payload` rule is on).
+    fn decode(&self, path: &[u8], query: Option<&[u8]>, s: &mut Scratch) -> u8 {
+        decode_fully(path, &mut s.decoded, &mut s.tmp, false, 3);
+        let dotdot = resolve_into(&s.decoded, &mut s.path);
+        if self.limits[Rule::Payload as usize] == 0 {
+            return 0;
+        }
+        // browsers resolve `..` before they send: only tools send it
+        let mut classes = if dotdot { Class::Traversal as u8 } else { 0 };
+        s.text.clear();
+        if !plain_path(path) {
+            normalize_into(&s.decoded, &mut s.text);
+        }
+        let at = s.text.len();
+        if let Some(q) = query.filter(|q| !plain_query(q)) {
+            s.text.push(b'?');
+            decode_fully(q, &mut s.decoded, &mut s.tmp, true, 3);
+            normalize_into(&s.decoded, &mut s.text);
+        }
+        if !s.text.is_empty() {
+            classes |= self.payloads.scan(&s.text, at);
+        }
+        classes
+    }
+
+    /// Classifies and counts a request whose (decoded) path is `path` and
+    /// whose target carries payloads of `classes`.
+    fn see_path(&self, a: Addr, req: &Request<'_>, path: &[u8], classes: u8, now_ms: u64) -> Seen {
         if !self.ignore_paths.is_empty() && self.ignore_paths.matches(path) {
             return Seen::default();
         }
         let status = req.status;
         let ext = extension(path);
         let asset = self.assets.contains(ext);
-        let failed = status >= 400;
+        let failed = client_failure(status);
+        // A failure counts unless a site's own policy refused the request
+        // (its status is the site's choice) or it is a static asset.
+        let counted = !asset && !req.refused;
+        // What the client asked for itself, rather than what a page pulled
+        // in (assets, revalidations, subresources and prefetches by their
+        // `Sec-Fetch-*` headers): only that counts for the volume rules.
+        // The headers are read only when a volume rule is on, and only for
+        // browsers; they are the client's own claim, so they never hide a
+        // failure, a probe or a payload.
+        let own = counted
+            && status != 304
+            && !(self.volume && browser(req.user_agent) && req.headers.is_some_and(pulled_in));
         let mut o = Observation {
-            not_found: status == 404 && !asset,
-            auth_failure: (status == 401 || status == 403) && !asset,
+            not_found: status == 404 && counted,
+            auth_failure: (status == 401 || status == 403) && counted,
             probe: false,
             path_hash: 0,
-            path_failed: failed,
+            path_failed: failed && counted,
             ua_fp: 0,
-            uncounted: false,
+            uncounted: !own,
+            payload: classes,
+            payload_hash: 0,
         };
         if o.not_found && self.harmless.matches(path) {
             o.not_found = false;
             o.path_failed = false;
         }
-        if failed && self.limits[Rule::ProbePath as usize] != 0 {
+        if status >= 400 && self.limits[Rule::ProbePath as usize] != 0 {
             o.probe = self.probes.matches(path);
         }
         if !req.user_agent.is_empty() {
             o.ua_fp = fingerprint(req.user_agent);
         }
-        let mut skip = 0u8;
+        let mut skip = 0u16;
         for (r, ig) in &self.per_rule {
             if ig.exts.contains(ext) || (!ig.paths.is_empty() && ig.paths.matches(path)) {
                 skip |= 1 << (*r as u8);
@@ -766,17 +948,20 @@ impl Detector {
                     Rule::NotFound => o.not_found = false,
                     Rule::AuthFailure => o.auth_failure = false,
                     Rule::ProbePath => o.probe = false,
+                    Rule::Payload => o.payload = 0,
                     Rule::UniquePaths => o.path_failed = false,
                     Rule::Rate => o.uncounted = true,
                     _ => {}
                 }
             }
         }
-        let track = !asset || o.probe;
-        if track {
+        if own || o.path_failed || o.probe {
             o.path_hash = (self.hasher.hash_one(path) as u32) | 1;
         } else {
             o.path_failed = false;
+        }
+        if o.payload != 0 {
+            o.payload_hash = self.hasher.hash_one(req.uri) as u32;
         }
         // a rule that ignores this request cannot trip on it
         let mut limits = self.limits;
@@ -812,9 +997,11 @@ impl Detector {
             count: t.count,
             threshold: limits[t.rule as usize],
             mode: self.cfg.modes[t.rule as usize],
-            matched: (t.rule == Rule::ScannerAgent)
-                .then(|| self.agents.find_bytes(req.user_agent).map(str::to_string))
-                .flatten(),
+            matched: match t.rule {
+                Rule::ScannerAgent => self.agents.find_bytes(req.user_agent).map(str::to_string),
+                Rule::Payload => Some(payload::names(t.classes)),
+                _ => None,
+            },
         });
         seen
     }
@@ -839,7 +1026,7 @@ fn fingerprint(ua: &[u8]) -> u32 {
 pub fn event_kind(r: Rule) -> crate::events::Kind {
     use crate::events::Kind;
     match r {
-        Rule::ScannerAgent | Rule::UniquePaths => Kind::ScanDetected,
+        Rule::ScannerAgent | Rule::UniquePaths | Rule::Payload => Kind::ScanDetected,
         Rule::AuthFailure => Kind::AuthFailed,
         Rule::Rate | Rule::RepeatedHits => Kind::RateLimited,
         Rule::NotFound | Rule::ProbePath | Rule::Events => Kind::Suspicious,
@@ -860,6 +1047,7 @@ mod tests {
             uri: uri.as_bytes(),
             status,
             user_agent: ua.as_bytes(),
+            ..Request::default()
         }
     }
 
@@ -1026,6 +1214,180 @@ mod tests {
         assert!(d
             .observe(Addr::parse("2001:db8::2").unwrap(), &req("/", 200, ""), 0)
             .is_none());
+    }
+
+    /// `req` with a `Sec-Fetch-Dest` and a `Sec-Purpose` header.
+    fn with<'a>(r: Request<'a>, h: Headers<'a>) -> Request<'a> {
+        Request {
+            headers: Some(h),
+            ..r
+        }
+    }
+
+    #[test]
+    fn pulled_in_requests_count_for_no_volume_rule() {
+        let image = |h: Header| (h == Header::SecFetchDest).then_some(&b"image"[..]);
+        let prefetch = |h: Header| match h {
+            Header::SecFetchDest => Some(&b"document"[..]),
+            Header::SecPurpose => Some(&b"prefetch;prerender"[..]),
+            Header::Purpose => None,
+        };
+        let old_prefetch = |h: Header| (h == Header::Purpose).then_some(&b"prefetch"[..]);
+        let page = |h: Header| (h == Header::SecFetchDest).then_some(&b"document"[..]);
+        let api = |h: Header| (h == Header::SecFetchDest).then_some(&b"empty"[..]);
+        let d = det(json!({"rate_threshold": 5}));
+        assert_eq!(d.cfg.modes[Rule::Rate as usize], Mode::Block);
+        let mut reqs = Vec::new();
+        for i in 0..40 {
+            let r = req(["/avatar?u=1", "/img/thumb", "/next"][i % 3], 200, BROWSER);
+            reqs.push(with(
+                r,
+                [&image as Headers, &prefetch, &old_prefetch][i % 3],
+            ));
+            reqs.push(req("/page", 304, BROWSER));
+        }
+        reqs.push(with(req("/page", 200, BROWSER), &page));
+        reqs.push(with(req("/api/feed", 200, BROWSER), &api));
+        reqs.extend([req("/x", 200, BROWSER), req("/y", 200, BROWSER)]);
+        assert!(run(&d, "192.0.2.20", &reqs).iter().all(Option::is_none));
+        let r = run(&d, "192.0.2.20", &[req("/z", 200, BROWSER)]);
+        assert_eq!(r, vec![Some((Rule::Rate, 5))]);
+        // the headers are the client's claim: they never hide a failure
+        let d = det(json!({"not_found_threshold": 3}));
+        let r = run(
+            &d,
+            "192.0.2.21",
+            &[with(req("/gone", 404, BROWSER), &image); 3],
+        );
+        assert_eq!(r[2], Some((Rule::NotFound, 3)));
+    }
+
+    #[test]
+    fn offices_are_never_blocked_by_default() {
+        // twenty browsers behind one address, each reading 40 pages of a
+        // site with a cold cache: the page, 12 assets by extension, 2 by
+        // Sec-Fetch-Dest, a prefetch of the next page and an API call
+        let d = det(json!({}));
+        let a = Addr::parse("192.0.2.22").unwrap();
+        let sub = |h: Header| (h == Header::SecFetchDest).then_some(&b"font"[..]);
+        let next = |h: Header| match h {
+            Header::SecFetchDest => Some(&b"document"[..]),
+            Header::SecPurpose => Some(&b"prefetch"[..]),
+            Header::Purpose => None,
+        };
+        let assets: Vec<String> = (0..12).map(|i| format!("/_static/f{i}.css")).collect();
+        let pages: Vec<String> = (0..40).map(|i| format!("/docs/p{i}.html")).collect();
+        let mut n = 0u64;
+        for browser in 0..20 {
+            for (page, p) in pages.iter().enumerate() {
+                let mut reqs = vec![req(p, 200, BROWSER)];
+                reqs.extend(assets.iter().map(|a| req(a, 200, BROWSER)));
+                reqs.push(with(req("/_fonts/inter", 200, BROWSER), &sub));
+                reqs.push(with(req("/_fonts/mono", 200, BROWSER), &sub));
+                reqs.push(with(req("/docs/next", 200, BROWSER), &next));
+                reqs.push(req("/favicon.ico", 404, BROWSER));
+                for r in &reqs {
+                    // about one minute for all of it
+                    let t = d.observe(a, r, 1_000_000 + n * 60_000 / 13_600);
+                    n += 1;
+                    if let Some(t) = t {
+                        assert_eq!(t.mode, Mode::Monitor, "browser {browser}, page {page}");
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 20 * 40 * 17);
+    }
+
+    #[test]
+    fn refusals_are_not_auth_failures() {
+        let d = det(json!({}));
+        let refused = Request {
+            refused: true,
+            ..req("/admin", 403, BROWSER)
+        };
+        assert!(run(&d, "192.0.2.23", &vec![refused; 30])
+            .iter()
+            .all(Option::is_none));
+        let r = run(&d, "192.0.2.24", &vec![req("/admin", 403, BROWSER); 5]);
+        assert_eq!(r[4], Some((Rule::AuthFailure, 5)));
+        // what a refused request carries still counts
+        let probe = Request {
+            refused: true,
+            ..req("/.git/config", 403, BROWSER)
+        };
+        let r = run(&d, "192.0.2.25", &[probe, probe]);
+        assert_eq!(r[1], Some((Rule::ProbePath, 2)));
+    }
+
+    #[test]
+    fn payloads_trip_at_threshold_and_repeats_count_once() {
+        let d = det(json!({}));
+        let a = Addr::parse("192.0.2.26").unwrap();
+        let send = |uri: &str, t: u64| d.observe(a, &req(uri, 200, BROWSER), t);
+        assert!(send("/item?id=1%27%20OR%201%3D1--%20-", 1).is_none());
+        for t in 2..10 {
+            // one odd link followed again and again
+            assert!(send("/item?id=1%27%20OR%201%3D1--%20-", t).is_none());
+        }
+        assert!(send("/p?file=..%252f..%252fetc%252fpasswd", 10).is_none());
+        let t = send("/item?id=1+UNION+ALL+SELECT+NULL,NULL--+-", 11).unwrap();
+        assert_eq!((t.rule, t.count, t.threshold), (Rule::Payload, 3, 3));
+        assert_eq!(t.matched.as_deref(), Some("traversal+sqli"));
+        assert_eq!(t.mode, Mode::Block);
+        // ordinary queries never count
+        let b = Addr::parse("192.0.2.27").unwrap();
+        for (i, q) in [
+            "/s?q=rock+and+roll",
+            "/s?q=O%27Brien",
+            "/s?q=a%3Bb",
+            "/s?q=1%2B1",
+        ]
+        .iter()
+        .cycle()
+        .take(40)
+        .enumerate()
+        {
+            assert!(
+                d.observe(b, &req(q, 200, BROWSER), i as u64).is_none(),
+                "{q}"
+            );
+        }
+        // off: nothing is decoded for it
+        let off = det(json!({"payload_threshold": 0}));
+        let r = run(
+            &off,
+            "192.0.2.28",
+            &vec![req("/x?a=<script>alert(1)</script>", 200, ""); 5],
+        );
+        assert!(r.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn probe_paths_are_matched_decoded() {
+        let d = det(json!({}));
+        let r = run(
+            &d,
+            "192.0.2.29",
+            &[
+                req("/%2eenv", 404, "x"),
+                req("/a/..%252f.git/config", 404, "x"),
+            ],
+        );
+        assert_eq!(r[1], Some((Rule::ProbePath, 2)));
+        let r = run(
+            &d,
+            "192.0.2.30",
+            &[req("/static/%2e%2e/%2egit/HEAD", 404, "x")],
+        );
+        assert_eq!(r, vec![None]);
+        // the `..` segment is also a traversal payload
+        let t = d.observe(
+            Addr::parse("192.0.2.30").unwrap(),
+            &req("/x/%2e%2e/%2e%2e/y", 200, "x"),
+            5,
+        );
+        assert!(t.is_none());
     }
 
     #[test]

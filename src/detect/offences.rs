@@ -15,6 +15,7 @@
 //!
 //! The caller records the event and fires the report (a cosocket, in Lua).
 
+use crate::detect::counters::Rule;
 use crate::detect::{event_kind, DetectorConfig, Mode, Tripped};
 use crate::error::Error;
 use crate::events::Event;
@@ -51,16 +52,21 @@ pub struct Outcome {
 }
 
 /// What tripped, as log lines and block reasons say it:
-/// `scanner_agent: 'sqlmap'` or `not_found: 5 in 2m`.
+/// `scanner_agent: 'sqlmap'`, `not_found: 5 in 2m` or `payload: 3 in 2m
+/// (sqli+xss)`.
 pub fn what(t: &Tripped, cfg: &DetectorConfig) -> String {
-    match &t.matched {
-        Some(m) => format!("scanner_agent: '{m}'"),
-        None => format!(
+    let counted = || {
+        format!(
             "{}: {} in {}",
             t.rule.name(),
             t.count,
             human(cfg.window_ms as f64 / 1000.0)
-        ),
+        )
+    };
+    match (t.rule, &t.matched) {
+        (Rule::ScannerAgent, Some(m)) => format!("scanner_agent: '{m}'"),
+        (_, Some(m)) => format!("{} ({m})", counted()),
+        (_, None) => counted(),
     }
 }
 
@@ -171,6 +177,9 @@ pub fn act(
             path: seen.path.to_string(),
             user_agent: seen.user_agent.to_string(),
             action,
+            // the reason its block is (or would be) given
+            reason: what,
+            detail: t.matched.clone().unwrap_or_default(),
         },
         report,
     }

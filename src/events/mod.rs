@@ -7,8 +7,15 @@
 //! is full the oldest events are overwritten; events older than the
 //! retention (or than the latest cleanup) are never returned.
 //!
-//! Events are written when a rule trips or a block is made, never per
-//! request, so their cost does not matter; reading walks the ring.
+//! Events are written when a rule trips or a block is made, and for
+//! refused requests once per client and minute ([`refusals`]), so their
+//! cost does not matter; reading walks the ring. The ring is saved with
+//! the state file ([`crate::persist::state`]) and written to the event
+//! log by sequence number ([`ecs`], [`log`]).
+
+pub mod ecs;
+pub mod log;
+pub mod refusals;
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
@@ -107,6 +114,13 @@ pub struct Event {
     pub user_agent: String,
     /// What was done: `blocked`, `monitor`, ...
     pub action: String,
+    /// The reason given to the block the event is about (a block, an
+    /// unblock, a refused request), or empty.
+    pub reason: String,
+    /// What the rule saw, when its count does not say it all: the
+    /// scanner's name for `scanner_agent` (`sqlmap`), the payload classes
+    /// for `payload` (`sqli+xss`); empty otherwise.
+    pub detail: String,
 }
 
 impl Event {
@@ -123,9 +137,11 @@ impl Event {
 const IP: usize = 48;
 const RULE: usize = 24;
 const METHOD: usize = 16;
-const ACTION: usize = 80;
+const ACTION: usize = 48;
+const REASON: usize = 104;
 const PATH: usize = 192;
 const UA: usize = 128;
+const DETAIL: usize = 40;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -139,12 +155,16 @@ struct Data {
     lens: [u8; 4],
     path_len: u8,
     ua_len: u8,
+    reason_len: u8,
+    detail_len: u8,
     ip: [u8; IP],
     rule: [u8; RULE],
     method: [u8; METHOD],
     action: [u8; ACTION],
     path: [u8; PATH],
     ua: [u8; UA],
+    reason: [u8; REASON],
+    detail: [u8; DETAIL],
 }
 
 #[repr(C, align(64))]
@@ -163,6 +183,10 @@ struct Header {
     head: AtomicU64,
     /// Events before this time (ms) are gone (cleanup).
     floor_ms: AtomicU64,
+    /// Events before this sequence number are written to the event log
+    /// (or were there when it started): the drain's cursor, which
+    /// outlives the workers (`nginx -s reload`).
+    logged: AtomicU64,
 }
 
 /// The ring.
@@ -177,6 +201,17 @@ pub struct Ring {
 // number, by the one writer that took that number, and readers discard any
 // copy during which the sequence changed.
 unsafe impl Sync for Ring {}
+
+/// A record of the ring as [`Ring::entry`] finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// The event, complete.
+    Event(Box<Event>),
+    /// Not written yet, or being written (or rewritten).
+    Pending,
+    /// A later event took its place.
+    Overwritten,
+}
 
 /// What to return.
 #[derive(Clone, Debug, Default)]
@@ -203,6 +238,25 @@ fn put<const N: usize>(dst: &mut [u8; N], s: &str) -> u8 {
 
 fn get(b: &[u8], n: u8) -> String {
     String::from_utf8_lossy(&b[..usize::from(n).min(b.len())]).into_owned()
+}
+
+fn decode(d: &Data) -> Event {
+    Event {
+        time_ms: d.time_ms,
+        ip: get(&d.ip, d.lens[0]),
+        kind: Kind::from_u8(d.kind),
+        rule: get(&d.rule, d.lens[1]),
+        count: d.count,
+        threshold: d.threshold,
+        window_s: d.window_s,
+        status: d.status,
+        method: get(&d.method, d.lens[2]),
+        path: get(&d.path, d.path_len),
+        user_agent: get(&d.ua, d.ua_len),
+        action: get(&d.action, d.lens[3]),
+        reason: get(&d.reason, d.reason_len),
+        detail: get(&d.detail, d.detail_len),
+    }
 }
 
 impl Drop for Ring {
@@ -256,8 +310,8 @@ impl Ring {
         self.header.head.load(Ordering::Relaxed)
     }
 
-    /// Records an event.
-    pub fn push(&self, e: &Event) {
+    /// Records an event; returns its sequence number.
+    pub fn push(&self, e: &Event) -> u64 {
         let n = self.header.head.fetch_add(1, Ordering::AcqRel);
         let r = &self.records[(n % self.records.len() as u64) as usize];
         r.seq.store(2 * n + 1, Ordering::Relaxed);
@@ -279,7 +333,32 @@ impl Ring {
         ];
         d.path_len = put(&mut d.path, &e.path);
         d.ua_len = put(&mut d.ua, &e.user_agent);
+        d.reason_len = put(&mut d.reason, &e.reason);
+        d.detail_len = put(&mut d.detail, &e.detail);
         r.seq.store(2 * n + 2, Ordering::Release);
+        n
+    }
+
+    /// Sets the count of event `n` to `count` in place, when the ring
+    /// still holds it (the aggregated refusals of one client and window,
+    /// [`refusals`]). Returns false when it was overwritten (or is being
+    /// written): the caller records a new event.
+    pub fn set_count(&self, n: u64, count: u32) -> bool {
+        let r = &self.records[(n % self.records.len() as u64) as usize];
+        // taking the record back from "complete" to "being written" makes
+        // this the one writer of it, as in `push`
+        if r.seq
+            .compare_exchange(2 * n + 2, 2 * n + 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        fence(Ordering::Release);
+        // SAFETY: this writer owns record `n` until it stores the even
+        // sequence number below (see `unsafe impl Sync`).
+        unsafe { (*r.data.get()).count = count };
+        r.seq.store(2 * n + 2, Ordering::Release);
+        true
     }
 
     fn read(&self, n: u64) -> Option<Data> {
@@ -318,28 +397,59 @@ impl Ring {
                     continue;
                 }
             }
-            let ip = get(&d.ip, d.lens[0]);
             if let Some(want) = &f.ip {
-                if &ip != want {
+                if get(&d.ip, d.lens[0]) != *want {
                     continue;
                 }
             }
-            out.push(Event {
-                time_ms: d.time_ms,
-                ip,
-                kind: Kind::from_u8(d.kind),
-                rule: get(&d.rule, d.lens[1]),
-                count: d.count,
-                threshold: d.threshold,
-                window_s: d.window_s,
-                status: d.status,
-                method: get(&d.method, d.lens[2]),
-                path: get(&d.path, d.path_len),
-                user_agent: get(&d.ua, d.ua_len),
-                action: get(&d.action, d.lens[3]),
-            });
+            out.push(decode(&d));
         }
         out
+    }
+
+    /// Record `n` as the event log's drain finds it.
+    pub fn entry(&self, n: u64) -> Entry {
+        if let Some(d) = self.read(n) {
+            return Entry::Event(Box::new(decode(&d)));
+        }
+        let r = &self.records[(n % self.records.len() as u64) as usize];
+        if r.seq.load(Ordering::Acquire) > 2 * n + 2 {
+            Entry::Overwritten
+        } else {
+            Entry::Pending
+        }
+    }
+
+    /// Event `n`, when the ring still holds it complete and it is within
+    /// the retention and after the latest cleanup (None otherwise).
+    pub fn get(&self, n: u64, now_ms: u64) -> Option<Event> {
+        let d = self.read(n)?;
+        (d.time_ms >= self.floor(now_ms)).then(|| decode(&d))
+    }
+
+    /// The oldest time (ms) an event may have to be returned.
+    fn floor(&self, now_ms: u64) -> u64 {
+        let floor = self.header.floor_ms.load(Ordering::Relaxed);
+        if self.retention_ms > 0 {
+            floor.max(now_ms.saturating_sub(self.retention_ms))
+        } else {
+            floor
+        }
+    }
+
+    /// The event log's cursor (see `Header::logged`).
+    pub fn logged(&self) -> u64 {
+        self.header.logged.load(Ordering::Acquire)
+    }
+
+    /// Moves the event log's cursor to `n`.
+    pub fn set_logged(&self, n: u64) {
+        self.header.logged.store(n, Ordering::Release);
+    }
+
+    /// The latest cleanup's time (ms): events before it are gone.
+    pub fn cleaned_before(&self) -> u64 {
+        self.header.floor_ms.load(Ordering::Relaxed)
     }
 
     /// Forgets every event older than `before_ms`; returns how many of the
@@ -556,7 +666,7 @@ mod tests {
         for ((k, n), (s, m)) in Kind::ALL.iter().zip(counted) {
             assert_eq!((k.stat(), *n), (s, m));
         }
-        assert_eq!(RECORD_BYTES, 576);
+        assert_eq!(RECORD_BYTES, 640);
     }
 
     #[test]

@@ -25,6 +25,9 @@ int warden_log(const warden_engine_t *w, void *r, unsigned int fl,
                unsigned int status);
 int warden_resolve(const warden_engine_t *w, void *r, warden_client_t *out);
 int warden_unobserved(const warden_engine_t *w, void *r);
+int warden_refusal(const warden_engine_t *w, void *r,
+                   const warden_client_t *c, int verdict);
+int warden_refused(const warden_engine_t *w, void *r);
 int warden_client_text(const warden_client_t *c, unsigned char *buf,
                        size_t len);
 

@@ -137,6 +137,13 @@ pub static USER_AGENT: Var = Var::new(b"http_user_agent");
 pub static REQUEST_METHOD: Var = Var::new(b"request_method");
 /// `$http_authorization`.
 pub static AUTHORIZATION: Var = Var::new(b"http_authorization");
+/// `$http_sec_fetch_dest` (no built-in variable: nginx walks the header
+/// list, so it is read only when the detector needs it).
+pub static SEC_FETCH_DEST: Var = Var::new(b"http_sec_fetch_dest");
+/// `$http_sec_purpose` (likewise).
+pub static SEC_PURPOSE: Var = Var::new(b"http_sec_purpose");
+/// `$http_purpose` (likewise).
+pub static PURPOSE: Var = Var::new(b"http_purpose");
 
 /// A request being served (nginx's `ngx_http_request_t *`, as lua-resty-
 /// core's `get_request()` gives it).

@@ -13,7 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::nginx::{self, Request};
 use super::{bytes, flags};
-use crate::detect::Request as Finished;
+use crate::detect::{Header, Request as Finished};
 use crate::engine::{code, Engine};
 use crate::metrics::Stat;
 use crate::net::addr::Addr;
@@ -259,19 +259,30 @@ pub unsafe extern "C" fn warden_log(
         if !w.detects() {
             return code::PASS;
         }
-        let (client, verdict) = match w.recall(r.id(), r.start_ms()) {
+        let (client, verdict, refused) = match w.recall(r.id(), r.start_ms()) {
             Some(seen) if seen.flags & Seen::UNOBSERVED != 0 => return code::PASS,
-            Some(seen) => (seen.client.addr, i32::from(seen.verdict)),
+            Some(seen) => (
+                seen.client.addr,
+                i32::from(seen.verdict),
+                seen.flags & Seen::REFUSED != 0,
+            ),
             None => {
                 let Some((_, c)) = client_of(w, r) else {
                     return code::BAD_ADDRESS;
                 };
-                (c.addr, w.verdict(c.addr))
+                (c.addr, w.verdict(c.addr), false)
             }
         };
         if verdict != code::PASS {
             return code::PASS;
         }
+        let headers = |h: Header| {
+            r.var(match h {
+                Header::SecFetchDest => &nginx::SEC_FETCH_DEST,
+                Header::SecPurpose => &nginx::SEC_PURPOSE,
+                Header::Purpose => &nginx::PURPOSE,
+            })
+        };
         let req = Finished {
             uri: r.var(&nginx::REQUEST_URI).unwrap_or_default(),
             status: if status == 0 {
@@ -280,6 +291,8 @@ pub unsafe extern "C" fn warden_log(
                 status.min(999) as u16
             },
             user_agent: r.var(&nginx::USER_AGENT).unwrap_or_default(),
+            refused,
+            headers: Some(&headers),
         };
         w.observe_passed(client, &req)
     }))
@@ -334,6 +347,69 @@ pub unsafe extern "C" fn warden_unobserved(w: *const Engine, r: *mut c_void) -> 
     };
     catch_unwind(AssertUnwindSafe(|| {
         w.unobserved(r.id(), r.start_ms());
+        0
+    }))
+    .unwrap_or(code::INTERNAL)
+}
+
+/// Records that request `r` of client `c` is refused with `verdict`
+/// (`DENY`, `BLOCK_MANUAL` or `BLOCK_AUTO`; in monitor mode, would have
+/// been): a `blocked_ip` event, one per client and minute with a count
+/// ([`crate::events::refusals`]). `check()` calls it for the requests it
+/// refuses, so requests let through never come here. Returns 0, or
+/// `INTERNAL`.
+///
+/// # Safety
+/// `w` must be NULL or a live engine pointer; `r` must be NULL or the
+/// current request; `c` must be NULL or point to a `warden_client_t`
+/// filled by [`warden_access`] or [`warden_check_text`].
+#[no_mangle]
+pub unsafe extern "C" fn warden_refusal(
+    w: *const Engine,
+    r: *mut c_void,
+    c: *const WardenClient,
+    verdict: c_int,
+) -> c_int {
+    // SAFETY: see `# Safety`.
+    let (Some(w), Some(c)) = (unsafe { w.as_ref() }, unsafe { c.as_ref() }) else {
+        return code::INTERNAL;
+    };
+    // SAFETY: see `# Safety`.
+    let r = unsafe { Request::new(r) };
+    catch_unwind(AssertUnwindSafe(|| {
+        let Some(addr) = c.addr() else {
+            return code::BAD_ADDRESS;
+        };
+        let now = r.map_or_else(crate::engine::now_ms, |r| r.start_ms());
+        w.record_refusal(addr, verdict, now, |e| {
+            if let Some(r) = r {
+                let text = |v| String::from_utf8_lossy(r.var(v).unwrap_or_default()).into_owned();
+                e.method = text(&nginx::REQUEST_METHOD);
+                e.path = text(&nginx::REQUEST_URI);
+                e.user_agent = text(&nginx::USER_AGENT);
+            }
+        });
+        0
+    }))
+    .unwrap_or(code::INTERNAL)
+}
+
+/// Tells the log phase of request `r` that a site's own policy refused it
+/// (`allowed_ips`, `blocked_paths`, `rate_limit`): the detector then counts
+/// only what it carries (a payload, a probe path, a scanner's name), never
+/// its status as an auth failure or a 404. Returns 0, or `INTERNAL`.
+///
+/// # Safety
+/// `w` must be NULL or a live engine pointer; `r` must be NULL or the
+/// current request.
+#[no_mangle]
+pub unsafe extern "C" fn warden_refused(w: *const Engine, r: *mut c_void) -> c_int {
+    // SAFETY: see `# Safety`.
+    let (Some(w), Some(r)) = (unsafe { w.as_ref() }, unsafe { Request::new(r) }) else {
+        return code::INTERNAL;
+    };
+    catch_unwind(AssertUnwindSafe(|| {
+        w.refused(r.id(), r.start_ms());
         0
     }))
     .unwrap_or(code::INTERNAL)

@@ -166,13 +166,16 @@ mod tests {
         assert!(g.get::<mlua::Value>("warning").unwrap().is_nil());
         let (ok, err): (mlua::Value, String) = lua
             .load(
-                r#"return core.admin(assert(core.engine{ dict = "t-lua-admin",
-                     admin_token_file = "/nonexistent/token" }))"#,
+                r#"return core.engine{ dict = "t-lua-admin",
+                     admin_token_file = "/nonexistent/token" }"#,
             )
             .eval()
             .unwrap();
         assert!(ok.is_nil());
-        assert!(err.starts_with("opts.admin_token_file: cannot read '/nonexistent/token': "));
+        assert!(
+            err.starts_with("opts.admin_token_file '/nonexistent/token' cannot be read: "),
+            "{err}"
+        );
         let warning: String = lua
             .load(
                 r#"return select(2, core.admin(assert(core.engine{ dict = "t-lua-admin",

@@ -158,17 +158,20 @@ impl UserData for LuaEngine {
             t.set("statsd_flush_timer", c.statsd_flush_timer)?;
             t.set("state_file", c.state_file.clone())?;
             t.set("state_interval", c.state_interval_ms as f64 / 1000.0)?;
-            if let Some(r) = &c.redis {
-                let x = lua.create_table()?;
-                x.set("host", r.host.clone())?;
-                x.set("port", r.port)?;
-                x.set("password", r.password.clone())?;
-                x.set("db", r.db)?;
-                x.set("prefix", r.prefix.clone())?;
-                x.set("timeout", r.timeout_ms)?;
-                x.set("node", r.node.clone())?;
-                x.set("where", r.location())?;
-                t.set("redis", x)?;
+            if let Some(target) = &c.event_log {
+                use crate::events::log::Target;
+                let text = match target {
+                    Target::File(p) => p.to_string_lossy().into_owned(),
+                    Target::Stderr => "stderr".to_string(),
+                    Target::ErrorLog => "error_log".to_string(),
+                };
+                t.set("event_log", text)?;
+            }
+            t.set("capture_max_duration", c.capture_max_ms as f64 / 1000.0)?;
+            // redis: true when set; its options are the fleet agent's
+            // (src/persist/fleet/)
+            if c.redis.is_some() {
+                t.set("redis", true)?;
             }
             t.set("policy", lua.to_value(&c.policy)?)?;
             Ok(t)
@@ -228,7 +231,8 @@ impl UserData for LuaEngine {
             }
         });
         // record{ ip, type, rule, count, threshold, window, status, method,
-        //         path, user_agent, action }
+        //         path, user_agent, action, reason,
+        //         detail }
         m.add_method("record", |lua, this, t: Table| {
             let kind: String = t.get("type")?;
             let Some(kind) = Kind::from_name(&kind) else {
@@ -253,6 +257,8 @@ impl UserData for LuaEngine {
                 path: text("path")?,
                 user_agent: text("user_agent")?,
                 action: text("action")?,
+                reason: text("reason")?,
+                detail: text("detail")?,
             };
             this.0.record(&e);
             ok(lua, true)

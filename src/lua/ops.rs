@@ -6,16 +6,17 @@
 //! message is about (or nil) and the HTTP status of the error's kind, so
 //! that the admin API never reads the message to choose a status.
 
-use mlua::{LuaSerdeExt, MultiValue, Result as LuaResult, Table, UserDataMethods, Value};
+use mlua::{LuaSerdeExt, MultiValue, Result as LuaResult, UserDataMethods, Value};
 
 use std::path::Path;
 
 use super::engine::{event_table, LuaEngine};
-use super::{duration_arg, net_arg, ok, str_arg};
+use super::{duration_arg, net_arg, nil_err, ok, str_arg};
 use crate::blocks::Source;
 use crate::detect::offences::Seen;
 use crate::error::Error;
 use crate::net::addr::Addr;
+use crate::persist::fleet::agent::{Action, Outcome};
 use crate::policy::decision::{Asked, Decision};
 use crate::policy::doc::{Edit, List, Update};
 
@@ -335,105 +336,88 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
         this.warden().save_tick(exiting);
         Ok(())
     });
-    // fleet_init(node?, generated?) -> this node's name
+    // start_event_log(target): worker 0 writes the event log from now on
+    // (target: a path, made absolute by the caller, "stderr" or
+    // "error_log")
+    m.add_method("start_event_log", |lua, this, target: String| {
+        match crate::events::log::Target::parse(&target) {
+            Ok(t) => {
+                this.warden().start_event_log(t);
+                ok(lua, true)
+            }
+            Err(e) => nil_err(lua, format!("event_log {e}")),
+        }
+    });
+    // event_log(exiting) -> { line, ... }: the event log timer's run; the
+    // lines are for nginx's error log (event_log = "error_log")
+    m.add_method("event_log", |lua, this, exiting: bool| {
+        let lines = this.warden().event_log_run(exiting);
+        let t = lua.create_table_with_capacity(lines.len(), 0)?;
+        for (i, l) in lines.iter().enumerate() {
+            t.raw_set(i + 1, l.as_str())?;
+        }
+        Ok(t)
+    });
+    // fleet_init() -> this node's name (in new(): a generated name is kept
+    // in the dict, so that a reload keeps it)
+    m.add_method("fleet_init", |_, this, ()| Ok(this.warden().fleet_init()));
+    // fleet_step(exiting, res, err) -> what the fleet agent's driver does
+    // next (src/persist/fleet/agent.rs), given what came of the last step:
+    // res: the bytes read, or true (connected, closed, slept; nil at the
+    // first call); nil, err: the cosocket failed; false, err: the driver
+    // raised err. Returns one of
+    //   "connect", conn, host, port (nil: a unix: path), timeout (ms)
+    //   "io", conn, bytes (nil: nothing to send): send, then read once
+    //   "close" (both connections)
+    //   "sleep", nil, seconds
+    //   "done"
     m.add_method(
-        "fleet_init",
-        |_, this, (node, generated): (Option<String>, Option<String>)| {
-            Ok(this
-                .warden()
-                .fleet_init(node.as_deref(), generated.as_deref().unwrap_or("node")))
+        "fleet_step",
+        |lua, this, (exiting, res, err): (bool, Value, Option<mlua::LuaString>)| {
+            let err = text(&err);
+            let data;
+            let outcome = match &res {
+                Value::String(s) => {
+                    data = s.as_bytes();
+                    Outcome::Data(&data)
+                }
+                Value::Nil if !err.is_empty() => Outcome::Failed(&err),
+                Value::Boolean(false) => Outcome::Crashed(&err),
+                _ => Outcome::Ok,
+            };
+            let out = match this.warden().fleet_step(exiting, outcome) {
+                Action::Connect {
+                    conn,
+                    host,
+                    port,
+                    timeout_ms,
+                } => vec![
+                    Value::String(lua.create_string("connect")?),
+                    Value::Integer(conn as i64),
+                    Value::String(lua.create_string(&host)?),
+                    port.map_or(Value::Nil, |p| Value::Integer(i64::from(p))),
+                    Value::Integer(timeout_ms as i64),
+                ],
+                Action::Io { conn, send } => vec![
+                    Value::String(lua.create_string("io")?),
+                    Value::Integer(conn as i64),
+                    if send.is_empty() {
+                        Value::Nil
+                    } else {
+                        Value::String(lua.create_string(&send)?)
+                    },
+                ],
+                Action::Close => vec![Value::String(lua.create_string("close")?)],
+                Action::Sleep { ms } => vec![
+                    Value::String(lua.create_string("sleep")?),
+                    Value::Nil,
+                    Value::Number(ms as f64 / 1000.0),
+                ],
+                Action::Done => vec![Value::String(lua.create_string("done")?)],
+            };
+            Ok(MultiValue::from_vec(out))
         },
     );
-    // fleet_pending(max) -> nil (none) | { { entry, op, target, value,
-    // expiry }, ... }, last: local changes to send, as the Redis scripts
-    // take them
-    m.add_method("fleet_pending", |lua, this, max: u64| {
-        let p = match this.warden().fleet_pending(max) {
-            Ok(Some(p)) => p,
-            Ok(None) => return Ok(MultiValue::new()),
-            Err(e) => return fail(lua, &e),
-        };
-        let list = lua.create_table_with_capacity(p.changes.len(), 0)?;
-        for (i, (entry, change)) in p.changes.iter().enumerate() {
-            let (op, target, value, expiry) = change.wire();
-            let t = lua.create_table_with_capacity(0, 5)?;
-            t.set("entry", entry.as_str())?;
-            t.set("op", op)?;
-            t.set("target", target)?;
-            t.set("value", value)?;
-            t.set("expiry", expiry as f64)?;
-            list.raw_set(i + 1, t)?;
-        }
-        Ok(MultiValue::from_vec(vec![
-            Value::Table(list),
-            Value::Number(p.last as f64),
-        ]))
-    });
-    // fleet_sent(last, n): the changes up to `last` are in Redis
-    m.add_method("fleet_sent", |_, this, (last, n): (u64, u64)| {
-        this.warden().fleet_sent(last, n);
-        Ok(())
-    });
-    // fleet_up(connected)
-    m.add_method("fleet_up", |_, this, up: bool| {
-        this.warden().fleet_up(up);
-        Ok(())
-    });
-    // fleet_epoch() -> epoch | nil, lost: the epoch last reconciled with,
-    // and the changes that could not be queued since
-    m.add_method("fleet_epoch", |_, this, ()| {
-        let (epoch, lost) = this.warden().fleet_epoch();
-        Ok((epoch, lost as f64))
-    });
-    // fleet_message(payload, me): applies another node's change
-    m.add_method(
-        "fleet_message",
-        |_, this, (payload, me): (mlua::LuaString, String)| {
-            this.warden().fleet_message(&payload.to_string_lossy(), &me);
-            Ok(())
-        },
-    );
-    // reconcile_begin(); reconcile_page({ target1, value1, ... }) -> live,
-    // taken, { malformed, ... }; reconcile_unseen(mirror) -> dropped |
-    // { target, value, expiry, ... } (for Redis to take);
-    // reconcile_finish() -> changes written: the fleet agent compares this
-    // node's blocks with Redis one HSCAN page at a time
-    m.add_method("reconcile_begin", |_, this, ()| {
-        this.warden().reconcile_begin();
-        Ok(())
-    });
-    m.add_method("reconcile_page", |lua, this, kv: Table| {
-        let mut flat: Vec<String> = Vec::with_capacity(kv.raw_len());
-        for v in kv.sequence_values::<mlua::LuaString>() {
-            flat.push(v?.to_string_lossy());
-        }
-        let (live, taken, bad) = this
-            .warden()
-            .reconcile_page(flat.chunks_exact(2).map(|p| (p[0].as_str(), p[1].as_str())));
-        Ok((live, taken, lua.create_sequence_from(bad)?))
-    });
-    m.add_method("reconcile_unseen", |lua, this, mirror: bool| {
-        let (dropped, unseen) = this.warden().reconcile_unseen(mirror);
-        if mirror {
-            return ok(lua, dropped);
-        }
-        let out = lua.create_table_with_capacity(unseen.len() * 3, 0)?;
-        for (i, b) in unseen.iter().enumerate() {
-            out.raw_set(3 * i + 1, b.net.to_string())?;
-            out.raw_set(3 * i + 2, b.value())?;
-            out.raw_set(3 * i + 3, b.expires_ms as f64)?;
-        }
-        ok(lua, out)
-    });
-    m.add_method("reconcile_finish", |_, this, ()| {
-        Ok(this.warden().reconcile_finish())
-    });
-    // reconciled(epoch, lost): the node agrees with the set of `epoch`;
-    // lost: the changes that could not be queued are in Redis now
-    m.add_method("reconciled", |_, this, (epoch, lost): (String, bool)| {
-        this.warden().reconciled(&epoch, lost);
-        Ok(())
-    });
 }
 
 #[cfg(all(test, feature = "vendored"))]
@@ -565,5 +549,71 @@ mod tests {
             .map(|(a, b)| a.parse::<f64>().unwrap() - b.parse::<f64>().unwrap())
             .collect();
         assert_eq!(delta, [1.0, 1.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn the_fleet_agent_is_driven_step_by_step() {
+        let lua = lua(
+            "t-lua-fleet",
+            r#"{ dict = "t-lua-fleet",
+                 redis = { host = "127.0.0.1", port = 1979, node = "a" } }"#,
+        );
+        let step = |args: &str| -> String {
+            run(
+                &lua,
+                &format!(
+                    r#"local r = {{ engine:fleet_step({args}) }}
+                       for i = 1, 5 do r[i] = tostring(r[i]) end
+                       return table.concat(r, "|")"#
+                ),
+            )
+        };
+        assert_eq!(run::<String>(&lua, "return engine:fleet_init()"), "a");
+        assert_eq!(step("false"), "connect|1|127.0.0.1|1979|1000");
+        assert_eq!(step("false, 1"), "connect|2|127.0.0.1|1979|1000");
+        let io = step("false, 1");
+        assert!(
+            io.starts_with("io|1|*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n"),
+            "{io}"
+        );
+        // a reply in pieces: read on, nothing to send
+        assert_eq!(step(r#"false, "$2\r\n""#), "io|1|nil|nil|nil");
+        // the cosocket failed: both closed, the outage logged, a backoff
+        assert_eq!(step(r#"false, nil, "timeout""#), "close|nil|nil|nil|nil");
+        let sleep = step("false, true");
+        let secs: f64 = sleep
+            .strip_prefix("sleep|nil|")
+            .unwrap()
+            .split('|')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((0.25..=0.75).contains(&secs), "{sleep}");
+        // the driver raised: logged, then as a failure
+        assert_eq!(
+            step(r#"false, false, "boom""#).split('|').next(),
+            Some("sleep")
+        );
+        assert_eq!(step("true, true"), "done|nil|nil|nil|nil");
+        let logged: String = run(&lua, r#"return table.concat(logged, "\n")"#);
+        assert!(
+            logged.contains("4 warden: redis 127.0.0.1:1979 is unreachable (timeout)"),
+            "{logged}"
+        );
+        assert!(
+            logged.contains("4 warden: the fleet agent failed: boom"),
+            "{logged}"
+        );
+        // without redis: nothing to do
+        let plain = crate::lua::testing::lua("t-lua-fleet2", r#"{ dict = "t-lua-fleet2" }"#);
+        assert_eq!(
+            run::<String>(&plain, "return engine:fleet_step(false)"),
+            "done"
+        );
+        assert_eq!(
+            run::<String>(&plain, "return tostring(engine:config().redis)"),
+            "nil"
+        );
     }
 }

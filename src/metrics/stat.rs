@@ -79,11 +79,21 @@ pub enum Stat {
     /// Offence and site rate-limit counters not created, to keep the
     /// shared dict's last pages for blocks.
     CountersRefused,
+    /// Refused requests not recorded as events: a worker's table of
+    /// refused clients was full for the minute ([`crate::events::refusals`]).
+    RefusalsUnrecorded,
+    /// Lines written to the event log (`event_log`).
+    EventLogLines,
+    /// Events the ring overwrote before the event log wrote them.
+    EventLogLost,
+    /// Event log writes that failed (the file could not be opened or
+    /// written).
+    EventLogErrors,
 }
 
 impl Stat {
     /// Number of counters (the last variant's index + 1).
-    pub const COUNT: usize = Stat::CountersRefused as usize + 1;
+    pub const COUNT: usize = Stat::EventLogErrors as usize + 1;
     /// Every counter with its name, for reports.
     pub const ALL: [(Stat, &'static str); Stat::COUNT] = [
         (Stat::Passed, "passed"),
@@ -122,6 +132,10 @@ impl Stat {
         (Stat::FleetResyncs, "fleet_resyncs"),
         (Stat::FleetOutages, "fleet_outages"),
         (Stat::CountersRefused, "counters_refused"),
+        (Stat::RefusalsUnrecorded, "refusals_unrecorded"),
+        (Stat::EventLogLines, "event_log_lines"),
+        (Stat::EventLogLost, "event_log_lost"),
+        (Stat::EventLogErrors, "event_log_errors"),
     ];
 
     /// The counters of events by type, with the type's name: the counter

@@ -128,6 +128,10 @@ impl Seen {
     /// status is not about its client: a `/security/check` answer is a
     /// verdict on another request).
     pub const UNOBSERVED: u8 = 1;
+    /// A site's own policy refused the request (`allowed_ips`,
+    /// `blocked_paths`, `rate_limit`): its status is the site's choice,
+    /// not a failure of the client.
+    pub const REFUSED: u8 = 2;
 }
 
 #[derive(Clone, Copy)]

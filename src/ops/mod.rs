@@ -25,7 +25,8 @@
 //! Errors are [`Error`]s with a kind: the admin API answers with
 //! `err.kind().status()`, never by reading the message.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use serde_json::Value as Json;
@@ -35,10 +36,12 @@ use crate::blocks::{Block, Change, Source};
 use crate::detect::offences::{self, Seen};
 use crate::engine::{code, now_ms, Engine};
 use crate::error::{Error, Kind};
+use crate::events::log::{Drain, Target};
 use crate::events::{Event, Kind as EventKind};
 use crate::metrics::{DetectorGauges, FleetGauges, Snapshot, Stat};
 use crate::net::addr::{Addr, Net};
 use crate::options::human;
+use crate::persist::fleet::agent::{Action, Agent, Node, Outcome};
 use crate::persist::fleet::{self, Pending};
 use crate::persist::keep::{self, Saver};
 use crate::policy::decision::{Asked, Decision};
@@ -50,15 +53,21 @@ use crate::store::{Dict, Level, Log, Quiet, Store, Throttle};
 pub const MAX_REASON: usize = 256;
 
 /// What one worker keeps between operations on one dict: its
-/// [`Throttle`], the state file's [`Saver`] (worker 0), a fleet
-/// reconciliation in progress, and what the snapshot reports of the state
-/// file and the fleet (set in `new()`, before the workers fork).
+/// [`Throttle`], the state file's [`Saver`] (worker 0), the fleet agent
+/// (worker 0) and its reconciliation in progress, and what the snapshot
+/// reports of the state file and the fleet (set in `new()`, before the
+/// workers fork).
 #[derive(Debug, Default)]
 pub struct Worker {
     throttle: Throttle,
     fleet_quiet: Quiet,
     saver: RefCell<Option<Saver>>,
+    fleet: RefCell<Option<Agent>>,
     reconcile: RefCell<Option<Batch>>,
+    /// The event log's drain (worker 0, with `event_log`).
+    event_log: RefCell<Option<Drain>>,
+    /// When this worker last logged events lost to the event log.
+    event_log_lost_ms: Cell<u64>,
     state_file: RefCell<Option<String>>,
     fleet_node: RefCell<Option<String>>,
 }
@@ -142,7 +151,57 @@ impl<'a> Warden<'a> {
     pub fn sweep(&self) -> usize {
         let st = self.store();
         st.tick();
+        if self.worker.throttle.first_worker() {
+            self.capture_expiry(&st);
+        }
         self.engine.sweep(st.now_ms)
+    }
+
+    /// Worker 0, every second: switches real-time capture off once it has
+    /// been on for `capture_max_duration` (since the admin API turned it
+    /// on, or since start for `realtime_capture = true`), with a log line
+    /// and a `capture` event.
+    fn capture_expiry(&self, st: &Store<'_>) {
+        let max = self.engine.config().capture_max_ms;
+        if max == 0 || !self.engine.policy().capture {
+            return;
+        }
+        let since_ms = match doc::read(self.dict) {
+            Ok(d) => match d["capture"]["since"].as_f64() {
+                Some(s) if d["capture"]["enabled"] == Json::Bool(true) => (s * 1000.0) as u64,
+                _ => self.engine.capture_on_ms(),
+            },
+            Err(_) => self.engine.capture_on_ms(),
+        };
+        if since_ms == 0 || st.now_ms.saturating_sub(since_ms) < max {
+            return;
+        }
+        match self.edit_policy(&Edit::Capture(false), false) {
+            Ok(Update::Done(_)) => {
+                let after = human(max as f64 / 1000.0);
+                st.log(
+                    Level::Warn,
+                    &format!(
+                        "real-time capture switched itself off after {after} \
+                         (capture_max_duration); PUT /security/realtime-capture \
+                         {{\"enabled\":true}} turns it on again"
+                    ),
+                );
+                self.engine.record(&Event {
+                    time_ms: st.now_ms,
+                    kind: Some(EventKind::Capture),
+                    rule: "capture_max_duration".to_string(),
+                    action: format!("capture switched off after {after}"),
+                    ..Event::default()
+                });
+            }
+            // another worker holds the policy lock: the next second
+            Ok(Update::Busy) => {}
+            Err(e) => st.log(
+                Level::Err,
+                &format!("cannot switch real-time capture off: {e}"),
+            ),
+        }
     }
 
     /// Blocks `target` for `duration_ms` (0: permanently), for `reason`
@@ -181,6 +240,7 @@ impl<'a> Warden<'a> {
                 } else {
                     format!("blocked for {}", human(duration_ms as f64 / 1000.0))
                 },
+                reason: reason.clone(),
                 ..Event::default()
             });
         }
@@ -213,6 +273,12 @@ impl<'a> Warden<'a> {
                 format!("{target} is not blocked"),
             ));
         }
+        // its reason, for the event (the replica is synced above)
+        let reason = self
+            .engine
+            .block_of(target)
+            .map(|b| b.reason)
+            .unwrap_or_default();
         journal::remove(&st, self.engine, target)?;
         self.queue(&st, &Change::Remove(*target).encode());
         // so that the client's next request does not trip a rule again
@@ -223,6 +289,7 @@ impl<'a> Warden<'a> {
             kind: Some(EventKind::BlockedIp),
             rule: "manual".to_string(),
             action: "unblocked".to_string(),
+            reason,
             ..Event::default()
         });
         Ok(())
@@ -474,24 +541,81 @@ impl<'a> Warden<'a> {
         }
     }
 
+    // the event log ----------------------------------------------------------
+
+    /// Worker 0 writes the event log to `target` from now on.
+    pub fn start_event_log(&self, target: Target) {
+        let shown = match &target {
+            Target::File(p) => p.display().to_string(),
+            Target::Stderr => "stderr".to_string(),
+            Target::ErrorLog => "nginx's error log".to_string(),
+        };
+        self.store().log(
+            Level::Info,
+            &format!("security events are written to {shown} as JSON lines (event_log)"),
+        );
+        *self.worker.event_log.borrow_mut() = Some(Drain::new(target));
+    }
+
+    /// The event log timer's run (see [`Drain::run`]); `exiting`: the
+    /// worker exits. Returns the lines for nginx's error log (none for
+    /// the other targets, which are written here).
+    pub fn event_log_run(&self, exiting: bool) -> Vec<String> {
+        let mut slot = self.worker.event_log.borrow_mut();
+        let Some(d) = slot.as_mut() else {
+            return Vec::new();
+        };
+        let st = self.store();
+        let ran = d.run(self.engine.events(), st.now_ms, exiting);
+        st.count(Stat::EventLogLines, ran.written);
+        if ran.lost > 0 {
+            st.count(Stat::EventLogLost, ran.lost);
+            let last = self.worker.event_log_lost_ms.get();
+            if last == 0 || st.now_ms.saturating_sub(last) >= 60_000 {
+                self.worker.event_log_lost_ms.set(st.now_ms);
+                st.log(
+                    Level::Warn,
+                    &format!(
+                        "event log: {} events were overwritten before they were written \
+                         (event_log_lost counts them; raise max_events)",
+                        ran.lost
+                    ),
+                );
+            }
+        }
+        match &ran.error {
+            Some(err) => {
+                st.count(Stat::EventLogErrors, 1);
+                if ran.changed {
+                    st.log(
+                        Level::Err,
+                        &format!(
+                            "{err}; the events wait in the ring (max_events) until it can be \
+                             written"
+                        ),
+                    );
+                }
+            }
+            None if ran.changed => st.log(Level::Notice, "event log written again"),
+            None => {}
+        }
+        ran.lines
+    }
+
     // the fleet ------------------------------------------------------------
 
-    /// Names this node and sets up the fleet's keys (see [`fleet::init`]).
-    pub fn fleet_init(&self, configured: Option<&str>, generated: &str) -> String {
-        let node = fleet::init(self.dict, configured, generated);
+    /// Names this node and sets up the fleet's keys (see [`fleet::init`]):
+    /// in `new()`. Returns the node's name.
+    pub fn fleet_init(&self) -> String {
+        let configured = self
+            .engine
+            .config()
+            .redis
+            .as_ref()
+            .and_then(|r| r.node.as_deref());
+        let node = fleet::init(self.dict, configured, fleet::generated_name);
         *self.worker.fleet_node.borrow_mut() = Some(node.clone());
         node
-    }
-
-    /// Up to `max` local changes waiting to be sent (None: none).
-    pub fn fleet_pending(&self, max: u64) -> Result<Option<Pending>, Error> {
-        fleet::pending(&self.store(), max).map_err(|e| Error::internal(e.to_string()))
-    }
-
-    /// The changes up to `last` are in Redis (`n` of them sent).
-    pub fn fleet_sent(&self, last: u64, n: u64) {
-        fleet::sent(self.dict, last);
-        self.engine.count_n(Stat::FleetSent, n);
     }
 
     /// Whether the agent is connected, and the changes queued.
@@ -499,20 +623,58 @@ impl<'a> Warden<'a> {
         (fleet::up(self.dict), fleet::queued(self.dict))
     }
 
-    /// Records whether the agent is connected.
-    pub fn fleet_up(&self, up: bool) {
+    /// Worker 0's fleet agent: takes what came of its last action and
+    /// says what to do next (see [`fleet::agent`]). A panic in the agent
+    /// is logged and handled as a failed session; without `redis`, Done.
+    pub fn fleet_step(&self, exiting: bool, outcome: Outcome<'_>) -> Action {
+        let Some(cfg) = &self.engine.config().redis else {
+            return Action::Done;
+        };
+        let mut slot = self.worker.fleet.borrow_mut();
+        let agent =
+            slot.get_or_insert_with(|| Agent::new(cfg, &self.fleet_init(), fleet::random_u64()));
+        let now = now_ms();
+        match catch_unwind(AssertUnwindSafe(|| agent.step(self, now, exiting, outcome))) {
+            Ok(a) => a,
+            Err(panic) => {
+                let why = crate::error::panic_message(&*panic);
+                agent.step(self, now, exiting, Outcome::Crashed(why))
+            }
+        }
+    }
+}
+
+/// The fleet agent's view of this node: the outbox, the epoch, messages
+/// from other nodes, reconciliations.
+impl Node for Warden<'_> {
+    fn pending(&self, max: u64) -> Result<Option<Pending>, String> {
+        fleet::pending(&self.store(), max).map_err(|e| e.to_string())
+    }
+
+    fn sent(&self, last: u64, n: u64) {
+        fleet::sent(self.dict, last);
+        self.engine.count_n(Stat::FleetSent, n);
+    }
+
+    fn epoch(&self) -> Option<String> {
+        fleet::epoch(self.dict)
+    }
+
+    fn lost(&self) -> u64 {
+        fleet::lost(self.dict)
+    }
+
+    fn set_up(&self, up: bool) {
         fleet::set_up(self.dict, up);
     }
 
-    /// The epoch this node last reconciled with, and the changes lost since.
-    pub fn fleet_epoch(&self) -> (Option<String>, u64) {
-        (fleet::epoch(self.dict), fleet::lost(self.dict))
+    fn outage(&self) {
+        self.engine.count(Stat::FleetOutages);
     }
 
-    /// Applies a message from the channel (`<node> <entry>`) from another
-    /// node than `me`, as a local change that is not queued again. Never
-    /// fails: what is ignored or fails is logged.
-    pub fn fleet_message(&self, payload: &str, me: &str) {
+    /// Applies another node's change as a local change that is not queued
+    /// again. Never fails: what is ignored or fails is logged.
+    fn message(&self, payload: &str, me: &str) {
         let st = self.store();
         let (node, change) = match fleet::message(payload) {
             Ok(m) => m,
@@ -557,25 +719,18 @@ impl<'a> Warden<'a> {
         }
     }
 
-    /// Starts comparing this node's blocks with the fleet's Redis, one
-    /// page at a time ([`Warden::reconcile_page`]); changes go into one
-    /// batch, journaled by [`Warden::reconcile_finish`].
-    pub fn reconcile_begin(&self) {
+    /// Changes go into one batch, journaled by `reconcile_finish`.
+    fn reconcile_begin(&self) {
         journal::sync_logged(&self.store(), self.engine);
         self.engine.diff_begin();
         *self.worker.reconcile.borrow_mut() = Some(Batch::new("of the fleet's blocks"));
     }
 
-    /// Compares a page of Redis's records (`target`, `value`) with the
-    /// replica: the unexpired entries that differ are taken here at once.
-    /// Returns the unexpired entries, those taken, and the malformed ones
-    /// (`"<target> = <value>"`, for the log).
-    pub fn reconcile_page<'r>(
-        &self,
-        records: impl IntoIterator<Item = (&'r str, &'r str)>,
-    ) -> (usize, usize, Vec<String>) {
+    /// The unexpired entries that differ are taken at once; malformed
+    /// ones come back as `"<target> = <value>"`, for the log.
+    fn reconcile_page(&self, records: &[(&str, &str)]) -> (usize, usize, Vec<String>) {
         let st = self.store();
-        let page = self.engine.diff_page(records, st.now_ms);
+        let page = self.engine.diff_page(records.iter().copied(), st.now_ms);
         let mut batch = self.worker.reconcile.borrow_mut();
         let batch = batch.get_or_insert_with(|| Batch::new("of the fleet's blocks"));
         for b in &page.differ {
@@ -584,11 +739,9 @@ impl<'a> Warden<'a> {
         (page.live, page.differ.len(), page.malformed)
     }
 
-    /// The replica's blocks that Redis lacks. `mirror` (Redis is the
-    /// truth): they were unblocked or expired elsewhere and go, unless a
-    /// change of theirs waits in the outbox; returns how many went.
-    /// Otherwise they are returned, for Redis to take.
-    pub fn reconcile_unseen(&self, mirror: bool) -> (usize, Vec<Block>) {
+    /// Mirror: a block goes unless a change of its target waits in the
+    /// outbox.
+    fn reconcile_unseen(&self, mirror: bool) -> (usize, Vec<Block>) {
         let st = self.store();
         let unseen = self.engine.diff_end(st.now_ms);
         if !mirror {
@@ -605,23 +758,24 @@ impl<'a> Warden<'a> {
         (dropped, Vec::new())
     }
 
-    /// Ends the comparison: journals the batch (every worker applies it).
-    /// Returns the changes written.
-    pub fn reconcile_finish(&self) -> usize {
+    /// Journals the batch (every worker applies it).
+    fn reconcile_finish(&self) -> usize {
         match self.worker.reconcile.borrow_mut().take() {
             Some(b) => b.finish(&self.store(), self.engine),
             None => 0,
         }
     }
 
-    /// Records a reconciliation with the Redis set of `epoch`; `lost`: the
-    /// changes that could not be queued are in Redis now.
-    pub fn reconciled(&self, epoch: &str, lost: bool) {
+    fn reconciled(&self, epoch: &str, lost: bool) {
         let _ = fleet::reconciled(self.dict, epoch);
         if lost {
             fleet::clear_lost(self.dict);
         }
         self.engine.count(Stat::FleetResyncs);
+    }
+
+    fn log(&self, level: Level, msg: &str) {
+        self.log.log(level, msg);
     }
 }
 

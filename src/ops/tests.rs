@@ -5,6 +5,7 @@ use super::*;
 use crate::config::Config;
 use crate::detect::Request;
 use crate::events::Filter;
+use crate::persist::fleet::agent::Node as _;
 use crate::store::mem::{Lines, Mem};
 use crate::store::Value;
 use serde_json::json;
@@ -144,6 +145,7 @@ fn a_tripped_rule_blocks_with_escalation() {
         uri: b"/nope",
         status: 404,
         user_agent: b"curl",
+        ..Request::default()
     };
     let seen = Seen {
         status: 404,
@@ -266,25 +268,32 @@ fn the_state_file_brings_blocks_and_policy_back() {
 fn fleet_outbox_and_messages() {
     let node = Node::new(json!({"dict": "t-ops", "redis": {"host": "127.0.0.1"}}), 1);
     let w = node.w(0);
-    assert_eq!(w.fleet_init(None, "host-1"), "host-1");
+    let name = w.fleet_init();
+    assert!(name.len() > 7, "a generated name: {name}");
+    assert_eq!(w.fleet_init(), name, "kept");
     w.block(&n("192.0.2.90"), 0, "x", Source::Manual).unwrap();
-    let p = w.fleet_pending(200).unwrap().unwrap();
+    let p = w.pending(200).unwrap().unwrap();
     assert_eq!(p.changes[0].0, "+|192.0.2.90|0|manual|x");
-    w.fleet_sent(p.last, 1);
+    w.sent(p.last, 1);
     assert_eq!(w.fleet_status(), (false, 0.0));
+    let f = w.snapshot().fleet.unwrap();
+    assert_eq!(
+        (f.node, f.redis, f.connected, f.queued),
+        (name, "127.0.0.1:6379".to_string(), false, 0)
+    );
     // another node's block and unblock; our own change is ignored
-    w.fleet_message("b +|192.0.2.91|0|manual|from b", "a");
+    w.message("b +|192.0.2.91|0|manual|from b", "a");
     assert!(node.blocked(0, "192.0.2.91"));
-    w.fleet_message("a -|192.0.2.91", "a");
+    w.message("a -|192.0.2.91", "a");
     assert!(node.blocked(0, "192.0.2.91"));
-    w.fleet_message("b -|192.0.2.91", "a");
+    w.message("b -|192.0.2.91", "a");
     assert!(!node.blocked(0, "192.0.2.91"));
     assert_eq!(
-        w.fleet_pending(200).unwrap(),
+        w.pending(200).unwrap(),
         None,
         "remote changes are not sent back"
     );
-    w.fleet_message("b junk", "a");
+    w.message("b junk", "a");
     let lines: Vec<String> = node.lines.take().into_iter().map(|l| l.1).collect();
     assert_eq!(
         lines,
@@ -298,7 +307,7 @@ fn fleet_outbox_and_messages() {
     // one Redis lacks (mirror: dropped)
     w.reconcile_begin();
     let (live, taken, bad) =
-        w.reconcile_page([("192.0.2.95", "0|manual|r"), ("nope", "0|manual|x")]);
+        w.reconcile_page(&[("192.0.2.95", "0|manual|r"), ("nope", "0|manual|x")]);
     assert_eq!(
         (live, taken, bad),
         (1, 1, vec!["nope = 0|manual|x".to_string()])
@@ -308,5 +317,53 @@ fn fleet_outbox_and_messages() {
     assert_eq!(w.reconcile_finish(), 2);
     assert!(node.blocked(0, "192.0.2.95") && !node.blocked(0, "192.0.2.90"));
     w.reconciled("e1", false);
-    assert_eq!(w.fleet_epoch(), (Some("e1".into()), 0));
+    assert_eq!((w.epoch(), w.lost()), (Some("e1".into()), 0));
+}
+
+#[test]
+fn the_fleet_agent_runs_on_the_node() {
+    // the agent's first steps through the Warden: what the Lua driver sees
+    let node = Node::new(
+        json!({"dict": "t-ops2", "redis": {"host": "127.0.0.1", "port": 1979, "node": "a"}}),
+        1,
+    );
+    let w = node.w(0);
+    let outages = || w.engine.region().total(Stat::FleetOutages);
+    let before = outages();
+    assert!(matches!(
+        w.fleet_step(false, Outcome::Ok),
+        Action::Connect {
+            port: Some(1979),
+            ..
+        }
+    ));
+    assert!(matches!(
+        w.fleet_step(false, Outcome::Ok),
+        Action::Connect { .. }
+    ));
+    assert!(matches!(
+        w.fleet_step(false, Outcome::Ok),
+        Action::Io { .. }
+    ));
+    assert_eq!(
+        w.fleet_step(false, Outcome::Failed("timeout")),
+        Action::Close
+    );
+    assert!(matches!(
+        w.fleet_step(false, Outcome::Ok),
+        Action::Sleep { .. }
+    ));
+    assert_eq!(outages() - before, 1);
+    let lines: Vec<String> = node.lines.take().into_iter().map(|l| l.1).collect();
+    assert_eq!(
+        lines,
+        [
+            "warden: redis 127.0.0.1:1979 is unreachable (timeout); every worker keeps enforcing \
+          the blocks it has; changes are queued and sent when it is back"
+        ]
+    );
+    assert_eq!(w.fleet_step(true, Outcome::Ok), Action::Done);
+    // without redis, the agent has nothing to do
+    let plain = Node::new(json!({"dict": "t-ops3"}), 1);
+    assert_eq!(plain.w(0).fleet_step(false, Outcome::Ok), Action::Done);
 }

@@ -1,4 +1,5 @@
 //! Request paths: globs ([`glob`]) for probe paths, ignored paths and
-//! protected routes.
+//! protected routes; request targets decoded and normalized ([`uri`]).
 
 pub mod glob;
+pub mod uri;

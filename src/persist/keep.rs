@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use crate::blocks::journal::{self, Batch};
 use crate::engine::Engine;
+use crate::events::Filter;
 use crate::metrics::Stat;
 use crate::options::number;
 use crate::persist::{fleet, state};
@@ -46,16 +47,7 @@ static WRITER: once_cell::sync::Lazy<state::Writer> =
 pub fn http_time(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    // civil from days (H. Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::options::civil(days);
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -123,6 +115,7 @@ pub fn restore(st: &Store<'_>, e: &Engine, path: &Path) {
         }
     }
     let restored = batch.finish(st, e);
+    restore_events(st, e, &saved.events, &shown.to_string());
     st.count(Stat::StateRestored, restored as u64);
     st.log(
         Level::Notice,
@@ -132,6 +125,37 @@ pub fn restore(st: &Store<'_>, e: &Engine, path: &Path) {
             http_time((saved.saved_ms / 1000) as i64)
         ),
     );
+}
+
+/// Puts the saved events back in the ring (oldest first): those within
+/// `retention_days`, at most the ring's capacity (the newest). The event
+/// log starts after them (they were written before the restart).
+fn restore_events(st: &Store<'_>, e: &Engine, events: &[crate::events::Event], shown: &str) {
+    let ring = e.events();
+    let retention = e.config().retention_ms;
+    let from = if retention > 0 {
+        st.now_ms.saturating_sub(retention)
+    } else {
+        0
+    };
+    let kept: Vec<_> = events.iter().filter(|ev| ev.time_ms >= from).collect();
+    let skip = kept.len().saturating_sub(ring.capacity());
+    for ev in &kept[skip..] {
+        ring.push(ev);
+    }
+    ring.set_logged(ring.written());
+    if !events.is_empty() {
+        st.log(
+            Level::Notice,
+            &format!(
+                "restored {} security events from {shown} ({} older than retention_days, {} \
+                 beyond max_events)",
+                kept.len() - skip,
+                events.len() - kept.len(),
+                skip
+            ),
+        );
+    }
 }
 
 /// What a state file would hold now: this worker's replica of the blocks,
@@ -144,11 +168,16 @@ pub fn snapshot(e: &Engine, d: &dyn Dict, now_ms: u64) -> Result<state::State, S
         ),
         _ => None,
     };
+    // newest first from the ring (within the retention, after the latest
+    // cleanup, at most its capacity); the file keeps them oldest first
+    let mut events = e.events().query(&Filter::default(), now_ms);
+    events.reverse();
     Ok(state::State {
         saved_ms: now_ms,
         blocks: e.blocks_snapshot(now_ms),
         policy,
         fleet_epoch: fleet::epoch(d),
+        events,
     })
 }
 
@@ -165,6 +194,22 @@ pub struct Saver {
     /// When the latest write started.
     last_ms: Cell<u64>,
     failing: Cell<bool>,
+    /// The events in the file: the ring's count of events written and its
+    /// latest cleanup (see [`events_mark`]).
+    events_saved: Cell<(u64, u64)>,
+    /// Those of the write in progress.
+    events_pending: Cell<(u64, u64)>,
+}
+
+/// Shortest time between two writes of the state file for new events
+/// alone (blocks and the policy are written after `state_interval`).
+pub const EVENTS_INTERVAL_MS: u64 = 5_000;
+
+/// What tells that the events changed since a write: how many the ring
+/// ever recorded, and its latest cleanup.
+fn events_mark(e: &Engine) -> (u64, u64) {
+    let ring = e.events();
+    (ring.written(), ring.cleaned_before())
 }
 
 impl Saver {
@@ -185,6 +230,8 @@ impl Saver {
             pending: Cell::new(None),
             last_ms: Cell::new(0),
             failing: Cell::new(false),
+            events_saved: Cell::new((0, 0)),
+            events_pending: Cell::new((0, 0)),
         }
     }
 
@@ -209,6 +256,7 @@ impl Saver {
             Some(Ok(s)) => {
                 st.count(Stat::StateSaves, 1);
                 self.saved.set(self.pending.get());
+                self.events_saved.set(self.events_pending.get());
                 let path = self.path.display();
                 if self.failing.get() {
                     self.failing.set(false);
@@ -254,14 +302,21 @@ impl Saver {
             return;
         }
         if self.saved.get() == Some(e.version()) && !self.failing.get() {
-            return;
+            // only new events (or a cleanup): not as often
+            if self.events_saved.get() == events_mark(e)
+                || st.now_ms.saturating_sub(self.last_ms.get()) < EVENTS_INTERVAL_MS
+            {
+                return;
+            }
         }
         Saver::sync(st, e);
         let v = e.applied();
+        let mark = events_mark(e);
         match snapshot(e, st.dict, st.now_ms) {
             Ok(s) => {
                 if WRITER.submit(self.path.clone(), s) {
                     self.pending.set(Some(v));
+                    self.events_pending.set(mark);
                     self.last_ms.set(st.now_ms.max(1));
                 }
             }
@@ -272,7 +327,10 @@ impl Saver {
     /// The worker exits: writes what is left, now.
     pub fn exit(&self, st: &Store<'_>, e: &Engine) {
         self.outcome(st);
-        if self.saved.get() == Some(e.applied()) && !self.failing.get() {
+        if self.saved.get() == Some(e.applied())
+            && !self.failing.get()
+            && self.events_saved.get() == events_mark(e)
+        {
             return;
         }
         Saver::sync(st, e);

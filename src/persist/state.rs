@@ -26,6 +26,13 @@
 //! - `blocks`: the manual and automatic blocks, `expires_ms` being 0 for a
 //!   permanent block. Denylist blocks come from the configuration and are
 //!   not saved.
+//! - `events` (only when there are any; a file without it has none): the
+//!   security events, oldest first, one per line, as
+//!   `{"time_ms":...,"type":"blocked_ip","ip":"192.0.2.7","rule":"manual",
+//!   "count":0,"threshold":0,"window":0,"status":0,"method":"","path":"",
+//!   "user_agent":"","action":"blocked for 1h","reason":"abuse","detail":""}`
+//!   (`time_ms`, `type` and `ip` required, the others default to 0 or
+//!   empty). Captured requests are not saved.
 //!
 //! Reading is strict: anything unexpected (a field too many, a duplicate
 //! key, a bad target...) makes the whole file corrupt, so that a damaged
@@ -40,7 +47,7 @@ use std::fmt::{self, Write as _};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::mem::MaybeUninit;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -51,6 +58,8 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use crate::blocks::{Block, Source};
+use crate::events::{Event, Kind as EventKind};
+use crate::error::panic_message;
 use crate::net::addr::Net;
 
 /// The file's `format` field.
@@ -73,6 +82,8 @@ pub struct State {
     pub policy: Option<Value>,
     /// The Redis fleet epoch this node last synchronised with, if any.
     pub fleet_epoch: Option<String>,
+    /// The security events (oldest first), without captured requests.
+    pub events: Vec<Event>,
 }
 
 /// Why a state file could not be used.
@@ -297,6 +308,34 @@ fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
     }
 }
 
+/// Appends one event as the file keeps it (fields in [`EVENT_FIELDS`]
+/// order).
+fn event_out(out: &mut Vec<u8>, e: &Event) {
+    let _ = write!(out, "{{\"time_ms\":{},\"type\":", e.time_ms);
+    put(out, e.kind.map_or("unknown", EventKind::name));
+    for (k, v) in [("ip", &e.ip), ("rule", &e.rule)] {
+        let _ = write!(out, ",\"{k}\":");
+        put(out, v.as_str());
+    }
+    let _ = write!(
+        out,
+        ",\"count\":{},\"threshold\":{},\"window\":{},\"status\":{}",
+        e.count, e.threshold, e.window_s, e.status
+    );
+    for (k, v) in [
+        ("method", &e.method),
+        ("path", &e.path),
+        ("user_agent", &e.user_agent),
+        ("action", &e.action),
+        ("reason", &e.reason),
+        ("detail", &e.detail),
+    ] {
+        let _ = write!(out, ",\"{k}\":");
+        put(out, v.as_str());
+    }
+    out.push(b'}');
+}
+
 /// [`serialize`], also returning how many blocks were written.
 fn serialize_counted(s: &State) -> (Vec<u8>, usize) {
     let blocks = blocks_out(&s.blocks);
@@ -334,7 +373,18 @@ fn serialize_counted(s: &State) -> (Vec<u8>, usize) {
     if !blocks.is_empty() {
         out.push(b'\n');
     }
-    out.extend_from_slice(b"]}\n");
+    out.push(b']');
+    if !s.events.is_empty() {
+        out.extend_from_slice(b",\"events\":[\n");
+        for (i, e) in s.events.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b",\n");
+            }
+            event_out(&mut out, e);
+        }
+        out.extend_from_slice(b"\n]");
+    }
+    out.extend_from_slice(b"}\n");
     (out, blocks.len())
 }
 
@@ -367,6 +417,7 @@ fn serialize_counted(s: &State) -> (Vec<u8>, usize) {
 ///     blocks: vec![block("2001:db8::/32", Source::Auto), block("192.0.2.7", Source::Manual)],
 ///     policy: Some(serde_json::json!({"b": 1, "a": [true]})),
 ///     fleet_epoch: None,
+///     events: vec![],
 /// };
 /// let text = String::from_utf8(serialize(&s)).unwrap();
 /// assert_eq!(text, r#"{"format":"lua-resty-warden state","version":1,"saved_ms":5,"fleet_epoch":null,"policy":{"a":[true],"b":1},"blocks":[
@@ -381,13 +432,31 @@ pub fn serialize(s: &State) -> Vec<u8> {
 }
 
 /// The top-level fields, in the order they are written.
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 7] = [
     "format",
     "version",
     "saved_ms",
     "fleet_epoch",
     "policy",
     "blocks",
+    "events",
+];
+/// An event's fields, in the order they are written.
+const EVENT_FIELDS: [&str; 14] = [
+    "time_ms",
+    "type",
+    "ip",
+    "rule",
+    "count",
+    "threshold",
+    "window",
+    "status",
+    "method",
+    "path",
+    "user_agent",
+    "action",
+    "reason",
+    "detail",
 ];
 /// A block's fields, in the order they are written.
 const BLOCK_FIELDS: [&str; 4] = ["target", "expires_ms", "source", "reason"];
@@ -439,6 +508,53 @@ fn block(v: &Value) -> Result<Block, String> {
         expires_ms,
         source,
         reason,
+    })
+}
+
+fn event(v: &Value) -> Result<Event, String> {
+    let Value::Object(m) = v else {
+        return Err(format!("expected an object, got {}", shown(v)));
+    };
+    unknown_field(m, &EVENT_FIELDS)?;
+    let kind = string(m, "type")?;
+    let kind = match EventKind::from_name(kind) {
+        Some(k) if k != EventKind::Capture => k,
+        _ => return Err(format!("type {}: not an event type", shown_str(kind))),
+    };
+    let text = |k: &str| -> Result<String, String> {
+        match m.get(k) {
+            None => Ok(String::new()),
+            Some(_) => string(m, k).map(str::to_string),
+        }
+    };
+    let num = |k: &str, max: u64| -> Result<u64, String> {
+        match m.get(k) {
+            None => Ok(0),
+            Some(v) => match v.as_u64() {
+                Some(n) if n <= max => Ok(n),
+                _ => Err(format!(
+                    "{k}: expected an integer from 0 to {max}, got {}",
+                    shown(v)
+                )),
+            },
+        }
+    };
+    let u32max = u64::from(u32::MAX);
+    Ok(Event {
+        time_ms: integer(m, "time_ms")?,
+        ip: string(m, "ip")?.to_string(),
+        kind: Some(kind),
+        rule: text("rule")?,
+        count: num("count", u32max)? as u32,
+        threshold: num("threshold", u32max)? as u32,
+        window_s: num("window", u32max)? as u32,
+        status: num("status", 999)? as u16,
+        method: text("method")?,
+        path: text("path")?,
+        user_agent: text("user_agent")?,
+        action: text("action")?,
+        reason: text("reason")?,
+        detail: text("detail")?,
     })
 }
 
@@ -504,11 +620,21 @@ fn parse_value(v: &Value) -> Result<State, String> {
         blocks.push(b);
     }
     blocks.sort_by_cached_key(|b| b.net.to_string());
+    let events = match m.get("events") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| event(v).map_err(|e| format!("event {i}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(other) => return Err(format!("events: expected an array, got {}", shown(other))),
+    };
     Ok(State {
         saved_ms,
         blocks,
         policy,
         fleet_epoch,
+        events,
     })
 }
 
@@ -640,9 +766,14 @@ fn write_and_rename(tmp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o644)
+        // only nginx's workers (its owner) and root read it: it holds the
+        // admin API's policy
+        .mode(0o600)
         .open(tmp)
         .map_err(|e| context(e, format!("cannot create {}", tmp.display())))?;
+    // (a temporary file left over by a crash keeps its mode when opened)
+    f.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(|e| context(e, format!("cannot chmod {}", tmp.display())))?;
     f.write_all(bytes)
         .map_err(|e| context(e, format!("cannot write {}", tmp.display())))?;
     f.sync_all()
@@ -721,16 +852,6 @@ fn save(path: &Path, state: &State) -> Result<Saved, String> {
         blocks,
         elapsed_ms: start.elapsed().as_secs_f64() * 1000.0,
     })
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s
-    } else {
-        "unknown cause"
-    }
 }
 
 /// Spawns a thread with every signal blocked, so that nginx's process
@@ -866,6 +987,7 @@ mod tests {
                 json!({"whitelist": [{"type": "ip", "value": "192.0.2.1"}], "n": -3, "f": 0.5, "z": null}),
             ),
             fleet_epoch: Some("epoch-7|\"x\"".to_string()),
+            events: Vec::new(),
         }
     }
 
@@ -904,6 +1026,7 @@ mod tests {
             blocks: by_target.into_values().collect(),
             policy,
             fleet_epoch: s.fleet_epoch.clone(),
+            events: s.events.clone(),
         }
     }
 
@@ -917,6 +1040,75 @@ mod tests {
 
     fn with_blocks(lines: &[&str]) -> String {
         format!("{HEAD}\n{}\n]}}\n", lines.join(",\n"))
+    }
+
+    #[test]
+    fn events_round_trip_and_are_optional() {
+        let e = Event {
+            time_ms: 1_700_000_000_000,
+            ip: "192.0.2.7".into(),
+            kind: Some(EventKind::BlockedIp),
+            rule: "manual".into(),
+            count: 3,
+            window_s: 60,
+            status: 403,
+            method: "GET".into(),
+            path: "/a\"b".into(),
+            user_agent: "ua\n".into(),
+            action: "refused".into(),
+            reason: "abuse é".into(),
+            ..Event::default()
+        };
+        let s = State {
+            events: vec![
+                e.clone(),
+                Event {
+                    kind: Some(EventKind::ScanDetected),
+                    ..e.clone()
+                },
+            ],
+            ..State::default()
+        };
+        let text = serialize(&s);
+        let t = String::from_utf8(text.clone()).unwrap();
+        assert!(
+            t.ends_with("\"reason\":\"abuse é\",\"detail\":\"\"}\n]}\n"),
+            "{t}"
+        );
+        let back = parse(&text).unwrap();
+        assert_eq!(back.events, s.events);
+        assert_eq!(serialize(&back), text);
+        // no events: the field is left out, as files written before it
+        assert!(!String::from_utf8(serialize(&State::default()))
+            .unwrap()
+            .contains("events"));
+        let head = r#"{"format":"lua-resty-warden state","version":1,"saved_ms":0,"fleet_epoch":null,"policy":null,"blocks":[],"events":["#;
+        let ok = parse(
+            format!("{head}{{\"time_ms\":5,\"type\":\"suspicious\",\"ip\":\"x\"}}]}}").as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(ok.events[0].kind, Some(EventKind::Suspicious));
+        for (body, msg) in [
+            (
+                r#"{"time_ms":5,"type":"capture","ip":"x"}"#,
+                "event 0: type 'capture': not an event type",
+            ),
+            (
+                r#"{"time_ms":5,"type":"suspicious","ip":"x","extra":1}"#,
+                "event 0: unknown field 'extra'",
+            ),
+            (
+                r#"{"time_ms":5,"type":"suspicious","ip":"x","status":1000}"#,
+                "event 0: status: expected an integer from 0 to 999, got 1000",
+            ),
+            (
+                r#"{"type":"suspicious","ip":"x"}"#,
+                "event 0: missing field 'time_ms'",
+            ),
+        ] {
+            let err = parse(format!("{head}{body}]}}").as_bytes()).unwrap_err();
+            assert_eq!(err.to_string(), format!("corrupt state file: {msg}"));
+        }
     }
 
     #[test]
@@ -956,6 +1148,7 @@ mod tests {
             let s = State {
                 policy,
                 fleet_epoch: epoch,
+                events: Vec::new(),
                 ..State::default()
             };
             let bytes = serialize(&s);
@@ -1444,6 +1637,7 @@ mod tests {
                     .collect(),
                 policy,
                 fleet_epoch,
+                events: Vec::new(),
             })
     }
 

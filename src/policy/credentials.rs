@@ -209,6 +209,95 @@ impl Secret {
     }
 }
 
+/// One entry of a route's credentials, as written and as parsed.
+struct Entry<'a> {
+    /// Empty for bearer.
+    user: String,
+    /// The secret as written (a plain secret whole, a hash without a
+    /// trailing ":comment").
+    text: &'a str,
+    secret: Secret,
+}
+
+/// Reads the operator's entries (see [`Credentials::new`]).
+fn parse<'a>(scheme: Scheme, entries: &[&'a str]) -> Result<Vec<Entry<'a>>, CredentialError> {
+    let mut out = Vec::new();
+    for line in entries.iter().flat_map(|e| e.lines()).map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if scheme == Scheme::Bearer {
+            if line.bytes().any(|b| b.is_ascii_whitespace()) {
+                return Err(bad("a bearer token contains whitespace"));
+            }
+            let secret = Secret::parse(line, None)?;
+            out.push(Entry {
+                user: String::new(),
+                text: line,
+                secret,
+            });
+            continue;
+        }
+        let (user, secret) = line
+            .split_once(':')
+            .ok_or_else(|| bad(format!("'{}' is not 'user:password'", clip(line))))?;
+        if user.is_empty() {
+            return Err(bad("an entry has an empty user"));
+        }
+        if secret.is_empty() {
+            return Err(bad(format!("user '{user}' has an empty password")));
+        }
+        let first = secret.split(':').next().unwrap_or(secret);
+        let (text, secret) = match Secret::parse(first, Some(user))? {
+            Secret::Plain(_) => (secret, Secret::Plain(Sha256::digest(secret).into())),
+            hashed => (first, hashed),
+        };
+        out.push(Entry {
+            user: user.to_owned(),
+            text,
+            secret,
+        });
+    }
+    Ok(out)
+}
+
+/// The bcrypt cost of the hashes [`seal`] makes: about 15 ms a hash on
+/// one core of a small VM, paid once per distinct `Authorization` header
+/// and worker (outcomes are remembered, see the module's documentation).
+pub const SEAL_COST: u32 = 8;
+
+/// The entries as they may be stored: every plain secret replaced by its
+/// bcrypt hash (comments and blank lines dropped, hashed secrets kept).
+/// The admin API seals what it is given before the policy is written to
+/// the shared dict and the state file, so no plain secret is kept at rest.
+/// Entries are checked as [`Credentials::new`] does.
+///
+/// ```
+/// use warden_core::policy::credentials::{seal, Credentials, Outcome, Scheme};
+/// let sealed = seal(Scheme::Basic, &["alice:s3cret"]).unwrap();
+/// assert!(sealed[0].starts_with("alice:$2b$") && !sealed[0].contains("s3cret"));
+/// let refs: Vec<&str> = sealed.iter().map(String::as_str).collect();
+/// let creds = Credentials::new(Scheme::Basic, &refs).unwrap();
+/// let ok = creds.verify(Some(b"Basic YWxpY2U6czNjcmV0"));
+/// assert_eq!(ok, Outcome::Ok { user: "alice".into() });
+/// ```
+pub fn seal(scheme: Scheme, entries: &[&str]) -> Result<Vec<String>, CredentialError> {
+    Credentials::new(scheme, entries)?;
+    let mut out = Vec::new();
+    for e in parse(scheme, entries)? {
+        let text = match e.secret {
+            Secret::Plain(_) => bcrypt::hash(e.text, SEAL_COST)
+                .map_err(|err| bad(format!("cannot hash a secret: {err}")))?,
+            _ => e.text.to_owned(),
+        };
+        out.push(match scheme {
+            Scheme::Basic => format!("{}:{text}", e.user),
+            Scheme::Bearer => text,
+        });
+    }
+    Ok(out)
+}
+
 /// One route's accepted credentials.
 pub struct Credentials {
     scheme: Scheme,
@@ -241,35 +330,11 @@ impl Credentials {
     pub fn new(scheme: Scheme, entries: &[&str]) -> Result<Credentials, CredentialError> {
         let mut list: Vec<(String, Secret)> = Vec::new();
         let mut users = HashMap::new();
-        for line in entries.iter().flat_map(|e| e.lines()).map(str::trim) {
-            if line.is_empty() || line.starts_with('#') {
-                continue;
+        for e in parse(scheme, entries)? {
+            if scheme == Scheme::Basic && users.insert(e.user.clone(), list.len()).is_some() {
+                return Err(bad(format!("user '{}' is listed twice", e.user)));
             }
-            if scheme == Scheme::Bearer {
-                if line.bytes().any(|b| b.is_ascii_whitespace()) {
-                    return Err(bad("a bearer token contains whitespace"));
-                }
-                list.push((String::new(), Secret::parse(line, None)?));
-                continue;
-            }
-            let (user, secret) = line
-                .split_once(':')
-                .ok_or_else(|| bad(format!("'{}' is not 'user:password'", clip(line))))?;
-            if user.is_empty() {
-                return Err(bad("an entry has an empty user"));
-            }
-            if secret.is_empty() {
-                return Err(bad(format!("user '{user}' has an empty password")));
-            }
-            let first = secret.split(':').next().unwrap_or(secret);
-            let secret = match Secret::parse(first, Some(user))? {
-                Secret::Plain(_) => Secret::Plain(Sha256::digest(secret).into()),
-                hashed => hashed,
-            };
-            if users.insert(user.to_owned(), list.len()).is_some() {
-                return Err(bad(format!("user '{user}' is listed twice")));
-            }
-            list.push((user.to_owned(), secret));
+            list.push((e.user, e.secret));
         }
         if list.is_empty() {
             return Err(bad("at least one is required"));

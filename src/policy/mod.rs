@@ -306,8 +306,33 @@ pub fn site_name(s: &str, field: &str) -> Result<(), PolicyError> {
 
 /// Validates and normalizes a protected route `{path, method, auth_type,
 /// credentials, deployment, realm}`.
+/// Plain secrets are sealed (replaced by their bcrypt hash,
+/// [`credentials::seal`]): the entry is what the shared dict and the state
+/// file keep.
 pub fn route_entry(v: &Value) -> Result<Value, PolicyError> {
-    Ok(Route::compile(v, None)?.1)
+    let (route, mut n) = Route::compile(v, None)?;
+    let lines = credential_lines(object(v, "route")?)?;
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let sealed = credentials::seal(route.scheme(), &refs)
+        .map_err(|e| PolicyError::new(e.field(), e.message()))?;
+    n["credentials"] = json!(sealed);
+    Ok(n)
+}
+
+/// A route's `credentials`: a string (one entry a line) or a list.
+fn credential_lines(m: &Map<String, Value>) -> Result<Vec<String>, PolicyError> {
+    match m.get("credentials") {
+        Some(Value::String(s)) => Ok(s.lines().map(|l| l.trim().to_string()).collect()),
+        Some(v @ Value::Array(_)) => strings(v, "credentials"),
+        None | Some(Value::Null) => Err(PolicyError::new("credentials", "is required")),
+        Some(other) => Err(PolicyError::new(
+            "credentials",
+            format!(
+                "must be a string or a list of strings, got {}",
+                other_type(other)
+            ),
+        )),
+    }
 }
 
 /// Validates and normalizes a site policy `{enabled, rate_limit,
@@ -347,20 +372,7 @@ impl Route {
         let methods = methods(m.get("method"))?;
         let scheme = Scheme::parse(text(m, "auth_type", true)?)
             .map_err(|e| PolicyError::new(e.field(), e.message()))?;
-        let creds: Vec<String> = match m.get("credentials") {
-            Some(Value::String(s)) => s.lines().map(|l| l.trim().to_string()).collect(),
-            Some(v @ Value::Array(_)) => strings(v, "credentials")?,
-            None | Some(Value::Null) => return Err(PolicyError::new("credentials", "is required")),
-            Some(other) => {
-                return Err(PolicyError::new(
-                    "credentials",
-                    format!(
-                        "must be a string or a list of strings, got {}",
-                        other_type(other)
-                    ),
-                ))
-            }
-        };
+        let creds = credential_lines(m)?;
         let refs: Vec<&str> = creds.iter().map(String::as_str).collect();
         let credentials = Credentials::new(scheme, &refs)
             .map_err(|e| PolicyError::new(e.field(), e.message()))?;
@@ -727,59 +739,15 @@ impl Policy {
     }
 }
 
-/// The path of a request target as nginx's `$uri` would be: without the
-/// query, percent-decoded, with `//` merged and `.`/`..` resolved (never
-/// above `/`). For `X-Original-URI` in `/security/check`.
-///
-/// ```
-/// use warden_core::policy::normalize_path;
-/// assert_eq!(normalize_path(b"/a/./b/../%61dmin//x?q=1"), b"/a/admin/x".to_vec());
-/// ```
-pub fn normalize_path(target: &[u8]) -> Vec<u8> {
-    let end = target
-        .iter()
-        .position(|&b| b == b'?' || b == b'#')
-        .unwrap_or(target.len());
-    let raw = &target[..end];
-    let mut decoded = Vec::with_capacity(raw.len() + 1);
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' && i + 2 < raw.len() {
-            if let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
-                decoded.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        decoded.push(raw[i]);
-        i += 1;
-    }
-    let mut segs: Vec<&[u8]> = Vec::new();
-    for seg in decoded.split(|&b| b == b'/') {
-        match seg {
-            b"" | b"." => {}
-            b".." => {
-                segs.pop();
-            }
-            s => segs.push(s),
-        }
-    }
-    let mut out = Vec::with_capacity(decoded.len() + 1);
-    for s in &segs {
-        out.push(b'/');
-        out.extend_from_slice(s);
-    }
-    let trailing = decoded.ends_with(b"/") || decoded.ends_with(b"/.") || decoded.ends_with(b"/..");
-    if out.is_empty() || (trailing && !segs.is_empty()) {
-        out.push(b'/');
-    }
-    out
-}
+/// The path of a request target as nginx's `$uri` would be (its home is
+/// [`crate::path::uri`]).
+pub use crate::path::uri::normalize_path;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
 
     fn compile(options: Value, api: Value) -> Policy {
         Policy::compile(&options, &api).unwrap()
@@ -798,28 +766,6 @@ mod tests {
         assert!(g.matches(b"/admin/users") && !g.matches(b"/admin/users/1"));
         let all = PathRule::new("/").unwrap();
         assert!(all.matches(b"/") && all.matches(b"/anything"));
-    }
-
-    #[test]
-    fn normalization() {
-        for (raw, want) in [
-            ("/", "/"),
-            ("", "/"),
-            ("/a/b/", "/a/b/"),
-            ("/a/../../etc/passwd", "/etc/passwd"),
-            ("//admin///x", "/admin/x"),
-            ("/%2e%2e/admin", "/admin"),
-            ("/admin/.", "/admin/"),
-            ("/x?/y", "/x"),
-            ("/bad%zz%4", "/bad%zz%4"),
-            ("/%41", "/A"),
-        ] {
-            assert_eq!(
-                String::from_utf8(normalize_path(raw.as_bytes())).unwrap(),
-                want,
-                "{raw}"
-            );
-        }
     }
 
     #[test]
@@ -960,5 +906,34 @@ mod tests {
         .unwrap();
         assert_eq!(r["method"], "ALL");
         assert_eq!(r["deployment"], "my-app");
+    }
+
+    #[test]
+    fn route_entries_keep_no_plain_secret() {
+        let r = route_entry(&json!({"path": "/admin", "auth_type": "basic",
+            "credentials": "# ops\nadmin:s3cret:x\nbob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="}))
+        .unwrap();
+        let c = r["credentials"].as_array().unwrap();
+        assert_eq!(c.len(), 2);
+        let admin = c[0].as_str().unwrap();
+        assert!(
+            admin.starts_with("admin:$2b$") && !admin.contains("s3cret"),
+            "{admin}"
+        );
+        assert_eq!(c[1], "bob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=");
+        // the sealed entry is accepted again, and still checks the secret
+        let route = Route::compile(&r, Some(1)).unwrap().0;
+        let header = format!("Basic {}", STANDARD.encode("admin:s3cret:x"));
+        assert!(matches!(
+            route.verify(Some(header.as_bytes())),
+            Outcome::Ok { .. }
+        ));
+        let header = format!("Basic {}", STANDARD.encode("admin:s3cret"));
+        assert_eq!(route.verify(Some(header.as_bytes())), Outcome::Denied);
+        let r = route_entry(&json!({"path": "/api", "auth_type": "bearer",
+            "credentials": ["t0k-123"]}))
+        .unwrap();
+        let t = r["credentials"][0].as_str().unwrap();
+        assert!(t.starts_with("$2b$08$") && !t.contains("t0k-123"), "{t}");
     }
 }

@@ -276,6 +276,11 @@ impl Throttle {
         self.worker.set(Some(id));
     }
 
+    /// True in worker 0 (once `set_worker` told).
+    pub fn first_worker(&self) -> bool {
+        self.worker.get() == Some(0)
+    }
+
     /// The quiet log of blocks refused because the dict is full.
     pub fn full(&self) -> &Quiet {
         &self.full

@@ -18,6 +18,8 @@ local INFO = ngx.INFO
 local band = require("bit").band
 
 local capture_since_c = core.C.warden_capture_since
+local refused_c = core.C.warden_refused
+local get_request = require("resty.core.base").get_request
 
 
 local _M = {}
@@ -81,6 +83,9 @@ function _M.enforce(w, rc, ip_text, site, refuse, flags)
         return true
     end
     log(INFO, "warden: refused ", ip, ": ", a)
+    -- the site's own choice: the detector counts what the request carries,
+    -- not this status
+    refused_c(w.handle, get_request())
     return ngx.exit(status)
 end
 

@@ -1,5 +1,8 @@
-//! The fleet's records in the shared dict (the Redis side and the agent's
-//! cosockets are in `lua/resty/warden/fleet.lua`).
+//! The fleet (`redis = { host = ... }`): nginx nodes sharing their blocks
+//! through one Redis. This module keeps the fleet's records in the shared
+//! dict; [`redis`] has the Redis side (keys, channel, scripts, commands)
+//! and [`agent`] the session with Redis that worker 0 runs (Lua only
+//! drives its cosockets: `lua/resty/warden/fleet.lua`).
 //!
 //! Keys:
 //! - `r|o|<n>`: outbox entry `n`, a journal entry ([`crate::blocks::Change`])
@@ -17,8 +20,11 @@
 //! queued here ([`queue`]); the agent sends them ([`pending`], [`sent`])
 //! and only then drops them, so a change is sent at least once whatever
 //! happens to the worker. Changes from other nodes arrive as messages
-//! `<node> <entry>` ([`message`]) and are applied as local changes
-//! without being queued again.
+//! `<node> <entry>` ([`message_for`], [`message`]) and are applied as
+//! local changes without being queued again.
+
+pub mod agent;
+pub mod redis;
 
 use ahash::AHashSet;
 
@@ -49,18 +55,44 @@ fn num(d: &dyn Dict, key: &str) -> u64 {
 }
 
 /// Sets up the fleet's keys in `new()` and names the node: `configured`
-/// when given, else the name kept in the dict, else `generated` (then
-/// kept, so that a reload keeps the node's name).
-pub fn init(d: &dyn Dict, configured: Option<&str>, generated: &str) -> String {
+/// when given, else the name kept in the dict, else a new one
+/// (`generate`, then kept, so that a reload keeps the node's name).
+pub fn init(d: &dyn Dict, configured: Option<&str>, generate: impl FnOnce() -> String) -> String {
     let _ = d.safe_add(LOST, &Value::Num(0.0), 0.0);
     if let Some(name) = configured {
         return name.to_string();
     }
-    let _ = d.safe_add(NODE, &Value::from(generated), 0.0);
-    d.get_text(NODE)
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| generated.to_string())
+    let generated = generate();
+    let _ = d.safe_add(NODE, &Value::from(generated.as_str()), 0.0);
+    d.get_text(NODE).ok().flatten().unwrap_or(generated)
+}
+
+/// A new node name: the host name (letters, digits, `.`, `-`, `_`) and
+/// six random hex digits, e.g. `edge-1-3fa29c`.
+pub fn generated_name() -> String {
+    let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .collect();
+    let host = if host.is_empty() { "node" } else { &host };
+    format!("{host}-{:06x}", random_u64() & 0xff_ffff)
+}
+
+/// 64 random bits (the OS's randomness; the clock and the process id if
+/// it fails).
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_ok() {
+        return u64::from_le_bytes(b);
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32)
 }
 
 /// Queues a local change (a journal entry) for the agent to send. A
@@ -190,6 +222,12 @@ pub fn up(d: &dyn Dict) -> bool {
     matches!(d.get(UP), Ok(Some(Value::Bool(true))))
 }
 
+/// The message announcing `node`'s change `entry` (a journal entry) on
+/// the channel: `<node> <entry>`.
+pub fn message_for(node: &str, entry: &str) -> String {
+    format!("{node} {entry}")
+}
+
 /// A message from the channel, `<node> <entry>`: the node and the change,
 /// or why it is ignored (logged by the caller).
 pub fn message(payload: &str) -> Result<(&str, Result<Change, String>), String> {
@@ -216,9 +254,19 @@ mod tests {
         let (d, lines) = (&f.dict, &f.lines);
         let st = f.store(1_000);
         let quiet = Quiet::default();
-        assert_eq!(init(d, None, "host-abc"), "host-abc");
-        assert_eq!(init(d, None, "host-def"), "host-abc", "kept across reloads");
-        assert_eq!(init(d, Some("a"), "host-def"), "a");
+        assert_eq!(init(d, None, || "host-abc".into()), "host-abc");
+        assert_eq!(
+            init(d, None, || "host-def".into()),
+            "host-abc",
+            "kept across reloads"
+        );
+        assert_eq!(init(d, Some("a"), || "host-def".into()), "a");
+        let g = generated_name();
+        let (host, tag) = g.rsplit_once('-').unwrap();
+        assert!(
+            !host.is_empty() && tag.len() == 6 && u32::from_str_radix(tag, 16).is_ok(),
+            "{g}"
+        );
         assert!(queue(&st, &quiet, "+|192.0.2.1|0|manual|x"));
         assert!(queue(&st, &quiet, "garbage"));
         assert!(queue(&st, &quiet, "-|192.0.2.2"));
@@ -253,7 +301,7 @@ mod tests {
         let (d, lines) = (&f.dict, &f.lines);
         let st = f.store(1_000);
         let quiet = Quiet::default();
-        init(d, Some("a"), "");
+        init(d, Some("a"), String::new);
         let mut queued = 0;
         for i in 0..5 {
             if queue(&st, &quiet, &format!("-|192.0.2.{i}")) {
@@ -273,7 +321,9 @@ mod tests {
 
     #[test]
     fn messages() {
-        let (node, c) = message("b +|192.0.2.1|0|manual|x y").unwrap();
+        let m = message_for("b", "+|192.0.2.1|0|manual|x y");
+        assert_eq!(m, "b +|192.0.2.1|0|manual|x y");
+        let (node, c) = message(&m).unwrap();
         assert_eq!(
             (node, c.unwrap().net().to_string()),
             ("b", "192.0.2.1".into())
