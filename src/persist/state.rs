@@ -58,8 +58,8 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use crate::blocks::{Block, Source};
-use crate::events::{Event, Kind as EventKind};
 use crate::error::panic_message;
+use crate::events::{Event, Kind as EventKind};
 use crate::net::addr::Net;
 
 /// The file's `format` field.
