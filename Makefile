@@ -26,7 +26,7 @@ LUA_SHARE_DIR ?= $(PREFIX)/share/lua/5.1
 DEMO_DIR ?= /tmp/warden-demo
 
 SO       := build/warden_core.so
-SOURCES  := $(shell find src -name "*.rs") Cargo.toml build.rs
+SOURCES  := $(shell find src -name "*.rs" -o -name "*.html") Cargo.toml build.rs
 CLI      := build/warden
 CLI_SOURCES := $(shell find cli/src -name "*.rs") cli/Cargo.toml Cargo.toml
 

@@ -12,7 +12,7 @@
 use crate::error::Error;
 
 /// The nginx variables Lua reads for every request to the API, by name.
-pub const VARIABLES: [&str; 10] = [
+pub const VARIABLES: [&str; 11] = [
     "request_method",
     "uri",
     "remote_addr",
@@ -23,6 +23,7 @@ pub const VARIABLES: [&str; 10] = [
     "http_x_original_uri",
     "http_x_original_method",
     "http_x_warden_site",
+    "http_if_none_match",
 ];
 
 /// A query argument as nginx parses it.
@@ -59,6 +60,8 @@ pub struct Request {
     pub x_original_method: Option<String>,
     /// `X-Warden-Site`.
     pub x_warden_site: Option<String>,
+    /// `If-None-Match` (the dashboard's page).
+    pub if_none_match: Option<String>,
     /// The query arguments.
     pub args: Vec<(String, Arg)>,
     /// The body, once read (at most the limit + 1 bytes).
@@ -90,6 +93,7 @@ impl Default for Request {
             x_original_uri: None,
             x_original_method: None,
             x_warden_site: None,
+            if_none_match: None,
             args: Vec::new(),
             body: None,
             reputation_threshold: None,
@@ -136,6 +140,7 @@ impl Request {
             "http_x_original_uri" => &mut self.x_original_uri,
             "http_x_original_method" => &mut self.x_original_method,
             "http_x_warden_site" => &mut self.x_warden_site,
+            "http_if_none_match" => &mut self.if_none_match,
             _ => return,
         };
         *slot = Some(value);
@@ -257,6 +262,7 @@ mod tests {
         assert_eq!(r.path, "v:uri");
         assert_eq!(r.peer, "v:remote_addr");
         assert_eq!(r.x_warden_site.as_deref(), Some("v:http_x_warden_site"));
+        assert_eq!(r.if_none_match.as_deref(), Some("v:http_if_none_match"));
         assert_eq!(r.authorization.as_deref(), Some("v:http_authorization"));
         r.args = vec![
             ("limit".into(), Arg::Text("5".into())),

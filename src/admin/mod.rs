@@ -22,9 +22,9 @@
 //! ([`exchange::Reply`]): the body (reading it may yield) or an address's
 //! reputation from iprepd (a cosocket); Lua gets it and calls again.
 //!
-//! Every endpoint but `/health` and `/security/check` needs
-//! `Authorization: Bearer <admin_token>`. JSON in and out; errors are
-//! `{"error": "...", "field": "..." | null}`.
+//! Every endpoint but `/health`, `/security/check` and the dashboard's
+//! page (`/ui/`, [`ui`]) needs `Authorization: Bearer <admin_token>`.
+//! JSON in and out; errors are `{"error": "...", "field": "..." | null}`.
 
 pub mod accesslog;
 mod analyze;
@@ -36,6 +36,8 @@ mod events;
 pub mod exchange;
 mod policy;
 pub mod route;
+pub mod timeline;
+pub mod ui;
 pub mod views;
 mod warden;
 
@@ -292,6 +294,8 @@ impl Admin {
                 prometheus::CONTENT_TYPE,
                 prometheus::render(&b.stats()?),
             ),
+            (Timeline, _) => timeline::timeline(b, req)?,
+            (Ui, _) => ui::page(req),
             (Health, _) => Response::json(
                 200,
                 &json!({

@@ -41,6 +41,10 @@ pub enum Endpoint {
     Metrics,
     /// `health` (public)
     Health,
+    /// `security/timeline`
+    Timeline,
+    /// `ui` (public: the dashboard's page, which holds no data)
+    Ui,
     /// `security/block-ip` (FlatRun's agent: `{ip, ttl}`)
     BlockIp,
     /// `security/unblock-ip` (FlatRun's agent: `{ip}`)
@@ -183,6 +187,8 @@ const ROUTES: &[Route] = &[
     ),
     route("metrics", None, "", Metrics, GET, false),
     route("health", None, "", Health, GET, true),
+    route("security/timeline", None, "", Timeline, GET, false),
+    route("ui", None, "", Ui, GET, true),
     // FlatRun's agent (its internal API, `/_internal/security/...`)
     route("security/block-ip", None, "", BlockIp, POST, false),
     route("security/unblock-ip", None, "", UnblockIp, POST, false),
@@ -297,6 +303,8 @@ mod tests {
             ),
             ("metrics", Metrics, None),
             ("health", Health, None),
+            ("security/timeline", Timeline, None),
+            ("ui", Ui, None),
             ("security/block-ip", BlockIp, None),
             ("security/unblock-ip", UnblockIp, None),
             ("security/refresh-blocked-ips", RefreshBlockedIps, None),
@@ -358,6 +366,8 @@ mod tests {
         assert!(find("/health").unwrap().public);
         assert!(find("/security/check").unwrap().public);
         assert!(!find("/metrics").unwrap().public);
+        assert!(find("/api/ui/").unwrap().public);
+        assert!(!find("/api/security/timeline").unwrap().public);
         assert!(find("/api/check").unwrap().public);
         // FlatRun's longer paths win over nginx-defender's short ones
         assert_eq!(

@@ -123,6 +123,17 @@ pub struct Event {
     pub detail: String,
 }
 
+impl Event {
+    /// True when the event records a block made: a manual one
+    /// (`ops::Warden::block`) or a rule's (`detect::offences::act`), whose
+    /// actions start with `blocked` (`blocked for 1h`, `blocked
+    /// permanently (offence 2)`); not `already blocked`, `unblocked` or a
+    /// failed block.
+    pub fn made_block(&self) -> bool {
+        self.action.starts_with("blocked")
+    }
+}
+
 const IP: usize = 48;
 const RULE: usize = 24;
 const METHOD: usize = 16;
