@@ -53,7 +53,7 @@ cli: $(CLI)
 
 # Debian packages the tests and the demo need; installed only when missing.
 DEB_PKGS := nginx libnginx-mod-http-lua lua-resty-core lua-cjson dirb gobuster \
-            prometheus curl redis-server procps
+            prometheus curl jq redis-server procps
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -108,7 +108,7 @@ test-openresty: openresty test-tools build cli
 
 # The programs the t/ files run besides nginx, for test-openresty (make
 # test installs them with deps): installed when missing and root.
-TEST_TOOLS := dirb gobuster prometheus curl redis-server procps
+TEST_TOOLS := dirb gobuster prometheus curl jq redis-server procps
 test-tools:
 	@missing=""; for p in $(TEST_TOOLS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
