@@ -255,27 +255,16 @@ impl Engine {
         self.recent.borrow().get(id, start)
     }
 
-    /// Marks request `id` as one a site's own policy refused: the log
-    /// phase counts only what it carries (a payload, a probe path, a
-    /// scanner's name), not its status. Unknown to the access phase (never
-    /// when `check()` refused it), it is not observed at all.
-    pub fn refused(&self, id: usize, start: u64) {
+    /// Marks request `id` for its log phase with `flag`:
+    /// [`Seen::UNOBSERVED`] (not fed to the detector: a `/security/check`
+    /// answer is a verdict on another request) or [`Seen::REFUSED`] (a
+    /// site's own policy refused it: the detector counts what it carries,
+    /// a payload, a probe path, a scanner's name, not its status). A request
+    /// the access phase never saw is not observed at all.
+    pub fn mark(&self, id: usize, start: u64, flag: u8) {
         let mut recent = self.recent.borrow_mut();
         match recent.get(id, start) {
-            Some(_) => recent.set_flags(id, start, Seen::REFUSED),
-            None => {
-                drop(recent);
-                self.unobserved(id, start);
-            }
-        }
-    }
-
-    /// Marks request `id` as one the log phase must not feed to the
-    /// detector.
-    pub fn unobserved(&self, id: usize, start: u64) {
-        let mut recent = self.recent.borrow_mut();
-        match recent.get(id, start) {
-            Some(_) => recent.set_flags(id, start, Seen::UNOBSERVED),
+            Some(_) => recent.set_flags(id, start, flag),
             None => recent.put(
                 id,
                 start,

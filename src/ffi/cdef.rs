@@ -24,10 +24,9 @@ int warden_check_text(const warden_engine_t *w, const unsigned char *ip,
 int warden_log(const warden_engine_t *w, void *r, unsigned int fl,
                unsigned int status);
 int warden_resolve(const warden_engine_t *w, void *r, warden_client_t *out);
-int warden_unobserved(const warden_engine_t *w, void *r);
+int warden_mark(const warden_engine_t *w, void *r, int flag);
 int warden_refusal(const warden_engine_t *w, void *r,
                    const warden_client_t *c, int verdict);
-int warden_refused(const warden_engine_t *w, void *r);
 int warden_client_text(const warden_client_t *c, unsigned char *buf,
                        size_t len);
 
@@ -68,6 +67,7 @@ int warden_iprepd_verdict(const warden_iprepd_t *c, int known,
 pub fn codes() -> Vec<(&'static str, i64)> {
     use super::flags;
     use crate::engine::code;
+    use crate::net::client::Seen;
     vec![
         ("PASS", code::PASS.into()),
         ("ALLOW", code::ALLOW.into()),
@@ -82,6 +82,8 @@ pub fn codes() -> Vec<(&'static str, i64)> {
         ("OBSERVE", flags::OBSERVE.into()),
         ("POLICY_SHIFT", flags::POLICY_SHIFT.into()),
         ("BAD_FORWARDED", flags::BAD_FORWARDED.into()),
+        ("SEEN_UNOBSERVED", Seen::UNOBSERVED.into()),
+        ("SEEN_REFUSED", Seen::REFUSED.into()),
         (
             "POLICY_FORBIDDEN_IP",
             super::policy::POLICY_FORBIDDEN_IP.into(),

@@ -332,21 +332,28 @@ pub unsafe extern "C" fn warden_resolve(
     .unwrap_or(code::INTERNAL)
 }
 
-/// Tells the log phase of request `r` not to feed it to the detector: its
-/// status is not about its client (a `/security/check` answer is a verdict
-/// on another request). Returns 0, or `INTERNAL`.
+/// Marks request `r` for its log phase with `flag`: `SEEN_UNOBSERVED`
+/// (not fed to the detector: its status is not about its client, as a
+/// `/security/check` answer) or `SEEN_REFUSED` (a site's own policy,
+/// `allowed_ips`, `blocked_paths`, `rate_limit`, refused it: the detector
+/// counts only what it carries, never its status). Returns 0, or
+/// `INTERNAL` (also for an unknown flag).
 ///
 /// # Safety
 /// `w` must be NULL or a live engine pointer; `r` must be NULL or the
 /// current request.
 #[no_mangle]
-pub unsafe extern "C" fn warden_unobserved(w: *const Engine, r: *mut c_void) -> c_int {
+pub unsafe extern "C" fn warden_mark(w: *const Engine, r: *mut c_void, flag: c_int) -> c_int {
     // SAFETY: see `# Safety`.
     let (Some(w), Some(r)) = (unsafe { w.as_ref() }, unsafe { Request::new(r) }) else {
         return code::INTERNAL;
     };
+    let flag = match u8::try_from(flag) {
+        Ok(f @ (Seen::UNOBSERVED | Seen::REFUSED)) => f,
+        _ => return code::INTERNAL,
+    };
     catch_unwind(AssertUnwindSafe(|| {
-        w.unobserved(r.id(), r.start_ms());
+        w.mark(r.id(), r.start_ms(), flag);
         0
     }))
     .unwrap_or(code::INTERNAL)
@@ -389,27 +396,6 @@ pub unsafe extern "C" fn warden_refusal(
                 e.user_agent = text(&nginx::USER_AGENT);
             }
         });
-        0
-    }))
-    .unwrap_or(code::INTERNAL)
-}
-
-/// Tells the log phase of request `r` that a site's own policy refused it
-/// (`allowed_ips`, `blocked_paths`, `rate_limit`): the detector then counts
-/// only what it carries (a payload, a probe path, a scanner's name), never
-/// its status as an auth failure or a 404. Returns 0, or `INTERNAL`.
-///
-/// # Safety
-/// `w` must be NULL or a live engine pointer; `r` must be NULL or the
-/// current request.
-#[no_mangle]
-pub unsafe extern "C" fn warden_refused(w: *const Engine, r: *mut c_void) -> c_int {
-    // SAFETY: see `# Safety`.
-    let (Some(w), Some(r)) = (unsafe { w.as_ref() }, unsafe { Request::new(r) }) else {
-        return code::INTERNAL;
-    };
-    catch_unwind(AssertUnwindSafe(|| {
-        w.refused(r.id(), r.start_ms());
         0
     }))
     .unwrap_or(code::INTERNAL)

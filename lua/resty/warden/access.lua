@@ -18,7 +18,8 @@ local INFO = ngx.INFO
 local band = require("bit").band
 
 local capture_since_c = core.C.warden_capture_since
-local refused_c = core.C.warden_refused
+local mark_c = core.C.warden_mark
+local SEEN_REFUSED = core.SEEN_REFUSED
 local get_request = require("resty.core.base").get_request
 
 
@@ -87,7 +88,7 @@ function _M.enforce(w, rc, ip_text, site, refuse, flags)
     log(INFO, "warden: refused ", ip, ": ", a)
     -- the site's own choice: the detector counts what the request carries,
     -- not this status
-    refused_c(w.handle, get_request())
+    mark_c(w.handle, get_request(), SEEN_REFUSED)
     return ngx.exit(status)
 end
 

@@ -71,7 +71,8 @@ local function send(w, res)
     if res.unobserved then
         -- a verdict on another request: the detector must not count this
         -- request's status as its client's
-        core.C.warden_unobserved(w.handle, base.get_request())
+        core.C.warden_mark(w.handle, base.get_request(),
+                           core.SEEN_UNOBSERVED)
     end
     ngx.status = res.status
     local header = ngx.header
