@@ -19,6 +19,7 @@ use crate::metrics::Stat;
 use crate::net::addr::{Addr, Net};
 use crate::net::client::{Client, Recent, Resolver, Seen};
 use crate::net::lists::{ListMatch, Lists, NetSet};
+use crate::policy::decision::{Asked, Decision};
 use crate::policy::{Policy, PolicyError};
 use crate::shm::{self, DictSlot, Region, WorkerStats};
 
@@ -336,6 +337,72 @@ impl Engine {
         }
     }
 
+    /// What the path and site policies decide about a request of `client`
+    /// (the rule order is [`crate::policy::decision`]'s), whose lists and
+    /// blocks gave `verdict` (`check()`'s outcome code, counted already).
+    /// Counts as `check()` does: a skipped request is counted as skipped
+    /// instead of as its verdict, a site's refusal as `site_denied`,
+    /// credentials as `auth_passed` or `auth_failed`. A site's rate limit
+    /// is counted by `rate(limit, window_s)`, which gives the seconds until
+    /// the window ends when the client is over it; `None` from it (it
+    /// cannot count here: the dict is Lua's) stops the decision, which is
+    /// then `None`, with nothing counted.
+    pub fn policy_decision(
+        &self,
+        client: Addr,
+        verdict: i32,
+        r: &Asked<'_>,
+        rate: impl FnOnce(u32, u32) -> Option<Option<f64>>,
+    ) -> Option<Decision> {
+        let p = self.policy();
+        if p.skips(r.path, r.site) {
+            self.uncount(verdict);
+            self.count(Stat::PolicySkipped);
+            return Some(Decision::Skip);
+        }
+        if let Some(source) = code::source(verdict) {
+            return Some(Decision::Blocked(source));
+        }
+        let allowed = verdict == code::ALLOW;
+        let req = p.require(client, allowed, r.path, r.method, r.site);
+        if req.forbidden_ip || req.blocked_path {
+            self.count(Stat::SiteDenied);
+            return Some(if req.forbidden_ip {
+                Decision::ForbiddenIp
+            } else {
+                Decision::BlockedPath
+            });
+        }
+        let (limit, window_s) = req.rate_limit;
+        if limit > 0 && !allowed {
+            if let Some(retry_after_s) = rate(limit, window_s)? {
+                return Some(Decision::RateLimited {
+                    limit,
+                    retry_after_s,
+                });
+            }
+        }
+        if let Some(route) = req.route.and_then(|i| p.route(i)) {
+            let outcome = route.verify(r.authorization);
+            match Decision::why(&outcome) {
+                None => self.count(Stat::AuthPassed),
+                Some(why) => {
+                    self.count(Stat::AuthFailed);
+                    return Some(Decision::Unauthorized {
+                        why,
+                        scheme: route.scheme(),
+                        realm: route.realm.clone(),
+                    });
+                }
+            }
+        }
+        Some(if allowed {
+            Decision::Allow
+        } else {
+            Decision::Pass
+        })
+    }
+
     /// Feeds a finished request of `client` to the detector. Returns
     /// `code::TRIP` when a rule tripped (the details wait in
     /// [`Engine::take_trip`]), else `code::PASS`. Allowlisted, denylisted
@@ -345,7 +412,7 @@ impl Engine {
         if self.detector.is_none() || self.verdict(client) != code::PASS {
             return code::PASS;
         }
-        self.observe_passed(client, req)
+        self.observe_passed(client, req, now_ms())
     }
 
     /// Whether the detector is on.
@@ -355,13 +422,14 @@ impl Engine {
     }
 
     /// [`Engine::observe`] for a client whose verdict is known to be
-    /// `PASS` (the access phase decided it).
+    /// `PASS` (the access phase decided it), at `now_ms` (the log phase
+    /// passes nginx's cached clock).
     #[inline]
-    pub fn observe_passed(&self, client: Addr, req: &Request<'_>) -> i32 {
+    pub fn observe_passed(&self, client: Addr, req: &Request<'_>, now_ms: u64) -> i32 {
         let Some(d) = &self.detector else {
             return code::PASS;
         };
-        let seen = d.see(client, req, now_ms());
+        let seen = d.see(client, req, now_ms);
         if seen.counted {
             self.count(Stat::Observed);
         }

@@ -189,11 +189,11 @@ KiB: 0
             end
             local core = require "resty.warden.core"
             ngx.say("codes: ", core.PASS, " ", core.SYNC, " ", core.BAD_ADDRESS,
-                    " ", core.POLICY_FORBIDDEN_IP)
+                    " ", core.DECIDE_FORBIDDEN_IP)
         }
     }
 --- response_body
 warden_client_t: same
+warden_decision_t: same
 warden_iprepd_out_t: same
-warden_policy_t: same
-codes: 0 9 -1 2
+codes: 0 9 -1 3

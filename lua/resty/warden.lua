@@ -352,7 +352,7 @@ local function act(self, rc, ip, site)
     if flags > 0 then
         -- whitelisted paths, sites, protected routes; may end the request
         local res = access.enforce(self, rc, client_text, site, blocked,
-                                   flags)
+                                   flags, client)
         if rc ~= PASS or res == "skip" then
             return true  -- allowlisted, or let through in monitor mode
         end
@@ -429,10 +429,8 @@ function _M:log()
         rc = log_c(handle, r, NO_SYNC, 0)
     end
     if rc >= 256 then
-        -- a path or site policy, or real-time capture, applies
-        if access.log(self, rshift(rc, POLICY_SHIFT)) then
-            return true
-        end
+        -- real-time capture applies: the request is recorded
+        access.log(self, rshift(rc, POLICY_SHIFT))
         rc = log_c(handle, r, NO_SYNC + OBSERVE, 0)
     end
     if rc == TRIP then

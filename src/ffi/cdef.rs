@@ -31,24 +31,18 @@ int warden_client_text(const warden_client_t *c, unsigned char *buf,
                        size_t len);
 
 typedef struct {
-    const unsigned char *path;
-    size_t path_len;
-    const unsigned char *method;
-    size_t method_len;
-    const unsigned char *site;
-    size_t site_len;
-    int route;
-    unsigned int rate_limit;
-    unsigned int rate_window;
-} warden_policy_t;
+    const unsigned char *why;
+    size_t why_len;
+    const unsigned char *text;
+    size_t text_len;
+} warden_decision_t;
 
 int warden_policy_active(const warden_engine_t *w);
 double warden_capture_since(const warden_engine_t *w);
-int warden_policy_skip(const warden_engine_t *w, const warden_policy_t *p,
-                       int verdict);
-int warden_policy_require(const warden_engine_t *w,
-                          const warden_client_t *c, int verdict,
-                          warden_policy_t *p);
+int warden_decide(const warden_engine_t *w, void *r,
+                  const warden_client_t *c, int verdict,
+                  const unsigned char *site, size_t site_len,
+                  warden_decision_t *out);
 
 typedef struct warden_iprepd warden_iprepd_t;
 typedef struct {
@@ -65,7 +59,7 @@ int warden_iprepd_verdict(const warden_iprepd_t *c, int known,
 
 /// The outcome codes and flag bits Lua compares results with, by name.
 pub fn codes() -> Vec<(&'static str, i64)> {
-    use super::flags;
+    use super::{flags, policy};
     use crate::engine::code;
     use crate::net::client::Seen;
     vec![
@@ -84,14 +78,13 @@ pub fn codes() -> Vec<(&'static str, i64)> {
         ("BAD_FORWARDED", flags::BAD_FORWARDED.into()),
         ("SEEN_UNOBSERVED", Seen::UNOBSERVED.into()),
         ("SEEN_REFUSED", Seen::REFUSED.into()),
-        (
-            "POLICY_FORBIDDEN_IP",
-            super::policy::POLICY_FORBIDDEN_IP.into(),
-        ),
-        (
-            "POLICY_BLOCKED_PATH",
-            super::policy::POLICY_BLOCKED_PATH.into(),
-        ),
+        ("DECIDE_PASS", policy::DECIDE_PASS.into()),
+        ("DECIDE_SKIP", policy::DECIDE_SKIP.into()),
+        ("DECIDE_BLOCKED", policy::DECIDE_BLOCKED.into()),
+        ("DECIDE_FORBIDDEN_IP", policy::DECIDE_FORBIDDEN_IP.into()),
+        ("DECIDE_BLOCKED_PATH", policy::DECIDE_BLOCKED_PATH.into()),
+        ("DECIDE_UNAUTHORIZED", policy::DECIDE_UNAUTHORIZED.into()),
+        ("DECIDE_RATE", policy::DECIDE_RATE.into()),
     ]
 }
 
@@ -99,7 +92,7 @@ pub fn codes() -> Vec<(&'static str, i64)> {
 /// lays them out: `(struct, field or "", bytes)`.
 pub fn layout() -> Vec<(&'static str, &'static str, usize)> {
     use super::iprepd::WardenIprepdOut as I;
-    use super::policy::WardenPolicy as P;
+    use super::policy::WardenDecision as P;
     use super::request::WardenClient as C;
     use std::mem::{offset_of, size_of};
     vec![
@@ -111,11 +104,10 @@ pub fn layout() -> Vec<(&'static str, &'static str, usize)> {
             "bad_forwarded",
             offset_of!(C, bad_forwarded),
         ),
-        ("warden_policy_t", "", size_of::<P>()),
-        ("warden_policy_t", "path", offset_of!(P, path)),
-        ("warden_policy_t", "site_len", offset_of!(P, site_len)),
-        ("warden_policy_t", "route", offset_of!(P, route)),
-        ("warden_policy_t", "rate_window", offset_of!(P, rate_window)),
+        ("warden_decision_t", "", size_of::<P>()),
+        ("warden_decision_t", "why", offset_of!(P, why)),
+        ("warden_decision_t", "text", offset_of!(P, text)),
+        ("warden_decision_t", "text_len", offset_of!(P, text_len)),
         ("warden_iprepd_out_t", "", size_of::<I>()),
         ("warden_iprepd_out_t", "flush", offset_of!(I, flush)),
     ]
@@ -143,7 +135,7 @@ mod tests {
         let named = [
             ("warden_engine_t", "Engine"),
             ("warden_client_t", "WardenClient"),
-            ("warden_policy_t", "WardenPolicy"),
+            ("warden_decision_t", "WardenDecision"),
             ("warden_iprepd_t", "Client"),
             ("warden_iprepd_out_t", "WardenIprepdOut"),
         ];

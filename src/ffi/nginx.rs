@@ -11,12 +11,28 @@
 //! the boundary are nginx's `ngx_str_t` and `ngx_variable_value_t`, whose
 //! layout has not changed since nginx 1.0.
 //!
+//! nginx's `ngx_http_get_variable()` still finds the variable by name on
+//! every call (`ngx_hash_find`, ~100-170 instructions, a byte-by-byte
+//! comparison) and allocates the value from the request's pool. So each
+//! [`Var`] finds its variable once per worker, with nginx's own
+//! `ngx_hash_find` on the core module's variable hash (or its prefix
+//! variables: `http_*`, `cookie_*`), remembers nginx's
+//! `ngx_http_variable_t`, and afterwards calls its handler directly, as
+//! `ngx_http_get_variable()` would, with the value on the stack
+//! ([`Var::resolve`]). What this reads of nginx's structures
+//! (`ngx_http_request_t`'s first fields, `ngx_http_core_main_conf_t`'s
+//! first fields, `ngx_http_variable_t`) has had the same layout since
+//! nginx 1.3; it is checked before it is trusted (the request's
+//! signature, the arrays' element sizes, the variable's own name), and a
+//! variable that fails a check is read through `ngx_http_get_variable()`.
+//!
 //! lua-nginx-module's own exported functions give the response status,
 //! the request's start time and whether it was redirected internally the
 //! same way.
 
 use std::ffi::c_void;
 use std::os::raw::{c_char, c_int};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use once_cell::sync::OnceCell;
 
@@ -40,6 +56,51 @@ const NOT_FOUND: u32 = 1 << 30;
 
 type GetVariable =
     unsafe extern "C" fn(r: *mut c_void, name: *mut NgxStr, key: usize) -> *const NgxVariableValue;
+type GetFlushed = unsafe extern "C" fn(r: *mut c_void, index: usize) -> *const NgxVariableValue;
+type HashFind =
+    unsafe extern "C" fn(hash: *const c_void, key: usize, name: *const u8, len: usize) -> *const c_void;
+type Handler = unsafe extern "C" fn(r: *mut c_void, v: *mut NgxVariableValue, data: usize) -> isize;
+
+/// `ngx_http_variable_t`.
+#[repr(C)]
+struct NgxVariable {
+    name: NgxStr,
+    set_handler: *const c_void,
+    get_handler: Option<Handler>,
+    data: usize,
+    flags: usize,
+    index: usize,
+}
+
+/// `ngx_array_t`.
+#[repr(C)]
+struct NgxArray {
+    elts: *const c_void,
+    nelts: usize,
+    size: usize,
+    nalloc: usize,
+    pool: *const c_void,
+}
+
+/// The first fields of `ngx_http_core_main_conf_t`.
+#[repr(C)]
+struct CoreMainConf {
+    servers: NgxArray,
+    /// `ngx_http_phase_engine_t`: handlers, two indexes.
+    phase_engine: [usize; 3],
+    /// `ngx_hash_t`: buckets, size.
+    headers_in_hash: [usize; 2],
+    variables_hash: [usize; 2],
+    variables: NgxArray,
+    prefix_variables: NgxArray,
+}
+
+/// `"HTTP"`, the first field of every `ngx_http_request_t`.
+const REQUEST_SIGNATURE: u32 = 0x5054_5448;
+/// `NGX_HTTP_VAR_INDEXED`.
+const VAR_INDEXED: usize = 4;
+/// `NGX_OK`.
+const NGX_OK: isize = 0;
 type GetStatus = unsafe extern "C" fn(r: *mut c_void) -> c_int;
 type StartTime = unsafe extern "C" fn(r: *mut c_void) -> f64;
 type IsInternal = unsafe extern "C" fn(r: *mut c_void) -> c_int;
@@ -47,10 +108,63 @@ type IsInternal = unsafe extern "C" fn(r: *mut c_void) -> c_int;
 /// nginx's and lua-nginx-module's functions this module calls.
 struct Api {
     get_variable: GetVariable,
+    /// To find a variable once and read it directly afterwards; `None`
+    /// when nginx does not export them (every variable is then read
+    /// through `get_variable`).
+    direct: Option<Direct>,
     resp_status: GetStatus,
     start_time: StartTime,
     is_internal: IsInternal,
 }
+
+/// What reading variables directly needs.
+struct Direct {
+    hash_find: HashFind,
+    get_flushed: GetFlushed,
+    /// `&ngx_http_core_module`, whose first field is its `ctx_index`.
+    core_module: *const usize,
+}
+
+/// `ngx_time_t`, the time nginx caches once per turn of its event loop
+/// (what `ngx.now()` reads).
+#[repr(C)]
+struct NgxTime {
+    sec: i64,
+    msec: usize,
+    gmtoff: isize,
+}
+
+/// `&ngx_cached_time` (a `volatile ngx_time_t *`), when nginx exports it.
+struct Clock(*const *const NgxTime);
+
+// SAFETY: nginx's static variable, only read.
+unsafe impl Send for Clock {}
+// SAFETY: as above.
+unsafe impl Sync for Clock {}
+
+static CLOCK: OnceCell<Option<Clock>> = OnceCell::new();
+
+/// Milliseconds since the epoch by nginx's cached clock (`ngx.now()`),
+/// updated once per turn of nginx's event loop: two loads instead of a
+/// system call. Outside nginx, the system's clock.
+#[inline]
+pub fn now_ms() -> u64 {
+    let clock = CLOCK.get_or_init(|| symbol(b"ngx_cached_time\0").map(|p| Clock(p as _)));
+    match clock {
+        // SAFETY: nginx's `ngx_cached_time` always points to one of its
+        // time slots once nginx has started (before any request).
+        Some(c) => match unsafe { std::ptr::read_volatile(c.0).as_ref() } {
+            Some(t) if t.sec > 0 => t.sec as u64 * 1000 + t.msec as u64,
+            _ => crate::engine::now_ms(),
+        },
+        None => crate::engine::now_ms(),
+    }
+}
+
+// SAFETY: the pointer is to nginx's static module structure, only read.
+unsafe impl Send for Direct {}
+// SAFETY: as above.
+unsafe impl Sync for Direct {}
 
 static API: OnceCell<Option<Api>> = OnceCell::new();
 
@@ -67,11 +181,28 @@ fn api() -> Option<&'static Api> {
         let status = symbol(b"ngx_http_lua_ffi_get_resp_status\0")?;
         let start = symbol(b"ngx_http_lua_ffi_req_start_time\0")?;
         let internal = symbol(b"ngx_http_lua_ffi_req_is_internal\0")?;
+        let direct = match (
+            symbol(b"ngx_hash_find\0"),
+            symbol(b"ngx_http_get_flushed_variable\0"),
+            symbol(b"ngx_http_core_module\0"),
+        ) {
+            // SAFETY: nginx's functions of these signatures and its core
+            // module's structure (nginx's public C API).
+            (Some(h), Some(f), Some(m)) => unsafe {
+                Some(Direct {
+                    hash_find: std::mem::transmute::<*mut c_void, HashFind>(h),
+                    get_flushed: std::mem::transmute::<*mut c_void, GetFlushed>(f),
+                    core_module: m as *const usize,
+                })
+            },
+            _ => None,
+        };
         // SAFETY: the symbols are nginx's and lua-nginx-module's functions
         // of these signatures (their public C API).
         unsafe {
             Some(Api {
                 get_variable: std::mem::transmute::<*mut c_void, GetVariable>(get),
+                direct,
                 resp_status: std::mem::transmute::<*mut c_void, GetStatus>(status),
                 start_time: std::mem::transmute::<*mut c_void, StartTime>(start),
                 is_internal: std::mem::transmute::<*mut c_void, IsInternal>(internal),
@@ -106,17 +237,103 @@ const fn key(name: &[u8]) -> usize {
     k
 }
 
-/// A variable with its key, hashed at compile time.
+/// A variable with its key, hashed at compile time, and nginx's
+/// `ngx_http_variable_t` of it once found.
 pub struct Var {
     name: &'static [u8],
     key: usize,
+    /// The `ngx_http_core_main_conf_t` that `found` was found in (a new
+    /// configuration has new variables); 0 until found.
+    conf: AtomicUsize,
+    /// `ngx_http_variable_t *`, with [`PREFIX`] set for a prefix variable
+    /// (`http_`, `cookie_`...), or [`INDIRECT`]: read through
+    /// `ngx_http_get_variable()`.
+    found: AtomicUsize,
 }
+
+/// [`Var::found`]'s tag of a prefix variable (pointers are aligned).
+const PREFIX: usize = 1;
+/// [`Var::found`] when the variable is read through
+/// `ngx_http_get_variable()`.
+const INDIRECT: usize = 2;
 
 impl Var {
     const fn new(name: &'static [u8]) -> Var {
         Var {
             name,
             key: key(name),
+            conf: AtomicUsize::new(0),
+            found: AtomicUsize::new(0),
+        }
+    }
+
+    /// Finds this variable in the configuration `conf` of request `r`:
+    /// its `ngx_http_variable_t` (tagged [`PREFIX`] for a prefix
+    /// variable), or [`INDIRECT`] when something does not look as
+    /// expected.
+    ///
+    /// # Safety
+    /// `r` is a live request whose signature was checked, `conf` its
+    /// `ngx_http_core_main_conf_t`.
+    unsafe fn resolve(&self, d: &Direct, conf: *const CoreMainConf) -> usize {
+        const VAR: usize = std::mem::size_of::<NgxVariable>();
+        // SAFETY: nginx's configuration of a live request (see `# Safety`).
+        let c = unsafe { &*conf };
+        let arrays_ok = |a: &NgxArray| a.size == VAR && a.nelts <= a.nalloc && a.nelts < 1 << 16;
+        if c.servers.size != std::mem::size_of::<usize>()
+            || !arrays_ok(&c.variables)
+            || !arrays_ok(&c.prefix_variables)
+        {
+            return INDIRECT;
+        }
+        let named = |v: &NgxVariable, name: &[u8]| {
+            // SAFETY: a variable's name in nginx's configuration.
+            v.get_handler.is_some()
+                && v.name.len == name.len()
+                && unsafe { std::slice::from_raw_parts(v.name.data, v.name.len) } == name
+        };
+        // SAFETY: nginx's hash of variables, looked up by nginx.
+        let v = unsafe {
+            (d.hash_find)(
+                c.variables_hash.as_ptr() as *const c_void,
+                self.key,
+                self.name.as_ptr(),
+                self.name.len(),
+            ) as *const NgxVariable
+        };
+        // SAFETY: NULL or one of nginx's variables.
+        if let Some(v) = unsafe { v.as_ref() } {
+            return if named(v, self.name) {
+                v as *const NgxVariable as usize
+            } else {
+                INDIRECT
+            };
+        }
+        // The longest prefix variable the name starts with, as nginx
+        // chooses it.
+        // SAFETY: the array's `nelts` elements (sizes checked above).
+        let prefixes = unsafe {
+            std::slice::from_raw_parts(
+                c.prefix_variables.elts as *const NgxVariable,
+                c.prefix_variables.nelts,
+            )
+        };
+        let mut best: Option<&NgxVariable> = None;
+        for p in prefixes {
+            // SAFETY: a variable's name in nginx's configuration.
+            let pre = unsafe { std::slice::from_raw_parts(p.name.data, p.name.len) };
+            if p.get_handler.is_some()
+                && self.name.starts_with(pre)
+                && best.is_none_or(|b| pre.len() > b.name.len)
+            {
+                best = Some(p);
+            }
+        }
+        match best {
+            Some(p) if named(p, &self.name[..p.name.len]) => {
+                p as *const NgxVariable as usize | PREFIX
+            }
+            _ => INDIRECT,
         }
     }
 }
@@ -135,6 +352,8 @@ pub static URI: Var = Var::new(b"uri");
 pub static USER_AGENT: Var = Var::new(b"http_user_agent");
 /// `$request_method`.
 pub static REQUEST_METHOD: Var = Var::new(b"request_method");
+/// `$server_name`: the server's first name.
+pub static SERVER_NAME: Var = Var::new(b"server_name");
 /// `$http_authorization`.
 pub static AUTHORIZATION: Var = Var::new(b"http_authorization");
 /// `$http_sec_fetch_dest` (no built-in variable: nginx walks the header
@@ -177,10 +396,43 @@ impl Request {
             len: v.name.len(),
             data: v.name.as_ptr(),
         };
-        // SAFETY: `self.r` is a live request (see `new`); nginx reads the
-        // name and returns NULL or a value allocated from the request's
-        // pool.
-        let value = unsafe { (api.get_variable)(self.r, &mut name, v.key).as_ref()? };
+        let found = match &api.direct {
+            Some(d) => self.find(d, v),
+            None => INDIRECT,
+        };
+        let mut local = NgxVariableValue {
+            bits: 0,
+            data: std::ptr::null(),
+        };
+        let value = if found == INDIRECT {
+            // SAFETY: `self.r` is a live request (see `new`); nginx reads
+            // the name and returns NULL or a value allocated from the
+            // request's pool.
+            unsafe { (api.get_variable)(self.r, &mut name, v.key).as_ref()? }
+        } else {
+            // SAFETY: `found` is a variable of this request's configuration
+            // (`find`), read as `ngx_http_get_variable()` reads it: an
+            // indexed one from the request's cache, the others by their
+            // handler (a prefix variable's handler takes the whole name).
+            unsafe {
+                let var = &*((found & !PREFIX) as *const NgxVariable);
+                if found & PREFIX == 0 && var.flags & VAR_INDEXED != 0 {
+                    let d = api.direct.as_ref()?;
+                    (d.get_flushed)(self.r, var.index).as_ref()?
+                } else {
+                    let data = if found & PREFIX != 0 {
+                        &name as *const NgxStr as usize
+                    } else {
+                        var.data
+                    };
+                    let handler = var.get_handler?;
+                    if handler(self.r, &mut local, data) != NGX_OK {
+                        return None;
+                    }
+                    &local
+                }
+            }
+        };
         if value.bits & NOT_FOUND != 0 || value.data.is_null() && value.bits & LEN_MASK != 0 {
             return None;
         }
@@ -190,6 +442,34 @@ impl Request {
         }
         // SAFETY: nginx's value points to `len` bytes in the request's pool.
         Some(unsafe { std::slice::from_raw_parts(value.data, len) })
+    }
+
+    /// `v`'s `ngx_http_variable_t` in this request's configuration (found
+    /// once per configuration), or [`INDIRECT`].
+    #[inline]
+    fn find(self, d: &Direct, v: &Var) -> usize {
+        // SAFETY: a live request (see `new`): its first fields are
+        // `signature`, `connection`, `ctx`, `main_conf`; the core module's
+        // `ctx_index` is its first field.
+        let conf = unsafe {
+            let main_conf = *(self.r as *const *const *const c_void).add(3);
+            *main_conf.add(*d.core_module) as usize
+        };
+        if v.conf.load(Relaxed) == conf {
+            return v.found.load(Relaxed);
+        }
+        // SAFETY: as above; `resolve` is given the checked request's
+        // configuration.
+        let found = unsafe {
+            if conf == 0 || *(self.r as *const u32) != REQUEST_SIGNATURE {
+                INDIRECT
+            } else {
+                v.resolve(d, conf as *const CoreMainConf)
+            }
+        };
+        v.found.store(found, Relaxed);
+        v.conf.store(conf, Relaxed);
+        found
     }
 
     /// The response status (0 before one is known).

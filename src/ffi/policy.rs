@@ -1,44 +1,56 @@
 //! Path and site policies in the access phase: whitelisted paths,
 //! disabled sites, allowed_ips, blocked_paths, rate limits and protected
-//! routes (`lua/resty/warden/access.lua`).
+//! routes (`lua/resty/warden/access.lua`), decided in one call.
 
+use std::cell::RefCell;
+use std::ffi::c_void;
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::bytes;
+use super::nginx::{self, Request};
 use super::request::WardenClient;
 use crate::engine::{code, Engine};
-use crate::metrics::Stat;
+use crate::net::client::Seen;
+use crate::policy::decision::{Asked, Decision};
 
-/// A request as the path and site policies see it, for
-/// [`warden_policy_skip`] and [`warden_policy_require`]. Every pointer may
-/// be NULL with length 0.
+/// What [`warden_decide`] tells besides its outcome. The pointers are
+/// valid until the next call in this worker.
 #[repr(C)]
-pub struct WardenPolicy {
-    /// The normalized path (`$uri`).
-    pub path: *const u8,
+pub struct WardenDecision {
+    /// `DECIDE_UNAUTHORIZED`: `missing`, `malformed` or `denied`.
+    pub why: *const u8,
     /// Its length.
-    pub path_len: usize,
-    /// The request method.
-    pub method: *const u8,
+    pub why_len: usize,
+    /// `DECIDE_FORBIDDEN_IP`, `DECIDE_BLOCKED_PATH`: the reason the
+    /// access phase logs; `DECIDE_UNAUTHORIZED`: the `WWW-Authenticate`
+    /// header.
+    pub text: *const u8,
     /// Its length.
-    pub method_len: usize,
-    /// The site given to `check{ site = ... }`.
-    pub site: *const u8,
-    /// Its length.
-    pub site_len: usize,
-    /// Out: the index of the protected route covering the request, -1.
-    pub route: c_int,
-    /// Out: the site's rate limit (0: none).
-    pub rate_limit: u32,
-    /// Out: its window in seconds.
-    pub rate_window: u32,
+    pub text_len: usize,
 }
 
-/// `warden_policy_require`: the client is not in the site's `allowed_ips`.
-pub const POLICY_FORBIDDEN_IP: c_int = 2;
-/// `warden_policy_require`: the path is one of the site's `blocked_paths`.
-pub const POLICY_BLOCKED_PATH: c_int = 3;
+/// [`warden_decide`]: nothing in the policies refuses the request.
+pub const DECIDE_PASS: c_int = 0;
+/// A whitelisted path or a disabled site: nothing else is checked, and
+/// the detector leaves the request out.
+pub const DECIDE_SKIP: c_int = 1;
+/// The client is denylisted or blocked (`verdict` said so).
+pub const DECIDE_BLOCKED: c_int = 2;
+/// Not in the site's `allowed_ips`.
+pub const DECIDE_FORBIDDEN_IP: c_int = 3;
+/// One of the site's `blocked_paths`.
+pub const DECIDE_BLOCKED_PATH: c_int = 4;
+/// A protected route without valid credentials.
+pub const DECIDE_UNAUTHORIZED: c_int = 5;
+/// The site has a rate limit, counted in the shared dict: the decision
+/// is `engine:decide()`'s (nothing was counted here).
+pub const DECIDE_RATE: c_int = 6;
+
+thread_local! {
+    /// The text [`WardenDecision`] points to.
+    static TEXT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// What `warden_policy_active` reports, without the stale bit: bit 1 when
 /// a policy applies by path or site, bit 2 when real-time capture is on,
@@ -93,90 +105,91 @@ pub unsafe extern "C" fn warden_capture_since(w: *const Engine) -> f64 {
     }
 }
 
-/// 1 when warden leaves the request alone (a whitelisted path, a site
-/// whose policy is disabled), counted as skipped (and no longer as what
-/// `verdict`, the outcome of `warden_check`, counted it as); 0 otherwise;
+/// The path and site policies' decision on request `r` of client `c`
+/// (filled by `warden_access` or `warden_check_text`, whose outcome was
+/// `verdict`), for `site` (`check{ site = ... }`; empty: the server's
+/// `server_name`, [`crate::policy::request_site`]): the one decision
+/// ([`Engine::policy_decision`]), counted as `check()` counts. Rust reads
+/// the path (`$uri`), method and `Authorization` itself.
+///
+/// Returns one of the `DECIDE_*` codes (`out` filled as
+/// [`WardenDecision`] says), `BAD_ADDRESS` when `c` holds no address,
 /// `INTERNAL` for a NULL argument or a caught panic.
 ///
 /// # Safety
-/// `w` must be NULL or a live engine pointer; `p` must be NULL or point to
-/// a `warden_policy_t` whose pointers are NULL or valid for their lengths.
+/// `w` must be NULL or a live engine pointer; `r` NULL or the current
+/// request; `c` NULL or a `warden_client_t` filled by `warden_access` or
+/// `warden_check_text`; `site` valid for `site_len` bytes (or NULL with
+/// 0); `out` NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn warden_policy_skip(
+pub unsafe extern "C" fn warden_decide(
     w: *const Engine,
-    p: *const WardenPolicy,
-    verdict: c_int,
-) -> c_int {
-    if w.is_null() || p.is_null() {
-        return code::INTERNAL;
-    }
-    // SAFETY: checked non-null; see `# Safety`.
-    let (w, p) = unsafe { (&*w, &*p) };
-    // SAFETY: as above.
-    let (path, site) = unsafe { (bytes(p.path, p.path_len), bytes(p.site, p.site_len)) };
-    catch_unwind(AssertUnwindSafe(|| {
-        let skip = w.policy().skips(path, site);
-        if skip {
-            w.uncount(verdict);
-            w.count(Stat::PolicySkipped);
-        }
-        c_int::from(skip)
-    }))
-    .unwrap_or(code::INTERNAL)
-}
-
-/// What the site and the protected routes require of a request from the
-/// client `c` (filled by [`warden_check`], whose outcome was `verdict`).
-///
-/// Returns 0 when the request may go on (then `p->route` is the protected
-/// route to authenticate against, or -1, and `p->rate_limit` the site's
-/// limit), `POLICY_FORBIDDEN_IP` or `POLICY_BLOCKED_PATH` (counted),
-/// `INTERNAL` for a NULL argument or a caught panic.
-///
-/// # Safety
-/// `w` must be NULL or a live engine pointer; `c` must be NULL or point to
-/// a `warden_client_t` filled by `warden_check`; `p` must be NULL or point
-/// to a writable `warden_policy_t` whose pointers are NULL or valid for
-/// their lengths.
-#[no_mangle]
-pub unsafe extern "C" fn warden_policy_require(
-    w: *const Engine,
+    r: *mut c_void,
     c: *const WardenClient,
     verdict: c_int,
-    p: *mut WardenPolicy,
+    site: *const u8,
+    site_len: usize,
+    out: *mut WardenDecision,
 ) -> c_int {
-    if w.is_null() || c.is_null() || p.is_null() {
+    // SAFETY: see `# Safety`.
+    let (Some(w), Some(r), Some(c), Some(out)) = (unsafe { w.as_ref() }, unsafe { Request::new(r) }, unsafe { c.as_ref() }, unsafe { out.as_mut() }) else {
         return code::INTERNAL;
-    }
-    // SAFETY: checked non-null; see `# Safety`.
-    let (w, c, p) = unsafe { (&*w, &*c, &mut *p) };
-    // SAFETY: as above.
-    let (path, method, site) = unsafe {
-        (
-            bytes(p.path, p.path_len),
-            bytes(p.method, p.method_len),
-            bytes(p.site, p.site_len),
-        )
     };
+    // SAFETY: see `# Safety`.
+    let site = unsafe { bytes(site, site_len) };
     catch_unwind(AssertUnwindSafe(|| {
         let Some(client) = c.addr() else {
             return code::BAD_ADDRESS;
         };
-        let r = w
-            .policy()
-            .require(client, verdict == code::ALLOW, path, method, site);
-        p.route = r.route.map_or(-1, |i| i as c_int);
-        p.rate_limit = r.rate_limit.0;
-        p.rate_window = r.rate_limit.1;
-        if r.forbidden_ip || r.blocked_path {
-            w.count(Stat::SiteDenied);
-            return if r.forbidden_ip {
-                POLICY_FORBIDDEN_IP
-            } else {
-                POLICY_BLOCKED_PATH
-            };
+        let site = if site.is_empty() {
+            crate::policy::request_site(None, r.var(&nginx::SERVER_NAME))
+        } else {
+            site
+        };
+        let path = r.var(&nginx::URI).unwrap_or_default();
+        let asked = Asked {
+            site,
+            path,
+            method: r.var(&nginx::REQUEST_METHOD).unwrap_or_default(),
+            authorization: r.var(&nginx::AUTHORIZATION),
+        };
+        let Some(d) = w.policy_decision(client, verdict, &asked, |_, _| None) else {
+            return DECIDE_RATE;
+        };
+        let mut put = |why: &'static str, text: String| {
+            TEXT.with(|t| {
+                let mut t = t.borrow_mut();
+                t.clear();
+                t.extend_from_slice(text.as_bytes());
+                (out.why, out.why_len) = (why.as_ptr(), why.len());
+                (out.text, out.text_len) = (t.as_ptr(), t.len());
+            })
+        };
+        let reason = |d: &Decision| {
+            d.site_reason(&String::from_utf8_lossy(site), &String::from_utf8_lossy(path))
+        };
+        match &d {
+            Decision::Pass | Decision::Allow => DECIDE_PASS,
+            Decision::Skip => {
+                w.mark(r.id(), r.start_ms(), Seen::UNOBSERVED);
+                DECIDE_SKIP
+            }
+            Decision::Blocked(_) => DECIDE_BLOCKED,
+            Decision::ForbiddenIp => {
+                put("", reason(&d));
+                DECIDE_FORBIDDEN_IP
+            }
+            Decision::BlockedPath => {
+                put("", reason(&d));
+                DECIDE_BLOCKED_PATH
+            }
+            // only with a counting `rate`
+            Decision::RateLimited { .. } => DECIDE_RATE,
+            Decision::Unauthorized { why, scheme, realm } => {
+                put(why, scheme.challenge(realm));
+                DECIDE_UNAUTHORIZED
+            }
         }
-        0
     }))
     .unwrap_or(code::INTERNAL)
 }

@@ -227,8 +227,9 @@ pub unsafe extern "C" fn warden_check_text(
 /// client is allowlisted, denylisted or blocked); `TRIP` when a rule
 /// tripped (the details wait in `engine:trip()`); `SYNC` when the worker
 /// is behind the journal (the policy, and with it real-time capture, may
-/// have changed); `PASS` with the bits of `warden_policy_active()` from
-/// [`flags::POLICY_SHIFT`] on when a path or site policy or real-time capture applies (the
+/// have changed); `PASS` with the capture bits (2, 8) of
+/// `warden_policy_active()` from [`flags::POLICY_SHIFT`] on when real-time
+/// capture applies (the
 /// caller handles it, then calls again with [`flags::OBSERVE`]);
 /// `BAD_ADDRESS`; `INTERNAL` for a NULL argument or a caught panic.
 ///
@@ -251,7 +252,10 @@ pub unsafe extern "C" fn warden_log(
             return code::SYNC;
         }
         if fl & flags::OBSERVE == 0 {
-            let p = super::policy::active_bits(w);
+            // only real-time capture needs Lua here (a record of the
+            // request); what the policies left out of the detector, the
+            // access phase marked (`Seen::UNOBSERVED`)
+            let p = super::policy::active_bits(w) & !1;
             if p != 0 {
                 return code::PASS | p << flags::POLICY_SHIFT;
             }
@@ -294,7 +298,7 @@ pub unsafe extern "C" fn warden_log(
             refused,
             headers: Some(&headers),
         };
-        w.observe_passed(client, &req)
+        w.observe_passed(client, &req, nginx::now_ms())
     }))
     .unwrap_or(code::INTERNAL)
 }

@@ -248,15 +248,18 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
             let Ok(client) = Addr::parse_bytes(&ip.as_bytes()) else {
                 return Ok(MultiValue::new());
             };
-            let bytes = |s: &Option<mlua::LuaString>| s.as_ref().map(|s| s.as_bytes().to_vec());
+            let (site, server_name) = (
+                site.as_ref().map(|s| s.as_bytes()),
+                server_name.as_ref().map(|s| s.as_bytes()),
+            );
             let (site, path, method) = (
-                crate::policy::request_site(bytes(&site), bytes(&server_name)),
+                crate::policy::request_site(site.as_deref(), server_name.as_deref()),
                 path.as_bytes(),
                 method.as_bytes(),
             );
             let auth = auth.as_ref().map(|a| a.as_bytes());
             let asked = Asked {
-                site: &site,
+                site,
                 path: &path,
                 method: &method,
                 authorization: auth.as_deref(),
@@ -265,7 +268,7 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
             let s = |v: &str| lua.create_string(v).map(Value::String);
             let reason = |d: &Decision| {
                 d.site_reason(
-                    &String::from_utf8_lossy(&site),
+                    &String::from_utf8_lossy(site),
                     &String::from_utf8_lossy(&path),
                 )
             };

@@ -34,7 +34,7 @@ use serde_json::Value as Json;
 use crate::blocks::journal::{self, Batch};
 use crate::blocks::{Block, Change, Source};
 use crate::detect::offences::{self, Seen};
-use crate::engine::{code, now_ms, Engine};
+use crate::engine::{now_ms, Engine};
 use crate::error::{Error, Kind};
 use crate::events::log::{Drain, Target};
 use crate::events::{Event, Kind as EventKind};
@@ -386,70 +386,24 @@ impl<'a> Warden<'a> {
     }
 
     /// What the path and site policies decide about a request of `client`
-    /// (see [`crate::policy::decision`]), whose lists and blocks gave
-    /// `verdict` (`check()`'s outcome code, counted already). Counts as
-    /// `check()` does: a skipped request is counted as skipped instead of
-    /// as its verdict, a site's refusal as `site_denied`, a site's rate
-    /// limit in the dict (see [`Warden::rate_limited`]), credentials as
-    /// `auth_passed` or `auth_failed`.
+    /// (see [`crate::policy::decision`] and [`Engine::policy_decision`]),
+    /// whose lists and blocks gave `verdict` (`check()`'s outcome code,
+    /// counted already), with a site's rate limit counted in the dict (see
+    /// [`Warden::rate_limited`]).
     pub fn policy_decision(&self, client: Addr, verdict: i32, r: &Asked<'_>) -> Decision {
-        let e = self.engine;
-        let p = e.policy();
-        if p.skips(r.path, r.site) {
-            e.uncount(verdict);
-            e.count(Stat::PolicySkipped);
-            return Decision::Skip;
-        }
-        if let Some(source) = code::source(verdict) {
-            return Decision::Blocked(source);
-        }
-        let allowed = verdict == code::ALLOW;
-        let req = p.require(client, allowed, r.path, r.method, r.site);
-        if req.forbidden_ip || req.blocked_path {
-            e.count(Stat::SiteDenied);
-            return if req.forbidden_ip {
-                Decision::ForbiddenIp
-            } else {
-                Decision::BlockedPath
-            };
-        }
-        let (limit, window_s) = req.rate_limit;
-        if limit > 0 && !allowed {
-            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-            let over = self.rate_limited(
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let decided = self.engine.policy_decision(client, verdict, r, |limit, window_s| {
+            Some(self.rate_limited(
                 &text(r.site),
                 &client.to_string(),
                 limit,
                 window_s,
                 &text(r.method),
                 &text(r.path),
-            );
-            if let Some(retry_after_s) = over {
-                return Decision::RateLimited {
-                    limit,
-                    retry_after_s,
-                };
-            }
-        }
-        if let Some(route) = req.route.and_then(|i| p.route(i)) {
-            let outcome = route.verify(r.authorization);
-            match Decision::why(&outcome) {
-                None => e.count(Stat::AuthPassed),
-                Some(why) => {
-                    e.count(Stat::AuthFailed);
-                    return Decision::Unauthorized {
-                        why,
-                        scheme: route.scheme(),
-                        realm: route.realm.clone(),
-                    };
-                }
-            }
-        }
-        if allowed {
-            Decision::Allow
-        } else {
-            Decision::Pass
-        }
+            ))
+        });
+        // the closure always counts
+        decided.unwrap_or(Decision::Pass)
     }
 
     /// An expendable counter in the dict (see [`Store::counter`]): offence

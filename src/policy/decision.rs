@@ -1,9 +1,11 @@
 //! What the path and site policies decide about one request: the
 //! question ([`Asked`]) and the answer ([`Decision`]). The decision
-//! itself is [`crate::ops::Warden::policy_decision`] (a site's rate limit
-//! is counted in the shared dict); the access phase (`check()`) and the
-//! admin API's `/security/check` both ask it, and differ only in how they
-//! answer the client.
+//! itself is [`crate::engine::Engine::policy_decision`], with a site's
+//! rate limit counted in the shared dict by its caller
+//! ([`crate::ops::Warden::policy_decision`]); the access phase (`check()`,
+//! one FFI call unless a rate limit must be counted) and the admin API's
+//! `/security/check` both ask it, and differ only in how they answer the
+//! client.
 //!
 //! The order, for a request from client `c` to path `p` of site `s`:
 //!

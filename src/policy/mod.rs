@@ -332,12 +332,12 @@ pub fn site_name(s: &str, field: &str) -> Result<(), PolicyError> {
 ///
 /// ```
 /// use warden_core::policy::request_site;
-/// assert_eq!(request_site(Some(b"shop".to_vec()), Some(b"example.com".to_vec())), b"shop");
-/// assert_eq!(request_site(None, Some(b"my-app".to_vec())), b"my-app");
-/// assert_eq!(request_site(Some(Vec::new()), Some(b"my-app".to_vec())), b"my-app");
+/// assert_eq!(request_site(Some(b"shop"), Some(b"example.com")), b"shop");
+/// assert_eq!(request_site(None, Some(b"my-app")), b"my-app");
+/// assert_eq!(request_site(Some(b""), Some(b"my-app")), b"my-app");
 /// assert_eq!(request_site(None, None), b"");
 /// ```
-pub fn request_site(site: Option<Vec<u8>>, server_name: Option<Vec<u8>>) -> Vec<u8> {
+pub fn request_site<'a>(site: Option<&'a [u8]>, server_name: Option<&'a [u8]>) -> &'a [u8] {
     site.filter(|s| !s.is_empty())
         .or(server_name)
         .unwrap_or_default()

@@ -10,17 +10,32 @@
 
 local core = require "resty.warden.core"
 local detector = require "resty.warden.detector"
+local ffi = require "ffi"
 
 local ngx = ngx
 local log = ngx.log
 local WARN = ngx.WARN
 local INFO = ngx.INFO
+local ERR = ngx.ERR
 local band = require("bit").band
+local ffi_string = ffi.string
 
 local capture_since_c = core.C.warden_capture_since
+local decide_c = core.C.warden_decide
 local mark_c = core.C.warden_mark
 local SEEN_REFUSED = core.SEEN_REFUSED
+local SEEN_UNOBSERVED = core.SEEN_UNOBSERVED
+local DECIDE_PASS, DECIDE_SKIP = core.DECIDE_PASS, core.DECIDE_SKIP
+local DECIDE_BLOCKED = core.DECIDE_BLOCKED
+local DECIDE_RATE = core.DECIDE_RATE
+local DECIDE_UNAUTHORIZED = core.DECIDE_UNAUTHORIZED
+local OUTCOMES = {
+    [core.DECIDE_FORBIDDEN_IP] = "forbidden_ip",
+    [core.DECIDE_BLOCKED_PATH] = "blocked_path",
+}
 local get_request = require("resty.core.base").get_request
+
+local decision = ffi.new("warden_decision_t")
 
 
 local _M = {}
@@ -36,39 +51,70 @@ local function auth_failed(w, ip, why, path)
                      action = "401: credentials " .. why }
     if w.detector then
         detector.observe(w, 401)
-        ngx.ctx.warden_counted = true
+        mark_c(w.handle, get_request(), SEEN_UNOBSERVED)
     end
 end
 
 
---- enforce(w, rc, ip_text, site, refuse, flags) -> true or "skip"
+-- The decision when the site has a rate limit, which is counted in the
+-- shared dict: engine:decide() (mlua), the same decision.
+local function decide_counted(w, rc, ip, site)
+    local var = ngx.var
+    -- without a site, Rust takes the server's server_name as the site
+    return w.engine:decide(rc, ip, site, var.uri, var.request_method,
+                           var.http_authorization, var.server_name)
+end
+
+
+--- enforce(w, rc, ip_text, site, refuse, flags, client) -> true or "skip"
 -- (a whitelisted path or a disabled site: check nothing else), or ends
 -- the request. The access phase's part of warden:check() when a policy
 -- applies; rc: warden_access's outcome; ip_text() -> the client as text;
 -- refuse(w, rc) acts on a block as check() does; flags: from
--- warden_policy_active.
-function _M.enforce(w, rc, ip_text, site, refuse, flags)
-    local var = ngx.var
-    local ip, path = ip_text(), var.uri
+-- warden_policy_active; client: the warden_client_t check() filled.
+function _M.enforce(w, rc, ip_text, site, refuse, flags, client)
     if band(flags, 2) ~= 0 then
         -- real-time capture: the log phase records the client as resolved
         local ctx = ngx.ctx
-        ctx.warden_ip = ip
+        ctx.warden_ip = ip_text()
         ctx.warden_site = site
     end
-    -- without a site, Rust takes the server's server_name as the site
-    local outcome, a, b = w.engine:decide(rc, ip, site, path,
-                                          var.request_method,
-                                          var.http_authorization,
-                                          var.server_name)
-    if outcome == nil then
+    -- one call: Rust reads the path, method and credentials itself
+    local d = decide_c(w.handle, get_request(), client, rc, site,
+                       site and #site or 0, decision)
+    if d == DECIDE_PASS then
         return true
-    elseif outcome == "skip" then
-        ngx.ctx.warden_skip = true
-        return "skip"
-    elseif outcome == "blocked" then
+    elseif d == DECIDE_SKIP then
+        return "skip"  -- left out of the detector by Rust too
+    elseif d == DECIDE_BLOCKED then
         return refuse(w, rc)
-    elseif outcome == "unauthorized" then
+    end
+    local ip = ip_text()
+    local outcome, a, b
+    if d == DECIDE_UNAUTHORIZED then
+        outcome = "unauthorized"
+        a = ffi_string(decision.why, decision.why_len)
+        b = ffi_string(decision.text, decision.text_len)
+    elseif d == DECIDE_RATE then
+        outcome, a, b = decide_counted(w, rc, ip, site)
+        if outcome == nil then
+            return true
+        elseif outcome == "skip" or outcome == "blocked" then
+            -- the policy changed between the two calls
+            return outcome == "skip" and "skip" or refuse(w, rc)
+        end
+    else
+        outcome = OUTCOMES[d]
+        if not outcome then
+            log(ERR, "warden: the policy decision failed with code ", d,
+                "; letting the request through")
+            return true
+        end
+        a = ffi_string(decision.text, decision.text_len)
+    end
+
+    if outcome == "unauthorized" then
+        local path = ngx.var.uri
         auth_failed(w, ip, a, path)
         ngx.header["WWW-Authenticate"] = b
         log(INFO, "warden: ", ip, ": credentials ", a, " for ", path)
@@ -93,9 +139,9 @@ function _M.enforce(w, rc, ip_text, site, refuse, flags)
 end
 
 
---- log(w, flags): the log phase when a policy applies. Returns true when
--- the detector must not see this request (whitelisted path, disabled
--- site, or counted already).
+--- log(w, flags): the log phase when real-time capture applies (the
+-- request is recorded). What the policies left out of the detector, Rust
+-- knows (the access phase marked it).
 function _M.log(w, flags)
     local ctx = ngx.ctx
     -- Real-time capture records the requests that arrived while it was on:
@@ -118,7 +164,6 @@ function _M.log(w, flags)
             rule = ctx.warden_site or "", action = "captured",
         }
     end
-    return ctx.warden_skip or ctx.warden_counted
 end
 
 
