@@ -827,23 +827,16 @@ fn update(
         path_hits = u32::from(hits);
     }
     // Only the rules whose counters this request changed can trip.
-    let bit = |r: Rule| 1u16 << (r as u8);
-    let mut touched = 0u16;
-    for (r, yes) in [
-        (Rule::ScannerAgent, scanner),
-        (Rule::ProbePath, o.probe),
-        (Rule::Payload, payload),
-        (Rule::AuthFailure, o.auth_failure),
-        (Rule::NotFound, o.not_found),
-        (Rule::UniquePaths, o.path_hash != 0 && o.path_failed),
-        (Rule::RepeatedHits, o.path_hash != 0),
-        (Rule::Rate, !o.uncounted),
-        (Rule::Events, signals != 0),
-    ] {
-        if yes && limits[r as usize] != 0 {
-            touched |= bit(r);
-        }
-    }
+    let on = |r: Rule, yes: bool| u16::from(yes) << (r as u8);
+    let touched = on(Rule::ScannerAgent, scanner)
+        | on(Rule::ProbePath, o.probe)
+        | on(Rule::Payload, payload)
+        | on(Rule::AuthFailure, o.auth_failure)
+        | on(Rule::NotFound, o.not_found)
+        | on(Rule::UniquePaths, o.path_hash != 0 && o.path_failed)
+        | on(Rule::RepeatedHits, o.path_hash != 0)
+        | on(Rule::Rate, !o.uncounted)
+        | on(Rule::Events, signals != 0);
 
     // Each rule trips once per client and window: the first request that
     // brings it to its threshold.
@@ -851,12 +844,17 @@ fn update(
         d.fired = 0;
     }
     let mut trip = None;
-    for r in Rule::ALL {
-        if touched & bit(r) == 0 || d.fired & bit(r) != 0 {
+    // the touched rules that have not fired, in checking order (a rule's
+    // bit is its place in `Rule::ALL`); a rule that is off cannot trip
+    let mut pending = touched & !d.fired;
+    while pending != 0 {
+        let r = Rule::ALL[pending.trailing_zeros() as usize];
+        pending &= pending - 1;
+        if limits[r as usize] == 0 {
             continue;
         }
         let (limit, n) = (limits[r as usize], count(d, now, r, path_hits, scanner));
-        let bit = bit(r);
+        let bit = 1u16 << (r as u8);
         if n >= limit {
             if d.fired == 0 {
                 d.fired_at = now;
@@ -893,6 +891,13 @@ mod tests {
         Observation {
             path_hash: path,
             ..Observation::default()
+        }
+    }
+
+    #[test]
+    fn a_rules_bit_is_its_place_in_the_checking_order() {
+        for (i, r) in Rule::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
         }
     }
 
