@@ -21,12 +21,7 @@ our $HttpConfig = <<'_EOC_';
             local s = thttp.fanout({ n = n or 200, concurrency = 20,
                                      port = 1990, path = "/p",
                                      headers = { ["X-Forwarded-For"] = ip } })
-            local codes = {}
-            for code, count in pairs(s.status) do
-                codes[#codes + 1] = code .. "x" .. count
-            end
-            table.sort(codes)
-            return table.concat(codes, " ") .. " errors=" .. s.errors
+            return thttp.statuses(s) .. " errors=" .. s.errors
                    .. " workers=" .. s.npids, s
         end
         function fan(ip, n)

@@ -24,44 +24,21 @@ sub conf {
         })
         thttp = require "thttp"
         UA = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
-        -- Sends each request in turn from client ip, each on its own
-        -- connection, waiting for nginx to close it (after its log phase).
+        tdetect = require "tdetect"
+        -- Sends each request in turn from client ip (t/lib/tdetect.lua).
         -- Returns the statuses; WORKERS is how many workers served them.
         function run(ip, paths, ua)
-            local codes, pids, n = {}, {}, 0
-            for _, p in ipairs(paths) do
-                local res, err = thttp.request{ port = 1990, path = p,
-                    until_close = true,
-                    headers = { ["X-Forwarded-For"] = ip,
-                                ["User-Agent"] = ua or UA } }
-                codes[#codes + 1] = res and res.status or err
-                local pid = res and res.headers["x-worker-pid"]
-                if pid and not pids[pid] then
-                    pids[pid] = true
-                    n = n + 1
-                end
-            end
-            WORKERS = n
-            return table.concat(codes, " ")
+            local codes
+            codes, WORKERS = tdetect.run(1990, ip, paths, ua or UA)
+            return codes
         end
-        function rep(p, n, distinct)
-            local t = {}
-            for i = 1, n do
-                t[i] = distinct and p:gsub("#", i) or p
-            end
-            return t
-        end
+        rep = tdetect.rep
         -- Is ip refused now? One plain request.
         function probe(ip)
             return (run(ip, { "/ok" }))
         end
         function ev(ip)
-            -- the newest event of the detector's (not the blocked_ip
-            -- events of the refused requests that follow a block)
-            local e
-            for _, x in ipairs(warden:events{ ip = ip, limit = 50 }) do
-                if x.action ~= "refused" then e = x break end
-            end
+            local e = tdetect.event(warden, ip)
             if not e then
                 return "no event"
             end

@@ -21,34 +21,18 @@ our $HttpConfig = <<'_EOC_';
         thttp = require "thttp"
         UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
              .. "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
-        -- Sends each request in turn from client ip, waiting for its log
-        -- phase; returns the statuses.
+        tdetect = require "tdetect"
+        -- Sends each request in turn from client ip (t/lib/tdetect.lua);
+        -- returns the statuses.
         function run(ip, paths, ua, headers)
-            local codes = {}
-            for _, p in ipairs(paths) do
-                local h = { ["X-Forwarded-For"] = ip, ["User-Agent"] = ua or UA }
-                for k, v in pairs(headers or {}) do h[k] = v end
-                local res, err = thttp.request{ port = 1990, path = p,
-                    until_close = true, headers = h }
-                codes[#codes + 1] = res and res.status or err
-            end
-            return table.concat(codes, " ")
+            return (tdetect.run(1990, ip, paths, ua or UA, headers))
         end
-        function rep(p, n)
-            local t = {}
-            for i = 1, n do t[i] = p end
-            return t
-        end
+        rep = tdetect.rep
         function probe(ip)
             return (run(ip, { "/ok" }))
         end
         function ev(ip)
-            -- the newest event of the detector's (not the blocked_ip
-            -- events of the refused requests that follow a block)
-            local e
-            for _, x in ipairs(warden:events{ ip = ip, limit = 50 }) do
-                if x.action ~= "refused" then e = x break end
-            end
+            local e = tdetect.event(warden, ip)
             if not e then
                 return "no event"
             end

@@ -76,12 +76,7 @@ our $HttpConfig = <<'_EOC_';
             local s = thttp.fanout{ n = n or 20, concurrency = 10,
                                     port = 8090, path = path,
                                     headers = { ["X-Forwarded-For"] = ip } }
-            local codes = {}
-            for code, count in pairs(s.status) do
-                codes[#codes + 1] = code .. "x" .. count
-            end
-            table.sort(codes)
-            return table.concat(codes, " ") .. " errors=" .. s.errors
+            return thttp.statuses(s) .. " errors=" .. s.errors
                    .. " workers>1=" .. tostring(s.npids > 1)
         end
     }

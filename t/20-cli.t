@@ -88,12 +88,7 @@ our $HttpConfig = <<'_EOC_';
             local s = thttp.fanout{ n = n or 20, concurrency = 5,
                                     port = 8098, path = path,
                                     headers = { ["X-Forwarded-For"] = ip } }
-            local codes = {}
-            for code, count in pairs(s.status) do
-                codes[#codes + 1] = code .. "x" .. count
-            end
-            table.sort(codes)
-            return table.concat(codes, " ") .. " workers>1="
+            return thttp.statuses(s) .. " workers>1="
                    .. tostring(s.npids > 1)
         end
     }

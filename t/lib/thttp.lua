@@ -157,4 +157,16 @@ function _M.fanout(opts)
 end
 
 
+--- statuses(stats) -> "200x18 403x2": fanout()'s statuses with their
+-- counts, in order.
+function _M.statuses(stats)
+    local codes = {}
+    for code, count in pairs(stats.status) do
+        codes[#codes + 1] = code .. "x" .. count
+    end
+    table.sort(codes)
+    return table.concat(codes, " ")
+end
+
+
 return _M
