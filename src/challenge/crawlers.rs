@@ -79,7 +79,6 @@ pub const BUILT_IN: &[(&str, &[&str], &[&str])] = &[
             "GoogleOther",
             "Google-InspectionTool",
             "Storebot-Google",
-            "Google-Extended",
             "AdsBot-Google",
             "Mediapartners-Google",
             "APIs-Google",
@@ -919,6 +918,25 @@ mod tests {
         // a Google address claiming to be Bing
         let (o, _) = drive(&vf, "msnbot/2.0b", "66.249.66.1", |q, _| zone(q));
         assert_eq!(o.record.verdict, Verdict::Refused);
+    }
+
+    #[test]
+    fn ipv6_clients_are_confirmed_by_aaaa() {
+        let vf = verifier(1);
+        let host = "crawl-2001-4860-4801-1.googlebot.com";
+        let (o, n) = drive(&vf, GOOGLEBOT, "2001:4860:4801::1", |q, _| {
+            let name = qname(q);
+            let qtype = u16::from_be_bytes([q[q.len() - 4], q[q.len() - 3]]);
+            Some(match (name.ends_with("ip6.arpa"), qtype) {
+                (true, 12) => reply(q, 0, &[Rr::Ptr(&name, host)]),
+                (false, 28) => reply(q, 0, &[Rr::Addr(&name, a("2001:4860:4801::1"))]),
+                _ => reply(q, 3, &[]),
+            })
+        });
+        assert_eq!(
+            (o.record.verdict, n, o.record.host.as_str()),
+            (Verdict::Verified, 2, host)
+        );
     }
 
     #[test]

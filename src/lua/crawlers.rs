@@ -35,7 +35,7 @@ impl UserData for LuaVerification {}
 impl LuaCrawlers {
     /// `warden_core.crawlers(engine)` -> crawlers | false (no
     /// `opts.challenge`) | nil, err (no resolver to ask).
-    pub fn new(lua: &Lua, engine: AnyUserData) -> LuaResult<MultiValue> {
+    pub fn open(lua: &Lua, engine: AnyUserData) -> LuaResult<MultiValue> {
         let opts: Option<Options> = engine
             .borrow::<LuaEngine>()?
             .engine()

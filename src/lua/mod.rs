@@ -311,7 +311,7 @@ fn warden_core(lua: &Lua) -> LuaResult<Table> {
     t.set(
         "crawlers",
         lua.create_function(|lua, engine: mlua::AnyUserData| {
-            crawlers::LuaCrawlers::new(lua, engine)
+            crawlers::LuaCrawlers::open(lua, engine)
         })?,
     )?;
     // the nginx variables api.lua hands over with each request
