@@ -282,3 +282,27 @@ NEW: resty.warden: opts.challenge.crawlers.extra[1].domains has 'a..b', which is
 NEW: resty.warden: opts.challenge.resolver has 'dns.example', which is not a resolver address
 --- no_error_log
 [crit]
+
+
+
+=== TEST 8: resolvers over IPv6, the next resolver when one refuses, an IPv6 crawler
+The first resolver has nothing listening (the kernel refuses the datagram):
+the second, on [::1], answers; an IPv6 Googlebot is confirmed by AAAA.
+--- http_config eval
+main::conf('{ resolver = { "127.0.0.1:1954", "[::1]:1953" } }')
+--- config eval
+$::Locations . <<"_EOC_";
+    location = /t {
+        content_by_lua_block {
+            ngx.say(ask("66.249.66.1", "$::Googlebot"))
+            ngx.say(ask("2001:4860:4801::1", "$::Googlebot"))
+            ngx.say(table.concat(warden.crawlers:resolvers(), " "))
+        }
+    }
+_EOC_
+--- response_body
+true 2
+true 2
+127.0.0.1:1954 [::1]:1953
+--- error_log
+warden: crawler lookup via 127.0.0.1:1954: connection refused

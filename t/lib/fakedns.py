@@ -3,11 +3,12 @@
 
     fakedns.py PORT LOGFILE
 
-Answers UDP queries on 127.0.0.1:PORT from the zone below and appends
+Answers UDP queries on 127.0.0.1:PORT and [::1]:PORT from the zone below and appends
 "<type> <name>" to LOGFILE for every query it reads, so that a test can
 count the lookups (the cache must save them). Names are compressed in the
 answers (owners point at the question, targets at the owner's labels).
 """
+import select
 import socket
 import struct
 import sys
@@ -31,6 +32,10 @@ ZONE = {
     ("6.66.249.66.in-addr.arpa", PTR): [(PTR, "crawl-66-249-66-6.googlebot.com")],
     ("crawl-66-249-66-6.googlebot.com", A): [
         (CNAME, "edge.googlebot.com"), (A, "66.249.66.6")],
+    # an IPv6 Googlebot, confirmed by AAAA
+    ("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.8.4.0.6.8.4.1.0.0.2.ip6.arpa", PTR):
+        [(PTR, "crawl-2001-4860-4801-1.googlebot.com")],
+    ("crawl-2001-4860-4801-1.googlebot.com", AAAA): [(AAAA, "2001:4860:4801::1")],
     # an operator's crawler (crawlers.extra)
     ("1.156.16.199.in-addr.arpa", PTR): [(PTR, "preview-1.twttr.com")],
     ("preview-1.twttr.com", A): [(A, "199.16.156.1")],
@@ -83,22 +88,27 @@ def answer(query):
 
 def main():
     port, logfile = int(sys.argv[1]), sys.argv[2]
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
+    socks = []
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        socks.append(sock)
     with open(logfile, "a") as log:
         while True:
-            query, peer = sock.recvfrom(4096)
-            try:
-                name, at = read_name(query, 12)
-                qtype = struct.unpack(">H", query[at:at + 2])[0]
-            except (IndexError, struct.error):
-                continue
-            log.write("%d %s\n" % (qtype, name))
-            log.flush()
-            if name.lower() in SILENT:
-                continue
-            sock.sendto(answer(query), peer)
+            ready, _, _ = select.select(socks, [], [])
+            for sock in ready:
+                query, peer = sock.recvfrom(4096)
+                try:
+                    name, at = read_name(query, 12)
+                    qtype = struct.unpack(">H", query[at:at + 2])[0]
+                except (IndexError, struct.error):
+                    continue
+                log.write("%d %s\n" % (qtype, name))
+                log.flush()
+                if name.lower() in SILENT:
+                    continue
+                sock.sendto(answer(query), peer)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 local udp = ngx.socket.udp
 local log = ngx.log
 local ERR = ngx.ERR
+local WARN = ngx.WARN
 local type = type
 local pcall = pcall
 
@@ -41,7 +42,7 @@ local function exchange(c, job, sock, op, a, b, d, e)
                 reply, err = sock:receive()
             end
             if not reply and err ~= "timeout" then
-                log(ERR, "warden: crawler lookup via ", b, ":", d, ": ", err)
+                log(WARN, "warden: crawler lookup via ", b, ":", d, ": ", err)
             end
             op, a, b, d, e = c:step(job, reply)
         elseif op == "wait" then
