@@ -20,6 +20,9 @@
 //! [`FAILED_S`]; a failure means "not verified": the request is
 //! challenged, never blocked.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use serde_json::Value;
 
@@ -130,6 +133,15 @@ pub const NEGATIVE_S: u32 = 3_600;
 /// so that a dead resolver costs one timeout a minute per crawler and
 /// address, not one per request.
 pub const FAILED_S: u32 = 60;
+/// Longest crawler name (`crawlers.extra[i].name`): the names are in the
+/// dict keys.
+pub const MAX_NAME: usize = 48;
+/// How long a worker remembers a verdict it read from the dict or made
+/// (ms): a crawler's requests then skip the dict (a read costs more than
+/// the rest of `verified()`), and a verdict is at most this late.
+pub const MEMO_MS: u64 = 10_000;
+/// Verdicts a worker remembers at most (then it forgets them all).
+const MEMO_MAX: usize = 4_096;
 /// Most `PTR` names forward-checked.
 const MAX_NAMES: usize = 4;
 
@@ -337,17 +349,21 @@ fn extra(v: &Value) -> Result<Vec<Crawler>, ConfigError> {
             *d = t;
         }
         let name = match m.get("name") {
-            None => agents[0].to_ascii_lowercase(),
-            Some(Value::String(s)) if !s.trim().is_empty() && !s.contains('|') => {
-                s.trim().to_ascii_lowercase()
-            }
-            Some(v) => {
-                return Err(ConfigError::new(
-                    &format!("{at}.name"),
-                    format!("must be a name without '|', got {}", show(v)),
-                ))
-            }
-        };
+            None => Some(agents[0].to_ascii_lowercase()),
+            Some(Value::String(s)) => Some(s.trim().to_ascii_lowercase()),
+            Some(_) => None,
+        }
+        .filter(|n| !n.is_empty() && n.len() <= MAX_NAME && !n.contains('|'))
+        .ok_or_else(|| {
+            ConfigError::new(
+                &format!("{at}.name"),
+                format!(
+                    "must be a name of 1 to {MAX_NAME} bytes without '|' (by default the \
+                     first agent, lower case), got {}",
+                    show(m.get("name").unwrap_or(&Value::String(agents[0].clone())))
+                ),
+            )
+        })?;
         out.push(Crawler {
             name,
             agents,
@@ -386,6 +402,14 @@ pub struct Verifier {
     allow: NetSet,
     resolvers: Vec<Server>,
     timeout_ms: u64,
+    memo: Mutex<Memo>,
+}
+
+/// This worker's recent verdicts, and the claim last asked about.
+#[derive(Default)]
+struct Memo {
+    last: Option<(usize, Addr)>,
+    verdicts: HashMap<(usize, Addr), (bool, u64)>,
 }
 
 impl Verifier {
@@ -441,6 +465,40 @@ impl Verifier {
             allow: NetSet::new(&o.allow),
             resolvers,
             timeout_ms: o.timeout_ms,
+            memo: Mutex::new(Memo::default()),
+        }
+    }
+
+    /// The verdict this worker remembers on `client` claiming crawler `c`
+    /// (see [`MEMO_MS`]); otherwise notes the claim as the last one asked
+    /// about, for [`Verifier::remember_last`].
+    pub fn remembered(&self, c: usize, client: Addr, now_ms: u64) -> Option<bool> {
+        let mut m = self.memo.lock().ok()?;
+        match m.verdicts.get(&(c, client)) {
+            Some(&(verified, until)) if until > now_ms => Some(verified),
+            _ => {
+                m.last = Some((c, client));
+                None
+            }
+        }
+    }
+
+    /// Remembers a verdict on `client` claiming crawler `c`.
+    pub fn remember(&self, c: usize, client: Addr, verified: bool, now_ms: u64) {
+        if let Ok(mut m) = self.memo.lock() {
+            if m.verdicts.len() >= MEMO_MAX {
+                m.verdicts.clear();
+            }
+            m.verdicts.insert((c, client), (verified, now_ms + MEMO_MS));
+        }
+    }
+
+    /// Remembers a verdict (read from the dict) on the claim
+    /// [`Verifier::remembered`] last noted.
+    pub fn remember_last(&self, verified: bool, now_ms: u64) {
+        let last = self.memo.lock().ok().and_then(|mut m| m.last.take());
+        if let Some((c, client)) = last {
+            self.remember(c, client, verified, now_ms);
         }
     }
 
@@ -520,7 +578,7 @@ impl Verifier {
             // not the answer to this query (a stray or spoofed datagram, or
             // garbage): keep waiting for it
             Err(_) if left > 0 => return Step::Wait { timeout_ms: left },
-            Err(_) => return Step::Done(Outcome::failed(v, "no answer (timeout)")),
+            Err(_) => return Step::Done(Outcome::failed("no answer (timeout)")),
         };
         let usable = !ans.names.is_empty() || !ans.addrs.is_empty();
         if !usable
@@ -538,7 +596,7 @@ impl Verifier {
         match v.qtype {
             QType::Ptr => {
                 if ans.names.is_empty() {
-                    return Step::Done(Outcome::refused(v, "", "no reverse DNS name"));
+                    return Step::Done(Outcome::refused("", "no reverse DNS name"));
                 }
                 v.names = ans
                     .names
@@ -550,7 +608,6 @@ impl Verifier {
                 if v.names.is_empty() {
                     let host = ans.names[0].clone();
                     return Step::Done(Outcome::refused(
-                        v,
                         &host,
                         &format!("not in {}'s domains", crawler.name),
                     ));
@@ -574,7 +631,6 @@ impl Verifier {
             let Some(name) = v.names.get(v.next_name).cloned() else {
                 let host = v.names.first().cloned().unwrap_or_default();
                 return Step::Done(Outcome::refused(
-                    v,
                     &host,
                     "forward lookup does not hold the address",
                 ));
@@ -592,7 +648,7 @@ impl Verifier {
     /// The same query to the next resolver, or a failure.
     fn retry(&self, v: &mut Verification, now_ms: u64, why: &str) -> Step {
         if (v.tried as usize) >= self.resolvers.len() || v.deadline_ms <= now_ms {
-            return Step::Done(Outcome::failed(v, why));
+            return Step::Done(Outcome::failed(why));
         }
         self.send(v, now_ms)
     }
@@ -602,13 +658,13 @@ impl Verifier {
         let left = v.deadline_ms.saturating_sub(now_ms);
         let server = v.tried as usize;
         if server >= self.resolvers.len() || left == 0 {
-            return Step::Done(Outcome::failed(v, "no resolver left"));
+            return Step::Done(Outcome::failed("no resolver left"));
         }
         v.id = v.id.wrapping_add(0x9e37);
         v.tried += 1;
         let packet = match dns::query(v.id, &v.qname, v.qtype) {
             Ok(p) => p,
-            Err(e) => return Step::Done(Outcome::failed(v, &e.to_string())),
+            Err(e) => return Step::Done(Outcome::failed(&e.to_string())),
         };
         // the resolvers not yet tried share the time left
         let share = (self.resolvers.len() - server) as u64;
@@ -719,14 +775,14 @@ impl Outcome {
         }
     }
 
-    fn refused(_v: &Verification, host: &str, why: &str) -> Outcome {
+    fn refused(host: &str, why: &str) -> Outcome {
         Outcome {
             record: Record::new(Verdict::Refused, host, why),
             ttl_s: NEGATIVE_S,
         }
     }
 
-    fn failed(_v: &Verification, why: &str) -> Outcome {
+    fn failed(why: &str) -> Outcome {
         Outcome {
             record: Record::new(Verdict::Failed, "", why),
             ttl_s: FAILED_S,
@@ -1021,6 +1077,20 @@ mod tests {
             });
             assert_eq!(o.ttl_s, want);
         }
+    }
+
+    #[test]
+    fn verdicts_are_remembered_for_a_while() {
+        let vf = verifier(1);
+        let g = a("66.249.66.1");
+        assert_eq!(vf.remembered(0, g, 0), None);
+        vf.remember_last(true, 0);
+        vf.remember_last(false, 0); // nothing noted since: no change
+        assert_eq!(vf.remembered(0, g, MEMO_MS - 1), Some(true));
+        assert_eq!(vf.remembered(1, g, 0), None); // another crawler
+        assert_eq!(vf.remembered(0, g, MEMO_MS), None); // forgotten
+        vf.remember(0, g, false, MEMO_MS);
+        assert_eq!(vf.remembered(0, g, MEMO_MS + 1), Some(false));
     }
 
     #[test]

@@ -1,17 +1,21 @@
 //! `LuaCrawlers`: verified crawlers ([`crate::challenge::crawlers`]) as
-//! `lua/resty/warden/crawler.lua` sees them (`w.crawlers`). Only a
-//! client about to be challenged comes here, so mlua's cost is fine:
+//! `lua/resty/warden/crawler.lua` sees them (`w.crawlers`). The claim
+//! and the cached verdict go through the FFI ([`crate::ffi::crawlers`],
+//! with `w.crawlers:ptr()`); the lookups, once per crawler and address
+//! and TTL, come here:
 //!
 //! ```lua
-//! local r = w.crawlers:check(ip, user_agent)  -- true | false | job
-//! -- a job: the lookups, driven over UDP cosockets
+//! local job = w.crawlers:start(ip, user_agent)
 //! local op, a, b, c, d = w.crawlers:step(job, nil)
 //! -- "send", packet, host, port, timeout_ms: send, then step(job, datagram | nil)
 //! -- "wait", timeout_ms: read another datagram on the same socket
 //! -- "done", verified, record: stored in the dict already
 //! ```
 
-use mlua::{AnyUserData, Lua, MultiValue, Result as LuaResult, UserData, UserDataMethods, Value};
+use mlua::{
+    AnyUserData, LightUserData, Lua, MultiValue, Result as LuaResult, UserData, UserDataMethods,
+    Value,
+};
 
 use super::engine::LuaEngine;
 use super::nil_err;
@@ -23,8 +27,18 @@ use crate::store::Level;
 
 /// The crawlers of one engine, with the engine (its dict and counters).
 pub struct LuaCrawlers {
-    verifier: Verifier,
+    verifier: Box<Verifier>,
     engine: AnyUserData,
+}
+
+/// What a client's address and user agent claim.
+enum Claim {
+    /// The address is in `crawlers.allow`.
+    Allowed,
+    /// Nothing to verify (no crawler claimed, an invalid address).
+    None,
+    /// Crawler `.0` (an index of the verifier's crawlers), from `.1`.
+    Crawler(usize, Addr),
 }
 
 /// A verification under way (a job of [`LuaCrawlers`]).
@@ -47,22 +61,33 @@ impl LuaCrawlers {
         };
         match Verifier::new(&o) {
             Ok(verifier) => Ok(MultiValue::from_vec(vec![Value::UserData(
-                lua.create_userdata(LuaCrawlers { verifier, engine })?,
+                lua.create_userdata(LuaCrawlers {
+                    verifier: Box::new(verifier),
+                    engine,
+                })?,
             )])),
             Err(e) => nil_err(lua, e),
         }
     }
 
-    /// The verdict cached for `client` claiming crawler `c`.
-    fn cached(&self, c: usize, client: Addr) -> LuaResult<Option<Record>> {
-        let e = self.engine.borrow::<LuaEngine>()?;
-        let name = &self.verifier.crawlers()[c].name;
-        Ok(e.warden()
-            .dict
-            .get_text(&key(name, client))
-            .ok()
-            .flatten()
-            .and_then(|v| Record::decode(&v)))
+    /// What `ip` and `ua` (Lua values) claim.
+    fn claim(&self, ip: &Value, ua: &Value) -> Claim {
+        let Some(client) = (match ip {
+            Value::String(s) => Addr::parse_bytes(&s.as_bytes()).ok(),
+            _ => None,
+        }) else {
+            return Claim::None;
+        };
+        if self.verifier.allowed(client) {
+            return Claim::Allowed;
+        }
+        match ua {
+            Value::String(s) => self
+                .verifier
+                .claim(&s.as_bytes())
+                .map_or(Claim::None, |c| Claim::Crawler(c, client)),
+            _ => Claim::None,
+        }
     }
 
     /// Stores and counts the end of `v`.
@@ -76,6 +101,8 @@ impl LuaCrawlers {
             &rec.encode().as_str().into(),
             f64::from(ttl_s),
         );
+        self.verifier
+            .remember(v.crawler(), v.client(), rec.verified(), now_ms());
         match rec.verdict {
             Verdict::Verified => e.engine().count(Stat::CrawlersVerified),
             Verdict::Refused => {
@@ -127,28 +154,19 @@ impl UserData for LuaCrawlers {
         // check(ip, user_agent) -> true (allowlisted, or verified before)
         // | false (claims no crawler, refused or failed before, bad
         // address) | job (the lookups to make: step(job, ...))
-        m.add_method("check", |lua, this, (ip, ua): (Value, Value)| {
-            let Some(client) = (match &ip {
-                Value::String(s) => Addr::parse_bytes(&s.as_bytes()).ok(),
-                _ => None,
-            }) else {
-                return Ok(Value::Boolean(false));
-            };
-            if this.verifier.allowed(client) {
-                return Ok(Value::Boolean(true));
-            }
-            let claimed = match &ua {
-                Value::String(s) => this.verifier.claim(&s.as_bytes()),
-                _ => None,
-            };
-            let Some(c) = claimed else {
-                return Ok(Value::Boolean(false));
-            };
-            if let Some(r) = this.cached(c, client)? {
-                return Ok(Value::Boolean(r.verified()));
-            }
-            let job = this.verifier.start(c, client, query_id(), now_ms());
-            Ok(Value::UserData(lua.create_userdata(LuaVerification(job))?))
+        // ptr() -> the crawlers for warden_crawler_check (src/ffi/crawlers.rs)
+        m.add_method("ptr", |_, this, ()| {
+            Ok(LightUserData(&*this.verifier as *const Verifier as *mut _))
+        });
+        // start(ip, user_agent) -> job | false: the lookups to make
+        // (step(job, ...)), after check() gave a key the dict lacks
+        m.add_method("start", |lua, this, (ip, ua): (Value, Value)| {
+            Ok(match this.claim(&ip, &ua) {
+                Claim::Crawler(c, client) => Value::UserData(lua.create_userdata(
+                    LuaVerification(this.verifier.start(c, client, query_id(), now_ms())),
+                )?),
+                _ => Value::Boolean(false),
+            })
         });
         // step(job, datagram | nil) -> "send", packet, host, port,
         // timeout_ms | "wait", timeout_ms | "done", verified, record
