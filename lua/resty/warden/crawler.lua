@@ -1,7 +1,8 @@
 -- Verified crawlers: the DNS lookups of src/challenge/crawlers.rs over
 -- UDP cosockets. Rust decides everything (which user agents claim which
 -- crawler, the packets, the answers, the forward confirmation, the cache
--- records and their TTLs); this file only moves datagrams.
+-- records and their TTLs); this file only moves datagrams and the dict
+-- value of a verdict (a key and a value that only Rust reads).
 --
 --   local crawler = require "resty.warden.crawler"
 --   if w.crawlers and crawler.verified(w, ip, ngx.var.http_user_agent) then
@@ -78,9 +79,6 @@ local function exchange(c, job, sock, op, a, b, d, e)
 end
 
 
---- verified(w, ip, user_agent) -> boolean: true when `ip` is in
--- challenge.crawlers.allow, or its user agent claims a crawler and
--- forward-confirmed reverse DNS agrees (cached in the shared dict).
 -- The lookups, when the dict holds no verdict: Rust's state machine
 -- (mlua), driven over UDP cosockets.
 local function lookup(c, ip, user_agent)
