@@ -40,6 +40,7 @@ build = {
         ["lua/resty/warden/access.lua"] = "resty/warden/access.lua",
         ["lua/resty/warden/api.lua"] = "resty/warden/api.lua",
         ["lua/resty/warden/core.lua"] = "resty/warden/core.lua",
+        ["lua/resty/warden/crawler.lua"] = "resty/warden/crawler.lua",
         ["lua/resty/warden/detector.lua"] = "resty/warden/detector.lua",
         ["lua/resty/warden/fleet.lua"] = "resty/warden/fleet.lua",
         ["lua/resty/warden/http.lua"] = "resty/warden/http.lua",

@@ -61,6 +61,9 @@ pub struct Config {
     /// Real-time capture switches itself off this long after it was
     /// turned on (ms; 0: never).
     pub capture_max_ms: u64,
+    /// Verified crawlers (`challenge.crawlers`, `challenge.resolver`): set
+    /// whenever `opts.challenge` is.
+    pub crawlers: Option<crate::challenge::crawlers::Options>,
 }
 
 /// `redis = { ... }`: the Redis server a fleet of nodes shares blocks
@@ -278,6 +281,7 @@ impl Default for Config {
             redis: None,
             event_log: None,
             capture_max_ms: 3_600_000,
+            crawlers: None,
         }
     }
 }
@@ -310,6 +314,7 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "redis",
     "event_log",
     "capture_max_duration",
+    "challenge",
 ];
 
 /// FlatRun's option names its documentation uses, read (or refused with
@@ -618,6 +623,9 @@ impl Config {
                     format!("must be at most 30d (0: no limit), got {}", show(v)),
                 ));
             }
+        }
+        if let Some(v) = map.get("challenge").filter(|v| !v.is_null()) {
+            c.crawlers = Some(crate::challenge::crawlers::Options::from_challenge(v)?);
         }
         Ok(c)
     }

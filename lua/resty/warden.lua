@@ -122,6 +122,12 @@ function _M.new(opts)
     if warning then
         log(WARN, "warden: ", warning)
     end
+    -- verified crawlers (opts.challenge): resty.warden.crawler's lookups
+    local crawlers, cerr = core.lua.crawlers(engine)
+    if crawlers == nil then
+        error("resty.warden: " .. cerr, 2)
+    end
+    self.crawlers = crawlers or nil
     if opts and opts.iprepd ~= nil then
         -- reputation from iprepd after the lists and blocks; blocking and
         -- monitoring follow warden's blocking_mode unless set there

@@ -55,6 +55,13 @@ int warden_iprepd_check(const warden_iprepd_t *c, const unsigned char *ip,
 int warden_iprepd_verdict(const warden_iprepd_t *c, int known,
                           int reputation, int record,
                           warden_iprepd_out_t *out);
+
+typedef struct warden_crawlers warden_crawlers_t;
+int warden_crawler_check(const warden_crawlers_t *v, const unsigned char *ip,
+                         size_t ip_len, const unsigned char *ua,
+                         size_t ua_len, unsigned char *key_out, size_t cap);
+int warden_crawler_verdict(const warden_crawlers_t *v,
+                           const unsigned char *value, size_t len);
 "#;
 
 /// The outcome codes and flag bits Lua compares results with, by name.
@@ -85,6 +92,9 @@ pub fn codes() -> Vec<(&'static str, i64)> {
         ("DECIDE_BLOCKED_PATH", policy::DECIDE_BLOCKED_PATH.into()),
         ("DECIDE_UNAUTHORIZED", policy::DECIDE_UNAUTHORIZED.into()),
         ("DECIDE_RATE", policy::DECIDE_RATE.into()),
+        ("CRAWLER_VERIFIED", super::crawlers::CRAWLER_VERIFIED.into()),
+        ("CRAWLER_NONE", super::crawlers::CRAWLER_NONE.into()),
+        ("CRAWLER_KEY_MAX", super::crawlers::CRAWLER_KEY_MAX as i64),
     ]
 }
 
@@ -123,10 +133,11 @@ mod tests {
     use super::CDEF;
     use std::collections::BTreeMap;
 
-    const SOURCES: [&str; 3] = [
+    const SOURCES: [&str; 4] = [
         include_str!("request.rs"),
         include_str!("policy.rs"),
         include_str!("iprepd.rs"),
+        include_str!("crawlers.rs"),
     ];
 
     /// A C type in the Rust spelling used by the FFI module.
@@ -138,6 +149,7 @@ mod tests {
             ("warden_decision_t", "WardenDecision"),
             ("warden_iprepd_t", "Client"),
             ("warden_iprepd_out_t", "WardenIprepdOut"),
+            ("warden_crawlers_t", "Verifier"),
         ];
         let scalar = |t: &str| -> String {
             match t {

@@ -16,6 +16,7 @@
 //! Strings are passed as pointer + length and never need a NUL.
 
 pub mod cdef;
+pub mod crawlers;
 pub mod iprepd;
 pub mod nginx;
 pub mod policy;

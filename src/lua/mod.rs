@@ -6,7 +6,8 @@
 //! blocks.
 //!
 //! One file per Rust object exposed to Lua: [`engine`] (a warden
-//! instance, with [`ops`]: its operations on the shared dict), [`iprepd`]
+//! instance, with [`ops`]: its operations on the shared dict), [`crawlers`]
+//! (verified crawlers, `w.crawlers`), [`iprepd`]
 //! (an iprepd client), [`metrics`] (buffered statsd metrics), `admin` (the
 //! admin API, `admin:serve(req)`); [`dict`] reaches `ngx.shared.DICT` and
 //! `ngx.log` from Rust.
@@ -15,6 +16,7 @@
 //! failures at run time return `nil, err`.
 
 mod admin;
+mod crawlers;
 mod dict;
 mod engine;
 mod iprepd;
@@ -303,6 +305,14 @@ fn warden_core(lua: &Lua) -> LuaResult<Table> {
                 Err(e) => nil_err(lua, e),
             },
         )?,
+    )?;
+    // crawlers(engine) -> crawlers | false | nil, err: verified crawlers
+    // (opts.challenge.crawlers, lua/crawlers.rs); reads /etc/resolv.conf
+    t.set(
+        "crawlers",
+        lua.create_function(|lua, engine: mlua::AnyUserData| {
+            crawlers::LuaCrawlers::open(lua, engine)
+        })?,
     )?;
     // the nginx variables api.lua hands over with each request
     t.set(

@@ -162,6 +162,23 @@ fn families(s: &Snapshot) -> Vec<Family> {
             "Reputation lookups that failed (iprepd).",
             c(LookupErrors),
         ),
+        by(
+            "warden_crawler_verifications_total",
+            "counter",
+            "Crawler claims checked by reverse DNS, by result (lookups made, \
+             not cache hits).",
+            "result",
+            &[
+                ("verified", c(CrawlersVerified)),
+                ("failed", c(CrawlersFailed)),
+            ],
+        ),
+        one(
+            "warden_crawler_lookup_errors_total",
+            "counter",
+            "Crawler verifications whose DNS lookups failed (timeout, server failure).",
+            c(CrawlerLookupErrors),
+        ),
         one(
             "warden_bad_address_total",
             "counter",
@@ -402,6 +419,13 @@ warden_shm_capacity_bytes{dict=\"warden\"} 1048576
 # HELP warden_lookup_errors_total Reputation lookups that failed (iprepd).
 # TYPE warden_lookup_errors_total counter
 warden_lookup_errors_total 22
+# HELP warden_crawler_verifications_total Crawler claims checked by reverse DNS, by result (lookups made, not cache hits).
+# TYPE warden_crawler_verifications_total counter
+warden_crawler_verifications_total{result=\"verified\"} 41
+warden_crawler_verifications_total{result=\"failed\"} 42
+# HELP warden_crawler_lookup_errors_total Crawler verifications whose DNS lookups failed (timeout, server failure).
+# TYPE warden_crawler_lookup_errors_total counter
+warden_crawler_lookup_errors_total 43
 # HELP warden_bad_address_total Checks given an address that could not be parsed.
 # TYPE warden_bad_address_total counter
 warden_bad_address_total 6

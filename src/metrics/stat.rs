@@ -89,11 +89,20 @@ pub enum Stat {
     /// Event log writes that failed (the file could not be opened or
     /// written).
     EventLogErrors,
+    /// Crawlers verified by forward-confirmed reverse DNS (lookups made,
+    /// not cache hits).
+    CrawlersVerified,
+    /// Claims of a crawler that DNS refused or could not confirm (a
+    /// timeout, a server failure: see `CrawlerLookupErrors`).
+    CrawlersFailed,
+    /// Crawler verifications whose lookups failed (timeout, server
+    /// failure); also counted in `CrawlersFailed`.
+    CrawlerLookupErrors,
 }
 
 impl Stat {
     /// Number of counters (the last variant's index + 1).
-    pub const COUNT: usize = Stat::EventLogErrors as usize + 1;
+    pub const COUNT: usize = Stat::CrawlerLookupErrors as usize + 1;
     /// Every counter with its name, for reports.
     pub const ALL: [(Stat, &'static str); Stat::COUNT] = [
         (Stat::Passed, "passed"),
@@ -136,6 +145,9 @@ impl Stat {
         (Stat::EventLogLines, "event_log_lines"),
         (Stat::EventLogLost, "event_log_lost"),
         (Stat::EventLogErrors, "event_log_errors"),
+        (Stat::CrawlersVerified, "crawlers_verified"),
+        (Stat::CrawlersFailed, "crawlers_failed"),
+        (Stat::CrawlerLookupErrors, "crawler_lookup_errors"),
     ];
 
     /// The counters of events by type, with the type's name: the counter

@@ -400,32 +400,51 @@ impl<'a> Store<'a> {
             Err(DictError::NotFound) => {}
             r => return r,
         }
-        if let (Some(cap), Some(mut free)) = (self.dict.capacity(), self.dict.free_space()) {
-            let reserve = (cap as f64 / 8.0).max(COUNTER_RESERVE_MIN);
-            if (free as f64) < reserve && self.reclaim() > 0 {
-                free = self.dict.free_space().unwrap_or(free);
-            }
-            if (free as f64) < reserve {
-                self.count(Stat::CountersRefused, 1);
-                self.throttle.counters.log(
-                    self.log,
-                    Level::Warn,
-                    &format!(
-                        "shared dict '{}' has {free} bytes in free pages, less than the {} \
-                         kept for blocks: offence and rate-limit counters are not created",
-                        self.name(),
-                        number(reserve)
-                    ),
-                    self.now_ms,
-                );
-                return Err(DictError::NoMemory);
-            }
+        if let Some((free, reserve)) = self.short_of_reserve() {
+            self.count(Stat::CountersRefused, 1);
+            self.throttle.counters.log(
+                self.log,
+                Level::Warn,
+                &format!(
+                    "shared dict '{}' has {free} bytes in free pages, less than the {} \
+                     kept for blocks: offence and rate-limit counters are not created",
+                    self.name(),
+                    number(reserve)
+                ),
+                self.now_ms,
+            );
+            return Err(DictError::NoMemory);
         }
         let r = self.incr(key, by, 0.0, ttl);
         if r == Err(DictError::NoMemory) {
             self.count(Stat::CountersRefused, 1);
         }
         r
+    }
+
+    /// When less than the reserve of [`Store::counter`] is left in free
+    /// pages (after a [`Store::reclaim`]): the free bytes and the reserve.
+    fn short_of_reserve(&self) -> Option<(usize, f64)> {
+        let (cap, mut free) = (self.dict.capacity()?, self.dict.free_space()?);
+        let reserve = (cap as f64 / 8.0).max(COUNTER_RESERVE_MIN);
+        if (free as f64) < reserve && self.reclaim() > 0 {
+            free = self.dict.free_space().unwrap_or(free);
+        }
+        ((free as f64) < reserve).then_some((free, reserve))
+    }
+
+    /// An expendable cache record (a crawler's verdict): set like
+    /// [`Store::safe_set`], but only while the reserve that
+    /// [`Store::counter`] keeps for blocks is free; false when not stored.
+    pub fn cache(&self, key: &str, value: &Value, ttl: f64) -> Result<bool, DictError> {
+        if self.short_of_reserve().is_some() {
+            return Ok(false);
+        }
+        match self.safe_set(key, value, ttl) {
+            Ok(()) => Ok(true),
+            Err(DictError::NoMemory) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 
