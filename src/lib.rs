@@ -35,6 +35,7 @@
 
 pub mod admin;
 pub mod blocks;
+pub mod challenge;
 pub mod config;
 pub mod detect;
 pub mod engine;
