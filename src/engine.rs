@@ -10,7 +10,8 @@ use std::cell::{Cell, RefCell};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::blocks::journal::Replica;
-use crate::blocks::{Block, Blocks, Change, Diff, Page, RecordError, Source};
+use crate::blocks::{Action, Block, Blocks, Change, Diff, Page, RecordError, Source};
+use crate::challenge::Challenge;
 use crate::config::Config;
 use crate::detect::{Detector, Request, Tripped};
 use crate::events::refusals::{Hit, Refusals};
@@ -34,6 +35,9 @@ pub mod code {
     pub const BLOCK_MANUAL: i32 = 3;
     /// The client is blocked by the detector.
     pub const BLOCK_AUTO: i32 = 4;
+    /// The client is challenged and has no valid cookie: serve the
+    /// challenge (`engine:challenge()`).
+    pub const CHALLENGE: i32 = 5;
     /// The peer is a trusted proxy: call again with X-Forwarded-For.
     pub const NEED_FORWARDED: i32 = 8;
     /// The worker's replica is behind the journal: sync, then call again.
@@ -53,6 +57,8 @@ pub mod code {
             DENY => Some(Source::Denylist),
             BLOCK_MANUAL => Some(Source::Manual),
             BLOCK_AUTO => Some(Source::Auto),
+            // a challenge's source is in its record, not in the code
+            CHALLENGE => Some(Source::Manual),
             _ => None,
         }
     }
@@ -77,6 +83,8 @@ pub struct BlockInfo {
     pub reason: String,
     /// Expiry (ms since the epoch), 0 = permanent.
     pub expires_ms: u64,
+    /// What it does.
+    pub action: Action,
 }
 
 /// A block ready to be written to the shared dict.
@@ -114,6 +122,11 @@ pub struct Engine {
     pending: RefCell<Option<Tripped>>,
     /// This worker's refused clients of the minute (their events).
     refusals: RefCell<Refusals>,
+    /// This worker's challenged clients of the minute (their
+    /// `challenge_issued` events).
+    challenged: RefCell<Refusals>,
+    /// Challenges (`opts.challenge`), compiled.
+    challenge: Option<Challenge>,
     policy: RefCell<Policy>,
     /// Something applies by path or site (see [`Policy::is_empty`]),
     /// cached for the FFI check that every request makes.
@@ -160,6 +173,11 @@ impl Engine {
             policy: RefCell::new(policy),
             pending: RefCell::new(None),
             refusals: RefCell::new(Refusals::default()),
+            challenged: RefCell::new(Refusals::default()),
+            challenge: cfg
+                .challenge
+                .clone()
+                .map(|o| Challenge::new(o, cfg.detector.ipv6_prefix)),
             lists: Lists::new(&cfg.allowlist, &cfg.denylist),
             clients: Resolver::new(NetSet::new(&cfg.trusted_proxies)),
             recent: RefCell::new(Recent::default()),
@@ -286,12 +304,32 @@ impl Engine {
         self.recent.borrow_mut().take(id, start)
     }
 
-    /// Decides on a client and counts the outcome.
+    /// Decides on a client and counts the outcome. A challenged client
+    /// (`CHALLENGE`) with a valid cookie (`cookie()` is read only then)
+    /// passes.
     #[inline]
-    pub fn decide(&self, a: Addr) -> i32 {
-        let rc = self.verdict(a);
+    pub fn decide<'a>(&self, a: Addr, cookie: impl FnOnce() -> Option<&'a [u8]>) -> i32 {
+        let mut rc = self.verdict(a);
+        if rc == code::CHALLENGE && self.challenge_passed(a, cookie()) {
+            self.count(Stat::ChallengePassed);
+            rc = code::PASS;
+        }
         self.count(Self::stat_of(rc));
         rc
+    }
+
+    /// True when `cookie` is a valid challenge cookie of `a` now.
+    #[cold]
+    pub fn challenge_passed(&self, a: Addr, cookie: Option<&[u8]>) -> bool {
+        match (&self.challenge, cookie) {
+            (Some(c), Some(v)) => c.cookie_ok(a, v, now_ms() / 1000),
+            _ => false,
+        }
+    }
+
+    /// Challenges, when configured.
+    pub fn challenge(&self) -> Option<&Challenge> {
+        self.challenge.as_ref()
     }
 
     #[inline]
@@ -301,6 +339,7 @@ impl Engine {
             code::DENY => Stat::Denylisted,
             code::BLOCK_AUTO => Stat::BlockedAuto,
             code::BLOCK_MANUAL => Stat::BlockedManual,
+            code::CHALLENGE => Stat::Challenged,
             _ => Stat::Passed,
         }
     }
@@ -308,7 +347,7 @@ impl Engine {
     /// Takes back the count of a decision (its request turned out to be
     /// exempt: a whitelisted path).
     pub fn uncount(&self, rc: i32) {
-        if (code::PASS..=code::BLOCK_AUTO).contains(&rc) {
+        if (code::PASS..=code::CHALLENGE).contains(&rc) {
             self.stats.get().decr(Self::stat_of(rc));
         }
     }
@@ -328,6 +367,7 @@ impl Engine {
                 } else {
                     match blocks.lookup(a, now_ms) {
                         None => code::PASS,
+                        Some(b) if b.action == Action::Challenge => code::CHALLENGE,
                         Some(b) if b.source == Source::Auto => code::BLOCK_AUTO,
                         Some(_) => code::BLOCK_MANUAL,
                     }
@@ -408,6 +448,22 @@ impl Engine {
         self.events.push(e);
     }
 
+    /// Records a challenge page served to `client` at `now_ms`: one
+    /// `challenge_issued` event per client and minute, with a count, as
+    /// refusals are ([`crate::events::refusals`]); `event` makes the first.
+    #[cold]
+    pub fn record_issued(&self, client: Addr, now_ms: u64, event: impl FnOnce() -> Event) {
+        let hit = self
+            .challenged
+            .borrow_mut()
+            .hit(&self.events, client, now_ms, event);
+        match hit {
+            Hit::Recorded => self.count(Stat::EventsChallengeIssued),
+            Hit::Counted => {}
+            Hit::Full => self.count(Stat::RefusalsUnrecorded),
+        }
+    }
+
     /// Records a request of `client` refused with outcome `rc` at `now_ms`
     /// (see [`crate::events::refusals`]): the first of the client's
     /// minute makes a `blocked_ip` event (with the block's reason, and
@@ -480,12 +536,14 @@ impl Engine {
                 source: Source::Denylist,
                 reason: "denylist".to_string(),
                 expires_ms: 0,
+                action: Action::Block,
             }),
             ListMatch::None => self.blocks.borrow().lookup(a, now_ms).map(|b| BlockInfo {
                 target: b.net,
                 source: b.source,
                 reason: b.reason.clone(),
                 expires_ms: b.expires_ms,
+                action: b.action,
             }),
         }
     }
@@ -616,6 +674,7 @@ impl Engine {
         duration_ms: u64,
         source: Source,
         reason: &str,
+        action: Action,
         now_ms: u64,
     ) -> Prepared {
         let expires_ms = if duration_ms == 0 {
@@ -628,6 +687,7 @@ impl Engine {
             expires_ms,
             source,
             reason: reason.to_string(),
+            action,
         };
         Prepared {
             key: Block::key(target),
@@ -685,6 +745,7 @@ impl Engine {
                 expires_ms: 0,
                 source: Source::Denylist,
                 reason: "denylist".to_string(),
+                action: Action::Block,
             })
             .collect();
         let blocks = self.blocks.borrow();

@@ -74,6 +74,7 @@ pub fn codes() -> Vec<(&'static str, i64)> {
         ("DENY", code::DENY.into()),
         ("BLOCK_MANUAL", code::BLOCK_MANUAL.into()),
         ("BLOCK_AUTO", code::BLOCK_AUTO.into()),
+        ("CHALLENGE", code::CHALLENGE.into()),
         ("SYNC", code::SYNC.into()),
         ("TRIP", code::TRIP.into()),
         ("BAD_ADDRESS", code::BAD_ADDRESS.into()),

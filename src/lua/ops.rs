@@ -12,7 +12,7 @@ use std::path::Path;
 
 use super::engine::{event_table, LuaEngine};
 use super::{duration_arg, net_arg, nil_err, ok, str_arg};
-use crate::blocks::Source;
+use crate::blocks::{Action as BlockAction, Source};
 use crate::detect::offences::Seen;
 use crate::error::Error;
 use crate::net::addr::Addr;
@@ -171,7 +171,7 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
                 };
             let p =
                 this.engine()
-                    .prepare(&net, duration_ms, source, &reason, (now * 1000.0) as u64);
+                    .prepare(&net, duration_ms, source, &reason, BlockAction::Block, (now * 1000.0) as u64);
             let out = lua.create_table_with_capacity(0, 7)?;
             out.set("target", net.to_string())?;
             out.set("key", p.key)?;
@@ -191,6 +191,63 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
             Err(e) => fail(lua, &e),
         }
     });
+    // challenge(ip, method, request_uri, accept, user_agent, https, body?)
+    // -> "body" (read the body, call again with it) | "block" (refuse as a
+    // block) | status, body, { name = value, ... }: a challenged client's
+    // request (src/ops/challenge.rs)
+    m.add_method(
+        "challenge",
+        |lua,
+         this,
+         (ip, method, uri, accept, ua, https, body): (
+            mlua::LuaString,
+            Option<mlua::LuaString>,
+            Option<mlua::LuaString>,
+            Option<mlua::LuaString>,
+            Option<mlua::LuaString>,
+            Option<bool>,
+            Option<mlua::LuaString>,
+        )| {
+            use crate::ops::challenge::{Request, Served};
+            let Ok(client) = Addr::parse_bytes(&ip.as_bytes()) else {
+                return Ok(MultiValue::from_vec(vec![Value::String(
+                    lua.create_string("block")?,
+                )]));
+            };
+            let (method, uri, accept, ua) = (text(&method), text(&uri), text(&accept), text(&ua));
+            let body = body.as_ref().map(|b| b.as_bytes().to_vec());
+            let r = Request {
+                method: &method,
+                uri: &uri,
+                accept: &accept,
+                user_agent: &ua,
+                https: https.unwrap_or(false),
+                body: body.as_deref(),
+            };
+            let word = |w: &str| -> LuaResult<MultiValue> {
+                Ok(MultiValue::from_vec(vec![Value::String(lua.create_string(w)?)]))
+            };
+            match this.warden().challenge(client, &r) {
+                Served::NeedBody => word("body"),
+                Served::Block => word("block"),
+                Served::Reply {
+                    status,
+                    headers,
+                    body,
+                } => {
+                    let h = lua.create_table_with_capacity(0, headers.len())?;
+                    for (k, v) in headers {
+                        h.set(k, v)?;
+                    }
+                    Ok(MultiValue::from_vec(vec![
+                        Value::Integer(i64::from(status)),
+                        Value::String(lua.create_string(body)?),
+                        Value::Table(h),
+                    ]))
+                }
+            }
+        },
+    );
     // trip(status, method, path, user_agent) -> nil | event, client, rule:
     // acts on the rule that tripped in this worker's latest observation;
     // client and rule: to report to iprepd (nil when not blocked)

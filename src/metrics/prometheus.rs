@@ -85,7 +85,38 @@ fn families(s: &Snapshot) -> Vec<Family> {
             "warden_requests_checked_total",
             "counter",
             "Requests decided by check() (lists and blocks).",
-            c(Passed) + c(Allowlisted) + c(Denylisted) + c(BlockedManual) + c(BlockedAuto),
+            c(Passed)
+                + c(Allowlisted)
+                + c(Denylisted)
+                + c(BlockedManual)
+                + c(BlockedAuto)
+                + c(Challenged),
+        ),
+        by(
+            "warden_requests_challenged_total",
+            "counter",
+            "Requests of challenged clients: answered with the challenge (page or 429), \
+             or let through by a solved challenge's cookie.",
+            "result",
+            &[("challenged", c(Challenged)), ("passed", c(ChallengePassed))],
+        ),
+        by(
+            "warden_challenges_total",
+            "counter",
+            "Challenges: pages issued, answers solved, answers refused.",
+            "result",
+            &[
+                ("issued", c(ChallengesIssued)),
+                ("solved", c(ChallengesSolved)),
+                ("failed", c(ChallengesFailed)),
+            ],
+        ),
+        one(
+            "warden_challenge_solve_milliseconds_total",
+            "counter",
+            "Milliseconds from challenge page to solved answer, summed (divided by \
+             warden_challenges_total{result=\"solved\"}: the mean solve time).",
+            c(ChallengeSolveMs),
         ),
         one(
             "warden_requests_allowlisted_total",

@@ -62,6 +62,12 @@ pub enum Stat {
     EventsScanDetected,
     /// See `EventsBlockedIp`.
     EventsCapture,
+    /// See `EventsBlockedIp`.
+    EventsChallengeIssued,
+    /// See `EventsBlockedIp`.
+    EventsChallengeSolved,
+    /// See `EventsBlockedIp`.
+    EventsChallengeFailed,
     /// State file writes that succeeded.
     StateSaves,
     /// State file writes that failed.
@@ -89,11 +95,24 @@ pub enum Stat {
     /// Event log writes that failed (the file could not be opened or
     /// written).
     EventLogErrors,
+    /// Requests of challenged clients answered with the page or a 429.
+    Challenged,
+    /// Requests of challenged clients let through by a valid cookie.
+    ChallengePassed,
+    /// Challenge pages served.
+    ChallengesIssued,
+    /// Challenges solved (a cookie given).
+    ChallengesSolved,
+    /// Answers refused (wrong, forged, expired, replayed).
+    ChallengesFailed,
+    /// Milliseconds from page to answer, summed over the solved ones
+    /// (divide by `challenges_solved` for the mean).
+    ChallengeSolveMs,
 }
 
 impl Stat {
     /// Number of counters (the last variant's index + 1).
-    pub const COUNT: usize = Stat::EventLogErrors as usize + 1;
+    pub const COUNT: usize = Stat::ChallengeSolveMs as usize + 1;
     /// Every counter with its name, for reports.
     pub const ALL: [(Stat, &'static str); Stat::COUNT] = [
         (Stat::Passed, "passed"),
@@ -124,6 +143,9 @@ impl Stat {
         (Stat::EventsSuspicious, "events_suspicious"),
         (Stat::EventsScanDetected, "events_scan_detected"),
         (Stat::EventsCapture, "events_capture"),
+        (Stat::EventsChallengeIssued, "events_challenge_issued"),
+        (Stat::EventsChallengeSolved, "events_challenge_solved"),
+        (Stat::EventsChallengeFailed, "events_challenge_failed"),
         (Stat::StateSaves, "state_saves"),
         (Stat::StateSaveErrors, "state_save_errors"),
         (Stat::StateRestored, "state_restored"),
@@ -136,12 +158,18 @@ impl Stat {
         (Stat::EventLogLines, "event_log_lines"),
         (Stat::EventLogLost, "event_log_lost"),
         (Stat::EventLogErrors, "event_log_errors"),
+        (Stat::Challenged, "challenged"),
+        (Stat::ChallengePassed, "challenge_passed"),
+        (Stat::ChallengesIssued, "challenges_issued"),
+        (Stat::ChallengesSolved, "challenges_solved"),
+        (Stat::ChallengesFailed, "challenges_failed"),
+        (Stat::ChallengeSolveMs, "challenge_solve_ms"),
     ];
 
     /// The counters of events by type, with the type's name: the counter
     /// `events_<type>` for each of [`crate::events::Kind`]'s names.
     pub fn events() -> impl Iterator<Item = (Stat, &'static str)> {
-        Stat::ALL[Stat::EventsBlockedIp as usize..=Stat::EventsCapture as usize]
+        Stat::ALL[Stat::EventsBlockedIp as usize..=Stat::EventsChallengeFailed as usize]
             .iter()
             .map(|(s, n)| (*s, &n["events_".len()..]))
     }

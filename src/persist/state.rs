@@ -57,7 +57,7 @@ use std::time::Instant;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::blocks::{Block, Source};
+use crate::blocks::{Action, Block, Source};
 use crate::error::panic_message;
 use crate::events::{Event, Kind as EventKind};
 use crate::net::addr::Net;
@@ -368,6 +368,10 @@ fn serialize_counted(s: &State) -> (Vec<u8>, usize) {
             b.source.as_str()
         );
         put(&mut out, b.reason.as_str());
+        if b.action == Action::Challenge {
+            // written only for a challenge: block lines stay as they were
+            out.extend_from_slice(b",\"action\":\"challenge\"");
+        }
         out.push(b'}');
     }
     if !blocks.is_empty() {
@@ -459,7 +463,7 @@ const EVENT_FIELDS: [&str; 14] = [
     "detail",
 ];
 /// A block's fields, in the order they are written.
-const BLOCK_FIELDS: [&str; 4] = ["target", "expires_ms", "source", "reason"];
+const BLOCK_FIELDS: [&str; 5] = ["target", "expires_ms", "source", "reason", "action"];
 
 fn field<'a>(m: &'a Map<String, Value>, name: &str) -> Result<&'a Value, String> {
     m.get(name).ok_or_else(|| format!("missing field '{name}'"))
@@ -503,11 +507,20 @@ fn block(v: &Value) -> Result<Block, String> {
         }
     };
     let reason = string(m, "reason")?.to_string();
+    let action = match m.get("action") {
+        None => Action::Block,
+        Some(_) => {
+            let a = string(m, "action")?;
+            Action::parse(a)
+                .ok_or_else(|| format!("action {}: expected 'block' or 'challenge'", shown_str(a)))?
+        }
+    };
     Ok(Block {
         net,
         expires_ms,
         source,
         reason,
+        action,
     })
 }
 
