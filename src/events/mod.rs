@@ -712,7 +712,7 @@ mod tests {
                 (Nil, Text("bogus"), Nil, Nil),
                 "type",
                 "type must be one of blocked_ip, rate_limited, auth_failed, suspicious, \
-                 scan_detected, capture, got 'bogus'",
+                 scan_detected, capture, challenge_issued, challenge_solved, challenge_failed, got 'bogus'",
             ),
             (
                 (Nil, Bool(true), Nil, Nil),
