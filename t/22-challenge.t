@@ -366,3 +366,34 @@ events_challenge_solved 1
 solve time kept: true
 prometheus: warden_challenges_total{result="solved"} 1
 challenge_failed challenge_solved challenge_issued rate_limited
+
+
+
+=== TEST 6: a site policy challenges every client of the site (sites = { shop = { challenge = true } }); a solved challenge lets it through
+--- config
+    location = /t {
+        content_by_lua_block {
+            local a = tnode.node{ name = "a", port = 1991, workers = 4,
+                server = "server_name shop;",
+                warden = "challenge = { secret = '" .. SECRET .. "', "
+                    .. "difficulty = 8 }, detector = false, "
+                    .. "sites = { shop = { challenge = true } }," }
+            assert(a:start())
+            local s, _, h = req(a, "192.0.2.60")
+            ngx.say("page: ", s, " ", h["content-type"])
+            ngx.say("api: ", (req(a, "192.0.2.60",
+                                  { accept = "application/json" })))
+            local cookie = pass(a, "192.0.2.60", "/")
+            ngx.say("solved: ", statuses(a, "192.0.2.60", cookie, 20))
+            ngx.say("other client: ", statuses(a, "192.0.2.61", cookie, 4))
+            -- (the node's admin API is on the site too: challenged)
+            ngx.say("the api too: ", (a:api("GET", "/security/stats")))
+            a:stop()
+        }
+    }
+--- response_body
+page: 429 text/html; charset=utf-8
+api: 429
+solved: 200x20
+other client: 429x4
+the api too: 429

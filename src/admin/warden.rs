@@ -317,6 +317,7 @@ mod tests {
             path: path.as_bytes(),
             method: b"GET",
             authorization: None,
+            cookie: None,
         };
         assert_eq!(
             w.decide(c, &ask("shop", "/")).unwrap(),

@@ -169,9 +169,14 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
                     Ok(a) => a,
                     Err(e) => return fail(lua, &e),
                 };
-            let p =
-                this.engine()
-                    .prepare(&net, duration_ms, source, &reason, BlockAction::Block, (now * 1000.0) as u64);
+            let p = this.engine().prepare(
+                &net,
+                duration_ms,
+                source,
+                &reason,
+                BlockAction::Block,
+                (now * 1000.0) as u64,
+            );
             let out = lua.create_table_with_capacity(0, 7)?;
             out.set("target", net.to_string())?;
             out.set("key", p.key)?;
@@ -225,7 +230,9 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
                 body: body.as_deref(),
             };
             let word = |w: &str| -> LuaResult<MultiValue> {
-                Ok(MultiValue::from_vec(vec![Value::String(lua.create_string(w)?)]))
+                Ok(MultiValue::from_vec(vec![Value::String(
+                    lua.create_string(w)?,
+                )]))
             };
             match this.warden().challenge(client, &r) {
                 Served::NeedBody => word("body"),
@@ -293,12 +300,13 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
         "decide",
         |lua,
          this,
-         (verdict, ip, site, path, method, auth, server_name): (
+         (verdict, ip, site, path, method, auth, server_name, cookie): (
             i32,
             mlua::LuaString,
             Option<mlua::LuaString>,
             mlua::LuaString,
             mlua::LuaString,
+            Option<mlua::LuaString>,
             Option<mlua::LuaString>,
             Option<mlua::LuaString>,
         )| {
@@ -312,11 +320,13 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
                 method.as_bytes(),
             );
             let auth = auth.as_ref().map(|a| a.as_bytes());
+            let cookie = cookie.as_ref().map(|c| c.as_bytes());
             let asked = Asked {
                 site: &site,
                 path: &path,
                 method: &method,
                 authorization: auth.as_deref(),
+                cookie: cookie.as_deref(),
             };
             let d = this.warden().policy_decision(client, verdict, &asked);
             let s = |v: &str| lua.create_string(v).map(Value::String);
@@ -331,6 +341,7 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
                 Decision::Skip => vec![s("skip")?],
                 Decision::Blocked(_) => vec![s("blocked")?],
                 Decision::ForbiddenIp => vec![s("forbidden_ip")?, s(&reason(&d))?],
+                Decision::Challenge => vec![s("challenge")?],
                 Decision::BlockedPath => vec![s("blocked_path")?, s(&reason(&d))?],
                 Decision::RateLimited { retry_after_s, .. } => vec![
                     s("rate_limited")?,

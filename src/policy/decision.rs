@@ -31,6 +31,9 @@ pub struct Asked<'a> {
     pub method: &'a [u8],
     /// The `Authorization` header, if any.
     pub authorization: Option<&'a [u8]>,
+    /// The challenge's cookie (`$cookie_warden_pass`), if any: a site
+    /// that challenges lets a client with a valid one through.
+    pub cookie: Option<&'a [u8]>,
 }
 
 /// What the lists, blocks and policies make of a request (before iprepd's
@@ -47,6 +50,9 @@ pub enum Decision {
     Blocked(Source),
     /// Not in the site's `allowed_ips`.
     ForbiddenIp,
+    /// The site challenges every client (`challenge = true`) and this one
+    /// has no valid cookie: serve the challenge.
+    Challenge,
     /// One of the site's `blocked_paths`.
     BlockedPath,
     /// Over the site's `rate_limit` of `limit` requests; its window ends

@@ -20,6 +20,7 @@ local band = require("bit").band
 local capture_since_c = core.C.warden_capture_since
 local mark_c = core.C.warden_mark
 local SEEN_REFUSED = core.SEEN_REFUSED
+local CHALLENGE = core.CHALLENGE
 local get_request = require("resty.core.base").get_request
 
 
@@ -60,7 +61,8 @@ function _M.enforce(w, rc, ip_text, site, refuse, flags)
     local outcome, a, b = w.engine:decide(rc, ip, site, path,
                                           var.request_method,
                                           var.http_authorization,
-                                          var.server_name)
+                                          var.server_name,
+                                          var.cookie_warden_pass)
     if outcome == nil then
         return true
     elseif outcome == "skip" then
@@ -68,6 +70,9 @@ function _M.enforce(w, rc, ip_text, site, refuse, flags)
         return "skip"
     elseif outcome == "blocked" then
         return refuse(w, rc)
+    elseif outcome == "challenge" then
+        -- the site challenges every client (challenge = true)
+        return refuse(w, CHALLENGE)
     elseif outcome == "unauthorized" then
         auth_failed(w, ip, a, path)
         ngx.header["WWW-Authenticate"] = b
