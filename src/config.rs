@@ -644,11 +644,35 @@ impl Config {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn challenge_defaults_for_the_statistical_rules() {
+        use crate::detect::{counters::Rule, Mode};
+        let mode = |c: &Config, r: Rule| c.detector.modes[r as usize];
+        let plain = Config::from_value(&json!({})).unwrap();
+        assert_eq!(mode(&plain, Rule::Rate), Mode::Monitor);
+        assert_eq!(mode(&plain, Rule::UniquePaths), Mode::Block);
+        let c = Config::from_value(&json!({
+            "challenge": {"secret": "0123456789abcdef"},
+            "detector": {"rules": {"repeated_hits": "monitor"}},
+        }))
+        .unwrap();
+        assert_eq!(mode(&c, Rule::Rate), Mode::Challenge);
+        assert_eq!(mode(&c, Rule::UniquePaths), Mode::Challenge);
+        assert_eq!(mode(&c, Rule::RepeatedHits), Mode::Monitor);
+        for r in [
+            Rule::ScannerAgent,
+            Rule::ProbePath,
+            Rule::Payload,
+            Rule::AuthFailure,
+        ] {
+            assert_eq!(mode(&c, r), Mode::Block, "{}", r.name());
+        }
+    }
 
     #[test]
     fn events_options_and_flatrun_names() {

@@ -903,23 +903,23 @@ mod tests {
             "allowlist": ["10.0.0.0/8"],
             "denylist": "203.0.113.0/24",
         }));
-        assert_eq!(e.decide(a("10.0.0.1")), code::ALLOW);
-        assert_eq!(e.decide(a("203.0.113.9")), code::DENY);
-        assert_eq!(e.decide(a("192.0.2.1")), code::PASS);
+        assert_eq!(e.decide(a("10.0.0.1"), || None), code::ALLOW);
+        assert_eq!(e.decide(a("203.0.113.9"), || None), code::DENY);
+        assert_eq!(e.decide(a("192.0.2.1"), || None), code::PASS);
         let now = now_ms();
         for (t, src) in [
             ("192.0.2.1", Source::Manual),
             ("10.0.0.1", Source::Manual),
             ("198.51.100.0/24", Source::Auto),
         ] {
-            let p = e.prepare(&Net::parse(t).unwrap(), 0, src, "x", now);
+            let p = e.prepare(&Net::parse(t).unwrap(), 0, src, "x", Action::Block, now);
             e.apply_entry(&p.entry).unwrap();
         }
         e.commit();
-        assert_eq!(e.decide(a("192.0.2.1")), code::BLOCK_MANUAL);
-        assert_eq!(e.decide(a("::ffff:192.0.2.1")), code::BLOCK_MANUAL);
-        assert_eq!(e.decide(a("198.51.100.7")), code::BLOCK_AUTO);
-        assert_eq!(e.decide(a("10.0.0.1")), code::ALLOW);
+        assert_eq!(e.decide(a("192.0.2.1"), || None), code::BLOCK_MANUAL);
+        assert_eq!(e.decide(a("::ffff:192.0.2.1"), || None), code::BLOCK_MANUAL);
+        assert_eq!(e.decide(a("198.51.100.7"), || None), code::BLOCK_AUTO);
+        assert_eq!(e.decide(a("10.0.0.1"), || None), code::ALLOW);
         assert!(e.is_blocked(a("10.0.0.1")).is_none());
         assert_eq!(
             e.is_blocked(a("203.0.113.1")).unwrap().source,
@@ -927,7 +927,7 @@ mod tests {
         );
         assert_eq!(e.list(now).len(), 4);
         e.apply_entry("-|192.0.2.1").unwrap();
-        assert_eq!(e.decide(a("192.0.2.1")), code::PASS);
+        assert_eq!(e.decide(a("192.0.2.1"), || None), code::PASS);
     }
 
     #[test]
@@ -939,17 +939,19 @@ mod tests {
             1,
             Source::Manual,
             "",
+            Action::Block,
             now - 10,
         );
         assert_eq!(p.ttl, 0.001);
         e.apply_entry(&p.entry).unwrap();
-        assert_eq!(e.decide(a("192.0.2.1")), code::PASS);
+        assert_eq!(e.decide(a("192.0.2.1"), || None), code::PASS);
         assert_eq!(e.sweep(now), 1);
         let p = e.prepare(
             &Net::parse("192.0.2.1").unwrap(),
             0,
             Source::Manual,
             "",
+            Action::Block,
             now,
         );
         assert_eq!((p.block.expires_ms, p.ttl), (0, 0.0));

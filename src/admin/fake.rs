@@ -53,6 +53,7 @@ impl Fake {
                 expires_ms: 0,
                 source: Source::Denylist,
                 reason: "denylist".into(),
+                action: crate::blocks::Action::Block,
             })
             .collect();
         Fake {

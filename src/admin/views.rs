@@ -79,6 +79,7 @@ mod tests {
             expires_ms: 10_500,
             source: Source::Manual,
             reason: "scan".into(),
+            action: crate::blocks::Action::Block,
         };
         assert_eq!(
             block(&b, 1_000).to_string(),

@@ -493,6 +493,7 @@ mod tests {
             expires_ms: exp,
             source: Source::Manual,
             reason: "r|with|bars".into(),
+            action: crate::blocks::Action::Block,
         }
     }
 
@@ -606,6 +607,7 @@ mod tests {
                 expires_ms: exp,
                 source: if auto { Source::Auto } else { Source::Manual },
                 reason: "r".into(),
+                action: crate::blocks::Action::Block,
             };
             let mine: Vec<Block> = mine.into_iter().map(block).collect();
             let mut bs = Blocks::default();

@@ -120,7 +120,9 @@ pub struct Challenge {
 
 impl fmt::Debug for Challenge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Challenge").field("opts", &self.opts).finish()
+        f.debug_struct("Challenge")
+            .field("opts", &self.opts)
+            .finish()
     }
 }
 
@@ -142,8 +144,7 @@ fn digits(b: &[u8]) -> Option<u64> {
         return None;
     }
     b.iter().try_fold(0u64, |n, &c| {
-        c.is_ascii_digit()
-            .then(|| n * 10 + u64::from(c - b'0'))
+        c.is_ascii_digit().then(|| n * 10 + u64::from(c - b'0'))
     })
 }
 

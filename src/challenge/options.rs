@@ -233,7 +233,13 @@ impl Options {
         if let Some(v) = map.get("max_unsolved") {
             o.max_unsolved = match integer(v) {
                 Some(n) if (0..=100_000).contains(&n) => n as u32,
-                _ => return Err(bad("max_unsolved", "an integer from 0 (never) to 100000", v)),
+                _ => {
+                    return Err(bad(
+                        "max_unsolved",
+                        "an integer from 0 (never) to 100000",
+                        v,
+                    ))
+                }
             };
         }
         Ok(o)

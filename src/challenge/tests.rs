@@ -28,14 +28,32 @@ fn tokens_are_bound_to_the_client_and_expire() {
     let a = ip("192.0.2.7");
     let t = c.token(a, 10_000);
     let ok = c.verify_token(a, t.as_bytes(), 10_100).unwrap();
-    assert_eq!(ok, Issued { issued_s: 10_000, difficulty: 8 });
-    assert_eq!(c.verify_token(ip("192.0.2.8"), t.as_bytes(), 10_100), Err(Refusal::Forged));
+    assert_eq!(
+        ok,
+        Issued {
+            issued_s: 10_000,
+            difficulty: 8
+        }
+    );
+    assert_eq!(
+        c.verify_token(ip("192.0.2.8"), t.as_bytes(), 10_100),
+        Err(Refusal::Forged)
+    );
     // page_ttl: 5 minutes
-    assert_eq!(c.verify_token(a, t.as_bytes(), 10_301), Err(Refusal::Expired));
-    assert_eq!(c.verify_token(a, t.as_bytes(), 9_000), Err(Refusal::Expired));
+    assert_eq!(
+        c.verify_token(a, t.as_bytes(), 10_301),
+        Err(Refusal::Expired)
+    );
+    assert_eq!(
+        c.verify_token(a, t.as_bytes(), 9_000),
+        Err(Refusal::Expired)
+    );
     // another difficulty in the text: the MAC no longer matches
     let lowered = t.replacen(".8.", ".0.", 1);
-    assert_eq!(c.verify_token(a, lowered.as_bytes(), 10_100), Err(Refusal::Forged));
+    assert_eq!(
+        c.verify_token(a, lowered.as_bytes(), 10_100),
+        Err(Refusal::Forged)
+    );
     assert_eq!(c.verify_token(a, b"1.2", 10_100), Err(Refusal::Malformed));
 }
 
@@ -115,15 +133,36 @@ fn the_page_is_self_contained_and_escaped() {
 #[test]
 fn answers_and_replay_keys() {
     assert_eq!(Answer::parse(b"token=a&nonce="), Err(Refusal::Malformed));
-    assert_eq!(Answer::parse(b"token=a&nonce=1&back=%zz"), Err(Refusal::Malformed));
-    assert_eq!(Answer::parse(b"token=a&nonce=1&back=%2"), Err(Refusal::Malformed));
-    assert_eq!(Answer::parse(br#"{"token":"a","nonce":7}"#).unwrap().nonce, "7");
-    assert_eq!(Answer::parse(br#"{"token":[1],"nonce":7}"#), Err(Refusal::Malformed));
-    assert_eq!(Answer::parse(&[b'a'; MAX_BODY + 1]), Err(Refusal::Malformed));
+    assert_eq!(
+        Answer::parse(b"token=a&nonce=1&back=%zz"),
+        Err(Refusal::Malformed)
+    );
+    assert_eq!(
+        Answer::parse(b"token=a&nonce=1&back=%2"),
+        Err(Refusal::Malformed)
+    );
+    assert_eq!(
+        Answer::parse(br#"{"token":"a","nonce":7}"#).unwrap().nonce,
+        "7"
+    );
+    assert_eq!(
+        Answer::parse(br#"{"token":[1],"nonce":7}"#),
+        Err(Refusal::Malformed)
+    );
+    assert_eq!(
+        Answer::parse(&[b'a'; MAX_BODY + 1]),
+        Err(Refusal::Malformed)
+    );
     assert_eq!(Challenge::replay_key("1.8.MAC"), "a|MAC");
     let c = ch();
-    assert_eq!(c.target(ip("2001:db8:1:2::7")).to_string(), "2001:db8:1:2::/64");
-    assert_eq!(Challenge::unsolved_key(&c.target(ip("192.0.2.1"))), "u|192.0.2.1");
+    assert_eq!(
+        c.target(ip("2001:db8:1:2::7")).to_string(),
+        "2001:db8:1:2::/64"
+    );
+    assert_eq!(
+        Challenge::unsolved_key(&c.target(ip("192.0.2.1"))),
+        "u|192.0.2.1"
+    );
 }
 
 /// A naive reference of the cookie check: split on dots, compare the

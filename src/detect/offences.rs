@@ -366,7 +366,7 @@ mod tests {
             &t,
             &Seen::default(),
             || false,
-            |_, _, _| Err(Error::new(Kind::Full, "", "no room")),
+            |_, _, _, _| Err(Error::new(Kind::Full, "", "no room")),
         );
         assert_eq!(out.event.action, "block failed: no room");
         assert!(!out.report);
@@ -383,7 +383,7 @@ mod tests {
             &t,
             &Seen::default(),
             || false,
-            |_, _, _| Ok(()),
+            |_, _, _, _| Ok(()),
         );
         assert_eq!(out.event.action, "blocked permanently (offence 2)");
         assert_eq!(

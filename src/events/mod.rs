@@ -80,6 +80,15 @@ impl Kind {
         (Kind::ChallengeFailed, "challenge_failed"),
     ];
 
+    /// True for the challenge's kinds, which type-keyed reports list only
+    /// when challenges are configured or such events exist.
+    pub fn is_challenge(self) -> bool {
+        matches!(
+            self,
+            Kind::ChallengeIssued | Kind::ChallengeSolved | Kind::ChallengeFailed
+        )
+    }
+
     /// The kind's name.
     pub fn name(self) -> &'static str {
         Kind::ALL

@@ -62,12 +62,6 @@ pub enum Stat {
     EventsScanDetected,
     /// See `EventsBlockedIp`.
     EventsCapture,
-    /// See `EventsBlockedIp`.
-    EventsChallengeIssued,
-    /// See `EventsBlockedIp`.
-    EventsChallengeSolved,
-    /// See `EventsBlockedIp`.
-    EventsChallengeFailed,
     /// State file writes that succeeded.
     StateSaves,
     /// State file writes that failed.
@@ -95,6 +89,13 @@ pub enum Stat {
     /// Event log writes that failed (the file could not be opened or
     /// written).
     EventLogErrors,
+    /// Events of the challenge's kinds (added after the others, whose
+    /// order the shared counters keep).
+    EventsChallengeIssued,
+    /// See `EventsChallengeIssued`.
+    EventsChallengeSolved,
+    /// See `EventsChallengeIssued`.
+    EventsChallengeFailed,
     /// Requests of challenged clients answered with the page or a 429.
     Challenged,
     /// Requests of challenged clients let through by a valid cookie.
@@ -143,9 +144,6 @@ impl Stat {
         (Stat::EventsSuspicious, "events_suspicious"),
         (Stat::EventsScanDetected, "events_scan_detected"),
         (Stat::EventsCapture, "events_capture"),
-        (Stat::EventsChallengeIssued, "events_challenge_issued"),
-        (Stat::EventsChallengeSolved, "events_challenge_solved"),
-        (Stat::EventsChallengeFailed, "events_challenge_failed"),
         (Stat::StateSaves, "state_saves"),
         (Stat::StateSaveErrors, "state_save_errors"),
         (Stat::StateRestored, "state_restored"),
@@ -158,6 +156,9 @@ impl Stat {
         (Stat::EventLogLines, "event_log_lines"),
         (Stat::EventLogLost, "event_log_lost"),
         (Stat::EventLogErrors, "event_log_errors"),
+        (Stat::EventsChallengeIssued, "events_challenge_issued"),
+        (Stat::EventsChallengeSolved, "events_challenge_solved"),
+        (Stat::EventsChallengeFailed, "events_challenge_failed"),
         (Stat::Challenged, "challenged"),
         (Stat::ChallengePassed, "challenge_passed"),
         (Stat::ChallengesIssued, "challenges_issued"),
@@ -166,11 +167,32 @@ impl Stat {
         (Stat::ChallengeSolveMs, "challenge_solve_ms"),
     ];
 
+    /// True for the counters of challenges and of their events, which
+    /// reports show only when challenges are configured.
+    pub fn is_challenge(self) -> bool {
+        matches!(
+            self,
+            Stat::EventsChallengeIssued
+                | Stat::EventsChallengeSolved
+                | Stat::EventsChallengeFailed
+                | Stat::Challenged
+                | Stat::ChallengePassed
+                | Stat::ChallengesIssued
+                | Stat::ChallengesSolved
+                | Stat::ChallengesFailed
+                | Stat::ChallengeSolveMs
+        )
+    }
+
     /// The counters of events by type, with the type's name: the counter
     /// `events_<type>` for each of [`crate::events::Kind`]'s names.
     pub fn events() -> impl Iterator<Item = (Stat, &'static str)> {
-        Stat::ALL[Stat::EventsBlockedIp as usize..=Stat::EventsChallengeFailed as usize]
+        Stat::ALL[Stat::EventsBlockedIp as usize..=Stat::EventsCapture as usize]
             .iter()
+            .chain(
+                &Stat::ALL
+                    [Stat::EventsChallengeIssued as usize..=Stat::EventsChallengeFailed as usize],
+            )
             .map(|(s, n)| (*s, &n["events_".len()..]))
     }
 }

@@ -282,3 +282,152 @@ impl Warden<'_> {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::engine::{code, Engine};
+    use crate::ops::Worker;
+    use crate::store::mem::{Lines, Mem};
+
+    fn reply(s: &Served) -> (u16, String, String) {
+        match s {
+            Served::Reply {
+                status,
+                headers,
+                body,
+            } => {
+                let h: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                (*status, h.join("\n"), body.clone())
+            }
+            other => (0, format!("{other:?}"), String::new()),
+        }
+    }
+
+    #[test]
+    fn page_answer_cookie_replay_and_escalation() {
+        let cfg = Config::from_value(&serde_json::json!({
+            "dict": "t-ops-chal",
+            "challenge": {"secret": "0123456789abcdef", "difficulty": 4, "max_unsolved": 3},
+        }))
+        .unwrap();
+        let (engine, dict, log, worker) = (
+            Engine::new(cfg).unwrap(),
+            Mem::new(1 << 20),
+            Lines::default(),
+            Worker::new("t-ops-chal"),
+        );
+        let w = Warden {
+            engine: &engine,
+            dict: &dict,
+            log: &log,
+            worker: &worker,
+        };
+        let a = Addr::parse("192.0.2.7").unwrap();
+        let net = Net::parse("192.0.2.7").unwrap();
+        w.block_as(&net, 3_600_000, "t", Source::Manual, Action::Challenge)
+            .unwrap();
+        assert_eq!(engine.decide(a, || None), code::CHALLENGE);
+        let get = Request {
+            method: "GET",
+            uri: "/x?y=1",
+            accept: "text/html",
+            ..Request::default()
+        };
+        let (status, headers, page) = reply(&w.challenge(a, &get));
+        assert_eq!(status, 429);
+        assert!(headers.contains("Cache-Control: no-store"));
+        let token = page
+            .split("name=\"token\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap()
+            .to_string();
+        let post = |body: &str| {
+            let body = body.as_bytes().to_vec();
+            let r = Request {
+                method: "POST",
+                uri: "/.warden/challenge",
+                body: Some(&body),
+                ..Request::default()
+            };
+            reply(&w.challenge(a, &r))
+        };
+        assert_eq!(
+            w.challenge(
+                a,
+                &Request {
+                    method: "POST",
+                    uri: "/.warden/challenge",
+                    ..Request::default()
+                }
+            ),
+            Served::NeedBody
+        );
+        let nonce = (0u64..)
+            .find(|n| challenge::pow_ok(token.as_bytes(), n.to_string().as_bytes(), 4))
+            .unwrap();
+        let body = format!("token={token}&nonce={nonce}&back=%2Fx%3Fy%3D1");
+        let (status, headers, _) = post(&body);
+        assert_eq!(status, 303);
+        assert!(headers.contains("Location: /x?y=1"));
+        let cookie = headers
+            .split("warden_pass=")
+            .nth(1)
+            .and_then(|s| s.split(';').next())
+            .unwrap()
+            .to_string();
+        assert_eq!(engine.decide(a, || Some(cookie.as_bytes())), code::PASS);
+        // the same answer again
+        assert_eq!(post(&body).0, 403);
+        // API calls: 429 with Retry-After, counted; past max_unsolved, blocked
+        let api = Request {
+            method: "GET",
+            uri: "/api",
+            accept: "application/json",
+            ..Request::default()
+        };
+        let (status, headers, _) = reply(&w.challenge(a, &api));
+        assert_eq!((status, headers.contains("Retry-After: 60")), (429, true));
+        // the failed replay and this call: 2 unsolved, then 3, then blocked
+        assert_eq!(reply(&w.challenge(a, &api)).0, 429);
+        assert_eq!(w.challenge(a, &api), Served::Block);
+        assert_eq!(
+            engine.decide(a, || Some(cookie.as_bytes())),
+            code::BLOCK_AUTO
+        );
+    }
+
+    #[test]
+    fn without_opts_challenge_nothing_challenges() {
+        let cfg = Config::from_value(&serde_json::json!({"dict": "t-ops-nochal"})).unwrap();
+        let (engine, dict, log, worker) = (
+            Engine::new(cfg).unwrap(),
+            Mem::new(1 << 20),
+            Lines::default(),
+            Worker::new("t-ops-nochal"),
+        );
+        let w = Warden {
+            engine: &engine,
+            dict: &dict,
+            log: &log,
+            worker: &worker,
+        };
+        let net = Net::parse("192.0.2.7").unwrap();
+        let e = w
+            .block_as(&net, 0, "t", Source::Manual, Action::Challenge)
+            .unwrap_err();
+        assert_eq!((e.field(), e.kind().status()), (Some("action"), 400));
+        assert_eq!(w.challenge(net.first(), &Request::default()), Served::Block);
+        let e = Config::from_value(&serde_json::json!({
+            "detector": {"rules": {"rate": "challenge"}},
+        }))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "opts.detector.rules.rate is \"challenge\", which needs opts.challenge = \
+             { secret = \"...\" }"
+        );
+    }
+}

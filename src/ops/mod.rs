@@ -461,6 +461,13 @@ impl<'a> Warden<'a> {
                 };
             }
         }
+        if req.challenge
+            && !allowed
+            && self.engine.challenge().is_some()
+            && !self.engine.challenge_passed(client, r.cookie)
+        {
+            return Decision::Challenge;
+        }
         if let Some(route) = req.route.and_then(|i| p.route(i)) {
             let outcome = route.verify(r.authorization);
             match Decision::why(&outcome) {
@@ -511,6 +518,7 @@ impl<'a> Warden<'a> {
             shm_bytes: r.size() as u64,
             denylist: e.config().denylist.len() as u64,
             state_file: self.worker.state_file.borrow().clone(),
+            challenge: e.challenge().is_some(),
             ..Snapshot::default()
         };
         for (stat, _) in Stat::ALL {

@@ -511,8 +511,9 @@ fn block(v: &Value) -> Result<Block, String> {
         None => Action::Block,
         Some(_) => {
             let a = string(m, "action")?;
-            Action::parse(a)
-                .ok_or_else(|| format!("action {}: expected 'block' or 'challenge'", shown_str(a)))?
+            Action::parse(a).ok_or_else(|| {
+                format!("action {}: expected 'block' or 'challenge'", shown_str(a))
+            })?
         }
     };
     Ok(Block {
@@ -965,6 +966,7 @@ mod tests {
             expires_ms,
             source,
             reason: reason.to_string(),
+            action: crate::blocks::Action::Block,
         }
     }
 
@@ -1464,6 +1466,7 @@ mod tests {
                         Source::Manual
                     },
                     reason: format!("reason {i}"),
+                    action: crate::blocks::Action::Block,
                 })
                 .collect(),
             ..State::default()
@@ -1646,6 +1649,7 @@ mod tests {
                         expires_ms,
                         source,
                         reason,
+                        action: crate::blocks::Action::Block,
                     })
                     .collect(),
                 policy,
