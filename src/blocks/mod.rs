@@ -176,12 +176,11 @@ impl Block {
             .next()
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| bad(value))?;
-        let (source, action) = match it.next().ok_or_else(|| bad(value))? {
-            s => match s.split_once(':') {
-                None => (Source::parse(s), Some(Action::Block)),
-                Some((s, "challenge")) => (Source::parse(s), Some(Action::Challenge)),
-                Some(_) => (None, None),
-            },
+        let field = it.next().ok_or_else(|| bad(value))?;
+        let (source, action) = match field.split_once(':') {
+            None => (Source::parse(field), Some(Action::Block)),
+            Some((s, "challenge")) => (Source::parse(s), Some(Action::Challenge)),
+            Some(_) => (None, None),
         };
         let (Some(source), Some(action)) = (source, action) else {
             return Err(bad(value));

@@ -20,6 +20,9 @@ use crate::persist::fleet::agent::{Action, Outcome};
 use crate::policy::decision::{Asked, Decision};
 use crate::policy::doc::{Edit, List, Update};
 
+/// An optional string argument.
+type Text = Option<mlua::LuaString>;
+
 /// `nil, message, field, status`.
 fn fail(lua: &mlua::Lua, e: &Error) -> LuaResult<MultiValue> {
     Ok(MultiValue::from_vec(vec![
@@ -206,12 +209,12 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
          this,
          (ip, method, uri, accept, ua, https, body): (
             mlua::LuaString,
-            Option<mlua::LuaString>,
-            Option<mlua::LuaString>,
-            Option<mlua::LuaString>,
-            Option<mlua::LuaString>,
+            Text,
+            Text,
+            Text,
+            Text,
             Option<bool>,
-            Option<mlua::LuaString>,
+            Text,
         )| {
             use crate::ops::challenge::{Request, Served};
             let Ok(client) = Addr::parse_bytes(&ip.as_bytes()) else {
@@ -303,12 +306,12 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
          (verdict, ip, site, path, method, auth, server_name, cookie): (
             i32,
             mlua::LuaString,
-            Option<mlua::LuaString>,
+            Text,
             mlua::LuaString,
             mlua::LuaString,
-            Option<mlua::LuaString>,
-            Option<mlua::LuaString>,
-            Option<mlua::LuaString>,
+            Text,
+            Text,
+            Text,
         )| {
             let Ok(client) = Addr::parse_bytes(&ip.as_bytes()) else {
                 return Ok(MultiValue::new());
