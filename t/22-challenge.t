@@ -73,16 +73,8 @@ our $Http = <<"_EOC_";
         end
         -- n requests of ip with `cookie` over the workers: "200x40"
         function statuses(n, ip, cookie, count)
-            local s = thttp.fanout{ n = count or 40, concurrency = 4,
-                port = n.port, path = "/", headers = {
-                    ["X-Forwarded-For"] = ip, Accept = HTML,
-                    Cookie = cookie and "warden_pass=" .. cookie } }
-            local codes = {}
-            for code, c in pairs(s.status) do
-                codes[#codes + 1] = code .. "x" .. c
-            end
-            table.sort(codes)
-            return table.concat(codes, " ")
+            return n:statuses("/", ip, count or 40, { Accept = HTML,
+                Cookie = cookie and "warden_pass=" .. cookie })
         end
         function challenge(n, ip)
             return (n:api("POST", "/security/blocked-ips",

@@ -68,19 +68,9 @@ __DATA__
     }
     location = /t {
         content_by_lua_block {
-            local out = os.tmpname()
             -- in the background: this nginx serves the browser meanwhile
-            os.execute(DRIVER .. " http://127.0.0.1:" .. ngx.var.server_port
-                .. " /site " .. TOKEN .. " > " .. out .. " 2>&1 < /dev/null &")
-            local text = ""
-            for _ = 1, 2400 do
-                ngx.sleep(0.1)
-                local f = io.open(out)
-                text = f and f:read("*a") or ""
-                if f then f:close() end
-                if text:find("exit %d+\n$") then break end
-            end
-            os.remove(out)
+            local text = require("tdriver").run(DRIVER .. " http://127.0.0.1:"
+                .. ngx.var.server_port .. " /site " .. TOKEN, 240)
             for line in text:gmatch("time [^\n]+") do
                 ngx.log(ngx.WARN, "challenge ", line)
             end

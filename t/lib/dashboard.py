@@ -22,36 +22,11 @@ import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 
-from devtools import Browser, Failure
+from devtools import Api, Browser, Failure
 
 DESKTOP = (1280, 860)
 PHONE = (390, 844)
-
-
-class Api:
-    """The admin API, called directly to check what the page did."""
-
-    def __init__(self, base, token):
-        self.base, self.token = base, token
-
-    def call(self, method, path, body=None):
-        req = urllib.request.Request(
-            self.base + path, method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": "Bearer " + self.token,
-                     "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")
-
-    def blocked(self):
-        return {b["ip"]: b for b in
-                self.call("GET", "/security/blocked-ips")[1]["blocked_ips"]}
 
 
 def log_line(ip, path, status, agent="Mozilla/5.0 (X11; Linux x86_64)"):

@@ -3,7 +3,8 @@
 (--remote-debugging-pipe: fd 3 in, fd 4 out, messages ended by a NUL
 byte), with nothing but the standard library: the browser of
 t/21-dashboard-browser.t (dashboard.py) and t/23-challenge-browser.t
-(challenge_browser.py).
+(challenge_browser.py); and the admin API they check the browser's doings
+against.
 """
 
 import base64
@@ -14,6 +15,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -240,3 +243,33 @@ class Browser:
                 if p["type"] in ("error", "assert"):
                     out.append("console: %s" % p["args"])
         return out
+
+
+class Api:
+    """The admin API, called directly to check what the page did."""
+
+    def __init__(self, base, token):
+        self.base, self.token = base, token
+
+    def call(self, method, path, body=None):
+        req = urllib.request.Request(
+            self.base + path, method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": "Bearer " + self.token,
+                     "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def text(self, path):
+        """A GET's body as text (the Prometheus metrics)."""
+        req = urllib.request.Request(
+            self.base + path, headers={"Authorization": "Bearer " + self.token})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.read().decode()
+
+    def blocked(self):
+        return {b["ip"]: b for b in
+                self.call("GET", "/security/blocked-ips")[1]["blocked_ips"]}

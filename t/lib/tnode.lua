@@ -350,10 +350,15 @@ function Node:api(method, path, body)
 end
 
 
---- node:statuses(path, ip, n) -> "403x8" etc.: n requests, over workers
-function Node:statuses(path, ip, n)
+--- node:statuses(path, ip, n, headers?) -> "403x8" etc.: n requests, over
+-- workers (headers: more request headers)
+function Node:statuses(path, ip, n, headers)
+    local h = { ["X-Forwarded-For"] = ip }
+    for k, v in pairs(headers or {}) do
+        h[k] = v
+    end
     local s = thttp.fanout{ n = n or 8, concurrency = 4, port = self.port,
-        path = path, headers = { ["X-Forwarded-For"] = ip } }
+        path = path, headers = h }
     local codes = {}
     for code, count in pairs(s.status) do
         codes[#codes + 1] = code .. "x" .. count
