@@ -133,6 +133,12 @@ __DATA__
             ngx.say("exempt: ", too_many{ path = "/data/x.json" })
             ngx.say("exempt feed: ", too_many{ path = "/feed.xml" })
             ngx.say("others pass: ", statuses(a, "192.0.2.99", nil, 20))
+            -- warden:block(ip, { action = "challenge" })
+            ngx.say("lua: ", select(2, a:get("/lua?do=block&target=192.0.2.12"
+                                             .. "&action=challenge")))
+            ngx.say("lua challenged: ", (req(a, "192.0.2.12")))
+            local _, bad = a:get("/lua?do=block&target=192.0.2.13&action=ban")
+            ngx.say("lua, bad: ", (bad:gsub("\n$", "")))
             a:stop()
         }
     }
@@ -153,6 +159,11 @@ post: 429 retry-after 60
 exempt: 429 retry-after 60
 exempt feed: 429 retry-after 60
 others pass: 200x20
+lua: true 192.0.2.12
+
+lua challenged: 429
+lua, bad: nil action must be 'block' or 'challenge', got 'ban'
+
 
 
 

@@ -487,13 +487,15 @@ end
 
 --- warden:block(target, opts?) -> true, target | nil, err
 -- opts.duration: seconds or "90s"/"15m"/"24h"/"7d"; 0 or absent = permanent.
--- opts.reason: free text.
+-- opts.reason: free text. opts.action: "block" (default) or "challenge"
+-- (needs opts.challenge in new()).
 function _M:block(target, opts, source)
     if opts ~= nil and type(opts) ~= "table" then
         return nil, "opts must be a table, got " .. type(opts)
     end
     local ok, res = self.engine:block(target, opts and opts.duration,
-                                      opts and opts.reason, source)
+                                      opts and opts.reason, source,
+                                      opts and opts.action)
     return ok, res
 end
 

@@ -142,15 +142,35 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
         Ok(()) => ok(lua, true),
         Err(e) => fail(lua, &e),
     });
-    // block(target, duration?, reason?, source?) -> true, target |
+    // block(target, duration?, reason?, source?, action?) -> true, target |
     // nil, err, field, status. duration: seconds or "90s"/"15m"/"24h"/"7d"
-    // (0 or nil: permanent); source: "manual" (default) or "auto".
+    // (0 or nil: permanent); source: "manual" (default) or "auto";
+    // action: "block" (default) or "challenge".
     m.add_method(
         "block",
-        |lua, this, (t, duration, reason, source): (Value, Value, Value, Option<String>)| {
+        |lua,
+         this,
+         (t, duration, reason, source, action): (
+            Value,
+            Value,
+            Value,
+            Option<String>,
+            Option<String>,
+        )| {
+            let action = match action.as_deref() {
+                None => Ok(BlockAction::Block),
+                Some(a) => BlockAction::parse(a).ok_or_else(|| {
+                    Error::invalid(
+                        "action",
+                        format!("action must be 'block' or 'challenge', got '{a}'"),
+                    )
+                }),
+            };
             let args = block_args(&t, &duration, &reason, source.as_deref());
             let r = args.and_then(|(net, d, reason, source)| {
-                this.warden().block(&net, d, &reason, source).map(|()| net)
+                this.warden()
+                    .block_as(&net, d, &reason, source, action?)
+                    .map(|()| net)
             });
             match r {
                 Ok(net) => Ok(MultiValue::from_vec(vec![

@@ -126,13 +126,14 @@ http {
         }
         location = /lua {
             content_by_lua_block {
-                -- /lua?do=block&target=..&duration=..  |  do=unblock
+                -- /lua?do=block&target=..&duration=..&action=..  |
+                -- do=unblock
                 local a = ngx.req.get_uri_args()
                 local ok, err
                 if a["do"] == "block" then
                     ok, err = warden:block(a.target, {
                         duration = tonumber(a.duration) or a.duration,
-                        reason = a.reason })
+                        reason = a.reason, action = a.action })
                 elseif a["do"] == "unblock" then
                     ok, err = warden:unblock(a.target)
                 elseif a["do"] == "lose" then
