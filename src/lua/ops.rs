@@ -365,6 +365,7 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
                 Decision::Blocked(_) => vec![s("blocked")?],
                 Decision::ForbiddenIp => vec![s("forbidden_ip")?, s(&reason(&d))?],
                 Decision::Challenge => vec![s("challenge")?],
+                Decision::NeedCookie => vec![s("cookie")?],
                 Decision::BlockedPath => vec![s("blocked_path")?, s(&reason(&d))?],
                 Decision::RateLimited { retry_after_s, .. } => vec![
                     s("rate_limited")?,

@@ -443,6 +443,15 @@ impl<'a> Warden<'a> {
                 Decision::BlockedPath
             };
         }
+        // a site that challenges: before its rate limit counts the request
+        if req.challenge && !allowed && self.engine.challenge().is_some() {
+            let Some(cookie) = r.cookie else {
+                return Decision::NeedCookie;
+            };
+            if !self.engine.challenge_passed(client, Some(cookie)) {
+                return Decision::Challenge;
+            }
+        }
         let (limit, window_s) = req.rate_limit;
         if limit > 0 && !allowed {
             let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -460,13 +469,6 @@ impl<'a> Warden<'a> {
                     retry_after_s,
                 };
             }
-        }
-        if req.challenge
-            && !allowed
-            && self.engine.challenge().is_some()
-            && !self.engine.challenge_passed(client, r.cookie)
-        {
-            return Decision::Challenge;
         }
         if let Some(route) = req.route.and_then(|i| p.route(i)) {
             let outcome = route.verify(r.authorization);

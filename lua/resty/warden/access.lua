@@ -58,11 +58,16 @@ function _M.enforce(w, rc, ip_text, site, refuse, flags)
         ctx.warden_site = site
     end
     -- without a site, Rust takes the server's server_name as the site
-    local outcome, a, b = w.engine:decide(rc, ip, site, path,
-                                          var.request_method,
-                                          var.http_authorization,
-                                          var.server_name,
-                                          var.cookie_warden_pass)
+    local engine = w.engine
+    local method, auth, server = var.request_method, var.http_authorization,
+                                 var.server_name
+    local outcome, a, b = engine:decide(rc, ip, site, path, method, auth,
+                                        server)
+    if outcome == "cookie" then
+        -- the site challenges every client: its cookie, read only then
+        outcome, a, b = engine:decide(rc, ip, site, path, method, auth,
+                                      server, var.cookie_warden_pass or "")
+    end
     if outcome == nil then
         return true
     elseif outcome == "skip" then
