@@ -407,7 +407,7 @@ fn serialize_counted(s: &State) -> (Vec<u8>, usize) {
 ///
 /// ```
 /// use warden_core::net::addr::Net;
-/// use warden_core::blocks::{Block, Source};
+/// use warden_core::blocks::{Action, Block, Source};
 /// use warden_core::persist::state::{parse, serialize, State};
 ///
 /// let block = |t: &str, source| Block {
@@ -415,6 +415,7 @@ fn serialize_counted(s: &State) -> (Vec<u8>, usize) {
 ///     expires_ms: 0,
 ///     source,
 ///     reason: "say \"hi\"".to_string(),
+///     action: Action::Block,
 /// };
 /// let s = State {
 ///     saved_ms: 5,
@@ -968,6 +969,29 @@ mod tests {
             reason: reason.to_string(),
             action: crate::blocks::Action::Block,
         }
+    }
+
+    #[test]
+    fn a_challenge_keeps_its_action() {
+        let mut c = blk("192.0.2.9", 0, Source::Auto, "rate");
+        c.action = Action::Challenge;
+        let st = State {
+            saved_ms: 1,
+            blocks: vec![c.clone(), blk("192.0.2.8", 0, Source::Manual, "x")],
+            policy: None,
+            fleet_epoch: None,
+            events: vec![],
+        };
+        let text = String::from_utf8(serialize(&st)).unwrap();
+        assert!(text.contains(r#""reason":"rate","action":"challenge"}"#));
+        assert!(text.contains(r#""reason":"x"}"#));
+        let back = parse(text.as_bytes()).unwrap();
+        assert!(back.blocks.contains(&c));
+        let bad = text.replace(r#""action":"challenge""#, r#""action":"captcha""#);
+        assert!(parse(bad.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("captcha"));
     }
 
     /// A fresh, empty directory for one test.
