@@ -400,3 +400,37 @@ api: 429
 solved: 200x20
 other client: 429x4
 the api too: 429
+
+
+
+=== TEST 7: check(ip) (the caller names the client): the cookie is verified too, so a solved challenge does not loop
+--- config
+    location = /t {
+        content_by_lua_block {
+            local a = tnode.node{ name = "a", port = 1991, workers = 4,
+                server = [[
+        location /byip {
+            access_by_lua_block {
+                warden:check(ngx.var.http_x_forwarded_for)
+            }
+            content_by_lua_block { ngx.say("by ip") }
+        }]],
+                warden = "challenge = { secret = '" .. SECRET .. "', "
+                    .. "difficulty = 8 }, detector = false," }
+            assert(a:start())
+            challenge(a, "192.0.2.70")
+            challenge(a, "192.0.2.72")
+            local s, _, h = req(a, "192.0.2.70", { path = "/byip" })
+            ngx.say("page: ", s, " ", h["content-type"])
+            local cookie = pass(a, "192.0.2.70", "/byip")
+            ngx.say("solved: ", a:statuses("/byip", "192.0.2.70", 12,
+                { Accept = HTML, Cookie = "warden_pass=" .. cookie }))
+            ngx.say("moved: ", a:statuses("/byip", "192.0.2.72", 4,
+                { Accept = HTML, Cookie = "warden_pass=" .. cookie }))
+            a:stop()
+        }
+    }
+--- response_body
+page: 429 text/html; charset=utf-8
+solved: 200x12
+moved: 429x4

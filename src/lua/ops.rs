@@ -219,21 +219,22 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
             Err(e) => fail(lua, &e),
         }
     });
-    // challenge(ip, method, request_uri, accept, user_agent, https, body?)
-    // -> "body" (read the body, call again with it) | "block" (refuse as a
-    // block) | status, body, { name = value, ... }: a challenged client's
-    // request (src/ops/challenge.rs)
+    // challenge(ip, method, request_uri, accept, user_agent, https, cookie,
+    // body?) -> "pass" (a valid cookie) | "body" (read the body, call again
+    // with it) | "block" (refuse as a block) | status, body, { name = value,
+    // ... }: a challenged client's request (src/ops/challenge.rs)
     m.add_method(
         "challenge",
         |lua,
          this,
-         (ip, method, uri, accept, ua, https, body): (
+         (ip, method, uri, accept, ua, https, cookie, body): (
             mlua::LuaString,
             Text,
             Text,
             Text,
             Text,
             Option<bool>,
+            Text,
             Text,
         )| {
             use crate::ops::challenge::{Request, Served};
@@ -244,12 +245,14 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
             };
             let (method, uri, accept, ua) = (text(&method), text(&uri), text(&accept), text(&ua));
             let body = body.as_ref().map(|b| b.as_bytes().to_vec());
+            let cookie = cookie.as_ref().map(|c| c.as_bytes().to_vec());
             let r = Request {
                 method: &method,
                 uri: &uri,
                 accept: &accept,
                 user_agent: &ua,
                 https: https.unwrap_or(false),
+                cookie: cookie.as_deref(),
                 body: body.as_deref(),
             };
             let word = |w: &str| -> LuaResult<MultiValue> {
@@ -258,6 +261,7 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
                 )]))
             };
             match this.warden().challenge(client, &r) {
+                Served::Pass => word("pass"),
                 Served::NeedBody => word("body"),
                 Served::Block => word("block"),
                 Served::Reply {

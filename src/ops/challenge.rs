@@ -30,6 +30,9 @@ pub struct Request<'a> {
     pub user_agent: &'a str,
     /// Served over https (the cookie is `Secure`).
     pub https: bool,
+    /// The challenge's cookie, if any (`check(ip)` decides on an address
+    /// alone: its caller's cookie is verified here).
+    pub cookie: Option<&'a [u8]>,
     /// The body, once asked for ([`Served::NeedBody`]).
     pub body: Option<&'a [u8]>,
 }
@@ -37,6 +40,8 @@ pub struct Request<'a> {
 /// What to do with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Served {
+    /// Let it through: its cookie is valid.
+    Pass,
     /// Read the body, then ask again with it.
     NeedBody,
     /// Refuse it as a block (`block_status`): challenges are not
@@ -70,6 +75,13 @@ impl Warden<'_> {
         let Some(c) = self.engine.challenge() else {
             return Served::Block;
         };
+        if self.engine.challenge_passed(client, r.cookie) {
+            // check(ip) counted the request as challenged
+            self.engine.uncount(crate::engine::code::CHALLENGE);
+            self.engine.count(Stat::Passed);
+            self.engine.count(Stat::ChallengePassed);
+            return Served::Pass;
+        }
         let st = self.store();
         let path = r.uri.split('?').next().unwrap_or("");
         match c.kind(r.method, path.as_bytes(), r.accept) {
@@ -379,6 +391,12 @@ mod tests {
             .unwrap()
             .to_string();
         assert_eq!(engine.decide(a, || Some(cookie.as_bytes())), code::PASS);
+        // check(ip): the cookie is verified here
+        let with_cookie = Request {
+            cookie: Some(cookie.as_bytes()),
+            ..get
+        };
+        assert_eq!(w.challenge(a, &with_cookie), Served::Pass);
         // the same answer again
         assert_eq!(post(&body).0, 403);
         // API calls: 429 with Retry-After, counted; past max_unsolved, blocked

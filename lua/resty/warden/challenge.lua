@@ -29,12 +29,17 @@ function _M.serve(w, ip)
     local method = ngx.req.get_method()
     local uri, accept = var.request_uri, var.http_accept
     local https = var.https == "on"
+    -- (check() verified the cookie already; check(ip) did not)
+    local cookie = var.cookie_warden_pass
     local status, body, headers = engine:challenge(ip, method, uri, accept,
-                                                   ua, https)
+                                                   ua, https, cookie)
+    if status == "pass" then
+        return true
+    end
     if status == "body" then
         ngx.req.read_body()
         status, body, headers = engine:challenge(ip, method, uri, accept, ua,
-                                                 https,
+                                                 https, cookie,
                                                  ngx.req.get_body_data()
                                                  or "")
     end
