@@ -159,7 +159,7 @@ bench-ir: build
 # grows fuzz/corpus/<target>, which git ignores.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := addr forwarded prefix duration options glob agents \
-                iprepd_http accesslog api_json state_file payload dns
+                iprepd_http accesslog api_json state_file payload dns challenge
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
 	cd fuzz && for t in $(FUZZ_TARGETS); do \

@@ -38,6 +38,7 @@ build = {
     include = {
         ["lua/resty/warden.lua"] = "resty/warden.lua",
         ["lua/resty/warden/access.lua"] = "resty/warden/access.lua",
+        ["lua/resty/warden/challenge.lua"] = "resty/warden/challenge.lua",
         ["lua/resty/warden/api.lua"] = "resty/warden/api.lua",
         ["lua/resty/warden/core.lua"] = "resty/warden/core.lua",
         ["lua/resty/warden/crawler.lua"] = "resty/warden/crawler.lua",

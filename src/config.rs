@@ -8,7 +8,9 @@
 use serde_json::Value;
 
 use crate::net::addr::Net;
-use crate::options::{duration, flag, integer, net_list, parse_size, show, ConfigError};
+use crate::options::{
+    duration, flag, integer, net_list, parse_size, read_secret_file, show, ConfigError,
+};
 
 /// Validated options.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,6 +66,9 @@ pub struct Config {
     /// Verified crawlers (`challenge.crawlers`, `challenge.resolver`): set
     /// whenever `opts.challenge` is.
     pub crawlers: Option<crate::challenge::crawlers::Options>,
+    /// Challenges (`challenge = { secret = ..., ... }`): None without one,
+    /// and then nothing may challenge.
+    pub challenge: Option<crate::challenge::Options>,
 }
 
 /// `redis = { ... }`: the Redis server a fleet of nodes shares blocks
@@ -282,6 +287,7 @@ impl Default for Config {
             event_log: None,
             capture_max_ms: 3_600_000,
             crawlers: None,
+            challenge: None,
         }
     }
 }
@@ -386,6 +392,20 @@ impl Config {
         }
         if let Some(v) = map.get("detector") {
             c.detector = crate::detect::DetectorConfig::from_value(v)?;
+        }
+        match map.get("challenge") {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => {
+                if let Some(r) = c.detector.challenging() {
+                    return Err(ConfigError::new(
+                        &format!("detector.rules.{}", r.name()),
+                        "is \"challenge\", which needs opts.challenge = { secret = \"...\" }",
+                    ));
+                }
+            }
+            Some(v) => {
+                c.challenge = Some(crate::challenge::Options::from_value(v)?);
+                c.detector.challenge_by_default(map.get("detector"));
+            }
         }
         // FlatRun's docs call retention_days "event_retention": the same
         // option, in days (a number) or as a duration ("30d")
@@ -513,7 +533,7 @@ impl Config {
             ));
         }
         if let Some(path) = &c.admin_token_file {
-            c.admin_token = Some(read_token_file(path)?);
+            c.admin_token = Some(read_secret_file(path, "admin_token_file")?);
         }
         if let Some(v) = map.get("admin_max_body") {
             c.admin_max_body = match v {
@@ -631,42 +651,35 @@ impl Config {
     }
 }
 
-/// Reads the admin token from `path` (opts.admin_token_file): one token,
-/// surrounding whitespace trimmed. Like ssh with a private key, a file that
-/// others (not the owner or its group) may read or write is refused: the
-/// token opens the whole admin API. Mode 0600, or 0640 with the group of
-/// nginx's workers, is fine.
-fn read_token_file(path: &str) -> Result<String, ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
-    let field = "admin_token_file";
-    let meta = std::fs::metadata(path)
-        .map_err(|e| ConfigError::new(field, format!("'{path}' cannot be read: {e}")))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o007 != 0 {
-        return Err(ConfigError::new(
-            field,
-            format!(
-                "'{path}' is open to other users (mode {mode:04o}); \
-                 make it readable by its owner only: chmod 600 '{path}'"
-            ),
-        ));
-    }
-    let text = std::fs::read(path)
-        .map_err(|e| ConfigError::new(field, format!("'{path}' cannot be read: {e}")))?;
-    let token = String::from_utf8_lossy(&text).trim().to_string();
-    if token.is_empty() || token.chars().any(char::is_whitespace) {
-        return Err(ConfigError::new(
-            field,
-            format!("'{path}' must hold one token (no spaces)"),
-        ));
-    }
-    Ok(token)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn challenge_defaults_for_the_statistical_rules() {
+        use crate::detect::{counters::Rule, Mode};
+        let mode = |c: &Config, r: Rule| c.detector.modes[r as usize];
+        let plain = Config::from_value(&json!({})).unwrap();
+        assert_eq!(mode(&plain, Rule::Rate), Mode::Monitor);
+        assert_eq!(mode(&plain, Rule::UniquePaths), Mode::Block);
+        let c = Config::from_value(&json!({
+            "challenge": {"secret": "0123456789abcdef"},
+            "detector": {"rules": {"repeated_hits": "monitor"}},
+        }))
+        .unwrap();
+        assert_eq!(mode(&c, Rule::Rate), Mode::Challenge);
+        assert_eq!(mode(&c, Rule::UniquePaths), Mode::Challenge);
+        assert_eq!(mode(&c, Rule::RepeatedHits), Mode::Monitor);
+        for r in [
+            Rule::ScannerAgent,
+            Rule::ProbePath,
+            Rule::Payload,
+            Rule::AuthFailure,
+        ] {
+            assert_eq!(mode(&c, r), Mode::Block, "{}", r.name());
+        }
+    }
 
     #[test]
     fn events_options_and_flatrun_names() {

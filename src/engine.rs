@@ -10,7 +10,8 @@ use std::cell::{Cell, RefCell};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::blocks::journal::Replica;
-use crate::blocks::{Block, Blocks, Change, Diff, Page, RecordError, Source};
+use crate::blocks::{Action, Block, Blocks, Change, Diff, Page, RecordError, Source};
+use crate::challenge::Challenge;
 use crate::config::Config;
 use crate::detect::{Detector, Request, Tripped};
 use crate::events::refusals::{Hit, Refusals};
@@ -35,6 +36,9 @@ pub mod code {
     pub const BLOCK_MANUAL: i32 = 3;
     /// The client is blocked by the detector.
     pub const BLOCK_AUTO: i32 = 4;
+    /// The client is challenged and has no valid cookie: serve the
+    /// challenge (`engine:challenge()`).
+    pub const CHALLENGE: i32 = 5;
     /// The peer is a trusted proxy: call again with X-Forwarded-For.
     pub const NEED_FORWARDED: i32 = 8;
     /// The worker's replica is behind the journal: sync, then call again.
@@ -54,6 +58,8 @@ pub mod code {
             DENY => Some(Source::Denylist),
             BLOCK_MANUAL => Some(Source::Manual),
             BLOCK_AUTO => Some(Source::Auto),
+            // a challenge's source is in its record, not in the code
+            CHALLENGE => Some(Source::Manual),
             _ => None,
         }
     }
@@ -78,6 +84,8 @@ pub struct BlockInfo {
     pub reason: String,
     /// Expiry (ms since the epoch), 0 = permanent.
     pub expires_ms: u64,
+    /// What it does.
+    pub action: Action,
 }
 
 /// A block ready to be written to the shared dict.
@@ -115,6 +123,11 @@ pub struct Engine {
     pending: RefCell<Option<Tripped>>,
     /// This worker's refused clients of the minute (their events).
     refusals: RefCell<Refusals>,
+    /// This worker's challenged clients of the minute (their
+    /// `challenge_issued` events).
+    challenged: RefCell<Refusals>,
+    /// Challenges (`opts.challenge`), compiled.
+    challenge: Option<Challenge>,
     policy: RefCell<Policy>,
     /// Something applies by path or site (see [`Policy::is_empty`]),
     /// cached for the FFI check that every request makes.
@@ -161,6 +174,11 @@ impl Engine {
             policy: RefCell::new(policy),
             pending: RefCell::new(None),
             refusals: RefCell::new(Refusals::default()),
+            challenged: RefCell::new(Refusals::default()),
+            challenge: cfg
+                .challenge
+                .clone()
+                .map(|o| Challenge::new(o, cfg.detector.ipv6_prefix)),
             lists: Lists::new(&cfg.allowlist, &cfg.denylist),
             clients: Resolver::new(NetSet::new(&cfg.trusted_proxies)),
             recent: RefCell::new(Recent::default()),
@@ -287,12 +305,32 @@ impl Engine {
         self.recent.borrow_mut().take(id, start)
     }
 
-    /// Decides on a client and counts the outcome.
+    /// Decides on a client and counts the outcome. A challenged client
+    /// (`CHALLENGE`) with a valid cookie (`cookie()` is read only then)
+    /// passes.
     #[inline]
-    pub fn decide(&self, a: Addr) -> i32 {
-        let rc = self.verdict(a);
+    pub fn decide<'a>(&self, a: Addr, cookie: impl FnOnce() -> Option<&'a [u8]>) -> i32 {
+        let mut rc = self.verdict(a);
+        if rc == code::CHALLENGE && self.challenge_passed(a, cookie()) {
+            self.count(Stat::ChallengePassed);
+            rc = code::PASS;
+        }
         self.count(Self::stat_of(rc));
         rc
+    }
+
+    /// True when `cookie` is a valid challenge cookie of `a` now.
+    #[cold]
+    pub fn challenge_passed(&self, a: Addr, cookie: Option<&[u8]>) -> bool {
+        match (&self.challenge, cookie) {
+            (Some(c), Some(v)) => c.cookie_ok(a, v, now_ms() / 1000),
+            _ => false,
+        }
+    }
+
+    /// Challenges, when configured.
+    pub fn challenge(&self) -> Option<&Challenge> {
+        self.challenge.as_ref()
     }
 
     #[inline]
@@ -302,6 +340,7 @@ impl Engine {
             code::DENY => Stat::Denylisted,
             code::BLOCK_AUTO => Stat::BlockedAuto,
             code::BLOCK_MANUAL => Stat::BlockedManual,
+            code::CHALLENGE => Stat::Challenged,
             _ => Stat::Passed,
         }
     }
@@ -309,7 +348,7 @@ impl Engine {
     /// Takes back the count of a decision (its request turned out to be
     /// exempt: a whitelisted path).
     pub fn uncount(&self, rc: i32) {
-        if (code::PASS..=code::BLOCK_AUTO).contains(&rc) {
+        if (code::PASS..=code::CHALLENGE).contains(&rc) {
             self.stats.get().decr(Self::stat_of(rc));
         }
     }
@@ -329,6 +368,7 @@ impl Engine {
                 } else {
                     match blocks.lookup(a, now_ms) {
                         None => code::PASS,
+                        Some(b) if b.action == Action::Challenge => code::CHALLENGE,
                         Some(b) if b.source == Source::Auto => code::BLOCK_AUTO,
                         Some(_) => code::BLOCK_MANUAL,
                     }
@@ -372,6 +412,15 @@ impl Engine {
             } else {
                 Decision::BlockedPath
             });
+        }
+        // a site that challenges: before its rate limit counts the request
+        if req.challenge && !allowed && self.challenge().is_some() {
+            let Some(cookie) = r.cookie else {
+                return Some(Decision::NeedCookie);
+            };
+            if !self.challenge_passed(client, Some(cookie)) {
+                return Some(Decision::Challenge);
+            }
         }
         let (limit, window_s) = req.rate_limit;
         if limit > 0 && !allowed {
@@ -476,6 +525,22 @@ impl Engine {
         self.events.push(e);
     }
 
+    /// Records a challenge page served to `client` at `now_ms`: one
+    /// `challenge_issued` event per client and minute, with a count, as
+    /// refusals are ([`crate::events::refusals`]); `event` makes the first.
+    #[cold]
+    pub fn record_issued(&self, client: Addr, now_ms: u64, event: impl FnOnce() -> Event) {
+        let hit = self
+            .challenged
+            .borrow_mut()
+            .hit(&self.events, client, now_ms, event);
+        match hit {
+            Hit::Recorded => self.count(Stat::EventsChallengeIssued),
+            Hit::Counted => {}
+            Hit::Full => self.count(Stat::RefusalsUnrecorded),
+        }
+    }
+
     /// Records a request of `client` refused with outcome `rc` at `now_ms`
     /// (see [`crate::events::refusals`]): the first of the client's
     /// minute makes a `blocked_ip` event (with the block's reason, and
@@ -548,12 +613,14 @@ impl Engine {
                 source: Source::Denylist,
                 reason: "denylist".to_string(),
                 expires_ms: 0,
+                action: Action::Block,
             }),
             ListMatch::None => self.blocks.borrow().lookup(a, now_ms).map(|b| BlockInfo {
                 target: b.net,
                 source: b.source,
                 reason: b.reason.clone(),
                 expires_ms: b.expires_ms,
+                action: b.action,
             }),
         }
     }
@@ -684,6 +751,7 @@ impl Engine {
         duration_ms: u64,
         source: Source,
         reason: &str,
+        action: Action,
         now_ms: u64,
     ) -> Prepared {
         let expires_ms = if duration_ms == 0 {
@@ -696,6 +764,7 @@ impl Engine {
             expires_ms,
             source,
             reason: reason.to_string(),
+            action,
         };
         Prepared {
             key: Block::key(target),
@@ -753,6 +822,7 @@ impl Engine {
                 expires_ms: 0,
                 source: Source::Denylist,
                 reason: "denylist".to_string(),
+                action: Action::Block,
             })
             .collect();
         let blocks = self.blocks.borrow();
@@ -910,23 +980,23 @@ mod tests {
             "allowlist": ["10.0.0.0/8"],
             "denylist": "203.0.113.0/24",
         }));
-        assert_eq!(e.decide(a("10.0.0.1")), code::ALLOW);
-        assert_eq!(e.decide(a("203.0.113.9")), code::DENY);
-        assert_eq!(e.decide(a("192.0.2.1")), code::PASS);
+        assert_eq!(e.decide(a("10.0.0.1"), || None), code::ALLOW);
+        assert_eq!(e.decide(a("203.0.113.9"), || None), code::DENY);
+        assert_eq!(e.decide(a("192.0.2.1"), || None), code::PASS);
         let now = now_ms();
         for (t, src) in [
             ("192.0.2.1", Source::Manual),
             ("10.0.0.1", Source::Manual),
             ("198.51.100.0/24", Source::Auto),
         ] {
-            let p = e.prepare(&Net::parse(t).unwrap(), 0, src, "x", now);
+            let p = e.prepare(&Net::parse(t).unwrap(), 0, src, "x", Action::Block, now);
             e.apply_entry(&p.entry).unwrap();
         }
         e.commit();
-        assert_eq!(e.decide(a("192.0.2.1")), code::BLOCK_MANUAL);
-        assert_eq!(e.decide(a("::ffff:192.0.2.1")), code::BLOCK_MANUAL);
-        assert_eq!(e.decide(a("198.51.100.7")), code::BLOCK_AUTO);
-        assert_eq!(e.decide(a("10.0.0.1")), code::ALLOW);
+        assert_eq!(e.decide(a("192.0.2.1"), || None), code::BLOCK_MANUAL);
+        assert_eq!(e.decide(a("::ffff:192.0.2.1"), || None), code::BLOCK_MANUAL);
+        assert_eq!(e.decide(a("198.51.100.7"), || None), code::BLOCK_AUTO);
+        assert_eq!(e.decide(a("10.0.0.1"), || None), code::ALLOW);
         assert!(e.is_blocked(a("10.0.0.1")).is_none());
         assert_eq!(
             e.is_blocked(a("203.0.113.1")).unwrap().source,
@@ -934,7 +1004,7 @@ mod tests {
         );
         assert_eq!(e.list(now).len(), 4);
         e.apply_entry("-|192.0.2.1").unwrap();
-        assert_eq!(e.decide(a("192.0.2.1")), code::PASS);
+        assert_eq!(e.decide(a("192.0.2.1"), || None), code::PASS);
     }
 
     #[test]
@@ -946,17 +1016,19 @@ mod tests {
             1,
             Source::Manual,
             "",
+            Action::Block,
             now - 10,
         );
         assert_eq!(p.ttl, 0.001);
         e.apply_entry(&p.entry).unwrap();
-        assert_eq!(e.decide(a("192.0.2.1")), code::PASS);
+        assert_eq!(e.decide(a("192.0.2.1"), || None), code::PASS);
         assert_eq!(e.sweep(now), 1);
         let p = e.prepare(
             &Net::parse("192.0.2.1").unwrap(),
             0,
             Source::Manual,
             "",
+            Action::Block,
             now,
         );
         assert_eq!((p.block.expires_ms, p.ttl), (0, 0.0));

@@ -129,6 +129,41 @@ pub fn net_list(v: Option<&Value>, option: &str) -> Result<Vec<Net>, ConfigError
     parse_list(strings).map_err(|e| ConfigError::new(option, format!("has an {e}")))
 }
 
+/// A list of strings: a Lua array, or one comma-separated string (items
+/// trimmed, empty ones dropped).
+///
+/// ```
+/// use warden_core::options::string_list;
+/// let v = serde_json::json!("/api/**, /feed.xml");
+/// assert_eq!(string_list(&v, "x").unwrap(), vec!["/api/**", "/feed.xml"]);
+/// assert!(string_list(&serde_json::json!([1]), "x").is_err());
+/// ```
+pub fn string_list(v: &Value, option: &str) -> Result<Vec<String>, ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            option,
+            format!(
+                "must be a list of strings or a comma-separated string, got {}",
+                show(v)
+            ),
+        )
+    };
+    match v {
+        Value::String(s) => Ok(s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| x.as_str().map(|s| s.trim().to_string()).ok_or_else(bad))
+            .collect(),
+        Value::Object(m) if m.is_empty() => Ok(Vec::new()),
+        _ => Err(bad()),
+    }
+}
+
 /// Parses a duration into milliseconds: a number of seconds (`90`, `0.5`)
 /// or a string of `<number><unit>` groups with units `ms`, `s`, `m`, `h`,
 /// `d`, `w` (`"90s"`, `"15m"`, `"1h30m"`, `"7d"`); a bare numeric string is
@@ -405,6 +440,35 @@ pub fn duration_arg(v: Scalar<'_>) -> Result<u64, String> {
              '90s', '15m', '24h', '7d', got {got}"
         )
     })
+}
+
+/// Reads a secret from the file at `path` (option `field`: `admin_token_file`,
+/// `challenge.secret_file`): refused when other users may open it; one
+/// token, trimmed, without spaces.
+pub fn read_secret_file(path: &str, field: &str) -> Result<String, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError::new(field, format!("'{path}' cannot be read: {e}")))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "'{path}' is open to other users (mode {mode:04o}); \
+                 make it readable by its owner only: chmod 600 '{path}'"
+            ),
+        ));
+    }
+    let text = std::fs::read(path)
+        .map_err(|e| ConfigError::new(field, format!("'{path}' cannot be read: {e}")))?;
+    let token = String::from_utf8_lossy(&text).trim().to_string();
+    if token.is_empty() || token.chars().any(char::is_whitespace) {
+        return Err(ConfigError::new(
+            field,
+            format!("'{path}' must hold one token (no spaces)"),
+        ));
+    }
+    Ok(token)
 }
 
 #[cfg(test)]

@@ -470,7 +470,7 @@ suspicious GET /z?s=404 404 curl/8.0 true
 2 1
 blocked for 15m
 0
-niltype must be one of blocked_ip, rate_limited, auth_failed, suspicious, scan_detected, capture, got 'nope'
+niltype must be one of blocked_ip, rate_limited, auth_failed, suspicious, scan_detected, capture, challenge_issued, challenge_solved, challenge_failed, got 'nope'
 nillimit must be a positive integer, got 0
 nilip: invalid IP address or CIDR '1.2.3'
 nilfilter must be a table, got string

@@ -356,7 +356,7 @@ true
 200 "total":1 "ip":"192.0.2.78"
 "total":1
 400 {"error":"limit must be a positive integer, got 'abc'","field":"limit"}
-400 {"error":"type must be one of blocked_ip, rate_limited, auth_failed, suspicious, scan_detected, capture, got 'bogus'","field":"type"
+400 {"error":"type must be one of blocked_ip, rate_limited, auth_failed, suspicious, scan_detected, capture, challenge_issued, challenge_solved, challenge_failed, got 'bogus'","field":"type"
 400 {"error":"since must be a time in seconds since the epoch, got -1","field":"since"
 "blocked_ips":3 "top_offenders":[{"events":1,"ip":"192.0.2.77"},{"events":1,"ip":"192.0.2.78"}]
 true

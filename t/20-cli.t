@@ -249,7 +249,7 @@ refusals listed: true
 TIME (UTC) TYPE IP RULE COUNT ACTION REQUEST
 DATE suspicious 192.0.2.99 not_found 3/3 in 2m blocked for 1d GET /nope3 404
 rc=0
-warden: type must be one of blocked_ip, rate_limited, auth_failed, suspicious, scan_detected, capture, got 'bogus' (status 400)
+warden: type must be one of blocked_ip, rate_limited, auth_failed, suspicious, scan_detected, capture, challenge_issued, challenge_solved, challenge_failed, got 'bogus' (status 400)
 rc=1
 
 blocks         3 (denylist 1, manual 1, auto 1)

@@ -55,21 +55,10 @@ __DATA__
     }
     location /t {
         content_by_lua_block {
-            local out = os.tmpname()
             -- in the background: this nginx serves the browser meanwhile
-            os.execute("CHROMIUM=" .. CHROMIUM .. " " .. DRIVER
-                .. " http://127.0.0.1:" .. ngx.var.server_port .. "/api "
-                .. TOKEN .. " " .. SHOTS .. " > " .. out .. " 2>&1 < /dev/null &")
-            local text = ""
-            for _ = 1, 1500 do
-                ngx.sleep(0.1)
-                local f = io.open(out)
-                text = f and f:read("*a") or ""
-                if f then f:close() end
-                if text:find("exit %d+\n$") then break end
-            end
-            os.remove(out)
-            ngx.print(text)
+            ngx.print(require("tdriver").run("CHROMIUM=" .. CHROMIUM .. " "
+                .. DRIVER .. " http://127.0.0.1:" .. ngx.var.server_port
+                .. "/api " .. TOKEN .. " " .. SHOTS, 150))
         }
     }
 --- timeout: 160

@@ -49,9 +49,12 @@ sub conf {
     return <<"_EOC_";
     lua_shared_dict warden 1m;
     init_by_lua_block {
+        -- the challenge needs its secret; the crawlers' options are the test's
+        local challenge = $challenge
+        challenge.secret = "0123456789abcdef"
         warden = require("resty.warden").new({
             trusted_proxies = { "127.0.0.1" },
-            challenge = $challenge,
+            challenge = challenge,
         })
         crawler = require "resty.warden.crawler"
         thttp = require "thttp"
@@ -266,6 +269,7 @@ true false
             { crawlers = { extra = { { agent = "X", domains = "a..b" } } } },
             { resolver = { "dns.example" } },
         } do
+            c.secret = "0123456789abcdef"
             local ok, err = pcall(require("resty.warden").new, { challenge = c })
             print("NEW: ", err)
         end

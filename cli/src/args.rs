@@ -116,7 +116,8 @@ pub enum Command {
     /// Security events, oldest first
     Events {
         /// Only events of this type (blocked_ip, rate_limited, auth_failed,
-        /// suspicious, scan_detected, capture)
+        /// suspicious, scan_detected, capture, challenge_issued,
+        /// challenge_solved, challenge_failed)
         #[arg(long = "type", value_name = "TYPE")]
         kind: Option<String>,
         /// Only events of this address or blocked network

@@ -12,6 +12,7 @@
 local core = require "resty.warden.core"
 local detector = require "resty.warden.detector"
 local access = require "resty.warden.access"
+local challenge = require "resty.warden.challenge"
 local state = require "resty.warden.state"
 local ffi = require "ffi"
 local base = require "resty.core.base"
@@ -43,6 +44,7 @@ local get_request = base.get_request
 
 local PASS, ALLOW = core.PASS, core.ALLOW
 local DENY, BLOCK_AUTO = core.DENY, core.BLOCK_AUTO
+local CHALLENGE = core.CHALLENGE
 local SYNC, TRIP = core.SYNC, core.TRIP
 local BAD_ADDRESS = core.BAD_ADDRESS
 local NO_SYNC, OBSERVE = core.NO_SYNC, core.OBSERVE
@@ -292,7 +294,26 @@ local function report_forwarded(self)
 end
 
 
-local function blocked(self, rc)
+local blocked
+
+-- A challenged client without a valid cookie (src/ops/challenge.rs).
+local function challenged(self)
+    if self.blocking_mode == 0 then
+        log(WARN, "warden: ", client_text(), " would have been challenged;",
+            " blocking_mode is 0")
+        return true
+    end
+    if challenge.serve(self, client_text()) == "block" then
+        return blocked(self, BLOCK_AUTO)
+    end
+    return true
+end
+
+
+blocked = function(self, rc)
+    if rc == CHALLENGE then
+        return challenged(self)
+    end
     local source = SOURCES[rc]
     -- a blocked_ip event, one per client and minute (src/events/)
     refusal_c(self.handle, get_request(), client, rc)
@@ -374,7 +395,7 @@ local function act(self, rc, ip, site)
     if rc == ALLOW then
         return true
     end
-    if rc >= DENY and rc <= BLOCK_AUTO then
+    if rc >= DENY and rc <= CHALLENGE then
         return blocked(self, rc)
     end
     log(ERR, "warden: check() failed with code ", rc, "; letting the",
@@ -470,13 +491,15 @@ end
 
 --- warden:block(target, opts?) -> true, target | nil, err
 -- opts.duration: seconds or "90s"/"15m"/"24h"/"7d"; 0 or absent = permanent.
--- opts.reason: free text.
+-- opts.reason: free text. opts.action: "block" (default) or "challenge"
+-- (needs opts.challenge in new()).
 function _M:block(target, opts, source)
     if opts ~= nil and type(opts) ~= "table" then
         return nil, "opts must be a table, got " .. type(opts)
     end
     local ok, res = self.engine:block(target, opts and opts.duration,
-                                      opts and opts.reason, source)
+                                      opts and opts.reason, source,
+                                      opts and opts.action)
     return ok, res
 end
 

@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 use crate::admin::accesslog::Line;
-use crate::blocks::Block;
+use crate::blocks::{Action, Block};
 use crate::config::Config;
 use crate::error::Error;
 use crate::events::{Event, Filter};
@@ -35,9 +35,16 @@ pub trait Backend {
 
     /// Every block in force (this worker up to date), denylist first.
     fn blocks(&self) -> Result<Vec<Block>, Error>;
-    /// Blocks `target` for `duration_ms` (0: permanently), as the admin
-    /// API does (source `manual`, an event recorded).
-    fn block(&self, target: &Net, duration_ms: u64, reason: &str) -> Result<(), Error>;
+    /// Blocks (or, with [`Action::Challenge`], challenges) `target` for
+    /// `duration_ms` (0: permanently), as the admin API does (source
+    /// `manual`, an event recorded).
+    fn block(
+        &self,
+        target: &Net,
+        duration_ms: u64,
+        reason: &str,
+        action: Action,
+    ) -> Result<(), Error>;
     /// Removes the block of exactly `target`: `NotFound` when there is
     /// none, `Conflict` when it is a denylist entry.
     fn unblock(&self, target: &Net) -> Result<(), Error>;

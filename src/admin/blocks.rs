@@ -7,6 +7,7 @@ use super::accesslog::{civil_from_days, MONTHS};
 use super::backend::Backend;
 use super::exchange::{Request, Response};
 use super::views;
+use crate::blocks::Action;
 use crate::error::{Error, Kind};
 use crate::net::addr::Net;
 use crate::options::{duration_arg, Scalar};
@@ -82,10 +83,31 @@ pub fn default_duration_ms(b: &dyn Backend) -> u64 {
     b.config().detector.auto_block_duration_ms
 }
 
+/// The action a block asks for: `"block"` (the default) or
+/// `"challenge"`. Checked apart from [`BLOCK_FIELDS`], whose list an
+/// unknown field's message gives as FlatRun's agent's clients know it.
+fn action(body: &Map<String, Value>) -> Result<Action, Error> {
+    match body.get("action") {
+        None | Some(Value::Null) => Ok(Action::Block),
+        Some(Value::String(s)) => Action::parse(s).ok_or_else(|| {
+            Error::invalid(
+                "action",
+                format!("action must be 'block' or 'challenge', got '{s}'"),
+            )
+        }),
+        Some(v) => Err(Error::invalid(
+            "action",
+            format!("action must be 'block' or 'challenge', got {v}"),
+        )),
+    }
+}
+
 /// A block asked for in a JSON body: the target, the duration in ms (0:
 /// permanent) and the reason.
 fn block_request(b: &dyn Backend, body: &Map<String, Value>) -> Result<(Net, u64, String), Error> {
-    super::only_fields(body, BLOCK_FIELDS)?;
+    let mut fields = body.clone();
+    fields.remove("action");
+    super::only_fields(&fields, BLOCK_FIELDS)?;
     let ip = match body.get("ip") {
         Some(Value::String(s)) if !s.is_empty() => s,
         _ => {
@@ -125,8 +147,9 @@ fn block_request(b: &dyn Backend, body: &Map<String, Value>) -> Result<(Net, u64
 /// Makes the block `body` asks for; its view.
 fn make_block(b: &dyn Backend, body: &Map<String, Value>) -> Result<Value, Error> {
     let (net, duration_ms, reason) = block_request(b, body)?;
+    let action = action(body)?;
     let now = b.now_ms();
-    b.block(&net, duration_ms, &reason)?;
+    b.block(&net, duration_ms, &reason, action)?;
     let block = crate::blocks::Block {
         net,
         expires_ms: if duration_ms == 0 {
@@ -136,9 +159,14 @@ fn make_block(b: &dyn Backend, body: &Map<String, Value>) -> Result<Value, Error
         },
         source: crate::blocks::Source::Manual,
         reason,
+        action,
     };
     let mut view = views::block(&block, now);
-    view["message"] = "blocked".into();
+    view["message"] = match action {
+        Action::Block => "blocked",
+        Action::Challenge => "challenged",
+    }
+    .into();
     if b.allowlisted(net.first()) {
         view["warning"] =
             format!("{net} is allowlisted: the block has no effect while it is").into();

@@ -103,6 +103,7 @@ pub(super) fn check(
             path: &path,
             method: method.as_bytes(),
             authorization: req.authorization.as_deref().map(str::as_bytes),
+            cookie: Some(b""),
         },
     )?;
     let mut status = 200;
@@ -116,6 +117,11 @@ pub(super) fn check(
         Decision::ForbiddenIp => {
             status = 403;
             reason = "site: not in allowed_ips".into();
+        }
+        Decision::Challenge | Decision::NeedCookie => {
+            // auth_request cannot serve the page: refused, as a 429 would be
+            status = 403;
+            reason = "site: challenge".into();
         }
         Decision::BlockedPath => {
             status = 403;

@@ -64,7 +64,7 @@ pub(super) fn cleanup(b: &dyn Backend, body: &Map<String, Value>) -> Result<Resp
 pub fn stats_view(sample: &[Event], s: &Snapshot, blocked: usize) -> Value {
     let mut by_type: BTreeMap<&str, u64> = Kind::ALL
         .iter()
-        .filter(|(k, _)| *k != Kind::Capture)
+        .filter(|(k, _)| *k != Kind::Capture && (s.challenge || !k.is_challenge()))
         .map(|(_, n)| (*n, 0))
         .collect();
     let mut by_ip: BTreeMap<&str, u64> = BTreeMap::new();
@@ -87,6 +87,7 @@ pub fn stats_view(sample: &[Event], s: &Snapshot, blocked: usize) -> Value {
         .map(|(ip, n)| json!({ "ip": ip, "events": n }))
         .collect();
     let totals: Map<String, Value> = Stat::events()
+        .filter(|(st, _)| s.challenge || !st.is_challenge())
         .map(|(st, name)| (name.to_string(), s.get(st).into()))
         .collect();
     json!({

@@ -53,6 +53,7 @@ impl Fake {
                 expires_ms: 0,
                 source: Source::Denylist,
                 reason: "denylist".into(),
+                action: crate::blocks::Action::Block,
             })
             .collect();
         Fake {
@@ -173,7 +174,13 @@ impl Backend for Fake {
         Ok(self.blocks.borrow().clone())
     }
 
-    fn block(&self, target: &Net, duration_ms: u64, reason: &str) -> Result<(), Error> {
+    fn block(
+        &self,
+        target: &Net,
+        duration_ms: u64,
+        reason: &str,
+        action: crate::blocks::Action,
+    ) -> Result<(), Error> {
         self.no_room()?;
         let mut blocks = self.blocks.borrow_mut();
         blocks.retain(|b| b.net != *target || b.source == Source::Denylist);
@@ -186,6 +193,7 @@ impl Backend for Fake {
             },
             source: Source::Manual,
             reason: reason.into(),
+            action,
         });
         Ok(())
     }

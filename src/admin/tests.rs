@@ -87,6 +87,7 @@ fn every_endpoint_is_routed_under_any_prefix() {
         expires_ms: 0,
         source: Source::Manual,
         reason: String::new(),
+        action: crate::blocks::Action::Block,
     });
     for prefix in ["/api", "/admin/warden", ""] {
         let cases: &[(&str, &str, Option<Value>, u16)] = &[
@@ -741,6 +742,7 @@ fn security_check() {
         expires_ms: 0,
         source: Source::Manual,
         reason: "test".into(),
+        action: crate::blocks::Action::Block,
     });
     let r = post("127.0.0.1", json!({"ip": "192.0.2.61"}));
     assert_eq!(

@@ -30,9 +30,10 @@ pub fn timeline_view(events: &[Event], now_ms: u64, range: &str, step: u64, n: u
     let (from, to) = window(now_ms, step, n);
     let mut all = vec![0u64; n];
     let mut blocks = vec![0u64; n];
+    // challenges' kinds only when there are such events
     let mut by_type: BTreeMap<&str, Vec<u64>> = Kind::ALL
         .iter()
-        .filter(|(k, _)| *k != Kind::Capture)
+        .filter(|(k, _)| *k != Kind::Capture && !k.is_challenge())
         .map(|(_, name)| (*name, vec![0; n]))
         .collect();
     for e in events {
@@ -45,8 +46,15 @@ pub fn timeline_view(events: &[Event], now_ms: u64, range: &str, step: u64, n: u
         if e.made_block() {
             blocks[i] += 1;
         }
-        if let Some(v) = by_type.get_mut(e.kind.map_or("unknown", |k| k.name())) {
-            v[i] += 1;
+        match e.kind {
+            Some(k) if k.is_challenge() => {
+                by_type.entry(k.name()).or_insert_with(|| vec![0; n])[i] += 1
+            }
+            k => {
+                if let Some(v) = by_type.get_mut(k.map_or("unknown", |k| k.name())) {
+                    v[i] += 1;
+                }
+            }
         }
     }
     json!({

@@ -11,9 +11,7 @@
 
 use std::sync::OnceLock;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use sha2::{Digest, Sha256};
+use crate::net::http::{inline_hashes, sha256_b64 as sha256};
 
 use super::exchange::{Request, Response};
 
@@ -26,34 +24,10 @@ struct Headers {
     etag: String,
 }
 
-/// The text of every `<tag>...</tag>` element of `page` (the tag written
-/// without attributes, as `ui.html` writes it).
-fn inline<'a>(page: &'a str, tag: &str) -> Vec<&'a str> {
-    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
-    let mut out = Vec::new();
-    let mut rest = page;
-    while let Some(i) = rest.find(&open) {
-        let body = &rest[i + open.len()..];
-        let Some(j) = body.find(&close) else { break };
-        out.push(&body[..j]);
-        rest = &body[j + close.len()..];
-    }
-    out
-}
-
-fn sha256(text: &str) -> String {
-    STANDARD.encode(Sha256::digest(text.as_bytes()))
-}
-
 /// The Content-Security-Policy of `page`: nothing but its own inline
 /// scripts and styles (by hash) and requests to its own origin.
 pub fn csp(page: &str) -> String {
-    let hashes = |tag| {
-        inline(page, tag)
-            .iter()
-            .map(|s| format!(" 'sha256-{}'", sha256(s)))
-            .collect::<String>()
-    };
+    let hashes = |tag| inline_hashes(page, tag);
     format!(
         "default-src 'none'; script-src{}; style-src{}; connect-src 'self'; \
          img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
@@ -94,6 +68,7 @@ pub(super) fn page(req: &Request) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::http::inline;
 
     #[test]
     fn the_page_is_self_contained() {

@@ -45,7 +45,7 @@ pub fn event(e: &Event) -> Value {
 /// (`null` for a permanent one).
 pub fn block(b: &Block, now_ms: u64) -> Value {
     let permanent = b.expires_ms == 0;
-    json!({
+    let mut v = json!({
         "ip": b.net.to_string(),
         "reason": b.reason,
         "source": b.source.as_str(),
@@ -56,7 +56,12 @@ pub fn block(b: &Block, now_ms: u64) -> Value {
         } else {
             Value::from(b.expires_ms.saturating_sub(now_ms) / 1000)
         },
-    })
+    });
+    // shown for a challenge only: a block's view stays as it was
+    if b.action == crate::blocks::Action::Challenge {
+        v["action"] = "challenge".into();
+    }
+    v
 }
 
 #[cfg(test)]
@@ -74,6 +79,7 @@ mod tests {
             expires_ms: 10_500,
             source: Source::Manual,
             reason: "scan".into(),
+            action: crate::blocks::Action::Block,
         };
         assert_eq!(
             block(&b, 1_000).to_string(),

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::accesslog::Line;
 use super::backend::Backend;
-use crate::blocks::{Block, Source};
+use crate::blocks::{Action, Block, Source};
 use crate::config::Config;
 use crate::detect::offences::Seen;
 use crate::engine::{code, now_ms};
@@ -42,8 +42,14 @@ impl Backend for Warden<'_> {
         Ok(self.engine.list(now_ms()))
     }
 
-    fn block(&self, target: &Net, duration_ms: u64, reason: &str) -> Result<(), Error> {
-        Warden::block(self, target, duration_ms, reason, Source::Manual)
+    fn block(
+        &self,
+        target: &Net,
+        duration_ms: u64,
+        reason: &str,
+        action: Action,
+    ) -> Result<(), Error> {
+        Warden::block_as(self, target, duration_ms, reason, Source::Manual, action)
     }
 
     fn unblock(&self, target: &Net) -> Result<(), Error> {
@@ -132,7 +138,7 @@ impl Backend for Warden<'_> {
 
     fn decide(&self, client: Addr, req: &Asked<'_>) -> Result<Decision, Error> {
         self.sync()?;
-        let verdict = self.engine.decide(client);
+        let verdict = self.engine.decide(client, || None);
         Ok(self.policy_decision(client, verdict, req))
     }
 
@@ -311,6 +317,7 @@ mod tests {
             path: path.as_bytes(),
             method: b"GET",
             authorization: None,
+            cookie: None,
         };
         assert_eq!(
             w.decide(c, &ask("shop", "/")).unwrap(),

@@ -380,6 +380,7 @@ mod tests {
             expires_ms,
             source: Source::Manual,
             reason: "why".into(),
+            action: crate::blocks::Action::Block,
         }
     }
 

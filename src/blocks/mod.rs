@@ -8,7 +8,11 @@
 //! addresses and one longest-prefix search for ranges, with no lock.
 //!
 //! Record formats (the dict's keys and values; stable across versions):
-//! - block key `b|<target>`, value `<expires_ms>|<source>|<reason>`;
+//! - block key `b|<target>`, value `<expires_ms>|<source>|<reason>`, or
+//!   `<expires_ms>|<source>:challenge|<reason>` for a challenge (the
+//!   client is let through with a solved challenge's cookie,
+//!   [`crate::challenge`]; versions before challenges refuse the record
+//!   as malformed);
 //! - journal entry `+|<target>|<expires_ms>|<source>|<reason>` or
 //!   `-|<target>`.
 //!
@@ -57,6 +61,36 @@ impl Source {
     }
 }
 
+/// What a block record does to its client.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Refuse it (`block_status`).
+    #[default]
+    Block,
+    /// Challenge it: a page with a proof of work, or 429 for what cannot
+    /// run the page; a valid cookie lets it through.
+    Challenge,
+}
+
+impl Action {
+    /// The name in records, the admin API and the Lua API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Block => "block",
+            Action::Challenge => "challenge",
+        }
+    }
+
+    /// Parses an action name.
+    pub fn parse(s: &str) -> Option<Action> {
+        match s {
+            "block" => Some(Action::Block),
+            "challenge" => Some(Action::Challenge),
+            _ => None,
+        }
+    }
+}
+
 /// One block.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Block {
@@ -68,6 +102,8 @@ pub struct Block {
     pub source: Source,
     /// Free text.
     pub reason: String,
+    /// What it does.
+    pub action: Action,
 }
 
 /// A record that could not be decoded.
@@ -119,8 +155,12 @@ impl Block {
 
     /// The dict value of this block.
     pub fn value(&self) -> String {
+        let action = match self.action {
+            Action::Block => "",
+            Action::Challenge => ":challenge",
+        };
         format!(
-            "{}|{}|{}",
+            "{}|{}{action}|{}",
             self.expires_ms,
             self.source.as_str(),
             self.reason
@@ -136,16 +176,22 @@ impl Block {
             .next()
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| bad(value))?;
-        let source = it
-            .next()
-            .and_then(Source::parse)
-            .ok_or_else(|| bad(value))?;
+        let field = it.next().ok_or_else(|| bad(value))?;
+        let (source, action) = match field.split_once(':') {
+            None => (Source::parse(field), Some(Action::Block)),
+            Some((s, "challenge")) => (Source::parse(s), Some(Action::Challenge)),
+            Some(_) => (None, None),
+        };
+        let (Some(source), Some(action)) = (source, action) else {
+            return Err(bad(value));
+        };
         let reason = it.next().ok_or_else(|| bad(value))?.to_string();
         Ok(Block {
             net,
             expires_ms,
             source,
             reason,
+            action,
         })
     }
 }
@@ -446,6 +492,7 @@ mod tests {
             expires_ms: exp,
             source: Source::Manual,
             reason: "r|with|bars".into(),
+            action: crate::blocks::Action::Block,
         }
     }
 
@@ -559,6 +606,7 @@ mod tests {
                 expires_ms: exp,
                 source: if auto { Source::Auto } else { Source::Manual },
                 reason: "r".into(),
+                action: crate::blocks::Action::Block,
             };
             let mine: Vec<Block> = mine.into_iter().map(block).collect();
             let mut bs = Blocks::default();

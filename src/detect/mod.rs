@@ -51,7 +51,7 @@ use crate::detect::counters::{
 };
 use crate::detect::payload::{normalize_into, Class, Payloads};
 use crate::net::addr::Addr;
-use crate::options::{duration, flag, integer, show, ConfigError};
+use crate::options::{duration, flag, integer, show, string_list, ConfigError};
 use crate::path::glob::GlobSet;
 use crate::path::uri::{decode_fully, plain_path, plain_query, resolve_into, split};
 
@@ -117,6 +117,9 @@ pub const DEFAULT_IGNORE_EXTENSIONS: &[&str] = &[
 pub enum Mode {
     /// Record an event and block (when `auto_block_enabled`).
     Block,
+    /// Record an event and challenge the client (`opts.challenge`): a
+    /// block record whose action is `challenge`.
+    Challenge,
     /// Record a "would block" event only.
     Monitor,
     /// Nothing: the rule is off.
@@ -128,6 +131,7 @@ impl Mode {
     pub fn name(self) -> &'static str {
         match self {
             Mode::Block => "block",
+            Mode::Challenge => "challenge",
             Mode::Monitor => "monitor",
             Mode::Off => "off",
         }
@@ -279,33 +283,6 @@ fn max_threshold(r: Rule) -> u32 {
         Rule::RepeatedHits => MAX_HITS_THRESHOLD,
         Rule::UniquePaths => crate::detect::counters::MAX_PATHS as u32,
         _ => MAX_SMALL_THRESHOLD,
-    }
-}
-
-/// A list of strings: a Lua array, or one comma-separated string.
-fn string_list(v: &Value, option: &str) -> Result<Vec<String>, ConfigError> {
-    let bad = || {
-        ConfigError::new(
-            option,
-            format!(
-                "must be a list of strings or a comma-separated string, got {}",
-                show(v)
-            ),
-        )
-    };
-    match v {
-        Value::String(s) => Ok(s
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()),
-        Value::Array(a) => a
-            .iter()
-            .map(|x| x.as_str().map(|s| s.trim().to_string()).ok_or_else(bad))
-            .collect(),
-        Value::Object(m) if m.is_empty() => Ok(Vec::new()),
-        _ => Err(bad()),
     }
 }
 
@@ -510,6 +487,8 @@ impl DetectorConfig {
             };
             let mode_of = |v: &Value, opt: &str| match v.as_str() {
                 Some("block") => Ok(Mode::Block),
+                // refused by Config::from_value without opts.challenge
+                Some("challenge") => Ok(Mode::Challenge),
                 Some("monitor") => Ok(Mode::Monitor),
                 Some("off") => Ok(Mode::Off),
                 _ => Err(ConfigError::new(
@@ -545,6 +524,28 @@ impl DetectorConfig {
             }
         }
         Ok(())
+    }
+
+    /// The first rule whose mode is `challenge`, if any.
+    pub fn challenging(&self) -> Option<Rule> {
+        Rule::ALL
+            .into_iter()
+            .find(|r| self.modes[*r as usize] == Mode::Challenge)
+    }
+
+    /// With `opts.challenge`: the statistical rules (`rate`,
+    /// `repeated_hits`, `unique_paths`: one address may be a whole office)
+    /// challenge unless `detector.rules` says otherwise (`v`: the
+    /// `detector` options as given); the certain ones (scanner agents,
+    /// probe paths, payloads, auth failures, 404s) keep blocking.
+    pub fn challenge_by_default(&mut self, v: Option<&Value>) {
+        let rules = v.and_then(|d| d.get("rules"));
+        for r in [Rule::Rate, Rule::RepeatedHits, Rule::UniquePaths] {
+            let given = rules.is_some_and(|m| m.get(r.name()).is_some());
+            if !given && self.modes[r as usize] != Mode::Off {
+                self.modes[r as usize] = Mode::Challenge;
+            }
+        }
     }
 
     /// The duration (ms, 0 = permanent) of the `offence`-th automatic block

@@ -7,6 +7,10 @@
 //! - `auto_block_enabled = false`: an event and a log line, no block;
 //! - a client already blocked (by another worker a moment ago, two rules
 //!   tripping at once): one offence, one block, so only an event;
+//! - a rule in `challenge` mode: the client is challenged for
+//!   `auto_block_duration` (a block record whose action is `challenge`);
+//!   no offence is counted: a client that never solves is blocked later,
+//!   through this schedule ([`crate::ops`]'s challenge);
 //! - otherwise the offence is counted (key `o|<target>`, remembered
 //!   `repeat_offender_memory` after the latest one), the block lasts what
 //!   the schedule gives for that offence
@@ -15,6 +19,7 @@
 //!
 //! The caller records the event and fires the report (a cosocket, in Lua).
 
+use crate::blocks::Action;
 use crate::detect::counters::Rule;
 use crate::detect::{event_kind, DetectorConfig, Mode, Tripped};
 use crate::error::Error;
@@ -99,7 +104,8 @@ pub fn count(st: &Store<'_>, target: &Net, memory_ms: u64) -> u32 {
 /// Acts on tripped rule `t` seen on request `seen`. `blocking_mode`:
 /// warden refuses blocked clients (false: it only logs).
 /// `already_blocked()` tells whether the client is blocked now (after a
-/// sync); `block(target, duration_ms, reason)` blocks it.
+/// sync); `block(target, duration_ms, reason, action)` blocks or
+/// challenges it.
 pub fn act(
     st: &Store<'_>,
     cfg: &DetectorConfig,
@@ -107,7 +113,7 @@ pub fn act(
     t: &Tripped,
     seen: &Seen<'_>,
     already_blocked: impl FnOnce() -> bool,
-    block: impl FnOnce(&Net, u64, &str) -> Result<(), Error>,
+    block: impl FnOnce(&Net, u64, &str, Action) -> Result<(), Error>,
 ) -> Outcome {
     let target = t.key.net(cfg.ipv6_prefix);
     let what = what(t, cfg);
@@ -129,11 +135,28 @@ pub fn act(
         "none: auto_block_enabled is false".to_string()
     } else if already_blocked() {
         "already blocked".to_string()
+    } else if t.mode == Mode::Challenge {
+        let duration_ms = cfg.auto_block_duration_ms;
+        let duration = human(duration_ms as f64 / 1000.0);
+        match block(&target, duration_ms, &what, Action::Challenge) {
+            Ok(()) => {
+                st.log(
+                    Level::Warn,
+                    &format!("challenged {target} for {duration} ({what})"),
+                );
+                if duration_ms == 0 {
+                    "challenged permanently".to_string()
+                } else {
+                    format!("challenged for {duration}")
+                }
+            }
+            Err(e) => format!("challenge failed: {e}"),
+        }
     } else {
         let n = count(st, &target, cfg.repeat_offender_memory_ms);
         let duration_ms = cfg.block_duration_ms(n);
         let duration = human(duration_ms as f64 / 1000.0);
-        match block(&target, duration_ms, &what) {
+        match block(&target, duration_ms, &what, Action::Block) {
             Ok(()) => {
                 st.count(Stat::AutoBlocks, 1);
                 report = true;
@@ -234,7 +257,7 @@ mod tests {
             t,
             &seen,
             || blocked,
-            |n, d, r| {
+            |n, d, r, _| {
                 made.borrow_mut().push((n.to_string(), d, r.to_string()));
                 Ok(())
             },
@@ -343,7 +366,7 @@ mod tests {
             &t,
             &Seen::default(),
             || false,
-            |_, _, _| Err(Error::new(Kind::Full, "", "no room")),
+            |_, _, _, _| Err(Error::new(Kind::Full, "", "no room")),
         );
         assert_eq!(out.event.action, "block failed: no room");
         assert!(!out.report);
@@ -360,7 +383,7 @@ mod tests {
             &t,
             &Seen::default(),
             || false,
-            |_, _, _| Ok(()),
+            |_, _, _, _| Ok(()),
         );
         assert_eq!(out.event.action, "blocked permanently (offence 2)");
         assert_eq!(

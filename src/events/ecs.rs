@@ -72,6 +72,9 @@ pub fn categories(e: &Event) -> (&'static str, &'static [&'static str], &'static
         Some(Kind::RateLimited | Kind::Suspicious | Kind::ScanDetected) => {
             ("alert", &["intrusion_detection", "web"], "indicator")
         }
+        Some(Kind::ChallengeIssued) => ("event", &["web"], "denied"),
+        Some(Kind::ChallengeSolved) => ("event", &["web"], "allowed"),
+        Some(Kind::ChallengeFailed) => ("alert", &["intrusion_detection", "web"], "denied"),
         Some(Kind::Capture) | None => ("event", &["web"], "access"),
     }
 }

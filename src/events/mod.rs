@@ -40,6 +40,14 @@ pub enum Kind {
     ScanDetected,
     /// A captured request (real-time capture).
     Capture,
+    /// Challenge pages served to a client (one event per client and
+    /// minute, with a count: [`refusals`]).
+    ChallengeIssued,
+    /// A client solved its challenge.
+    ChallengeSolved,
+    /// An answer was refused (wrong, forged, expired, replayed), or a
+    /// client that never solved was blocked.
+    ChallengeFailed,
 }
 
 impl Kind {
@@ -53,18 +61,33 @@ impl Kind {
             Kind::Suspicious => Stat::EventsSuspicious,
             Kind::ScanDetected => Stat::EventsScanDetected,
             Kind::Capture => Stat::EventsCapture,
+            Kind::ChallengeIssued => Stat::EventsChallengeIssued,
+            Kind::ChallengeSolved => Stat::EventsChallengeSolved,
+            Kind::ChallengeFailed => Stat::EventsChallengeFailed,
         }
     }
 
     /// Every kind with its name.
-    pub const ALL: [(Kind, &'static str); 6] = [
+    pub const ALL: [(Kind, &'static str); 9] = [
         (Kind::BlockedIp, "blocked_ip"),
         (Kind::RateLimited, "rate_limited"),
         (Kind::AuthFailed, "auth_failed"),
         (Kind::Suspicious, "suspicious"),
         (Kind::ScanDetected, "scan_detected"),
         (Kind::Capture, "capture"),
+        (Kind::ChallengeIssued, "challenge_issued"),
+        (Kind::ChallengeSolved, "challenge_solved"),
+        (Kind::ChallengeFailed, "challenge_failed"),
     ];
+
+    /// True for the challenge's kinds, which type-keyed reports list only
+    /// when challenges are configured or such events exist.
+    pub fn is_challenge(self) -> bool {
+        matches!(
+            self,
+            Kind::ChallengeIssued | Kind::ChallengeSolved | Kind::ChallengeFailed
+        )
+    }
 
     /// The kind's name.
     pub fn name(self) -> &'static str {
@@ -698,7 +721,7 @@ mod tests {
                 (Nil, Text("bogus"), Nil, Nil),
                 "type",
                 "type must be one of blocked_ip, rate_limited, auth_failed, suspicious, \
-                 scan_detected, capture, got 'bogus'",
+                 scan_detected, capture, challenge_issued, challenge_solved, challenge_failed, got 'bogus'",
             ),
             (
                 (Nil, Bool(true), Nil, Nil),

@@ -363,6 +363,9 @@ pub static SEC_FETCH_DEST: Var = Var::new(b"http_sec_fetch_dest");
 pub static SEC_PURPOSE: Var = Var::new(b"http_sec_purpose");
 /// `$http_purpose` (likewise).
 pub static PURPOSE: Var = Var::new(b"http_purpose");
+/// `$cookie_warden_pass`: the challenge's cookie ([`crate::challenge::COOKIE`]),
+/// read only for a challenged client.
+pub static CHALLENGE_COOKIE: Var = Var::new(b"cookie_warden_pass");
 
 /// A request being served (nginx's `ngx_http_request_t *`, as lua-resty-
 /// core's `get_request()` gives it).
@@ -507,6 +510,12 @@ impl Request {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cookie_variable_names_the_cookie() {
+        let name = format!("cookie_{}", crate::challenge::COOKIE);
+        assert_eq!(CHALLENGE_COOKIE.name, name.as_bytes());
+    }
 
     #[test]
     fn keys_are_nginx_hashes() {

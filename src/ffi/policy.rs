@@ -46,6 +46,9 @@ pub const DECIDE_UNAUTHORIZED: c_int = 5;
 /// The site has a rate limit, counted in the shared dict: the decision
 /// is `engine:decide()`'s (nothing was counted here).
 pub const DECIDE_RATE: c_int = 6;
+/// The site challenges every client (`challenge = true`) and this one has
+/// no valid cookie: serve the challenge.
+pub const DECIDE_CHALLENGE: c_int = 7;
 
 thread_local! {
     /// The text [`WardenDecision`] points to.
@@ -152,8 +155,17 @@ pub unsafe extern "C" fn warden_decide(
             path,
             method: r.var(&nginx::REQUEST_METHOD).unwrap_or_default(),
             authorization: r.var(&nginx::AUTHORIZATION),
+            cookie: None,
         };
-        let Some(d) = w.policy_decision(client, verdict, &asked, |_, _| None) else {
+        let mut decided = w.policy_decision(client, verdict, &asked, |_, _| None);
+        if decided == Some(Decision::NeedCookie) {
+            // a site that challenges every client: its cookie, read only
+            // then (nothing was counted)
+            let cookie = Some(r.var(&nginx::CHALLENGE_COOKIE).unwrap_or_default());
+            let asked = Asked { cookie, ..asked };
+            decided = w.policy_decision(client, verdict, &asked, |_, _| None);
+        }
+        let Some(d) = decided else {
             return DECIDE_RATE;
         };
         let mut put = |why: &'static str, text: String| {
@@ -183,8 +195,9 @@ pub unsafe extern "C" fn warden_decide(
                 put("", reason(&d));
                 DECIDE_BLOCKED_PATH
             }
-            // only with a counting `rate`
-            Decision::RateLimited { .. } => DECIDE_RATE,
+            Decision::Challenge => DECIDE_CHALLENGE,
+            // only with a counting `rate`, or without a cookie to give
+            Decision::RateLimited { .. } | Decision::NeedCookie => DECIDE_RATE,
             Decision::Unauthorized { why, scheme, realm } => {
                 put(why, scheme.challenge(realm));
                 DECIDE_UNAUTHORIZED

@@ -84,12 +84,14 @@ fn policy_bits(w: &Engine) -> c_int {
 /// low byte, the policy bits 1 and 2 of `warden_policy_active()` from
 /// [`flags::POLICY_SHIFT`] on when a policy applies by path or site, and
 /// [`flags::BAD_FORWARDED`] when a forwarding header was bad.
+/// A challenged client with a valid cookie (read with `cookie()` only
+/// then, [`crate::challenge`]) passes.
 #[inline]
-fn decided(w: &Engine, c: Client) -> c_int {
+fn decided<'a>(w: &Engine, c: Client, cookie: impl FnOnce() -> Option<&'a [u8]>) -> c_int {
     if c.bad_forwarded {
         w.count(Stat::BadForwarded);
     }
-    let mut rc = w.decide(c.addr) | policy_bits(w);
+    let mut rc = w.decide(c.addr, cookie) | policy_bits(w);
     if c.bad_forwarded {
         rc |= flags::BAD_FORWARDED;
     }
@@ -107,7 +109,8 @@ fn decided(w: &Engine, c: Client) -> c_int {
 ///
 /// Returns `SYNC` when the worker must replay the block journal first;
 /// otherwise an outcome (`PASS`, `ALLOW`, `DENY`, `BLOCK_MANUAL`,
-/// `BLOCK_AUTO`) in the low byte, with the policy bits and
+/// `BLOCK_AUTO`, `CHALLENGE`: a challenged client without a valid cookie;
+/// one with a valid cookie is `PASS`) in the low byte, with the policy bits and
 /// [`flags::BAD_FORWARDED`] above it (see `decided`); `BAD_ADDRESS` when the peer is not
 /// an IP address (a unix socket); `INTERNAL` for a NULL argument or a
 /// caught panic.
@@ -150,7 +153,7 @@ pub unsafe extern "C" fn warden_access(
             w.count(Stat::BadAddress);
             return code::BAD_ADDRESS;
         };
-        let rc = decided(w, client);
+        let rc = decided(w, client, || r.var(&nginx::CHALLENGE_COOKIE));
         w.remember(
             id,
             start,
@@ -207,7 +210,7 @@ pub unsafe extern "C" fn warden_check_text(
         if let Some(out) = out {
             out.fill(client);
         }
-        decided(w, client)
+        decided(w, client, || None)
     }))
     .unwrap_or(code::INTERNAL)
 }

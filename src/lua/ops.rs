@@ -12,13 +12,16 @@ use std::path::Path;
 
 use super::engine::{event_table, LuaEngine};
 use super::{duration_arg, net_arg, nil_err, ok, str_arg};
-use crate::blocks::Source;
+use crate::blocks::{Action as BlockAction, Source};
 use crate::detect::offences::Seen;
 use crate::error::Error;
 use crate::net::addr::Addr;
 use crate::persist::fleet::agent::{Action, Outcome};
 use crate::policy::decision::{Asked, Decision};
 use crate::policy::doc::{Edit, List, Update};
+
+/// An optional string argument.
+type Text = Option<mlua::LuaString>;
 
 /// `nil, message, field, status`.
 fn fail(lua: &mlua::Lua, e: &Error) -> LuaResult<MultiValue> {
@@ -139,15 +142,35 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
         Ok(()) => ok(lua, true),
         Err(e) => fail(lua, &e),
     });
-    // block(target, duration?, reason?, source?) -> true, target |
+    // block(target, duration?, reason?, source?, action?) -> true, target |
     // nil, err, field, status. duration: seconds or "90s"/"15m"/"24h"/"7d"
-    // (0 or nil: permanent); source: "manual" (default) or "auto".
+    // (0 or nil: permanent); source: "manual" (default) or "auto";
+    // action: "block" (default) or "challenge".
     m.add_method(
         "block",
-        |lua, this, (t, duration, reason, source): (Value, Value, Value, Option<String>)| {
+        |lua,
+         this,
+         (t, duration, reason, source, action): (
+            Value,
+            Value,
+            Value,
+            Option<String>,
+            Option<String>,
+        )| {
+            let action = match action.as_deref() {
+                None => Ok(BlockAction::Block),
+                Some(a) => BlockAction::parse(a).ok_or_else(|| {
+                    Error::invalid(
+                        "action",
+                        format!("action must be 'block' or 'challenge', got '{a}'"),
+                    )
+                }),
+            };
             let args = block_args(&t, &duration, &reason, source.as_deref());
             let r = args.and_then(|(net, d, reason, source)| {
-                this.warden().block(&net, d, &reason, source).map(|()| net)
+                this.warden()
+                    .block_as(&net, d, &reason, source, action?)
+                    .map(|()| net)
             });
             match r {
                 Ok(net) => Ok(MultiValue::from_vec(vec![
@@ -169,9 +192,14 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
                     Ok(a) => a,
                     Err(e) => return fail(lua, &e),
                 };
-            let p =
-                this.engine()
-                    .prepare(&net, duration_ms, source, &reason, (now * 1000.0) as u64);
+            let p = this.engine().prepare(
+                &net,
+                duration_ms,
+                source,
+                &reason,
+                BlockAction::Block,
+                (now * 1000.0) as u64,
+            );
             let out = lua.create_table_with_capacity(0, 7)?;
             out.set("target", net.to_string())?;
             out.set("key", p.key)?;
@@ -191,6 +219,69 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
             Err(e) => fail(lua, &e),
         }
     });
+    // challenge(ip, method, request_uri, accept, user_agent, https, cookie,
+    // body?) -> "pass" (a valid cookie) | "body" (read the body, call again
+    // with it) | "block" (refuse as a block) | status, body, { name = value,
+    // ... }: a challenged client's request (src/ops/challenge.rs)
+    m.add_method(
+        "challenge",
+        |lua,
+         this,
+         (ip, method, uri, accept, ua, https, cookie, body): (
+            mlua::LuaString,
+            Text,
+            Text,
+            Text,
+            Text,
+            Option<bool>,
+            Text,
+            Text,
+        )| {
+            use crate::ops::challenge::{Request, Served};
+            let Ok(client) = Addr::parse_bytes(&ip.as_bytes()) else {
+                return Ok(MultiValue::from_vec(vec![Value::String(
+                    lua.create_string("block")?,
+                )]));
+            };
+            let (method, uri, accept, ua) = (text(&method), text(&uri), text(&accept), text(&ua));
+            let body = body.as_ref().map(|b| b.as_bytes().to_vec());
+            let cookie = cookie.as_ref().map(|c| c.as_bytes().to_vec());
+            let r = Request {
+                method: &method,
+                uri: &uri,
+                accept: &accept,
+                user_agent: &ua,
+                https: https.unwrap_or(false),
+                cookie: cookie.as_deref(),
+                body: body.as_deref(),
+            };
+            let word = |w: &str| -> LuaResult<MultiValue> {
+                Ok(MultiValue::from_vec(vec![Value::String(
+                    lua.create_string(w)?,
+                )]))
+            };
+            match this.warden().challenge(client, &r) {
+                Served::Pass => word("pass"),
+                Served::NeedBody => word("body"),
+                Served::Block => word("block"),
+                Served::Reply {
+                    status,
+                    headers,
+                    body,
+                } => {
+                    let h = lua.create_table_with_capacity(0, headers.len())?;
+                    for (k, v) in headers {
+                        h.set(k, v)?;
+                    }
+                    Ok(MultiValue::from_vec(vec![
+                        Value::Integer(i64::from(status)),
+                        Value::String(lua.create_string(body)?),
+                        Value::Table(h),
+                    ]))
+                }
+            }
+        },
+    );
     // trip(status, method, path, user_agent) -> nil | event, client, rule:
     // acts on the rule that tripped in this worker's latest observation;
     // client and rule: to report to iprepd (nil when not blocked)
@@ -236,14 +327,15 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
         "decide",
         |lua,
          this,
-         (verdict, ip, site, path, method, auth, server_name): (
+         (verdict, ip, site, path, method, auth, server_name, cookie): (
             i32,
             mlua::LuaString,
-            Option<mlua::LuaString>,
+            Text,
             mlua::LuaString,
             mlua::LuaString,
-            Option<mlua::LuaString>,
-            Option<mlua::LuaString>,
+            Text,
+            Text,
+            Text,
         )| {
             let Ok(client) = Addr::parse_bytes(&ip.as_bytes()) else {
                 return Ok(MultiValue::new());
@@ -258,11 +350,13 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
                 method.as_bytes(),
             );
             let auth = auth.as_ref().map(|a| a.as_bytes());
+            let cookie = cookie.as_ref().map(|c| c.as_bytes());
             let asked = Asked {
                 site,
                 path: &path,
                 method: &method,
                 authorization: auth.as_deref(),
+                cookie: cookie.as_deref(),
             };
             let d = this.warden().policy_decision(client, verdict, &asked);
             let s = |v: &str| lua.create_string(v).map(Value::String);
@@ -277,6 +371,8 @@ pub(super) fn add_methods<M: UserDataMethods<LuaEngine>>(m: &mut M) {
                 Decision::Skip => vec![s("skip")?],
                 Decision::Blocked(_) => vec![s("blocked")?],
                 Decision::ForbiddenIp => vec![s("forbidden_ip")?, s(&reason(&d))?],
+                Decision::Challenge => vec![s("challenge")?],
+                Decision::NeedCookie => vec![s("cookie")?],
                 Decision::BlockedPath => vec![s("blocked_path")?, s(&reason(&d))?],
                 Decision::RateLimited { retry_after_s, .. } => vec![
                     s("rate_limited")?,

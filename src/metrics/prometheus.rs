@@ -69,10 +69,50 @@ fn escape(v: &str) -> String {
     out
 }
 
+/// Challenges' families (with `opts.challenge` only).
+fn challenge_families(s: &Snapshot) -> Vec<Family> {
+    use Stat::*;
+    let c = |st: Stat| s.get(st);
+    vec![
+        by(
+            "warden_requests_challenged_total",
+            "counter",
+            "Requests of challenged clients: answered with the challenge (page or 429), \
+             or let through by a solved challenge's cookie.",
+            "result",
+            &[
+                ("challenged", c(Challenged)),
+                ("passed", c(ChallengePassed)),
+            ],
+        ),
+        by(
+            "warden_challenges_total",
+            "counter",
+            "Challenges: pages issued, answers solved, answers refused.",
+            "result",
+            &[
+                ("issued", c(ChallengesIssued)),
+                ("solved", c(ChallengesSolved)),
+                ("failed", c(ChallengesFailed)),
+            ],
+        ),
+        one(
+            "warden_challenge_solve_milliseconds_total",
+            "counter",
+            "Milliseconds from challenge page to solved answer, summed (divided by \
+             warden_challenges_total{result=\"solved\"}: the mean solve time).",
+            c(ChallengeSolveMs),
+        ),
+    ]
+}
+
 fn families(s: &Snapshot) -> Vec<Family> {
     use Stat::*;
     let c = |st: Stat| s.get(st);
-    let events: Vec<(&str, u64)> = Stat::events().map(|(st, name)| (name, c(st))).collect();
+    let events: Vec<(&str, u64)> = Stat::events()
+        .filter(|(st, _)| s.challenge || !st.is_challenge())
+        .map(|(st, name)| (name, c(st)))
+        .collect();
     let mut f = vec![
         by(
             "warden_info",
@@ -85,8 +125,18 @@ fn families(s: &Snapshot) -> Vec<Family> {
             "warden_requests_checked_total",
             "counter",
             "Requests decided by check() (lists and blocks).",
-            c(Passed) + c(Allowlisted) + c(Denylisted) + c(BlockedManual) + c(BlockedAuto),
+            c(Passed)
+                + c(Allowlisted)
+                + c(Denylisted)
+                + c(BlockedManual)
+                + c(BlockedAuto)
+                + if s.challenge { c(Challenged) } else { 0 },
         ),
+    ];
+    if s.challenge {
+        f.extend(challenge_families(s));
+    }
+    f.extend(vec![
         one(
             "warden_requests_allowlisted_total",
             "counter",
@@ -234,7 +284,7 @@ fn families(s: &Snapshot) -> Vec<Family> {
             "Events the ring holds at most.",
             s.events_capacity,
         ),
-    ];
+    ]);
     if s.state_file.is_some() {
         f.push(by(
             "warden_state_writes_total",

@@ -68,6 +68,9 @@ pub struct Snapshot {
     pub state_file: Option<String>,
     /// The fleet agent (`None` without `redis`).
     pub fleet: Option<FleetGauges>,
+    /// Challenges are configured (`opts.challenge`): reports show their
+    /// counters and event types (without, they look as they always did).
+    pub challenge: bool,
 }
 
 impl Default for Snapshot {
@@ -88,6 +91,7 @@ impl Default for Snapshot {
             dict_capacity_bytes: 0,
             state_file: None,
             fleet: None,
+            challenge: false,
         }
     }
 }
@@ -154,6 +158,7 @@ impl Snapshot {
             "fleet_redis" => self.fleet_mut().redis = text().unwrap_or_default(),
             "fleet_connected" => self.fleet_mut().connected = v.as_bool().unwrap_or(false),
             "fleet_queued" => self.fleet_mut().queued = v.as_f64().unwrap_or(0.0) as i64,
+            "challenge" => self.challenge = v.as_bool().unwrap_or(false),
             _ => {}
         }
     }
@@ -195,6 +200,9 @@ impl Snapshot {
         put("dict_capacity_bytes", self.dict_capacity_bytes.into());
         if let Some(f) = &self.state_file {
             put("state_file", f.clone().into());
+        }
+        if self.challenge {
+            put("challenge", true.into());
         }
         if let Some(f) = &self.fleet {
             put("fleet_node", f.node.clone().into());

@@ -98,11 +98,31 @@ pub enum Stat {
     /// Crawler verifications whose lookups failed (timeout, server
     /// failure); also counted in `CrawlersFailed`.
     CrawlerLookupErrors,
+    /// Events of the challenge's kinds (added after the others, whose
+    /// order the shared counters keep).
+    EventsChallengeIssued,
+    /// See `EventsChallengeIssued`.
+    EventsChallengeSolved,
+    /// See `EventsChallengeIssued`.
+    EventsChallengeFailed,
+    /// Requests of challenged clients answered with the page or a 429.
+    Challenged,
+    /// Requests of challenged clients let through by a valid cookie.
+    ChallengePassed,
+    /// Challenge pages served.
+    ChallengesIssued,
+    /// Challenges solved (a cookie given).
+    ChallengesSolved,
+    /// Answers refused (wrong, forged, expired, replayed).
+    ChallengesFailed,
+    /// Milliseconds from page to answer, summed over the solved ones
+    /// (divide by `challenges_solved` for the mean).
+    ChallengeSolveMs,
 }
 
 impl Stat {
     /// Number of counters (the last variant's index + 1).
-    pub const COUNT: usize = Stat::CrawlerLookupErrors as usize + 1;
+    pub const COUNT: usize = Stat::ChallengeSolveMs as usize + 1;
     /// Every counter with its name, for reports.
     pub const ALL: [(Stat, &'static str); Stat::COUNT] = [
         (Stat::Passed, "passed"),
@@ -148,13 +168,43 @@ impl Stat {
         (Stat::CrawlersVerified, "crawlers_verified"),
         (Stat::CrawlersFailed, "crawlers_failed"),
         (Stat::CrawlerLookupErrors, "crawler_lookup_errors"),
+        (Stat::EventsChallengeIssued, "events_challenge_issued"),
+        (Stat::EventsChallengeSolved, "events_challenge_solved"),
+        (Stat::EventsChallengeFailed, "events_challenge_failed"),
+        (Stat::Challenged, "challenged"),
+        (Stat::ChallengePassed, "challenge_passed"),
+        (Stat::ChallengesIssued, "challenges_issued"),
+        (Stat::ChallengesSolved, "challenges_solved"),
+        (Stat::ChallengesFailed, "challenges_failed"),
+        (Stat::ChallengeSolveMs, "challenge_solve_ms"),
     ];
+
+    /// True for the counters of challenges and of their events, which
+    /// reports show only when challenges are configured.
+    pub fn is_challenge(self) -> bool {
+        matches!(
+            self,
+            Stat::EventsChallengeIssued
+                | Stat::EventsChallengeSolved
+                | Stat::EventsChallengeFailed
+                | Stat::Challenged
+                | Stat::ChallengePassed
+                | Stat::ChallengesIssued
+                | Stat::ChallengesSolved
+                | Stat::ChallengesFailed
+                | Stat::ChallengeSolveMs
+        )
+    }
 
     /// The counters of events by type, with the type's name: the counter
     /// `events_<type>` for each of [`crate::events::Kind`]'s names.
     pub fn events() -> impl Iterator<Item = (Stat, &'static str)> {
         Stat::ALL[Stat::EventsBlockedIp as usize..=Stat::EventsCapture as usize]
             .iter()
+            .chain(
+                &Stat::ALL
+                    [Stat::EventsChallengeIssued as usize..=Stat::EventsChallengeFailed as usize],
+            )
             .map(|(s, n)| (*s, &n["events_".len()..]))
     }
 }

@@ -9,8 +9,43 @@
 //! may be kept alive, and chunked decoding. Everything is incremental:
 //! given the bytes received so far, each function says "need more",
 //! "done", or "malformed" — never panics, whatever the input.
+//!
+//! Also the one home of what the pages warden serves itself (the
+//! dashboard, the challenge) put in their Content-Security-Policy: the
+//! hashes of their inline elements ([`inline_hashes`]).
 
 use std::fmt;
+
+/// The text of every `<tag>...</tag>` element of `page` (the tag written
+/// without attributes: `<script type="text/plain">` is not one).
+pub fn inline<'a>(page: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = page;
+    while let Some(i) = rest.find(&open) {
+        let body = &rest[i + open.len()..];
+        let Some(j) = body.find(&close) else { break };
+        out.push(&body[..j]);
+        rest = &body[j + close.len()..];
+    }
+    out
+}
+
+/// SHA-256 of `text`, base64 (as CSP and ETags write it).
+pub fn sha256_b64(text: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// ` 'sha256-...'` for each inline `<tag>` element of `page`, for a
+/// Content-Security-Policy's `script-src` or `style-src`.
+pub fn inline_hashes(page: &str, tag: &str) -> String {
+    inline(page, tag)
+        .iter()
+        .map(|s| format!(" 'sha256-{}'", sha256_b64(s)))
+        .collect()
+}
 
 /// Largest response head accepted.
 pub const MAX_HEAD: usize = 16 * 1024;

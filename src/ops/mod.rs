@@ -32,8 +32,9 @@ use std::path::Path;
 use serde_json::Value as Json;
 
 use crate::blocks::journal::{self, Batch};
-use crate::blocks::{Block, Change, Source};
+use crate::blocks::{Action as BlockAction, Block, Change, Source};
 use crate::detect::offences::{self, Seen};
+use crate::detect::Mode;
 use crate::engine::{now_ms, Engine};
 use crate::error::{Error, Kind};
 use crate::events::log::{Drain, Target};
@@ -216,11 +217,31 @@ impl<'a> Warden<'a> {
         reason: &str,
         source: Source,
     ) -> Result<(), Error> {
+        self.block_as(target, duration_ms, reason, source, BlockAction::Block)
+    }
+
+    /// [`Warden::block`] with an action: [`BlockAction::Challenge`] challenges
+    /// the target instead (`Kind::Invalid`, field `action`, without
+    /// `opts.challenge`).
+    pub fn block_as(
+        &self,
+        target: &Net,
+        duration_ms: u64,
+        reason: &str,
+        source: Source,
+        action: BlockAction,
+    ) -> Result<(), Error> {
+        if action == BlockAction::Challenge && self.engine.challenge().is_none() {
+            return Err(Error::invalid(
+                "action",
+                "action 'challenge' needs opts.challenge = { secret = \"...\" } in new()",
+            ));
+        }
         let st = self.store();
         let reason: String = reason.chars().take(MAX_REASON).collect();
         let p = self
             .engine
-            .prepare(target, duration_ms, source, &reason, st.now_ms);
+            .prepare(target, duration_ms, source, &reason, action, st.now_ms);
         if self.engine.allowlisted(target.first()) {
             st.log(
                 Level::Warn,
@@ -235,10 +256,13 @@ impl<'a> Warden<'a> {
                 ip: target.to_string(),
                 kind: Some(EventKind::BlockedIp),
                 rule: source.as_str().to_string(),
-                action: if duration_ms == 0 {
-                    "blocked permanently".to_string()
-                } else {
-                    format!("blocked for {}", human(duration_ms as f64 / 1000.0))
+                action: match (action, duration_ms) {
+                    (BlockAction::Block, 0) => "blocked permanently".to_string(),
+                    (BlockAction::Challenge, 0) => "challenged permanently".to_string(),
+                    (BlockAction::Block, d) => format!("blocked for {}", human(d as f64 / 1000.0)),
+                    (BlockAction::Challenge, d) => {
+                        format!("challenged for {}", human(d as f64 / 1000.0))
+                    }
                 },
                 reason: reason.clone(),
                 ..Event::default()
@@ -322,8 +346,14 @@ impl<'a> Warden<'a> {
             self.engine.config().blocking_mode,
             &t,
             seen,
-            || self.is_blocked(t.addr).is_some(),
-            |net, duration_ms, reason| self.block(net, duration_ms, reason, Source::Auto),
+            // a challenge does not stop a rule that blocks
+            || {
+                self.is_blocked(t.addr)
+                    .is_some_and(|b| t.mode == Mode::Challenge || b.action == BlockAction::Block)
+            },
+            |net, duration_ms, reason, action| {
+                self.block_as(net, duration_ms, reason, Source::Auto, action)
+            },
         );
         self.engine.record(&out.event);
         Some(Trip {
@@ -435,6 +465,7 @@ impl<'a> Warden<'a> {
             shm_bytes: r.size() as u64,
             denylist: e.config().denylist.len() as u64,
             state_file: self.worker.state_file.borrow().clone(),
+            challenge: e.challenge().is_some(),
             ..Snapshot::default()
         };
         for (stat, _) in Stat::ALL {
@@ -733,5 +764,6 @@ impl Node for Warden<'_> {
     }
 }
 
+pub mod challenge;
 #[cfg(test)]
 mod tests;

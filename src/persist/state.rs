@@ -57,7 +57,7 @@ use std::time::Instant;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::blocks::{Block, Source};
+use crate::blocks::{Action, Block, Source};
 use crate::error::panic_message;
 use crate::events::{Event, Kind as EventKind};
 use crate::net::addr::Net;
@@ -368,6 +368,10 @@ fn serialize_counted(s: &State) -> (Vec<u8>, usize) {
             b.source.as_str()
         );
         put(&mut out, b.reason.as_str());
+        if b.action == Action::Challenge {
+            // written only for a challenge: block lines stay as they were
+            out.extend_from_slice(b",\"action\":\"challenge\"");
+        }
         out.push(b'}');
     }
     if !blocks.is_empty() {
@@ -403,7 +407,7 @@ fn serialize_counted(s: &State) -> (Vec<u8>, usize) {
 ///
 /// ```
 /// use warden_core::net::addr::Net;
-/// use warden_core::blocks::{Block, Source};
+/// use warden_core::blocks::{Action, Block, Source};
 /// use warden_core::persist::state::{parse, serialize, State};
 ///
 /// let block = |t: &str, source| Block {
@@ -411,6 +415,7 @@ fn serialize_counted(s: &State) -> (Vec<u8>, usize) {
 ///     expires_ms: 0,
 ///     source,
 ///     reason: "say \"hi\"".to_string(),
+///     action: Action::Block,
 /// };
 /// let s = State {
 ///     saved_ms: 5,
@@ -459,7 +464,7 @@ const EVENT_FIELDS: [&str; 14] = [
     "detail",
 ];
 /// A block's fields, in the order they are written.
-const BLOCK_FIELDS: [&str; 4] = ["target", "expires_ms", "source", "reason"];
+const BLOCK_FIELDS: [&str; 5] = ["target", "expires_ms", "source", "reason", "action"];
 
 fn field<'a>(m: &'a Map<String, Value>, name: &str) -> Result<&'a Value, String> {
     m.get(name).ok_or_else(|| format!("missing field '{name}'"))
@@ -503,11 +508,21 @@ fn block(v: &Value) -> Result<Block, String> {
         }
     };
     let reason = string(m, "reason")?.to_string();
+    let action = match m.get("action") {
+        None => Action::Block,
+        Some(_) => {
+            let a = string(m, "action")?;
+            Action::parse(a).ok_or_else(|| {
+                format!("action {}: expected 'block' or 'challenge'", shown_str(a))
+            })?
+        }
+    };
     Ok(Block {
         net,
         expires_ms,
         source,
         reason,
+        action,
     })
 }
 
@@ -952,7 +967,31 @@ mod tests {
             expires_ms,
             source,
             reason: reason.to_string(),
+            action: crate::blocks::Action::Block,
         }
+    }
+
+    #[test]
+    fn a_challenge_keeps_its_action() {
+        let mut c = blk("192.0.2.9", 0, Source::Auto, "rate");
+        c.action = Action::Challenge;
+        let st = State {
+            saved_ms: 1,
+            blocks: vec![c.clone(), blk("192.0.2.8", 0, Source::Manual, "x")],
+            policy: None,
+            fleet_epoch: None,
+            events: vec![],
+        };
+        let text = String::from_utf8(serialize(&st)).unwrap();
+        assert!(text.contains(r#""reason":"rate","action":"challenge"}"#));
+        assert!(text.contains(r#""reason":"x"}"#));
+        let back = parse(text.as_bytes()).unwrap();
+        assert!(back.blocks.contains(&c));
+        let bad = text.replace(r#""action":"challenge""#, r#""action":"captcha""#);
+        assert!(parse(bad.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("captcha"));
     }
 
     /// A fresh, empty directory for one test.
@@ -1451,6 +1490,7 @@ mod tests {
                         Source::Manual
                     },
                     reason: format!("reason {i}"),
+                    action: crate::blocks::Action::Block,
                 })
                 .collect(),
             ..State::default()
@@ -1633,6 +1673,7 @@ mod tests {
                         expires_ms,
                         source,
                         reason,
+                        action: crate::blocks::Action::Block,
                     })
                     .collect(),
                 policy,

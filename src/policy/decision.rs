@@ -33,6 +33,11 @@ pub struct Asked<'a> {
     pub method: &'a [u8],
     /// The `Authorization` header, if any.
     pub authorization: Option<&'a [u8]>,
+    /// The challenge's cookie (`$cookie_warden_pass`, empty when the
+    /// request has none): a site that challenges lets a client with a
+    /// valid one through. None: not read yet ([`Decision::NeedCookie`]),
+    /// so that requests to other sites never read it.
+    pub cookie: Option<&'a [u8]>,
 }
 
 /// What the lists, blocks and policies make of a request (before iprepd's
@@ -49,6 +54,12 @@ pub enum Decision {
     Blocked(Source),
     /// Not in the site's `allowed_ips`.
     ForbiddenIp,
+    /// The site challenges every client (`challenge = true`) and this one
+    /// has no valid cookie: serve the challenge.
+    Challenge,
+    /// The site challenges every client: ask again with the cookie
+    /// ([`Asked::cookie`]). Nothing was counted.
+    NeedCookie,
     /// One of the site's `blocked_paths`.
     BlockedPath,
     /// Over the site's `rate_limit` of `limit` requests; its window ends

@@ -511,6 +511,9 @@ pub struct Site {
     allowed: NetSet,
     has_allowed: bool,
     blocked: Vec<PathRule>,
+    /// `challenge = true`: every client of the site must have solved a
+    /// challenge ([`crate::challenge`]; needs `opts.challenge`).
+    pub challenge: bool,
 }
 
 /// Parses `rate_limit`: a number (requests per second, as nginx's
@@ -552,10 +555,24 @@ fn rate_limit(v: Option<&Value>) -> Result<(u32, u32), PolicyError> {
 impl Site {
     fn compile(v: &Value) -> Result<(Site, Value), PolicyError> {
         let m = object(v, "site")?;
+        // `challenge` is checked apart: the list an unknown field's message
+        // gives stays FlatRun's
+        let mut fields = m.clone();
+        fields.remove("challenge");
         known_fields(
-            m,
+            &fields,
             &["enabled", "rate_limit", "allowed_ips", "blocked_paths"],
         )?;
+        let challenge = match m.get("challenge") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(PolicyError::new(
+                    "challenge",
+                    format!("must be true or false, got {}", show(other)),
+                ))
+            }
+        };
         let enabled = match m.get("enabled") {
             None | Some(Value::Null) => true,
             Some(Value::Bool(b)) => *b,
@@ -581,12 +598,16 @@ impl Site {
             (n, 1) => json!(n),
             (n, _) => json!(format!("{n}r/m")),
         };
-        let normalized = json!({
+        let mut normalized = json!({
             "enabled": enabled,
             "rate_limit": rate,
             "allowed_ips": nets.iter().map(Net::to_string).collect::<Vec<_>>(),
             "blocked_paths": blocked.iter().map(PathRule::as_str).collect::<Vec<_>>(),
         });
+        // written only when set: a site's document stays as it was
+        if challenge {
+            normalized["challenge"] = Value::Bool(true);
+        }
         Ok((
             Site {
                 enabled,
@@ -595,6 +616,7 @@ impl Site {
                 has_allowed: !nets.is_empty(),
                 allowed: NetSet::new(&nets),
                 blocked,
+                challenge,
             },
             normalized,
         ))
@@ -612,6 +634,8 @@ pub struct Requirement {
     pub route: Option<usize>,
     /// The site's rate limit (0: none) and its window in seconds.
     pub rate_limit: (u32, u32),
+    /// The site challenges every client (`challenge = true`).
+    pub challenge: bool,
 }
 
 /// The compiled policies of one worker.
@@ -758,6 +782,7 @@ impl Policy {
                 r.forbidden_ip = s.has_allowed && !s.allowed.contains(client);
                 r.blocked_path = s.blocked.iter().any(|b| b.matches(path));
                 r.rate_limit = (s.rate_limit, s.rate_window_s);
+                r.challenge = s.challenge;
             }
         }
         r.route = self
@@ -904,6 +929,7 @@ mod tests {
         )
         .starts_with("deployment:"));
         let err = |v: Value| site_entry(&v).unwrap_err().to_string();
+        assert!(err(json!({"challenge": "yes"})).starts_with("challenge:"));
         assert!(err(json!({"rate_limit": "fast"})).starts_with("rate_limit:"));
         assert!(err(json!({"rate_limit": -1})).starts_with("rate_limit:"));
         assert!(err(json!({"allowed_ips": ["10.0.0.0/33"]})).starts_with("allowed_ips:"));

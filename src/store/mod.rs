@@ -364,7 +364,9 @@ impl<'a> Store<'a> {
         }
     }
 
-    fn safe_add(&self, key: &str, value: &Value, ttl: f64) -> Result<(), DictError> {
+    /// `safe_add`, once more after [`Store::reclaim`] when there is no
+    /// room.
+    pub fn safe_add(&self, key: &str, value: &Value, ttl: f64) -> Result<(), DictError> {
         match self.dict.safe_add(key, value, ttl) {
             Err(DictError::NoMemory) if self.reclaim() > 0 => self.dict.safe_add(key, value, ttl),
             r => r,

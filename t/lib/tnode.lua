@@ -126,13 +126,14 @@ http {
         }
         location = /lua {
             content_by_lua_block {
-                -- /lua?do=block&target=..&duration=..  |  do=unblock
+                -- /lua?do=block&target=..&duration=..&action=..  |
+                -- do=unblock
                 local a = ngx.req.get_uri_args()
                 local ok, err
                 if a["do"] == "block" then
                     ok, err = warden:block(a.target, {
                         duration = tonumber(a.duration) or a.duration,
-                        reason = a.reason })
+                        reason = a.reason, action = a.action })
                 elseif a["do"] == "unblock" then
                     ok, err = warden:unblock(a.target)
                 elseif a["do"] == "lose" then
@@ -350,10 +351,15 @@ function Node:api(method, path, body)
 end
 
 
---- node:statuses(path, ip, n) -> "403x8" etc.: n requests, over workers
-function Node:statuses(path, ip, n)
+--- node:statuses(path, ip, n, headers?) -> "403x8" etc.: n requests, over
+-- workers (headers: more request headers)
+function Node:statuses(path, ip, n, headers)
+    local h = { ["X-Forwarded-For"] = ip }
+    for k, v in pairs(headers or {}) do
+        h[k] = v
+    end
     local s = thttp.fanout{ n = n or 8, concurrency = 4, port = self.port,
-        path = path, headers = { ["X-Forwarded-For"] = ip } }
+        path = path, headers = h }
     local codes = {}
     for code, count in pairs(s.status) do
         codes[#codes + 1] = code .. "x" .. count

@@ -29,10 +29,12 @@ local DECIDE_PASS, DECIDE_SKIP = core.DECIDE_PASS, core.DECIDE_SKIP
 local DECIDE_BLOCKED = core.DECIDE_BLOCKED
 local DECIDE_RATE = core.DECIDE_RATE
 local DECIDE_UNAUTHORIZED = core.DECIDE_UNAUTHORIZED
+local DECIDE_CHALLENGE = core.DECIDE_CHALLENGE
 local OUTCOMES = {
     [core.DECIDE_FORBIDDEN_IP] = "forbidden_ip",
     [core.DECIDE_BLOCKED_PATH] = "blocked_path",
 }
+local CHALLENGE = core.CHALLENGE
 local get_request = require("resty.core.base").get_request
 
 local decision = ffi.new("warden_decision_t")
@@ -60,9 +62,18 @@ end
 -- shared dict: engine:decide() (mlua), the same decision.
 local function decide_counted(w, rc, ip, site)
     local var = ngx.var
+    local engine = w.engine
+    local path, method, auth, server = var.uri, var.request_method,
+                                       var.http_authorization, var.server_name
     -- without a site, Rust takes the server's server_name as the site
-    return w.engine:decide(rc, ip, site, var.uri, var.request_method,
-                           var.http_authorization, var.server_name)
+    local outcome, a, b = engine:decide(rc, ip, site, path, method, auth,
+                                        server)
+    if outcome == "cookie" then
+        -- the site challenges every client: its cookie, read only then
+        outcome, a, b = engine:decide(rc, ip, site, path, method, auth,
+                                      server, var.cookie_warden_pass or "")
+    end
+    return outcome, a, b
 end
 
 
@@ -88,6 +99,9 @@ function _M.enforce(w, rc, ip_text, site, refuse, flags, client)
         return "skip"  -- left out of the detector by Rust too
     elseif d == DECIDE_BLOCKED then
         return refuse(w, rc)
+    elseif d == DECIDE_CHALLENGE then
+        -- the site challenges every client (challenge = true)
+        return refuse(w, CHALLENGE)
     end
     local ip = ip_text()
     local outcome, a, b
@@ -99,6 +113,8 @@ function _M.enforce(w, rc, ip_text, site, refuse, flags, client)
         outcome, a, b = decide_counted(w, rc, ip, site)
         if outcome == nil then
             return true
+        elseif outcome == "challenge" then
+            return refuse(w, CHALLENGE)
         elseif outcome == "skip" or outcome == "blocked" then
             -- the policy changed between the two calls
             return outcome == "skip" and "skip" or refuse(w, rc)
