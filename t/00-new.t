@@ -67,7 +67,7 @@ opts.denylist has an invalid CIDR '10.0.0.0/33': prefix length must be 0 to 32
 opts.blocking_mode must be 0, 1, true or false, got 2
 opts.block_status must be an HTTP status from 100 to 599, got 99
 opts.dict: no lua_shared_dict named 'missing' (add 'lua_shared_dict missing 64m;' to the http block)
-opts.blokcing_mode is not a known option (known: dict, allowlist, denylist, trusted_proxies, blocking_mode, block_status, detector, retention_days, max_events, iprepd, whitelist, protected_routes, sites, realtime_capture, max_captures, admin_token, admin_token_file, admin_max_body, statsd_host, statsd_port, statsd_flush_timer, state_file, state_interval, redis, event_log, capture_max_duration)
+opts.blokcing_mode is not a known option (known: dict, allowlist, denylist, trusted_proxies, blocking_mode, block_status, detector, retention_days, max_events, iprepd, whitelist, protected_routes, sites, realtime_capture, max_captures, admin_token, admin_token_file, admin_max_body, statsd_host, statsd_port, statsd_flush_timer, state_file, state_interval, redis, event_log, capture_max_duration, challenge)
 opts must be a table, got string
 
 
