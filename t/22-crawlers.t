@@ -1,7 +1,7 @@
 # Verified crawlers (issue 19): resty.warden.crawler's verified(w, ip, ua)
 # through real nginx (2 workers), against a tiny authoritative DNS server
 # (t/lib/fakedns.py on 127.0.0.1:1953) that logs every query it reads. The
-# challenge itself is another branch's: here a content handler (/v) asks
+# challenge itself comes last (TEST 9); before, a content handler (/v) asks
 # verified() for the client that X-Forwarded-For names (the realip module,
 # the trusted proxy 127.0.0.1) and prints the answer with the number of
 # DNS queries it took; /t makes the requests (t/lib/thttp.lua), one
@@ -310,3 +310,49 @@ true 2
 127.0.0.1:1954 [::1]:1953
 --- error_log
 warden: crawler lookup via 127.0.0.1:1954: connection refused
+
+
+
+=== TEST 9: a challenged verified crawler gets the page; a fake one is challenged
+Both addresses are challenged by hand; the page location runs check().
+Googlebot at 66.249.66.1 is verified by DNS and served; a client that
+only says Googlebot (66.249.66.2, whose PTR is evil.example) gets the
+challenge (429, the proof-of-work page), as does a browser there.
+--- http_config eval: $::Conf
+--- config eval
+$::Locations . <<"_EOC_";
+    location = /page {
+        access_by_lua_block { warden:check() }
+        content_by_lua_block { ngx.say("the page") }
+    }
+    location = /t {
+        content_by_lua_block {
+            for _, ip in ipairs{ "66.249.66.1", "66.249.66.2" } do
+                assert(warden:block(ip, { action = "challenge",
+                                          duration = 600 }))
+            end
+            local function get(ip, ua)
+                local res, err = thttp.request{ port = 1984, path = "/page",
+                    headers = { ["X-Forwarded-For"] = ip,
+                                ["User-Agent"] = ua,
+                                ["Accept"] = "text/html" } }
+                if not res then return err end
+                return res.status .. " "
+                       .. (res.body:match("^the page") and "page"
+                           or res.body:find("<html", 1, true) and "challenge"
+                           or "other")
+            end
+            ngx.say("googlebot: ", get("66.249.66.1", "$::Googlebot"))
+            ngx.say("googlebot again: ", get("66.249.66.1", "$::Googlebot"))
+            ngx.say("fake googlebot: ", get("66.249.66.2", "$::Googlebot"))
+            ngx.say("browser: ", get("66.249.66.2", "Mozilla/5.0 (X11)"))
+        }
+    }
+_EOC_
+--- response_body
+googlebot: 200 page
+googlebot again: 200 page
+fake googlebot: 429 challenge
+browser: 429 challenge
+--- no_error_log
+[error]

@@ -18,9 +18,10 @@ local _M = {}
 function _M.serve(w, ip)
     local var = ngx.var
     local ua = var.http_user_agent
-    -- CRAWLERS: the one hook for verified crawlers (the crawl branch's
-    -- resty.warden.crawler: Rust tells whether the user agent claims a
-    -- crawler, Lua verifies its address by DNS); w.crawlers is nil here.
+    -- verified crawlers are never challenged (resty.warden.crawler: Rust
+    -- tells whether the user agent claims a crawler and keeps verdicts,
+    -- Lua asks DNS); w.crawlers is set whenever opts.challenge is
+    -- (src/challenge/crawlers.rs)
     if w.crawlers and require("resty.warden.crawler").verified(w, ip, ua)
     then
         return true
