@@ -57,8 +57,12 @@ const NOT_FOUND: u32 = 1 << 30;
 type GetVariable =
     unsafe extern "C" fn(r: *mut c_void, name: *mut NgxStr, key: usize) -> *const NgxVariableValue;
 type GetFlushed = unsafe extern "C" fn(r: *mut c_void, index: usize) -> *const NgxVariableValue;
-type HashFind =
-    unsafe extern "C" fn(hash: *const c_void, key: usize, name: *const u8, len: usize) -> *const c_void;
+type HashFind = unsafe extern "C" fn(
+    hash: *const c_void,
+    key: usize,
+    name: *const u8,
+    len: usize,
+) -> *const c_void;
 type Handler = unsafe extern "C" fn(r: *mut c_void, v: *mut NgxVariableValue, data: usize) -> isize;
 
 /// `ngx_http_variable_t`.

@@ -135,7 +135,12 @@ pub unsafe extern "C" fn warden_decide(
     out: *mut WardenDecision,
 ) -> c_int {
     // SAFETY: see `# Safety`.
-    let (Some(w), Some(r), Some(c), Some(out)) = (unsafe { w.as_ref() }, unsafe { Request::new(r) }, unsafe { c.as_ref() }, unsafe { out.as_mut() }) else {
+    let (Some(w), Some(r), Some(c), Some(out)) = (
+        unsafe { w.as_ref() },
+        unsafe { Request::new(r) },
+        unsafe { c.as_ref() },
+        unsafe { out.as_mut() },
+    ) else {
         return code::INTERNAL;
     };
     // SAFETY: see `# Safety`.
@@ -178,7 +183,10 @@ pub unsafe extern "C" fn warden_decide(
             })
         };
         let reason = |d: &Decision| {
-            d.site_reason(&String::from_utf8_lossy(site), &String::from_utf8_lossy(path))
+            d.site_reason(
+                &String::from_utf8_lossy(site),
+                &String::from_utf8_lossy(path),
+            )
         };
         match &d {
             Decision::Pass | Decision::Allow => DECIDE_PASS,

@@ -422,16 +422,18 @@ impl<'a> Warden<'a> {
     /// [`Warden::rate_limited`]).
     pub fn policy_decision(&self, client: Addr, verdict: i32, r: &Asked<'_>) -> Decision {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let decided = self.engine.policy_decision(client, verdict, r, |limit, window_s| {
-            Some(self.rate_limited(
-                &text(r.site),
-                &client.to_string(),
-                limit,
-                window_s,
-                &text(r.method),
-                &text(r.path),
-            ))
-        });
+        let decided = self
+            .engine
+            .policy_decision(client, verdict, r, |limit, window_s| {
+                Some(self.rate_limited(
+                    &text(r.site),
+                    &client.to_string(),
+                    limit,
+                    window_s,
+                    &text(r.method),
+                    &text(r.path),
+                ))
+            });
         // the closure always counts
         decided.unwrap_or(Decision::Pass)
     }
