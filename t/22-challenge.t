@@ -137,6 +137,8 @@ __DATA__
             ngx.say("lua: ", select(2, a:get("/lua?do=block&target=192.0.2.12"
                                              .. "&action=challenge")))
             ngx.say("lua challenged: ", (req(a, "192.0.2.12")))
+            ngx.say("is_blocked: ", select(2, a:get("/lua?do=is_blocked"
+                                                    .. "&target=192.0.2.12")))
             local _, bad = a:get("/lua?do=block&target=192.0.2.13&action=ban")
             ngx.say("lua, bad: ", (bad:gsub("\n$", "")))
             a:stop()
@@ -162,6 +164,8 @@ others pass: 200x20
 lua: true 192.0.2.12
 
 lua challenged: 429
+is_blocked: true challenge
+
 lua, bad: nil action must be 'block' or 'challenge', got 'ban'
 
 

@@ -515,7 +515,8 @@ end
 
 
 --- warden:is_blocked(ip) -> blocked, info | nil, err
--- info: { target, reason, expires (epoch s, 0 = permanent), source }
+-- info: { target, reason, expires (epoch s, 0 = permanent), source,
+--         action = "challenge" for a challenge }
 function _M:is_blocked(ip)
     sync(self)
     return self.engine:is_blocked(ip)

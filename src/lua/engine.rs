@@ -56,18 +56,24 @@ pub(super) fn event_table(lua: &Lua, e: &Event) -> LuaResult<Value> {
     lua.to_value(&crate::admin::views::event(e))
 }
 
+/// `{ target, source, reason, expires }`, and `action = "challenge"` for
+/// a challenge (a block's table is as it always was).
 fn block_table(
     lua: &Lua,
     target: &Net,
     source: Source,
     reason: &str,
     expires_ms: u64,
+    action: crate::blocks::Action,
 ) -> LuaResult<Table> {
-    let t = lua.create_table_with_capacity(0, 4)?;
+    let t = lua.create_table_with_capacity(0, 5)?;
     t.set("target", target.to_string())?;
     t.set("source", source.as_str())?;
     t.set("reason", reason)?;
     t.set("expires", expires_ms as f64 / 1000.0)?;
+    if action == crate::blocks::Action::Challenge {
+        t.set("action", action.as_str())?;
+    }
     Ok(t)
 }
 
@@ -123,7 +129,8 @@ impl UserData for LuaEngine {
             match this.0.is_blocked(a) {
                 None => ok(lua, false),
                 Some(i) => {
-                    let t = block_table(lua, &i.target, i.source, &i.reason, i.expires_ms)?;
+                    let t =
+                        block_table(lua, &i.target, i.source, &i.reason, i.expires_ms, i.action)?;
                     Ok(MultiValue::from_vec(vec![
                         Value::Boolean(true),
                         Value::Table(t),
@@ -137,7 +144,7 @@ impl UserData for LuaEngine {
             for (i, b) in list.iter().enumerate() {
                 out.raw_set(
                     i + 1,
-                    block_table(lua, &b.net, b.source, &b.reason, b.expires_ms)?,
+                    block_table(lua, &b.net, b.source, &b.reason, b.expires_ms, b.action)?,
                 )?;
             }
             Ok(out)

@@ -127,7 +127,7 @@ http {
         location = /lua {
             content_by_lua_block {
                 -- /lua?do=block&target=..&duration=..&action=..  |
-                -- do=unblock
+                -- do=unblock | do=is_blocked (its action)
                 local a = ngx.req.get_uri_args()
                 local ok, err
                 if a["do"] == "block" then
@@ -136,6 +136,10 @@ http {
                         reason = a.reason, action = a.action })
                 elseif a["do"] == "unblock" then
                     ok, err = warden:unblock(a.target)
+                elseif a["do"] == "is_blocked" then
+                    local info
+                    ok, info = warden:is_blocked(a.target)
+                    err = info and info.action
                 elseif a["do"] == "lose" then
                     -- as if a change could not be queued for the fleet
                     -- (what fleet:queue() records when the dict is full)
