@@ -511,7 +511,7 @@ nilfilter must be a table, got string
 --- response_body
 opts.detector.not_found_threshold must be an integer from 0 (off) to 255, got 300
 opts.detector.detection_window must be a duration like '90s', '15m', '24h' or '7d', got 'abc'
-opts.detector.rules.rate must be "block", "monitor" or "off", got 'loud'
+opts.detector.rules.rate must be "block", "challenge", "monitor" or "off", got 'loud'
 opts.detector.rules.nope is not a rule (rules: scanner_agent, probe_path, auth_failure, not_found, u
 opts.detector.probe_paths is invalid: path glob 'env' must start with '/' or '*'
 opts.detector.ipv6_prefix must be a prefix length from 1 to 128, got 129

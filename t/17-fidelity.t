@@ -216,7 +216,7 @@ unblocked: 200x20 errors=0 workers>1=true
 200 
 401
 201 {"expires":T,"ip":"192.0.2.11","message":"blocked","permanent":false,"reason":"","remaining":60,"source":"manual"}
-400 {"error":"tll: is not a known field (known: ip, duration, ttl, reason)","field":"tll"}
+400 {"error":"tll: is not a known field (known: ip, duration, ttl, reason, action)","field":"tll"}
 200
 
 

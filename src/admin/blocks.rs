@@ -74,7 +74,7 @@ pub fn http_date(secs: u64) -> String {
 
 /// The fields a block takes: `ttl` is FlatRun's agent's name for
 /// `duration` (seconds).
-pub const BLOCK_FIELDS: &[&str] = &["ip", "duration", "ttl", "reason"];
+pub const BLOCK_FIELDS: &[&str] = &["ip", "duration", "ttl", "reason", "action"];
 
 /// How long a block asked for without a duration lasts: the detector's
 /// `auto_block_duration` (24 hours unless set), FlatRun's default.
@@ -84,8 +84,7 @@ pub fn default_duration_ms(b: &dyn Backend) -> u64 {
 }
 
 /// The action a block asks for: `"block"` (the default) or
-/// `"challenge"`. Checked apart from [`BLOCK_FIELDS`], whose list an
-/// unknown field's message gives as FlatRun's agent's clients know it.
+/// `"challenge"`.
 fn action(body: &Map<String, Value>) -> Result<Action, Error> {
     match body.get("action") {
         None | Some(Value::Null) => Ok(Action::Block),
@@ -105,9 +104,7 @@ fn action(body: &Map<String, Value>) -> Result<Action, Error> {
 /// A block asked for in a JSON body: the target, the duration in ms (0:
 /// permanent) and the reason.
 fn block_request(b: &dyn Backend, body: &Map<String, Value>) -> Result<(Net, u64, String), Error> {
-    let mut fields = body.clone();
-    fields.remove("action");
-    super::only_fields(&fields, BLOCK_FIELDS)?;
+    super::only_fields(body, BLOCK_FIELDS)?;
     let ip = match body.get("ip") {
         Some(Value::String(s)) if !s.is_empty() => s,
         _ => {

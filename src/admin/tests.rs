@@ -1206,14 +1206,14 @@ fn unknown_fields_are_refused() {
             "/api/security/blocked-ips",
             json!({"ip": "192.0.2.1", "tll": 60}),
             "tll",
-            "ip, duration, ttl, reason",
+            "ip, duration, ttl, reason, action",
         ),
         (
             "POST",
             "/api/block",
             json!({"ip": "192.0.2.1", "expire": "1h"}),
             "expire",
-            "ip, duration, ttl, reason",
+            "ip, duration, ttl, reason, action",
         ),
         (
             "POST",

@@ -15,7 +15,8 @@
 //!   no allocation ([`Challenge::cookie_ok`]);
 //! - the answer (`token`, `nonce`, `back`), as a form or JSON
 //!   ([`Answer::parse`]), and the return path, local only ([`back_path`]);
-//! - the replay key of a solved token ([`Challenge::replay_key`]).
+//! - the replay key of a solved token ([`Challenge::replay_key`]);
+//! - which clients are verified crawlers, never challenged ([`crawlers`]).
 //!
 //! A MAC is HMAC-SHA256 ([`mac`]) with a key derived per format, cut to
 //! 128 bits, base64url; compared in constant time.

@@ -64,8 +64,9 @@ impl Default for Options {
     }
 }
 
-/// Options under `challenge = { ... }`. `crawlers` and `resolver` are
-/// reserved for crawler verification (accepted, not read here).
+/// Options under `challenge = { ... }`. `crawlers` and `resolver` are the
+/// verified crawlers' ([`crate::challenge::crawlers::Options`]), read
+/// there.
 pub const CHALLENGE_OPTIONS: &[&str] = &[
     "secret",
     "secret_file",

@@ -493,7 +493,10 @@ impl DetectorConfig {
                 Some("off") => Ok(Mode::Off),
                 _ => Err(ConfigError::new(
                     opt,
-                    format!("must be \"block\", \"monitor\" or \"off\", got {}", show(v)),
+                    format!(
+                        "must be \"block\", \"challenge\", \"monitor\" or \"off\", got {}",
+                        show(v)
+                    ),
                 )),
             };
             match spec {
@@ -1078,7 +1081,7 @@ mod tests {
         assert!(err(json!({"bogus": 1})).starts_with("opts.detector.bogus is not a known option"));
         assert_eq!(
             err(json!({"rules": {"rate": "loud"}})),
-            "opts.detector.rules.rate must be \"block\", \"monitor\" or \"off\", got 'loud'"
+            "opts.detector.rules.rate must be \"block\", \"challenge\", \"monitor\" or \"off\", got 'loud'"
         );
         assert!(err(json!({"rules": {"nope": "off"}}))
             .starts_with("opts.detector.rules.nope is not a rule"));

@@ -555,13 +555,15 @@ fn rate_limit(v: Option<&Value>) -> Result<(u32, u32), PolicyError> {
 impl Site {
     fn compile(v: &Value) -> Result<(Site, Value), PolicyError> {
         let m = object(v, "site")?;
-        // `challenge` is checked apart: the list an unknown field's message
-        // gives stays FlatRun's
-        let mut fields = m.clone();
-        fields.remove("challenge");
         known_fields(
-            &fields,
-            &["enabled", "rate_limit", "allowed_ips", "blocked_paths"],
+            m,
+            &[
+                "enabled",
+                "rate_limit",
+                "allowed_ips",
+                "blocked_paths",
+                "challenge",
+            ],
         )?;
         let challenge = match m.get("challenge") {
             None | Some(Value::Null) => false,
