@@ -362,14 +362,9 @@ function Node:statuses(path, ip, n, headers)
     for k, v in pairs(headers or {}) do
         h[k] = v
     end
-    local s = thttp.fanout{ n = n or 8, concurrency = 4, port = self.port,
-        path = path, headers = h }
-    local codes = {}
-    for code, count in pairs(s.status) do
-        codes[#codes + 1] = code .. "x" .. count
-    end
-    table.sort(codes)
-    return table.concat(codes, " ")
+    return thttp.statuses(thttp.fanout{ n = n or 8, concurrency = 4,
+                                        port = self.port, path = path,
+                                        headers = h })
 end
 
 
