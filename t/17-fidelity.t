@@ -73,11 +73,8 @@ our $HttpConfig = <<'_EOC_';
         end
 
         function fan(path, ip, n)
-            local s = thttp.fanout{ n = n or 20, concurrency = 10,
-                                    port = 8090, path = path,
-                                    headers = { ["X-Forwarded-For"] = ip } }
-            return thttp.statuses(s) .. " errors=" .. s.errors
-                   .. " workers>1=" .. tostring(s.npids > 1)
+            return (thttp.fan{ n = n or 20, concurrency = 10, port = 8090,
+                               path = path, ip = ip })
         end
     }
     init_worker_by_lua_block { warden:init_worker() }

@@ -96,6 +96,16 @@ mod tests {
     use crate::admin::fake::Fake;
     use crate::admin::Admin;
 
+    /// The events of every bucket of a timeline answer, summed.
+    fn events_in(v: &Value) -> u64 {
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_u64)
+            .sum()
+    }
+
     fn ev(time_ms: u64, kind: Kind, action: &str) -> Event {
         Event {
             time_ms,
@@ -137,15 +147,7 @@ mod tests {
         assert_eq!((at("events", 59), at("blocks", 59)), (2, 1));
         assert_eq!((at("events", 58), at("blocks", 58)), (2, 1));
         assert_eq!((at("events", 0), at("blocks", 0)), (1, 0));
-        assert_eq!(
-            v["events"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(Value::as_u64)
-                .sum::<u64>(),
-            5
-        );
+        assert_eq!(events_in(&v), 5);
         assert_eq!(v["by_type"]["blocked_ip"][59], 2);
         assert_eq!(v["by_type"]["suspicious"][58], 2);
         assert_eq!(v["by_type"]["scan_detected"][0], 1);
@@ -194,25 +196,9 @@ mod tests {
         assert_eq!((status, v["range"].as_str()), (200, Some("hour")));
         // a second before a whole minute: the last bucket but one
         assert_eq!(v["by_type"]["rate_limited"][58], 1);
-        assert_eq!(
-            v["events"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(Value::as_u64)
-                .sum::<u64>(),
-            1
-        );
+        assert_eq!(events_in(&v), 1);
         let (_, v) = get("range=day", true);
-        assert_eq!(
-            v["events"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(Value::as_u64)
-                .sum::<u64>(),
-            2
-        );
+        assert_eq!(events_in(&v), 2);
         let (status, v) = get("range=week", true);
         assert_eq!(
             (status, v.to_string()),

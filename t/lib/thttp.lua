@@ -169,4 +169,16 @@ function _M.statuses(stats)
 end
 
 
+--- fan(opts) -> "403x20 errors=0 workers>1=true", stats
+-- fanout(opts) from client opts.ip (through X-Forwarded-For): the
+-- statuses, the failed requests and whether more than one worker served
+-- them.
+function _M.fan(opts)
+    opts.headers = { ["X-Forwarded-For"] = opts.ip }
+    local s = _M.fanout(opts)
+    return _M.statuses(s) .. " errors=" .. s.errors
+           .. " workers>1=" .. tostring(s.npids > 1), s
+end
+
+
 return _M
