@@ -471,8 +471,7 @@ impl Engine {
     }
 
     /// [`Engine::observe`] for a client whose verdict is known to be
-    /// `PASS` (the access phase decided it), at `now_ms` (the log phase
-    /// passes nginx's cached clock).
+    /// `PASS` (the access phase decided it), at `now_ms`.
     #[inline]
     pub fn observe_passed(&self, client: Addr, req: &Request<'_>, now_ms: u64) -> i32 {
         let Some(d) = &self.detector else {

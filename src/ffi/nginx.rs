@@ -129,42 +129,6 @@ struct Direct {
     core_module: *const usize,
 }
 
-/// `ngx_time_t`, the time nginx caches once per turn of its event loop
-/// (what `ngx.now()` reads).
-#[repr(C)]
-struct NgxTime {
-    sec: i64,
-    msec: usize,
-    gmtoff: isize,
-}
-
-/// `&ngx_cached_time` (a `volatile ngx_time_t *`), when nginx exports it.
-struct Clock(*const *const NgxTime);
-
-// SAFETY: nginx's static variable, only read.
-unsafe impl Send for Clock {}
-// SAFETY: as above.
-unsafe impl Sync for Clock {}
-
-static CLOCK: OnceCell<Option<Clock>> = OnceCell::new();
-
-/// Milliseconds since the epoch by nginx's cached clock (`ngx.now()`),
-/// updated once per turn of nginx's event loop: two loads instead of a
-/// system call. Outside nginx, the system's clock.
-#[inline]
-pub fn now_ms() -> u64 {
-    let clock = CLOCK.get_or_init(|| symbol(b"ngx_cached_time\0").map(|p| Clock(p as _)));
-    match clock {
-        // SAFETY: nginx's `ngx_cached_time` always points to one of its
-        // time slots once nginx has started (before any request).
-        Some(c) => match unsafe { std::ptr::read_volatile(c.0).as_ref() } {
-            Some(t) if t.sec > 0 => t.sec as u64 * 1000 + t.msec as u64,
-            _ => crate::engine::now_ms(),
-        },
-        None => crate::engine::now_ms(),
-    }
-}
-
 // SAFETY: the pointer is to nginx's static module structure, only read.
 unsafe impl Send for Direct {}
 // SAFETY: as above.

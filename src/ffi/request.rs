@@ -301,7 +301,7 @@ pub unsafe extern "C" fn warden_log(
             refused,
             headers: Some(&headers),
         };
-        w.observe_passed(client, &req, nginx::now_ms())
+        w.observe_passed(client, &req, crate::engine::now_ms())
     }))
     .unwrap_or(code::INTERNAL)
 }
