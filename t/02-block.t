@@ -203,18 +203,21 @@ false 1
             local master = f:read("*n")
             f:close()
             os.execute("kill -HUP " .. master)
-            -- wait for the new generation of workers to answer
-            local fresh
-            for _ = 1, 50 do
+            -- wait until all 4 new workers answer and no old one does:
+            -- the master signals the old ones to stop accepting only
+            -- after it has started the new ones, so a small sample of
+            -- fresh pids alone does not prove the old ones are gone
+            local fresh, npids
+            for _ = 1, 100 do
                 ngx.sleep(0.1)
-                local _, s2 = fan_stats("192.0.2.52", 8)
-                fresh = 0
+                local _, s2 = fan_stats("192.0.2.52", 40)
+                fresh, npids = 0, s2.npids
                 for pid in pairs(s2.pids) do
                     if not old[pid] then fresh = fresh + 1 end
                 end
-                if fresh == s2.npids then break end
+                if fresh == 4 and npids == 4 then break end
             end
-            ngx.say("new workers only: ", fresh > 0)
+            ngx.say("new workers only: ", fresh == 4 and npids == 4)
             ngx.say(fan("192.0.2.50", 100))
             ngx.say(fan("192.0.2.51", 100))
             ngx.say(fan("192.0.2.52", 100))
@@ -228,7 +231,7 @@ new workers only: true
 403x100 errors=0 workers=4
 200x100 errors=0 workers=4
 ttl true
---- timeout: 30
+--- timeout: 40
 
 
 
@@ -371,7 +374,7 @@ true
 
 
 
-=== TEST 9: counters leave the dict's last pages to blocks: a long attack from many addresses is still blocked
+=== TEST 10: counters leave the dict's last pages to blocks: a long attack from many addresses is still blocked
 --- http_config
     lua_shared_dict warden 256k;
     init_by_lua_block {
@@ -436,7 +439,7 @@ is full (no memory)
 
 
 
-=== TEST 10: expired blocks behind a permanent one are freed: the dict does not fill up with them
+=== TEST 11: expired blocks behind a permanent one are freed: the dict does not fill up with them
 --- http_config
     lua_shared_dict warden 128k;
     init_by_lua_block {
