@@ -383,6 +383,7 @@ impl Table {
         self.contended.load(Ordering::Relaxed)
     }
 
+    #[inline(always)]
     fn lock(&self, idx: usize, now_ms: u64) -> Option<Guard<'static>> {
         let slot = &self.slots[idx];
         match slot.lock.lock(now_ms) {
@@ -401,9 +402,13 @@ impl Table {
     /// The two sets a client may live in (two-choice hashing keeps the
     /// table usable at high load: a client goes to the less crowded of
     /// two sets) and its tag.
+    #[inline]
     fn locate(&self, key: &Key) -> ([usize; 2], u32) {
         let h = self.hasher.hash_one(key);
-        let h2 = self.hasher.hash_one((key, 0x5bd1_e995u32));
+        // The second set from all of the keyed hash's bits, mixed again
+        // (a bijection: clients in one first set spread over the second
+        // by their other bits), so one hash serves both choices.
+        let h2 = (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9).rotate_left(31);
         let mask = (self.slots.len() - 1) & !(WAYS - 1);
         let tag = ((h >> 32) as u32) | 1;
         ([(h as usize) & mask, (h2 as usize) & mask], tag)

@@ -63,6 +63,17 @@ impl SlotLock {
     #[inline]
     pub fn lock(&self, now_ms: u64) -> Option<Held<'_>> {
         let token = ((now_ms >> 4) as u32) | 1;
+        // the usual case: a free lock, taken at once
+        if self.attempt(token, false) {
+            return Some(Held(&self.0));
+        }
+        self.contended(token)
+    }
+
+    /// [`SlotLock::lock`] when the first attempt failed: spin, then yield.
+    #[cold]
+    #[inline(never)]
+    fn contended(&self, token: u32) -> Option<Held<'_>> {
         for i in 0..SPINS {
             if self.attempt(token, i > STALE_AFTER) {
                 return Some(Held(&self.0));
