@@ -414,6 +414,19 @@ impl Table {
         ([(h as usize) & mask, (h2 as usize) & mask], tag)
     }
 
+    /// The way holding `tag` in either of its sets, found by the packed
+    /// hints (one cache line per set), without a lock.
+    #[inline]
+    fn way_of(&self, sets: [usize; 2], tag: u32) -> Option<usize> {
+        let find = |set: usize| {
+            let hints = &self.hints[set..set + WAYS];
+            (0..WAYS)
+                .find(|&w| hints[w].load(Ordering::Relaxed) == tag)
+                .map(|w| set + w)
+        };
+        find(sets[0]).or_else(|| (sets[1] != sets[0]).then(|| find(sets[1])).flatten())
+    }
+
     /// The slot indices a client may occupy: both sets' ways.
     fn candidates(sets: [usize; 2]) -> impl Iterator<Item = usize> {
         let second = if sets[1] == sets[0] { 0 } else { WAYS };
@@ -435,14 +448,12 @@ impl Table {
         let now = (now_ms / self.bucket_ms) as u32;
         let (sets, tag) = self.locate(key);
         // The usual case: the client has a way; find it without a lock.
-        for i in Self::candidates(sets) {
-            if self.hints[i].load(Ordering::Relaxed) == tag {
-                let g = self.lock(i, now_ms)?;
-                if g.slot.tag.load(Ordering::Relaxed) == tag {
-                    return Some(update(&g, now, o, limits, is_scanner));
-                }
-                break; // evicted meanwhile: insert below
+        if let Some(i) = self.way_of(sets, tag) {
+            let g = self.lock(i, now_ms)?;
+            if g.slot.tag.load(Ordering::Relaxed) == tag {
+                return Some(update(&g, now, o, limits, is_scanner, false));
             }
+            // evicted meanwhile: insert below
         }
         // A new client. Inserts are serialised by the first way of each of
         // its sets (locked in index order), so two workers cannot give one
@@ -463,14 +474,19 @@ impl Table {
         let mut found = false;
         for (k, &set) in sets.iter().enumerate() {
             for i in set..set + WAYS {
-                let s = &self.slots[i];
-                let t = s.tag.load(Ordering::Relaxed);
+                // the tag by its hint (the set's one line); a taken way's
+                // age from its slot
+                let t = self.hints[i].load(Ordering::Relaxed);
                 if t == tag {
                     victim = i;
                     found = true;
                 }
-                let age = now.wrapping_sub(s.bucket.load(Ordering::Relaxed));
-                if t == 0 || age >= BUCKETS as u32 {
+                let age = if t == 0 {
+                    u32::MAX // free
+                } else {
+                    now.wrapping_sub(self.slots[i].bucket.load(Ordering::Relaxed))
+                };
+                if age >= BUCKETS as u32 {
                     free[k] += 1;
                     if first_free[k] == usize::MAX {
                         first_free[k] = i;
@@ -504,8 +520,9 @@ impl Table {
         };
         let s = g.slot;
         let mut evicted = false;
-        if s.tag.load(Ordering::Relaxed) != tag {
-            let t = s.tag.load(Ordering::Relaxed);
+        let t = s.tag.load(Ordering::Relaxed);
+        let fresh = t != tag;
+        if fresh {
             let age = now.wrapping_sub(s.bucket.load(Ordering::Relaxed));
             if t != 0 && age < BUCKETS as u32 {
                 self.evictions.fetch_add(1, Ordering::Relaxed);
@@ -513,7 +530,7 @@ impl Table {
             }
             reset(&g, Some((key, tag)), now);
         }
-        let mut out = update(&g, now, o, limits, is_scanner);
+        let mut out = update(&g, now, o, limits, is_scanner, fresh);
         out.evicted = evicted;
         Some(out)
     }
@@ -641,21 +658,14 @@ fn join(k: [u32; 4]) -> u128 {
     k.iter().fold(0u128, |a, &w| a << 32 | u128::from(w))
 }
 
+/// Clears a slot's counts and gives it to `key` (or frees it: `None`).
+/// A free slot (tag 0) is all zero already: every way of freeing one
+/// comes here, and the mapping starts zero-filled.
 fn reset(g: &Guard<'_>, key: Option<(&Key, u32)>, now: u32) {
     let d = g.data();
-    d.ua = 0;
-    d.requests = [0; BUCKETS];
-    d.not_found = [0; BUCKETS];
-    d.auth = [0; BUCKETS];
-    d.probes = [0; BUCKETS];
-    d.signals = [0; BUCKETS];
-    d.paths = [PathEntry::default(); MAX_PATHS];
-    d.fired = 0;
-    d.fired_at = 0;
-    d.seen = [0; PAYLOADS_SEEN];
-    d.payloads = [0; BUCKETS];
-    d.classes = [0; BUCKETS];
-    d.next_seen = 0;
+    if g.slot.tag.load(Ordering::Relaxed) != 0 {
+        clear(d);
+    }
     match key {
         Some((k, tag)) => {
             d.key = split(k.bits);
@@ -671,6 +681,23 @@ fn reset(g: &Guard<'_>, key: Option<(&Key, u32)>, now: u32) {
             g.hint.store(0, Ordering::Relaxed);
         }
     }
+}
+
+/// Zeroes every count of a slot (its key stays until [`reset`] sets it).
+fn clear(d: &mut Data) {
+    d.ua = 0;
+    d.requests = [0; BUCKETS];
+    d.not_found = [0; BUCKETS];
+    d.auth = [0; BUCKETS];
+    d.probes = [0; BUCKETS];
+    d.signals = [0; BUCKETS];
+    d.paths = [PathEntry::default(); MAX_PATHS];
+    d.fired = 0;
+    d.fired_at = 0;
+    d.seen = [0; PAYLOADS_SEEN];
+    d.payloads = [0; BUCKETS];
+    d.classes = [0; BUCKETS];
+    d.next_seen = 0;
 }
 
 /// Clears the buckets between the newest written and `now`.
@@ -720,6 +747,7 @@ fn live(p: &PathEntry, now: u32) -> bool {
 
 /// The count of one rule (`path_hits` for `repeated_hits`, `scanner`
 /// for `scanner_agent`).
+#[inline]
 fn count(d: &Data, now: u32, r: Rule, path_hits: u32, scanner: bool) -> u32 {
     let s8 = |c: &[u8; BUCKETS]| c.iter().map(|&x| u32::from(x)).sum::<u32>();
     match r {
@@ -753,6 +781,7 @@ fn update(
     o: &Observation,
     limits: &Thresholds,
     is_scanner: impl FnOnce() -> bool,
+    fresh: bool,
 ) -> Outcome {
     slide(g, now);
     let d = g.data();
@@ -793,14 +822,20 @@ fn update(
     if o.path_hash != 0 {
         let h = o.path_hash;
         let now8 = now as u8;
-        let i = match d.paths.iter().position(|p| p.hash == h) {
+        // a slot given to this client just now has no paths yet
+        let known = if fresh {
+            None
+        } else {
+            d.paths.iter().position(|p| p.hash == h)
+        };
+        let i = match known {
             Some(i) => i,
             None => {
                 // a free or expired entry, else the least recently hit
                 let i = d
                     .paths
                     .iter()
-                    .position(|p| !live(p, now))
+                    .position(|p| fresh || !live(p, now))
                     .unwrap_or_else(|| {
                         // oldest first; among equals, one that did not fail
                         // (failed paths are what the scanning rule counts)
