@@ -408,7 +408,9 @@ impl Table {
         // The second set from all of the keyed hash's bits, mixed again
         // (a bijection: clients in one first set spread over the second
         // by their other bits), so one hash serves both choices.
-        let h2 = (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9).rotate_left(31);
+        let h2 = (h ^ (h >> 29))
+            .wrapping_mul(0xbf58_476d_1ce4_e5b9)
+            .rotate_left(31);
         let mask = (self.slots.len() - 1) & !(WAYS - 1);
         let tag = ((h >> 32) as u32) | 1;
         ([(h as usize) & mask, (h2 as usize) & mask], tag)

@@ -335,6 +335,21 @@ pub static PURPOSE: Var = Var::new(b"http_purpose");
 /// read only for a challenged client.
 pub static CHALLENGE_COOKIE: Var = Var::new(b"cookie_warden_pass");
 
+/// A variable's value as bytes in the request's pool; None when it is not
+/// found.
+#[inline]
+fn value_bytes(value: &NgxVariableValue) -> Option<&'static [u8]> {
+    if value.bits & NOT_FOUND != 0 || value.data.is_null() && value.bits & LEN_MASK != 0 {
+        return None;
+    }
+    let len = (value.bits & LEN_MASK) as usize;
+    if len == 0 {
+        return Some(&[]);
+    }
+    // SAFETY: nginx's value points to `len` bytes in the request's pool.
+    Some(unsafe { std::slice::from_raw_parts(value.data, len) })
+}
+
 /// A request being served (nginx's `ngx_http_request_t *`, as lua-resty-
 /// core's `get_request()` gives it).
 #[derive(Clone, Copy)]
@@ -363,56 +378,64 @@ impl Request {
     #[inline]
     pub fn var(self, v: &Var) -> Option<&'static [u8]> {
         let api = api()?;
+        let Some(d) = &api.direct else {
+            return self.var_by_name(api, v, INDIRECT);
+        };
+        let found = self.find(d, v);
+        if found & (PREFIX | INDIRECT) != 0 {
+            return self.var_by_name(api, v, found);
+        }
+        // SAFETY: `found` is a variable of this request's configuration
+        // (`find`), read as `ngx_http_get_variable()` reads it: an indexed
+        // one from the request's cache, the others by their handler.
+        unsafe {
+            let var = &*(found as *const NgxVariable);
+            if var.flags & VAR_INDEXED != 0 {
+                value_bytes((d.get_flushed)(self.r, var.index).as_ref()?)
+            } else {
+                let mut local = NgxVariableValue {
+                    bits: 0,
+                    data: std::ptr::null(),
+                };
+                let handler = var.get_handler?;
+                if handler(self.r, &mut local, var.data) != NGX_OK {
+                    return None;
+                }
+                value_bytes(&local)
+            }
+        }
+    }
+
+    /// [`Request::var`] for a prefix variable (`http_*`, `cookie_*`: the
+    /// handler takes the whole name) or one read through
+    /// `ngx_http_get_variable()` (`found` is [`INDIRECT`]).
+    #[cold]
+    #[inline(never)]
+    fn var_by_name(self, api: &Api, v: &Var, found: usize) -> Option<&'static [u8]> {
         let mut name = NgxStr {
             len: v.name.len(),
             data: v.name.as_ptr(),
         };
-        let found = match &api.direct {
-            Some(d) => self.find(d, v),
-            None => INDIRECT,
-        };
+        if found == INDIRECT {
+            // SAFETY: `self.r` is a live request (see `new`); nginx reads
+            // the name and returns NULL or a value allocated from the
+            // request's pool.
+            return value_bytes(unsafe { (api.get_variable)(self.r, &mut name, v.key).as_ref()? });
+        }
         let mut local = NgxVariableValue {
             bits: 0,
             data: std::ptr::null(),
         };
-        let value = if found == INDIRECT {
-            // SAFETY: `self.r` is a live request (see `new`); nginx reads
-            // the name and returns NULL or a value allocated from the
-            // request's pool.
-            unsafe { (api.get_variable)(self.r, &mut name, v.key).as_ref()? }
-        } else {
-            // SAFETY: `found` is a variable of this request's configuration
-            // (`find`), read as `ngx_http_get_variable()` reads it: an
-            // indexed one from the request's cache, the others by their
-            // handler (a prefix variable's handler takes the whole name).
-            unsafe {
-                let var = &*((found & !PREFIX) as *const NgxVariable);
-                if found & PREFIX == 0 && var.flags & VAR_INDEXED != 0 {
-                    let d = api.direct.as_ref()?;
-                    (d.get_flushed)(self.r, var.index).as_ref()?
-                } else {
-                    let data = if found & PREFIX != 0 {
-                        &name as *const NgxStr as usize
-                    } else {
-                        var.data
-                    };
-                    let handler = var.get_handler?;
-                    if handler(self.r, &mut local, data) != NGX_OK {
-                        return None;
-                    }
-                    &local
-                }
+        // SAFETY: `found` is a prefix variable of this request's
+        // configuration (`find`); its handler takes the whole name.
+        unsafe {
+            let var = &*((found & !PREFIX) as *const NgxVariable);
+            let handler = var.get_handler?;
+            if handler(self.r, &mut local, &name as *const NgxStr as usize) != NGX_OK {
+                return None;
             }
-        };
-        if value.bits & NOT_FOUND != 0 || value.data.is_null() && value.bits & LEN_MASK != 0 {
-            return None;
         }
-        let len = (value.bits & LEN_MASK) as usize;
-        if len == 0 {
-            return Some(&[]);
-        }
-        // SAFETY: nginx's value points to `len` bytes in the request's pool.
-        Some(unsafe { std::slice::from_raw_parts(value.data, len) })
+        value_bytes(&local)
     }
 
     /// `v`'s `ngx_http_variable_t` in this request's configuration (found
@@ -461,6 +484,18 @@ impl Request {
             // SAFETY: a live request (see `new`).
             Some(api) => (unsafe { (api.is_internal)(self.r) }) == 1,
             None => false,
+        }
+    }
+
+    /// When the request started, as a key: equal in every phase of one
+    /// request, and different for a later request at the same address
+    /// (the bits of nginx's start time, with no arithmetic).
+    #[inline]
+    pub fn started(self) -> u64 {
+        match api() {
+            // SAFETY: a live request (see `new`).
+            Some(api) => unsafe { (api.start_time)(self.r) }.to_bits(),
+            None => 0,
         }
     }
 

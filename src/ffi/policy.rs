@@ -191,7 +191,7 @@ pub unsafe extern "C" fn warden_decide(
         match &d {
             Decision::Pass | Decision::Allow => DECIDE_PASS,
             Decision::Skip => {
-                w.mark(r.id(), r.start_ms(), Seen::UNOBSERVED);
+                w.mark(r.id(), r.started(), Seen::UNOBSERVED);
                 DECIDE_SKIP
             }
             Decision::Blocked(_) => DECIDE_BLOCKED,

@@ -136,7 +136,7 @@ pub unsafe extern "C" fn warden_access(
         if fl & flags::NO_SYNC == 0 && w.stale() {
             return code::SYNC;
         }
-        let (id, start) = (r.id(), r.start_ms());
+        let (id, start) = (r.id(), r.started());
         // the access phase again after an internal redirect (an index
         // file, error_page, try_files): the client is known already (a
         // request that is not internal may be a new one in the memory of
@@ -266,7 +266,7 @@ pub unsafe extern "C" fn warden_log(
         if !w.detects() {
             return code::PASS;
         }
-        let (client, verdict, refused) = match w.recall(r.id(), r.start_ms()) {
+        let (client, verdict, refused) = match w.recall(r.id(), r.started()) {
             Some(seen) if seen.flags & Seen::UNOBSERVED != 0 => return code::PASS,
             Some(seen) => (
                 seen.client.addr,
@@ -360,7 +360,7 @@ pub unsafe extern "C" fn warden_mark(w: *const Engine, r: *mut c_void, flag: c_i
         _ => return code::INTERNAL,
     };
     catch_unwind(AssertUnwindSafe(|| {
-        w.mark(r.id(), r.start_ms(), flag);
+        w.mark(r.id(), r.started(), flag);
         0
     }))
     .unwrap_or(code::INTERNAL)

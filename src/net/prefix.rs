@@ -52,6 +52,9 @@ pub trait Bits: Copy + Ord + Eq + Hash + Debug + Default + Send + Sync + 'static
     fn store(self) -> Self::Stored;
     /// The key back from its stored form.
     fn load(s: Self::Stored) -> Self;
+    /// `(self - base) >> shift`, at most `last`; None below `base` (a
+    /// [`PrefixMap`]'s bucket, in the key's own width).
+    fn bucket(self, base: Self, shift: u32, last: usize) -> Option<usize>;
 }
 
 impl Bits for u32 {
@@ -72,6 +75,11 @@ impl Bits for u32 {
     #[inline]
     fn load(s: u32) -> Self {
         s
+    }
+    #[inline]
+    fn bucket(self, base: u32, shift: u32, last: usize) -> Option<usize> {
+        let off = self.checked_sub(base)?;
+        Some((off.checked_shr(shift).unwrap_or(0) as usize).min(last))
     }
 }
 
@@ -100,6 +108,13 @@ impl Bits for u128 {
     #[inline]
     fn load(s: [u32; 4]) -> Self {
         u128::from(s[0]) | u128::from(s[1]) << 32 | u128::from(s[2]) << 64 | u128::from(s[3]) << 96
+    }
+    #[inline]
+    fn bucket(self, base: u128, shift: u32, last: usize) -> Option<usize> {
+        let off = self.checked_sub(base)?;
+        // clamped in u128: a key far above the last start must not wrap
+        // when narrowed to usize
+        Some(usize::try_from(off.checked_shr(shift).unwrap_or(0)).map_or(last, |b| b.min(last)))
     }
 }
 
@@ -204,7 +219,7 @@ pub struct PrefixMap<K: Bits, V> {
     /// one more entry than there are buckets.
     buckets: Vec<u32>,
     /// Smallest start; keys below it match nothing.
-    base: u128,
+    base: K,
     /// Bucket of key `k` is `(k - base) >> shift`.
     shift: u32,
     /// Number of distinct prefixes.
@@ -216,7 +231,7 @@ impl<K: Bits, V> Default for PrefixMap<K, V> {
         PrefixMap {
             slots: Vec::new(),
             buckets: Vec::new(),
-            base: 0,
+            base: K::default(),
             shift: 0,
             prefixes: 0,
         }
@@ -360,7 +375,7 @@ impl<K: Bits, V: Clone + PartialEq> PrefixMap<K, V> {
         let mut map = PrefixMap {
             slots,
             buckets: Vec::new(),
-            base: 0,
+            base: K::default(),
             shift: 0,
             prefixes: values.len(),
         };
@@ -376,7 +391,7 @@ impl<K: Bits, V: Clone + PartialEq> PrefixMap<K, V> {
         };
         let (first, last) = (start(first), start(last));
         let n = self.slots.len();
-        self.base = first;
+        self.base = K::from_u128(first);
         let range = last - first;
         let range_bits = 128 - range.leading_zeros();
         let want = (n / SLOTS_PER_BUCKET).max(1);
@@ -401,11 +416,8 @@ impl<K: Bits, V: Clone + PartialEq> PrefixMap<K, V> {
     /// The folded value for `addr`, or `None` if no prefix contains it.
     #[inline]
     pub fn lookup(&self, addr: K) -> Option<&V> {
-        let off = addr.to_u128().checked_sub(self.base)?;
         let last_bucket = self.buckets.len().checked_sub(2)?;
-        // Clamp in u128: a key far above the last start must not wrap when
-        // narrowed to usize.
-        let b = usize::try_from(off >> self.shift).map_or(last_bucket, |b| b.min(last_bucket));
+        let b = addr.bucket(self.base, self.shift, last_bucket)?;
         let lo = *self.buckets.get(b)? as usize;
         let hi = *self.buckets.get(b + 1)? as usize;
         // The slot before the bucket holds the value where it begins.
