@@ -299,9 +299,8 @@ impl Warden<'_> {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::engine::{code, Engine};
-    use crate::ops::Worker;
-    use crate::store::mem::{Lines, Mem};
+    use crate::engine::code;
+    use crate::ops::tests::Node;
 
     fn reply(s: &Served) -> (u16, String, String) {
         match s {
@@ -319,23 +318,14 @@ mod tests {
 
     #[test]
     fn page_answer_cookie_replay_and_escalation() {
-        let cfg = Config::from_value(&serde_json::json!({
-            "dict": "t-ops-chal",
-            "challenge": {"secret": "0123456789abcdef", "difficulty": 4, "max_unsolved": 3},
-        }))
-        .unwrap();
-        let (engine, dict, log, worker) = (
-            Engine::new(cfg).unwrap(),
-            Mem::new(1 << 20),
-            Lines::default(),
-            Worker::new("t-ops-chal"),
+        let node = Node::new(
+            serde_json::json!({
+                "dict": "t-ops-chal",
+                "challenge": {"secret": "0123456789abcdef", "difficulty": 4, "max_unsolved": 3},
+            }),
+            1,
         );
-        let w = Warden {
-            engine: &engine,
-            dict: &dict,
-            log: &log,
-            worker: &worker,
-        };
+        let (w, engine) = (node.w(0), &node.engines[0].0);
         let a = Addr::parse("192.0.2.7").unwrap();
         let net = Net::parse("192.0.2.7").unwrap();
         w.block_as(&net, 3_600_000, "t", Source::Manual, Action::Challenge)
@@ -419,19 +409,8 @@ mod tests {
 
     #[test]
     fn without_opts_challenge_nothing_challenges() {
-        let cfg = Config::from_value(&serde_json::json!({"dict": "t-ops-nochal"})).unwrap();
-        let (engine, dict, log, worker) = (
-            Engine::new(cfg).unwrap(),
-            Mem::new(1 << 20),
-            Lines::default(),
-            Worker::new("t-ops-nochal"),
-        );
-        let w = Warden {
-            engine: &engine,
-            dict: &dict,
-            log: &log,
-            worker: &worker,
-        };
+        let node = Node::new(serde_json::json!({"dict": "t-ops-nochal"}), 1);
+        let w = node.w(0);
         let net = Net::parse("192.0.2.7").unwrap();
         let e = w
             .block_as(&net, 0, "t", Source::Manual, Action::Challenge)

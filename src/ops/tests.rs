@@ -22,14 +22,16 @@ fn n(s: &str) -> Net {
     Net::parse(s).unwrap()
 }
 
-struct Node {
+/// A node of `workers` engines on one in-memory dict (also the rig of
+/// the operations' tests in submodules, such as `challenge`).
+pub(super) struct Node {
     dict: Mem,
     lines: Lines,
-    engines: Vec<(Engine, Worker)>,
+    pub(super) engines: Vec<(Engine, Worker)>,
 }
 
 impl Node {
-    fn new(opts: Json, workers: usize) -> Node {
+    pub(super) fn new(opts: Json, workers: usize) -> Node {
         let name = opts["dict"].as_str().unwrap().to_string();
         Node {
             dict: Mem::new(1 << 20),
@@ -40,7 +42,7 @@ impl Node {
         }
     }
 
-    fn w(&self, i: usize) -> Warden<'_> {
+    pub(super) fn w(&self, i: usize) -> Warden<'_> {
         let (engine, worker) = &self.engines[i];
         Warden {
             engine,
