@@ -518,6 +518,18 @@ pub struct Site {
 
 /// Parses `rate_limit`: a number (requests per second, as nginx's
 /// `limit_req`), or `"10r/s"` / `"600r/m"`; 0 = none.
+/// The boolean field `name` of `m`, `default` when absent or null.
+fn flag(m: &Map<String, Value>, name: &str, default: bool) -> Result<bool, PolicyError> {
+    match m.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(PolicyError::new(
+            name,
+            format!("must be true or false, got {}", show(other)),
+        )),
+    }
+}
+
 fn rate_limit(v: Option<&Value>) -> Result<(u32, u32), PolicyError> {
     let bad = |v: &Value| {
         PolicyError::new(
@@ -565,26 +577,8 @@ impl Site {
                 "challenge",
             ],
         )?;
-        let challenge = match m.get("challenge") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => {
-                return Err(PolicyError::new(
-                    "challenge",
-                    format!("must be true or false, got {}", show(other)),
-                ))
-            }
-        };
-        let enabled = match m.get("enabled") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => {
-                return Err(PolicyError::new(
-                    "enabled",
-                    format!("must be true or false, got {}", show(other)),
-                ))
-            }
-        };
+        let challenge = flag(m, "challenge", false)?;
+        let enabled = flag(m, "enabled", true)?;
         let (limit, window) = rate_limit(m.get("rate_limit"))?;
         let ips = strings(m.get("allowed_ips").unwrap_or(&Value::Null), "allowed_ips")?;
         let nets = ips
