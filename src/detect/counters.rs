@@ -824,7 +824,8 @@ fn update(
     if o.path_hash != 0 {
         let h = o.path_hash;
         let now8 = now as u8;
-        // a slot given to this client just now has no paths yet
+        // a slot given to this client just now has no paths yet (its
+        // first entry is free)
         let known = if fresh {
             None
         } else {
@@ -837,7 +838,7 @@ fn update(
                 let i = d
                     .paths
                     .iter()
-                    .position(|p| fresh || !live(p, now))
+                    .position(|p| !live(p, now))
                     .unwrap_or_else(|| {
                         // oldest first; among equals, one that did not fail
                         // (failed paths are what the scanning rule counts)
