@@ -30,10 +30,8 @@ local DECIDE_BLOCKED = core.DECIDE_BLOCKED
 local DECIDE_RATE = core.DECIDE_RATE
 local DECIDE_UNAUTHORIZED = core.DECIDE_UNAUTHORIZED
 local DECIDE_CHALLENGE = core.DECIDE_CHALLENGE
-local OUTCOMES = {
-    [core.DECIDE_FORBIDDEN_IP] = "forbidden_ip",
-    [core.DECIDE_BLOCKED_PATH] = "blocked_path",
-}
+local DECIDE_FORBIDDEN_IP = core.DECIDE_FORBIDDEN_IP
+local DECIDE_BLOCKED_PATH = core.DECIDE_BLOCKED_PATH
 local CHALLENGE = core.CHALLENGE
 local get_request = require("resty.core.base").get_request
 
@@ -119,14 +117,14 @@ function _M.enforce(w, rc, ip_text, site, refuse, flags, client)
             -- the policy changed between the two calls
             return outcome == "skip" and "skip" or refuse(w, rc)
         end
-    else
-        outcome = OUTCOMES[d]
-        if not outcome then
-            log(ERR, "warden: the policy decision failed with code ", d,
-                "; letting the request through")
-            return true
-        end
+    elseif d == DECIDE_FORBIDDEN_IP or d == DECIDE_BLOCKED_PATH then
+        -- the site's allowed_ips or blocked_paths: refused with
+        -- block_status, the reason in the decision's text
         a = ffi_string(decision.text, decision.text_len)
+    else
+        log(ERR, "warden: the policy decision failed with code ", d,
+            "; letting the request through")
+        return true
     end
 
     if outcome == "unauthorized" then
