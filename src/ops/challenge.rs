@@ -263,7 +263,14 @@ impl Warden<'_> {
         let offence = offences::count(st, target, cfg.repeat_offender_memory_ms);
         let duration_ms = cfg.block_duration_ms(offence);
         let reason = format!("challenge: {n} {what}");
-        if let Err(e) = self.block_as(target, duration_ms, &reason, Source::Auto, Action::Block) {
+        if let Err(e) = self.block_in(
+            st,
+            target,
+            duration_ms,
+            &reason,
+            Source::Auto,
+            Action::Block,
+        ) {
             st.log(Level::Warn, &format!("cannot block {target}: {e}"));
             return false;
         }

@@ -231,13 +231,26 @@ impl<'a> Warden<'a> {
         source: Source,
         action: BlockAction,
     ) -> Result<(), Error> {
+        self.block_in(&self.store(), target, duration_ms, reason, source, action)
+    }
+
+    /// [`Warden::block_as`] at `st`'s time: a detector's block starts when
+    /// its trip's event says it does.
+    pub(super) fn block_in(
+        &self,
+        st: &Store<'_>,
+        target: &Net,
+        duration_ms: u64,
+        reason: &str,
+        source: Source,
+        action: BlockAction,
+    ) -> Result<(), Error> {
         if action == BlockAction::Challenge && self.engine.challenge().is_none() {
             return Err(Error::invalid(
                 "action",
                 "action 'challenge' needs opts.challenge = { secret = \"...\" } in new()",
             ));
         }
-        let st = self.store();
         let reason: String = reason.chars().take(MAX_REASON).collect();
         let p = self
             .engine
@@ -248,8 +261,8 @@ impl<'a> Warden<'a> {
                 &format!("{target} is allowlisted; its block has no effect while it is"),
             );
         }
-        journal::add(&st, self.engine, &p.block)?;
-        self.queue(&st, &p.entry);
+        journal::add(st, self.engine, &p.block)?;
+        self.queue(st, &p.entry);
         if source != Source::Auto {
             self.engine.record(&Event {
                 time_ms: st.now_ms,
@@ -352,7 +365,7 @@ impl<'a> Warden<'a> {
                     .is_some_and(|b| t.mode == Mode::Challenge || b.action == BlockAction::Block)
             },
             |net, duration_ms, reason, action| {
-                self.block_as(net, duration_ms, reason, Source::Auto, action)
+                self.block_in(&st, net, duration_ms, reason, Source::Auto, action)
             },
         );
         self.engine.record(&out.event);

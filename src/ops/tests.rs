@@ -164,6 +164,10 @@ fn a_tripped_rule_blocks_with_escalation() {
     assert_eq!(t.report, Some((client, "not_found")));
     assert_eq!(t.event.action, "blocked for 1h");
     assert!(node.blocked(1, "192.0.2.77"));
+    // the block starts when its event says it does (`warden why`: since
+    // and until are an exact duration apart)
+    let b = node.engines[1].0.is_blocked(client).unwrap();
+    assert_eq!(b.expires_ms, t.event.time_ms + 3_600_000);
     assert!(node.w(0).trip(&seen).is_none(), "once");
     let lines = node.lines.take();
     assert!(lines
