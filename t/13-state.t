@@ -5,6 +5,8 @@
 use lib 't/lib';
 use TestWarden;
 
+$TestWarden::Timeout = 60;  # the default response timeout of this file's blocks
+
 our $Http = <<'_EOC_';
     lua_shared_dict warden 1m;
     init_by_lua_block {
@@ -25,12 +27,26 @@ our $Http = <<'_EOC_';
         -- once a write fault is mended: the next write is logged, and a
         -- restart brings every block back
         function recover(a)
-            ngx.sleep(0.6)
+            until_true(function() return a:count("written again") > 0 end)
             ngx.say("recovered: ", a:count("written again"))
             a:stop()
             assert(a:start())
             ngx.say((blocked(a):gsub(" manual %-1 ", "")))
             a:stop()
+        end
+        -- waits (at most 10 s) until f() is true: a write of the state
+        -- file is due every state_interval, later on a loaded machine
+        function until_true(f)
+            local deadline = ngx.now() + 10
+            while not f() and ngx.now() < deadline do
+                ngx.sleep(0.05)
+                ngx.update_time()
+            end
+        end
+        -- the count of failed writes in node a's /stats
+        function save_errors(a)
+            local _, stats = a:get("/stats")
+            return tonumber(stats:match("state_save_errors=(%d+)"))
         end
         function lines(s)
             local t = {}
@@ -46,7 +62,6 @@ add_block_preprocessor(sub {
     # gives the same block)
     my $http = $block->http_config // '';
     $block->set_value('http_config', $http . $Http) unless $http =~ /tnode/;
-    $block->set_value('timeout', 60) unless defined $block->timeout;
 });
 
 plan 'no_plan';
@@ -252,9 +267,9 @@ true true
                 ngx.sleep(0.4)
             end
             ngx.say(a:statuses("/", "192.0.2.2", 4))
+            until_true(function() return save_errors(a) > 1 end)
             ngx.say("logged: ", a:count("changes will not survive a restart"))
-            local _, stats = a:get("/stats")
-            ngx.say(stats:match("state_save_errors=(%d+)") + 0 > 1)
+            ngx.say(save_errors(a) > 1)
             tnode.chown(DIR)
             recover(a)
         }
@@ -297,18 +312,18 @@ recovered: 1
             local ok, err = pcall(function()
                 assert(a:start())
                 for i = 1, 3 do a:get("/lua?do=block&target=192.0.2." .. i) end
-                ngx.sleep(0.6)
+                until_true(function()
+                    return sh("cat " .. DIR .. "state"):find("192.0.2.3", 1, true)
+                end)
                 local before = sh("cat " .. DIR .. "state")
                 -- fill the filesystem, then change something
                 sh("dd if=/dev/zero of=" .. DIR .. "filler bs=4k 2>/dev/null")
                 for i = 4, 6 do a:get("/lua?do=block&target=192.0.2." .. i) end
-                ngx.sleep(0.8)
+                until_true(function() return save_errors(a) > 1 end)
                 ngx.say(a:statuses("/", "192.0.2.5", 4))
                 ngx.say("logged: ", a:count("changes will not survive a restart"),
                         ", no space: ", a:count("No space left on device") > 0)
-                local _, stats = a:get("/stats")
-                ngx.say("failed writes counted: ",
-                        stats:match("state_save_errors=(%d+)") + 0 > 1)
+                ngx.say("failed writes counted: ", save_errors(a) > 1)
                 ngx.say("last good file kept whole: ",
                         sh("cat " .. DIR .. "state") == before
                         and #before > 0)

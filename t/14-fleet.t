@@ -4,6 +4,8 @@
 use lib 't/lib';
 use TestWarden;
 
+$TestWarden::Timeout = 90;  # the default response timeout of this file's blocks
+
 our $Http = <<'_EOC_';
     lua_shared_dict warden 1m;
     init_by_lua_block {
@@ -43,7 +45,6 @@ add_block_preprocessor(sub {
     # gives the same block)
     my $http = $block->http_config // '';
     $block->set_value('http_config', $http . $Http) unless $http =~ /tnode/;
-    $block->set_value('timeout', 90) unless defined $block->timeout;
 });
 
 plan 'no_plan';

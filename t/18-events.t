@@ -6,6 +6,8 @@
 use lib 't/lib';
 use TestWarden;
 
+$TestWarden::Timeout = 60;  # the default response timeout of this file's blocks
+
 our $Http = <<'_EOC_';
     lua_shared_dict warden 1m;
     init_by_lua_block {
@@ -35,7 +37,6 @@ add_block_preprocessor(sub {
     my $block = shift;
     my $http = $block->http_config // '';
     $block->set_value('http_config', $http . $Http) unless $http =~ /lua_shared_dict/;
-    $block->set_value('timeout', 60) unless defined $block->timeout;
 });
 
 plan 'no_plan';

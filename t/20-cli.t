@@ -338,8 +338,10 @@ access forbidden by rule
 --- config
     location /t {
         content_by_lua_block {
+            -- polls about every second until `timeout` ends it: the two
+            -- blocks come ~1.5 and ~3 s in, with polls to spare after each
             local follow = start("events --follow --interval 1s"
-                                 .. " --type blocked_ip", ENV .. " timeout 4")
+                                 .. " --type blocked_ip", ENV .. " timeout 6")
             ngx.sleep(1.5)
             warden:block("192.0.2.55", { duration = "1h" })
             ngx.sleep(1.5)

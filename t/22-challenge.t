@@ -9,6 +9,8 @@
 use lib 't/lib';
 use TestWarden;
 
+$TestWarden::Timeout = 90;  # the default response timeout of this file's blocks
+
 our $Root = $TestWarden::Root;
 our $Python = '/usr/bin/python3';
 plan skip_all => "$Python is missing" unless -x $Python;
@@ -87,7 +89,6 @@ add_block_preprocessor(sub {
     my $block = shift;
     my $http = $block->http_config // '';
     $block->set_value('http_config', $http . $Http) unless $http =~ /tnode/;
-    $block->set_value('timeout', 90) unless defined $block->timeout;
 });
 
 plan 'no_plan';

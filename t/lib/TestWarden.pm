@@ -130,6 +130,9 @@ sub zombie {
     return $line =~ /^\d+ \(.*\) Z/;
 }
 
+# The response timeout of a block that sets none (see preprocess).
+our $Timeout = 30;
+
 my $MainPid = $$;
 END { local $?; stop_nodes(0) if $$ == $MainPid }
 
@@ -143,6 +146,14 @@ sub preprocess {
     }
     if (!defined $block->error_log && !defined $block->no_error_log) {
         $block->set_value('no_error_log', "[error]\n");
+    }
+    # Test::Nginx waits 3 s for a response by default: blocks that start
+    # processes, nodes or several requests of their own outlast that on a
+    # slow machine. A timeout here only bounds a hung test; what a block
+    # asserts about time, it measures itself. A file may set its own
+    # default ($TestWarden::Timeout) before run_tests().
+    if (!defined $block->timeout) {
+        $block->set_value('timeout', $Timeout);
     }
 
     # A block that sets its own package paths (an installed tree) keeps
