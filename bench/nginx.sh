@@ -21,22 +21,22 @@ sleep 2
 worker=$(pgrep -P "$(cat "$dir/logs/nginx.pid")" | head -n 1)
 hz=$(getconf CLK_TCK)
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$worker/stat"; }
+cpu_ticks() { awk '{ print $14 + $15, $14 }' "/proc/$worker/stat"; }
 
-run() { # port -> "rps cpu_us_per_request"
-    local port=$1 t0 t1 out reqs
-    t0=$(cpu_ticks)
+run() { # port -> "rps cpu_us_per_request user_us_per_request"
+    local port=$1 t0 t1 u0 u1 out reqs
+    read -r t0 u0 < <(cpu_ticks)
     out=$(taskset -c 1 wrk -t1 -c64 -d"${secs}s" -s "$root/bench/xff.lua" \
           "http://127.0.0.1:$port/" 2>&1)
-    t1=$(cpu_ticks)
+    read -r t1 u1 < <(cpu_ticks)
     reqs=$(echo "$out" | awk '/requests in/ { print $1 }')
     if echo "$out" | grep -q "Non-2xx"; then
         echo "unexpected non-2xx responses on port $port:" >&2
         echo "$out" >&2
         exit 1
     fi
-    awk -v r="$reqs" -v s="$secs" -v c=$((t1 - t0)) -v hz="$hz" \
-        'BEGIN { printf "%.0f %.2f\n", r / s, c / hz * 1e6 / r }'
+    awk -v r="$reqs" -v s="$secs" -v c=$((t1 - t0)) -v u=$((u1 - u0)) -v hz="$hz" \
+        'BEGIN { printf "%.0f %.2f %.2f\n", r / s, c / hz * 1e6 / r, u / hz * 1e6 / r }'
 }
 
 # warm up the servers (JIT, caches, the detector's table)
@@ -53,10 +53,10 @@ printf '   (requests/s, worker CPU us per request)\n'
 for i in $(seq "$rounds"); do
     printf '%-6s' "$i"
     for j in "${!ports[@]}"; do
-        read -r r u < <(run "${ports[$j]}")
+        read -r r u uu < <(run "${ports[$j]}")
         printf ' %9s %7s' "$r" "$u"
         rps[$j]=$(add "${rps[$j]}" "$r"); us[$j]=$(add "${us[$j]}" "$u")
-        echo "$j $r $u" >> "$dir/samples"
+        echo "$j $r $u $uu $i" >> "$dir/samples"
     done
     printf '\n'
 done
@@ -79,6 +79,22 @@ awk -v r="${med_r[*]}" -v u="${med_u[*]}" 'BEGIN {
         U[3] - U[2], (U[5] - U[4]) - (U[3] - U[2])
     printf "with path and site policies (check{site=} + log): %.1f%% of plain, +%.2f us per request over check+log without\n",
         100 * R[6] / R[1], U[6] - U[5]
+}'
+# Each round against itself: the full pipeline's CPU per request over the
+# empty access+log handlers measured just before it (so that a slow
+# stretch of the VM moves both), and the difference in user time alone
+# (warden adds no system calls; the kernel's share of each request, most of
+# it, is noise here). Medians over the rounds.
+awk '$1 == 3 { e[$5] = $3; eu[$5] = $4 } $1 == 4 { f[$5] = $3; fu[$5] = $4 }
+    END { for (i in f) if (i in e) print f[i] / e[i], f[i] - e[i], fu[i] - eu[i], e[i] }' \
+    "$dir/samples" > "$dir/paired"
+med() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+ratio=$(awk '{ print $1 }' "$dir/paired" | med)
+user=$(awk '{ print $3 }' "$dir/paired" | med)
+floor=$(awk '{ print $4 }' "$dir/paired" | med)
+awk -v r="$ratio" -v u="$user" -v f="$floor" 'BEGIN {
+    printf "paired by round (median of the rounds): full pipeline %+.1f%% of worker CPU over the empty access+log handlers; user time alone +%.2f us (%+.1f%% of the empty handlers %.2f us)\n",
+        100 * (r - 1), u, 100 * u / f, f
 }'
 awk -v n="$rounds" -v r="${rps[*]}" -v u="${us[*]}" 'BEGIN {
     split(r, R, " "); split(u, U, " ")

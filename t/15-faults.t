@@ -194,7 +194,10 @@ lookup_errors: 30
 
 
 === TEST 4: iprepd refusing connections: requests pass at once, every failure is counted, one line is logged
---- http_config eval: $::IprepdHttp   # nothing listens on 1996
+--- http_config eval
+# nothing listens on 1996; a 2 s timeout, so that "at once" is well apart
+# from it on a loaded machine
+$::IprepdHttp =~ s/timeout = 200/timeout = 2000/r
 --- config
     location = /t {
         content_by_lua_block {
@@ -205,7 +208,7 @@ lookup_errors: 30
                 if status == 200 then passed = passed + 1 end
             end
             ngx.say("passed ", passed, "/20, well within the timeout: ",
-                    worst < 0.1)
+                    worst < 1)
             ngx.say("lookup_errors: ", warden:stats().lookup_errors)
         }
     }

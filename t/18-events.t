@@ -48,7 +48,10 @@ __DATA__
 --- config
     location = /t {
         content_by_lua_block {
-            local a = node('max_events = 12, denylist = "203.0.113.0/24",')
+            -- room for 16 events: 1 + 5 blocks, the refusals (one per
+            -- client, worker and minute: up to 8 across a minute
+            -- boundary) and the unblock fit; 410 refused requests would not
+            local a = node('max_events = 16, denylist = "203.0.113.0/24",')
             os.remove(DIR .. "state")
             assert(a:start())
             ngx.say("block: ", (a:api("POST", "/security/blocked-ips",

@@ -74,6 +74,8 @@ pub struct Request {
     pub reputation: Option<Option<f64>>,
     /// How many times Lua waited and called again ([`Reply::Retry`]).
     pub retries: u32,
+    /// When the request started, in ms since the epoch (0: not known).
+    pub started_ms: u64,
     /// False when the location mounts the API without a token
     /// (`warden:api{ token = false }`, an internal listener): every
     /// endpoint is then served without `Authorization`.
@@ -99,6 +101,7 @@ impl Default for Request {
             reputation_threshold: None,
             reputation: None,
             retries: 0,
+            started_ms: 0,
             token_required: true,
         }
     }
@@ -106,14 +109,21 @@ impl Default for Request {
 
 /// How long Lua waits before calling again after [`Reply::Retry`], in ms.
 pub const RETRY_MS: u64 = 5;
-/// How many times it does: a change waits at most this × [`RETRY_MS`]
-/// (3 s) for another worker's.
+/// How long a change waits for another worker's, from the start of its
+/// request, in ms.
+pub const WAIT_MS: u64 = 3_000;
+/// How many times it tries at most (a request whose start is not known:
+/// this × [`RETRY_MS`] is [`WAIT_MS`] on an idle machine).
 pub const MAX_RETRIES: u32 = 600;
 
 impl Request {
-    /// True when the caller will not try again after this call.
-    pub fn last_try(&self) -> bool {
+    /// True when the caller will not try again after this call, at
+    /// `now_ms`: [`WAIT_MS`] after the request started (on a loaded
+    /// machine each wait takes longer than [`RETRY_MS`]: time, not the
+    /// count, ends it), or after [`MAX_RETRIES`].
+    pub fn last_try(&self, now_ms: u64) -> bool {
         self.retries >= MAX_RETRIES
+            || (self.started_ms != 0 && now_ms.saturating_sub(self.started_ms) >= WAIT_MS)
     }
 }
 

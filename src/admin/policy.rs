@@ -35,7 +35,7 @@ fn configured<'a>(b: &'a dyn Backend, key: &str) -> Option<&'a Value> {
 /// Makes `e`: what the backend stored, or `None` when another worker is
 /// changing the policy and the caller should try again.
 fn edit(b: &dyn Backend, req: &Request, e: Edit) -> Result<Option<Value>, Error> {
-    match b.edit_policy(&e, req.last_try())? {
+    match b.edit_policy(&e, req.last_try(b.now_ms()))? {
         Update::Done(v) => Ok(Some(v)),
         Update::Busy => Ok(None),
     }

@@ -1045,15 +1045,25 @@ fn a_busy_policy_is_retried_then_given_up() {
     req.retries += 1;
     assert!(matches!(a.serve(&b, &req), Reply::Done(r) if r.status == 200));
     // on the last try the lock is an error
-    b.busy.set(1);
-    req.retries = super::exchange::MAX_RETRIES;
-    match a.serve(&b, &req) {
+    let refused = |req: &Request| match a.serve(&b, req) {
         Reply::Done(r) => assert_eq!(
             shown(&r),
             r#"503 {"error":"cannot change the policy: another change holds the lock","field":null}"#
         ),
         other => panic!("{other:?}"),
-    }
+    };
+    b.busy.set(1);
+    req.retries = super::exchange::MAX_RETRIES;
+    refused(&req);
+    // time ends the waiting, not the count: a loaded machine sleeps longer
+    // than asked
+    req.retries = 3;
+    req.started_ms = super::backend::Backend::now_ms(&b) - super::exchange::WAIT_MS + 1;
+    b.busy.set(1);
+    assert_eq!(a.serve(&b, &req), Reply::Retry { after_ms: 5 });
+    req.started_ms -= 1;
+    b.busy.set(1);
+    refused(&req);
 }
 
 /// FlatRun's agent (its PR): `POST /_internal/security/block-ip

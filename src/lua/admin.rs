@@ -67,7 +67,8 @@ fn token_required(opts: Value) -> LuaResult<bool> {
 
 /// The request table `api.lua` builds: `{ vars = {...}, args = {...},
 /// body = "..." | nil, reputation_threshold = n | nil, reputation = n |
-/// false | nil, retries = n | nil, options = api()'s opts | nil }`.
+/// false | nil, retries = n | nil, started = the request's start (s) |
+/// nil, options = api()'s opts | nil }`.
 fn request(t: &Table) -> LuaResult<Request> {
     let mut r = Request::default();
     if let Some(vars) = t.get::<Option<Table>>("vars")? {
@@ -94,6 +95,10 @@ fn request(t: &Table) -> LuaResult<Request> {
         .map(|b| b.as_bytes().to_vec());
     r.reputation_threshold = t.get::<Option<f64>>("reputation_threshold")?;
     r.retries = t.get::<Option<u32>>("retries")?.unwrap_or(0);
+    r.started_ms = t
+        .get::<Option<f64>>("started")?
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(0, |s| (s * 1000.0) as u64);
     r.token_required = token_required(t.get::<Value>("options")?)?;
     r.reputation = match t.get::<Value>("reputation")? {
         Value::Nil => None,

@@ -97,6 +97,7 @@ function _M.serve(w, opts)
         vars = vars,
         args = ngx.req.get_uri_args(MAX_ARGS),
         reputation_threshold = w.iprepd and w.iprepd.threshold or nil,
+        started = ngx.req.start_time(),
         options = opts,
     }
     local admin = w.admin
