@@ -90,8 +90,9 @@ __DATA__
             ngx.say("then: ", probe(ip), " ", probe(ip))
             ngx.say(ev(ip))
             local _, info = warden:is_blocked(ip)
+            -- a day, to the minute (requests have run since the trip)
             ngx.say(info.source, " ", info.reason, " ",
-                    math.floor(info.expires - ngx.now() + 0.5))
+                    math.floor((info.expires - ngx.now()) / 60 + 0.5) * 60)
             ngx.say("others: ", probe("192.0.2.2"))
         }
     }

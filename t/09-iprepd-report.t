@@ -18,7 +18,7 @@ sub conf {
     init_by_lua_block {
         client = require("resty.warden.iprepd").new({
             url = "http://127.0.0.1:1997", api_key = "secret", threshold = 50,
-            timeout = 500, statsd_host = "127.0.0.1", statsd_port = 1999,
+            timeout = 3000, statsd_host = "127.0.0.1", statsd_port = 1999,
             statsd_flush_timer = 1,
             $opts
         })

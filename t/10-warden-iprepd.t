@@ -21,7 +21,7 @@ sub conf {
             allowlist = { "198.51.100.1" },
             detector = { not_found_threshold = 3 },
             iprepd = { url = "http://127.0.0.1:1997", api_key = "secret",
-                       threshold = 50, timeout = 500,
+                       threshold = 50, timeout = 3000,
                        violations = { not_found = "fxa:request_blacklisted_ip" } },
             $opts
         })
@@ -157,7 +157,7 @@ opts.iprepd.threshold must be a number from 0 to 100, got 500
 
 
 === TEST 5: with statsd_host, iprepd's metrics and warden's own counters reach statsd
---- http_config eval: ::conf('') =~ s/timeout = 500,/timeout = 500, statsd_host = "127.0.0.1", statsd_port = 1999, statsd_flush_timer = 1,/r
+--- http_config eval: ::conf('') =~ s/timeout = 3000,/timeout = 3000, statsd_host = "127.0.0.1", statsd_port = 1999, statsd_flush_timer = 1,/r
 --- config
     location /t {
         content_by_lua_block {

@@ -303,7 +303,7 @@ https://evil.example/ -> /
                     path = "/.warden/challenge", body = "token=1.8.x&nonce=1" }))
             end
             ngx.say("failing: ", table.concat(seen, " "))
-            local _, list = a:get("/blocked")
+            local _, list = a:get("/blocked?round=60")  -- a day, give or take
             ngx.say(list)
             local _, ev = a:api("GET", "/security/events?type=challenge_failed"
                                 .. "&ip=192.0.2.40")
@@ -331,7 +331,7 @@ event: blocked for 1d (offence 1) / challenge: 7 ignored challenges
             ngx.sleep(0.2)
             local s, _, h = req(a, "192.0.2.50")
             ngx.say("tripped: ", s, " ", h["content-type"])
-            local _, list = a:get("/blocked")
+            local _, list = a:get("/blocked?round=60")  -- a day, give or take
             ngx.say(list)
             local cookie = pass(a, "192.0.2.50", "/")
             ngx.say("solved: ", statuses(a, "192.0.2.50", cookie, 20))

@@ -150,12 +150,15 @@ http {
         }
         location = /blocked {
             content_by_lua_block {
-                -- target source seconds-left(-1: permanent) reason, sorted
+                -- target source seconds-left(-1: permanent) reason, sorted;
+                -- ?round=N: seconds-left to the nearest N (a test that
+                -- reads a day's block some requests later)
                 local list = warden:blocked()
+                local r = tonumber(ngx.var.arg_round) or 1
                 local out = {}
                 for _, b in ipairs(list) do
                     local left = b.expires == 0 and -1
-                                 or math.floor(b.expires - ngx.now() + 0.5)
+                                 or math.floor((b.expires - ngx.now()) / r + 0.5) * r
                     out[#out + 1] = b.target .. " " .. b.source .. " "
                                     .. left .. " " .. b.reason
                 end
