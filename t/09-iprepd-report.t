@@ -39,6 +39,28 @@ sub conf {
             io.open(STATSD_FILE, "w"):close()
             return all
         end
+        -- sent(), once statsd has received a line matching `last` (the
+        -- listener is another process: waits at most 5 s)
+        function sent_until(last)
+            local deadline = ngx.now() + 5
+            while ngx.now() < deadline do
+                local f = io.open(STATSD_FILE)
+                local all = f and f:read("*a") or ""
+                if f then f:close() end
+                if all:find(last) then break end
+                ngx.sleep(0.05)
+                ngx.update_time()
+            end
+            return sent()
+        end
+        -- until f() is true, at most 5 s
+        function until_true(f)
+            local deadline = ngx.now() + 5
+            while not f() and ngx.now() < deadline do
+                ngx.sleep(0.05)
+                ngx.update_time()
+            end
+        end
         -- Sums of the statsd counters received so far, by name.
         function received()
             local f = io.open(STATSD_FILE)
@@ -104,7 +126,15 @@ __DATA__
             codes[#codes + 1] = visit("192.0.2.10")
             codes[#codes + 1] = visit("192.0.2.50")
             ngx.say(table.concat(codes, " "))
-            ngx.sleep(2.2)  -- statsd_flush_timer is 1 s, in both workers
+            -- statsd_flush_timer is 1 s, in both workers: every visit's
+            -- status and address, then a moment for what follows them
+            until_true(function()
+                local s = received()
+                return (s["iprepd.status.accepted"] or 0)
+                       + (s["iprepd.status.rejected"] or 0) >= 7
+                       and s["iprepd.err.500"] ~= nil
+            end)
+            ngx.sleep(0.2)
             local s = received()
             for _, name in ipairs({ "iprepd.get_reputation", "iprepd.cache_hit",
                     "iprepd.status.accepted", "iprepd.status.below_threshold",
@@ -184,7 +214,9 @@ iprepd responded with a 500 http status code
             -- each; enough visits fill both workers' buffers
             for i = 1, 8 do visit("192.0.2.9" .. i) end
             visit("192.0.2.10", "/a", "POST", "b")
-            ngx.sleep(0.3)
+            until_true(function()
+                return (received()["iprepd.get_reputation"] or 0) >= 4
+            end)
             local s = received()
             ngx.say("sent before the hourly timer: ",
                     (s["iprepd.get_reputation"] or 0) >= 4)
@@ -211,8 +243,8 @@ FoxSec Audit || ip: 192.0.2.10, headers: , body: Yg==
             sent()
             for _, ip in ipairs({ "192.0.2.10", "192.0.2.10", "2001:db8::7" }) do
                 ngx.say(visit(ip))
-                ngx.sleep(1.3)  -- statsd_flush_timer is 1 s
-                ngx.print(sent())
+                -- statsd_flush_timer is 1 s; the log phase adds ips_seen last
+                ngx.print(sent_until("ips_seen"))
             end
         }
     }
@@ -253,12 +285,13 @@ check(): 192.0.2.10 rejected with a reputation of 20, client: 192.0.2.10
                              statsd_port = 1999 })
             end
             sent()
-            for _, c in ipairs({ client_for("http://127.0.0.1:1", 500),
-                                 client_for("http://iprepd.test:1997", 500) }) do
-                ngx.say(c:get_reputation("192.0.2.1"))
-                c.statsd.flush()
-                ngx.sleep(0.1)
-                ngx.print(sent())
+            for _, c in ipairs({
+                { client_for("http://127.0.0.1:1", 500), "get_reputation" },
+                { client_for("http://iprepd.test:1997", 500), "dns_timeout" },
+            }) do
+                ngx.say(c[1]:get_reputation("192.0.2.1"))
+                c[1].statsd.flush()
+                ngx.print(sent_until(c[2]))  -- its last line
             end
         }
     }
@@ -331,8 +364,7 @@ qr/\[alert\].*audit_log\(\): FoxSec Audit \|\| ip: 192\.0\.2\.10, headers: , bod
             local pid = f:read("*n")
             f:close()
             os.execute("kill -HUP " .. pid)
-            ngx.sleep(1)
-            ngx.print(sent())
+            ngx.print(sent_until("ips_seen"))
         }
     }
 --- response_body
@@ -351,8 +383,7 @@ iprepd.ips_seen:192.0.2.99|s
         content_by_lua_block {
             sent()
             ngx.say(visit("192.0.2.99"))
-            ngx.sleep(0.3)
-            ngx.print(sent())
+            ngx.print(sent_until("ips_seen"))
         }
     }
 --- response_body

@@ -126,8 +126,13 @@ __DATA__
         content_by_lua_block {
             for i = 1, 3 do visit("192.0.2.60", "/nope" .. i .. "?s=404") end
             ngx.say(visit("192.0.2.60"))
-            ngx.sleep(0.3)
-            local put = ngx.shared.iprepd:get("put 192.0.2.60")
+            -- reported from a timer: waits for it (at most 5 s)
+            local put
+            for _ = 1, 100 do
+                put = ngx.shared.iprepd:get("put 192.0.2.60")
+                if put then break end
+                ngx.sleep(0.05)
+            end
             local method, auth, body = put:match("^(%S+) (APIKey %S+) (.*)$")
             local v = require("cjson").decode(body)
             ngx.say(method, " ", auth, " ", v.object, " ", v.type, " ", v.violation)
@@ -168,12 +173,26 @@ opts.iprepd.threshold must be a number from 0 to 100, got 500
             for i = 1, 5 do visit("192.0.2.20") end
             visit("192.0.2.10")
             for i = 1, 3 do visit("192.0.2.61", "/n" .. i .. "?s=404") end
-            ngx.sleep(2.5)
-            local sums = {}
-            for line in io.lines(STATSD_FILE) do
-                local name, n = line:match("^(.-):(%d+)|c$")
-                if name then sums[name] = (sums[name] or 0) + tonumber(n) end
+            local function sum()
+                local sums = {}
+                for line in io.lines(STATSD_FILE) do
+                    local name, n = line:match("^(.-):(%d+)|c$")
+                    if name then sums[name] = (sums[name] or 0) + tonumber(n) end
+                end
+                return sums
             end
+            -- both workers flush every second: until the counts are in
+            -- (at most 8 s), then one more flush for anything counted twice
+            for _ = 1, 160 do
+                local s = sum()
+                if (s["warden.passed"] or 0) >= 9 and s["warden.detector_trips"]
+                   and s["iprepd.status.rejected"] then
+                    break
+                end
+                ngx.sleep(0.05)
+            end
+            ngx.sleep(1.2)
+            local sums = sum()
             for _, k in ipairs({ "iprepd.status.rejected", "iprepd.cache_hit",
                                  "warden.passed", "warden.auto_blocks",
                                  "warden.detector_trips" }) do
@@ -189,7 +208,7 @@ warden.auto_blocks 1
 warden.detector_trips 1
 --- error_log
 192.0.2.10 rejected with a reputation of 20
---- timeout: 10
+--- timeout: 20
 
 
 
@@ -224,16 +243,29 @@ warden.detector_trips 1
                 thttp.request{ port = 1998, path = "/",
                                headers = { ["X-Forwarded-For"] = "192.0.2." .. i } }
             end
-            ngx.sleep(2.5)
-            local sums, gauges = {}, {}
-            for line in io.lines(STATSD_FILE) do
-                local name, n, kind = line:match("^(.-):([%d.]+)|(%a+)$")
-                if kind == "c" then
-                    sums[name] = (sums[name] or 0) + tonumber(n)
-                elseif kind == "g" then
-                    gauges[name] = tonumber(n)
+            local function read()
+                local sums, gauges = {}, {}
+                for line in io.lines(STATSD_FILE) do
+                    local name, n, kind = line:match("^(.-):([%d.]+)|(%a+)$")
+                    if kind == "c" then
+                        sums[name] = (sums[name] or 0) + tonumber(n)
+                    elseif kind == "g" then
+                        gauges[name] = tonumber(n)
+                    end
                 end
+                return sums, gauges
             end
+            -- as in TEST 5: until the counts are in, then one more flush
+            for _ = 1, 160 do
+                local s, g = read()
+                if (s["warden.passed"] or 0) >= 3 and (s["warden.lookup_errors"] or 0) >= 3
+                   and g["warden.blocked_addresses"] then
+                    break
+                end
+                ngx.sleep(0.05)
+            end
+            ngx.sleep(1.2)
+            local sums, gauges = read()
             ngx.say("warden.passed ", sums["warden.passed"])
             ngx.say("warden.lookup_errors ", sums["warden.lookup_errors"])
             ngx.say("warden.blocked_addresses ", gauges["warden.blocked_addresses"])
@@ -247,7 +279,7 @@ warden.blocked_addresses 1
 shm free > 0: true
 --- error_log
 Error with request to iprepd
---- timeout: 10
+--- timeout: 20
 
 
 
