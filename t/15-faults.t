@@ -147,11 +147,11 @@ after: ok=200 blocked=200 wrong=0 failed=0
 
 === TEST 3: iprepd slow, answering garbage or 502: requests pass within the timeout, every failure is counted, few are logged
 --- http_config eval
-$::IprepdHttp . q{
+($::IprepdHttp =~ s/timeout = 200/timeout = 600/r) . q{
     server {
         listen 127.0.0.1:1996;
         location ~ ^/type/ip/192\.0\.2\.1\d*$ {
-            content_by_lua_block { ngx.sleep(1) ngx.say("{}") }
+            content_by_lua_block { ngx.sleep(2) ngx.say("{}") }
         }
         location ~ ^/type/ip/192\.0\.2\.2\d*$ {
             content_by_lua_block { ngx.print("garbage") }
@@ -171,8 +171,10 @@ $::IprepdHttp . q{
                     worst = math.max(worst, took)
                     if status == 200 then passed = passed + 1 end
                 end
+                -- 600 ms (a timeout for kind 1, whose answer takes 2 s;
+                -- room for kinds 2 and 3 to answer on a loaded machine)
                 ngx.say(kind, ": passed ", passed, "/10, within the timeout: ",
-                        worst < 0.6)
+                        worst < 1.5)
             end
             ngx.say("lookup_errors: ", warden:stats().lookup_errors)
         }
