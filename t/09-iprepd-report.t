@@ -39,27 +39,18 @@ sub conf {
             io.open(STATSD_FILE, "w"):close()
             return all
         end
-        -- sent(), once statsd has received a line matching `last` (the
-        -- listener is another process: waits at most 5 s)
+        -- the statsd listener is another process: what it received is
+        -- waited for
+        until_true = require("twait").until_true
+        -- sent(), once statsd has received a line matching `last`
         function sent_until(last)
-            local deadline = ngx.now() + 5
-            while ngx.now() < deadline do
+            until_true(function()
                 local f = io.open(STATSD_FILE)
                 local all = f and f:read("*a") or ""
                 if f then f:close() end
-                if all:find(last) then break end
-                ngx.sleep(0.05)
-                ngx.update_time()
-            end
+                return all:find(last)
+            end, 5)
             return sent()
-        end
-        -- until f() is true, at most 5 s
-        function until_true(f)
-            local deadline = ngx.now() + 5
-            while not f() and ngx.now() < deadline do
-                ngx.sleep(0.05)
-                ngx.update_time()
-            end
         end
         -- Sums of the statsd counters received so far, by name.
         function received()

@@ -126,13 +126,10 @@ __DATA__
         content_by_lua_block {
             for i = 1, 3 do visit("192.0.2.60", "/nope" .. i .. "?s=404") end
             ngx.say(visit("192.0.2.60"))
-            -- reported from a timer: waits for it (at most 5 s)
-            local put
-            for _ = 1, 100 do
-                put = ngx.shared.iprepd:get("put 192.0.2.60")
-                if put then break end
-                ngx.sleep(0.05)
-            end
+            -- reported from a timer: waited for
+            local put = require("twait").until_true(function()
+                return ngx.shared.iprepd:get("put 192.0.2.60")
+            end)
             local method, auth, body = put:match("^(%S+) (APIKey %S+) (.*)$")
             local v = require("cjson").decode(body)
             ngx.say(method, " ", auth, " ", v.object, " ", v.type, " ", v.violation)
@@ -181,16 +178,13 @@ opts.iprepd.threshold must be a number from 0 to 100, got 500
                 end
                 return sums
             end
-            -- both workers flush every second: until the counts are in
-            -- (at most 8 s), then one more flush for anything counted twice
-            for _ = 1, 160 do
+            -- both workers flush every second: until the counts are in,
+            -- then one more flush for anything counted twice
+            require("twait").until_true(function()
                 local s = sum()
-                if (s["warden.passed"] or 0) >= 9 and s["warden.detector_trips"]
-                   and s["iprepd.status.rejected"] then
-                    break
-                end
-                ngx.sleep(0.05)
-            end
+                return (s["warden.passed"] or 0) >= 9 and s["warden.detector_trips"]
+                       and s["iprepd.status.rejected"]
+            end, 8)
             ngx.sleep(1.2)
             local sums = sum()
             for _, k in ipairs({ "iprepd.status.rejected", "iprepd.cache_hit",
@@ -256,14 +250,12 @@ warden.detector_trips 1
                 return sums, gauges
             end
             -- as in TEST 5: until the counts are in, then one more flush
-            for _ = 1, 160 do
+            require("twait").until_true(function()
                 local s, g = read()
-                if (s["warden.passed"] or 0) >= 3 and (s["warden.lookup_errors"] or 0) >= 3
-                   and g["warden.blocked_addresses"] then
-                    break
-                end
-                ngx.sleep(0.05)
-            end
+                return (s["warden.passed"] or 0) >= 3
+                       and (s["warden.lookup_errors"] or 0) >= 3
+                       and g["warden.blocked_addresses"]
+            end, 8)
             ngx.sleep(1.2)
             local sums, gauges = read()
             ngx.say("warden.passed ", sums["warden.passed"])

@@ -34,15 +34,9 @@ our $Http = <<'_EOC_';
             ngx.say((blocked(a):gsub(" manual %-1 ", "")))
             a:stop()
         end
-        -- waits (at most 10 s) until f() is true: a write of the state
-        -- file is due every state_interval, later on a loaded machine
-        function until_true(f)
-            local deadline = ngx.now() + 10
-            while not f() and ngx.now() < deadline do
-                ngx.sleep(0.05)
-                ngx.update_time()
-            end
-        end
+        -- a write of the state file is due every state_interval, later on
+        -- a loaded machine
+        until_true = require("twait").until_true
         -- the count of failed writes in node a's /stats
         function save_errors(a)
             local _, stats = a:get("/stats")

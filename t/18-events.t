@@ -173,11 +173,10 @@ scan_detected 192.0.2.2 blocked for 24h r 0
             ngx.say("on: ", cjson.decode(body).enabled)
             -- checked every second: off within ~2 s, later when loaded
             ngx.sleep(1)
-            for _ = 1, 160 do
+            require("twait").until_true(function()
                 _, body = a:api("GET", "/security/realtime-capture")
-                if not cjson.decode(body).enabled then break end
-                ngx.sleep(0.05)
-            end
+                return not cjson.decode(body).enabled
+            end)
             ngx.say("then: ", cjson.decode(body).enabled)
             ngx.say("logged: ", a:count("real-time capture switched itself"
                                         .. " off after 1s (capture_max_duration)"))
@@ -200,13 +199,8 @@ capture  capture switched off after 1s  0
     location = /t {
         content_by_lua_block {
             local file = DIR .. "events.json"
-            -- the event log is written every second: until f() (at most 8 s)
-            local function until_true(f)
-                for _ = 1, 160 do
-                    if f() then return end
-                    ngx.sleep(0.05)
-                end
-            end
+            -- the event log is written every second
+            local until_true = require("twait").until_true
             os.remove(file)
             os.remove(file .. ".1")
             local a = node('event_log = "' .. file .. '",')
