@@ -516,8 +516,6 @@ pub struct Site {
     pub challenge: bool,
 }
 
-/// Parses `rate_limit`: a number (requests per second, as nginx's
-/// `limit_req`), or `"10r/s"` / `"600r/m"`; 0 = none.
 /// The boolean field `name` of `m`, `default` when absent or null.
 fn flag(m: &Map<String, Value>, name: &str, default: bool) -> Result<bool, PolicyError> {
     match m.get(name) {
@@ -530,6 +528,8 @@ fn flag(m: &Map<String, Value>, name: &str, default: bool) -> Result<bool, Polic
     }
 }
 
+/// Parses `rate_limit`: a number (requests per second, as nginx's
+/// `limit_req`), or `"10r/s"` / `"600r/m"`; 0 = none.
 fn rate_limit(v: Option<&Value>) -> Result<(u32, u32), PolicyError> {
     let bad = |v: &Value| {
         PolicyError::new(
