@@ -429,12 +429,6 @@ impl Table {
         find(sets[0]).or_else(|| (sets[1] != sets[0]).then(|| find(sets[1])).flatten())
     }
 
-    /// The slot indices a client may occupy: both sets' ways.
-    fn candidates(sets: [usize; 2]) -> impl Iterator<Item = usize> {
-        let second = if sets[1] == sets[0] { 0 } else { WAYS };
-        (sets[0]..sets[0] + WAYS).chain(sets[1]..sets[1] + second)
-    }
-
     /// Adds one request of client `key` at `now_ms`, checks `limits` and
     /// returns the counts and the rule that tripped, or `None` when the
     /// observation had to be dropped. `is_scanner` is asked only when the
@@ -541,36 +535,27 @@ impl Table {
     pub fn peek(&self, key: &Key, now_ms: u64) -> Option<Counts> {
         let now = (now_ms / self.bucket_ms) as u32;
         let (sets, tag) = self.locate(key);
-        for i in Self::candidates(sets) {
-            let s = &self.slots[i];
-            if s.tag.load(Ordering::Relaxed) == tag {
-                let g = self.lock(i, now_ms)?;
-                if s.tag.load(Ordering::Relaxed) != tag {
-                    return None;
-                }
-                slide(&g, now);
-                return Some(counts(g.data(), now, 0));
-            }
+        let i = self.way_of(sets, tag)?;
+        let g = self.lock(i, now_ms)?;
+        if g.slot.tag.load(Ordering::Relaxed) != tag {
+            return None; // evicted meanwhile
         }
-        None
+        slide(&g, now);
+        Some(counts(g.data(), now, 0))
     }
 
     /// Forgets client `key` (after an unblock, so its next request does
     /// not trip a rule again at once). Returns whether it was tracked.
     pub fn forget(&self, key: &Key, now_ms: u64) -> bool {
         let (sets, tag) = self.locate(key);
-        for i in Self::candidates(sets) {
-            let s = &self.slots[i];
-            if s.tag.load(Ordering::Relaxed) == tag {
-                if let Some(g) = self.lock(i, now_ms) {
-                    if s.tag.load(Ordering::Relaxed) == tag {
-                        reset(&g, None, 0);
-                        return true;
-                    }
-                }
-            }
+        let Some(g) = self.way_of(sets, tag).and_then(|i| self.lock(i, now_ms)) else {
+            return false;
+        };
+        if g.slot.tag.load(Ordering::Relaxed) != tag {
+            return false; // evicted meanwhile
         }
-        false
+        reset(&g, None, 0);
+        true
     }
 
     /// Forgets every client inside `net` (an unblocked range). Walks the
