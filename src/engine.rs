@@ -12,6 +12,7 @@ use crate::blocks::journal::Replica;
 use crate::blocks::{Action, Block, Blocks, Change, Diff, Page, RecordError, Source};
 use crate::challenge::Challenge;
 use crate::config::Config;
+use crate::detect::counters::Place;
 use crate::detect::{Detector, Request, Tripped};
 use crate::events::refusals::{Hit, Refusals};
 use crate::events::{Event, Kind as EventKind, Ring};
@@ -300,6 +301,7 @@ impl Engine {
                     },
                     verdict: code::ALLOW as i8,
                     flags: Seen::UNOBSERVED,
+                    place: (0, 0),
                 },
             ),
         }
@@ -480,10 +482,28 @@ impl Engine {
     /// `PASS` (the access phase decided it), at `now_ms`.
     #[inline]
     pub fn observe_passed(&self, client: Addr, req: &Request<'_>, now_ms: u64) -> i32 {
+        self.observe_at(client, Place::default(), req, now_ms)
+    }
+
+    /// Where the detector counts client `a`, its slot fetched into the
+    /// cache for the log phase ([`Detector::place`]); not placed without a
+    /// detector.
+    #[inline]
+    pub fn place(&self, a: Addr) -> Place {
+        self.detector
+            .as_ref()
+            .map(|d| d.place(a))
+            .unwrap_or_default()
+    }
+
+    /// [`Engine::observe_passed`] for a client placed by [`Engine::place`]
+    /// at `at`.
+    #[inline]
+    pub fn observe_at(&self, client: Addr, at: Place, req: &Request<'_>, now_ms: u64) -> i32 {
         let Some(d) = &self.detector else {
             return code::PASS;
         };
-        let seen = d.see(client, req, now_ms);
+        let seen = d.see_at(client, at, req, now_ms);
         if seen.counted {
             self.count(Stat::Observed);
         }

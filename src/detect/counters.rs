@@ -22,6 +22,10 @@
 //! only; a tracked one touches lines 0-3, which the hardware prefetches
 //! together. The client's way is found by its tag without taking any
 //! lock; the lock is then held for the few dozen nanoseconds of the update.
+//! The access phase finds it ahead ([`Table::place`]) and asks the CPU for
+//! lines 0 and 1, so that the log phase, a content phase later, finds the
+//! slot in cache rather than in memory; the log phase checks the tag again
+//! under the lock, as for any way found without it.
 //!
 //! Counts saturate per bucket (u8 at 255, u16 at 65535), so every
 //! threshold up to those values is met exactly: the bucket that saturates
@@ -311,6 +315,28 @@ pub struct Table {
 // SAFETY: slot data is only touched by the holder of that slot's lock.
 unsafe impl Sync for Table {}
 
+/// Where a client is counted, found by [`Table::place`]: its keyed hash
+/// (never 0) and its way then (1-based; 0: it had none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Place {
+    /// [`Table::hash`] of the client's key; 0: not placed.
+    pub hash: u64,
+    /// The slot holding the client then, plus one; 0: none.
+    pub way: u32,
+}
+
+impl From<Place> for (u64, u32) {
+    fn from(p: Place) -> (u64, u32) {
+        (p.hash, p.way)
+    }
+}
+
+impl From<(u64, u32)> for Place {
+    fn from((hash, way): (u64, u32)) -> Place {
+        Place { hash, way }
+    }
+}
+
 /// Thresholds per rule, in [`Rule`] order; 0 turns a rule off.
 pub type Thresholds = [u32; Rule::COUNT];
 
@@ -403,8 +429,7 @@ impl Table {
     /// table usable at high load: a client goes to the less crowded of
     /// two sets) and its tag.
     #[inline]
-    fn locate(&self, key: &Key) -> ([usize; 2], u32) {
-        let h = self.hasher.hash_one(key);
+    fn locate(&self, h: u64) -> ([usize; 2], u32) {
         // The second set from all of the keyed hash's bits, mixed again
         // (a bijection: clients in one first set spread over the second
         // by their other bits), so one hash serves both choices.
@@ -429,6 +454,44 @@ impl Table {
         find(sets[0]).or_else(|| (sets[1] != sets[0]).then(|| find(sets[1])).flatten())
     }
 
+    /// The keyed hash of `key` that places it in the table (its two sets
+    /// and its tag); never 0.
+    #[inline]
+    pub fn hash(&self, key: &Key) -> u64 {
+        self.hasher.hash_one(key) | 1 << 63
+    }
+
+    /// Where client `key` is counted, found ahead of its observation, with
+    /// its slot (counts and first paths, lines 0 and 1) asked of the CPU:
+    /// the access phase does this, so that the log phase finds the slot in
+    /// cache rather than in memory (in a table larger than the caches, the
+    /// misses were most of the detector's time). A hint: nothing is
+    /// written, nothing waits for the slot, and the log phase checks the
+    /// way again under its lock ([`Table::observe_at`]).
+    #[inline]
+    pub fn place(&self, key: &Key) -> Place {
+        let hash = self.hash(key);
+        let (sets, tag) = self.locate(hash);
+        let Some(i) = self.way_of(sets, tag) else {
+            return Place { hash, way: 0 };
+        };
+        let p = (&self.slots[i] as *const Slot).cast::<i8>();
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint that never faults; `p` and the line
+        // after it are in the slot.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch(p, _MM_HINT_T0);
+            _mm_prefetch(p.add(64), _MM_HINT_T0);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = p;
+        Place {
+            hash,
+            way: i as u32 + 1,
+        }
+    }
+
     /// Adds one request of client `key` at `now_ms`, checks `limits` and
     /// returns the counts and the rule that tripped, or `None` when the
     /// observation had to be dropped. `is_scanner` is asked only when the
@@ -441,10 +504,45 @@ impl Table {
         limits: &Thresholds,
         is_scanner: impl FnOnce() -> bool,
     ) -> Option<Outcome> {
+        let (sets, tag) = self.locate(self.hash(key));
+        let way = self.way_of(sets, tag);
+        self.observe_in(key, sets, tag, way, now_ms, o, limits, is_scanner)
+    }
+
+    /// [`Table::observe`] for a client placed by [`Table::place`] (of the
+    /// same `key`) before.
+    pub fn observe_at(
+        &self,
+        key: &Key,
+        at: Place,
+        now_ms: u64,
+        o: &Observation,
+        limits: &Thresholds,
+        is_scanner: impl FnOnce() -> bool,
+    ) -> Option<Outcome> {
+        let (sets, tag) = self.locate(at.hash);
+        // a client without a way then is inserted below, where its sets
+        // are searched again under their locks
+        let way = at.way.checked_sub(1).map(|w| w as usize);
+        self.observe_in(key, sets, tag, way, now_ms, o, limits, is_scanner)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn observe_in(
+        &self,
+        key: &Key,
+        sets: [usize; 2],
+        tag: u32,
+        way: Option<usize>,
+        now_ms: u64,
+        o: &Observation,
+        limits: &Thresholds,
+        is_scanner: impl FnOnce() -> bool,
+    ) -> Option<Outcome> {
         let now = (now_ms / self.bucket_ms) as u32;
-        let (sets, tag) = self.locate(key);
-        // The usual case: the client has a way; find it without a lock.
-        if let Some(i) = self.way_of(sets, tag) {
+        // The usual case: the client has a way, found without a lock.
+        if let Some(i) = way {
             let g = self.lock(i, now_ms)?;
             if g.slot.tag.load(Ordering::Relaxed) == tag {
                 return Some(update(&g, now, o, limits, is_scanner, false));
@@ -534,7 +632,7 @@ impl Table {
     /// The counts of client `key` now, without adding a request.
     pub fn peek(&self, key: &Key, now_ms: u64) -> Option<Counts> {
         let now = (now_ms / self.bucket_ms) as u32;
-        let (sets, tag) = self.locate(key);
+        let (sets, tag) = self.locate(self.hash(key));
         let i = self.way_of(sets, tag)?;
         let g = self.lock(i, now_ms)?;
         if g.slot.tag.load(Ordering::Relaxed) != tag {
@@ -547,7 +645,7 @@ impl Table {
     /// Forgets client `key` (after an unblock, so its next request does
     /// not trip a rule again at once). Returns whether it was tracked.
     pub fn forget(&self, key: &Key, now_ms: u64) -> bool {
-        let (sets, tag) = self.locate(key);
+        let (sets, tag) = self.locate(self.hash(key));
         let Some(g) = self.way_of(sets, tag).and_then(|i| self.lock(i, now_ms)) else {
             return false;
         };
@@ -974,6 +1072,46 @@ mod tests {
         // long silence: everything expired
         let r = see(&t, &c, 60_000, &obs(0));
         assert_eq!(g(&r), (1, 0, 0, 0, 0));
+    }
+
+    #[test]
+    fn a_client_placed_ahead_is_counted_as_observe_counts_it() {
+        let t = Table::new(64, W).unwrap();
+        let (a, b) = (k("192.0.2.1"), k("192.0.2.2"));
+        // a new client has no way yet: it is inserted by its observation
+        let p = t.place(&a);
+        assert_ne!(p.hash, 0);
+        assert_eq!(p.way, 0);
+        t.observe_at(&a, p, 1_000, &obs(7), &NONE, || false)
+            .unwrap();
+        assert_eq!(t.peek(&a, 1_000).unwrap().get(Rule::Rate), 1);
+        // now it has one, the way observe itself finds
+        let p = t.place(&a);
+        assert_ne!(p.way, 0);
+        t.observe_at(&a, p, 1_001, &obs(7), &NONE, || false)
+            .unwrap();
+        t.observe(&a, 1_002, &obs(7), &NONE, || false).unwrap();
+        assert_eq!(t.peek(&a, 1_002).unwrap().get(Rule::Rate), 3);
+        // a place carries its parts through the access phase's memory
+        let parts: (u64, u32) = p.into();
+        assert_eq!(Place::from(parts), p);
+
+        // a place gone stale (the client forgotten, its way taken by
+        // another meanwhile) is checked under the lock: the client gets a
+        // way of its own again, the other keeps its counts (one set of
+        // four ways, so that the other takes the way that was freed)
+        let t = Table::new(WAYS, W).unwrap();
+        t.observe(&a, 1_000, &obs(7), &NONE, || false).unwrap();
+        let p = t.place(&a);
+        assert!(t.forget(&a, 1_001));
+        t.observe(&b, 1_001, &obs(7), &NONE, || false).unwrap();
+        assert_eq!(t.place(&b).way, p.way);
+        t.observe_at(&a, p, 1_002, &obs(7), &NONE, || false)
+            .unwrap();
+        assert_eq!(t.peek(&a, 1_002).unwrap().get(Rule::Rate), 1);
+        assert_eq!(t.peek(&b, 1_002).unwrap().get(Rule::Rate), 1);
+        let (pa, pb) = (t.place(&a), t.place(&b));
+        assert!(pa.way != 0 && pa.way != pb.way, "{pa:?} {pb:?}");
     }
 
     #[test]

@@ -46,8 +46,8 @@ use serde_json::{Map, Value};
 
 use crate::detect::agents::{Agents, DEFAULT_SCANNERS};
 use crate::detect::counters::{
-    Key, Observation, Outcome, Rule, Table, Thresholds, MAX_HITS_THRESHOLD, MAX_RATE_THRESHOLD,
-    MAX_SMALL_THRESHOLD,
+    Key, Observation, Outcome, Place, Rule, Table, Thresholds, MAX_HITS_THRESHOLD,
+    MAX_RATE_THRESHOLD, MAX_SMALL_THRESHOLD,
 };
 use crate::detect::payload::{normalize_into, Class, Payloads};
 use crate::net::addr::Addr;
@@ -858,19 +858,32 @@ impl Detector {
 
     /// [`Detector::observe`], with what happened to the counters.
     pub fn see(&self, a: Addr, req: &Request<'_>, now_ms: u64) -> Seen {
+        self.see_at(a, Place::default(), req, now_ms)
+    }
+
+    /// Where client `a` is counted, its slot fetched into the cache ahead
+    /// of [`Detector::see_at`] ([`Table::place`]).
+    #[inline]
+    pub fn place(&self, a: Addr) -> Place {
+        self.table.place(&self.key(a))
+    }
+
+    /// [`Detector::see`] for a client placed by [`Detector::place`] (`at`;
+    /// a default [`Place`]: not placed).
+    pub fn see_at(&self, a: Addr, at: Place, req: &Request<'_>, now_ms: u64) -> Seen {
         let (path, query) = split(req.uri);
         // the usual request: nothing to decode, no payload possible
         if plain_path(path) && query.is_none_or(plain_query) {
-            return self.see_path(a, req, path, 0, now_ms);
+            return self.see_path(a, at, req, path, 0, now_ms);
         }
         SCRATCH.with(|s| match s.try_borrow_mut() {
             Ok(mut s) => {
                 let s = &mut *s;
                 let classes = self.decode(path, query, s);
-                self.see_path(a, req, &s.path, classes, now_ms)
+                self.see_path(a, at, req, &s.path, classes, now_ms)
             }
             // never: nothing below comes back here
-            Err(_) => self.see_path(a, req, path, 0, now_ms),
+            Err(_) => self.see_path(a, at, req, path, 0, now_ms),
         })
     }
 
@@ -903,7 +916,15 @@ impl Detector {
 
     /// Classifies and counts a request whose (decoded) path is `path` and
     /// whose target carries payloads of `classes`.
-    fn see_path(&self, a: Addr, req: &Request<'_>, path: &[u8], classes: u8, now_ms: u64) -> Seen {
+    fn see_path(
+        &self,
+        a: Addr,
+        at: Place,
+        req: &Request<'_>,
+        path: &[u8],
+        classes: u8,
+        now_ms: u64,
+    ) -> Seen {
         if !self.ignore_paths.is_empty() && self.ignore_paths.matches(path) {
             return Seen::default();
         }
@@ -977,11 +998,13 @@ impl Detector {
             }
         }
         let key = self.key(a);
-        let Some(Outcome { trip, evicted, .. }) =
-            self.table.observe(&key, now_ms, &o, &limits, || {
-                self.agents.find_bytes(req.user_agent).is_some()
-            })
-        else {
+        let is_scanner = || self.agents.find_bytes(req.user_agent).is_some();
+        let Some(Outcome { trip, evicted, .. }) = (if at.hash != 0 {
+            self.table
+                .observe_at(&key, at, now_ms, &o, &limits, is_scanner)
+        } else {
+            self.table.observe(&key, now_ms, &o, &limits, is_scanner)
+        }) else {
             return Seen {
                 dropped: true,
                 ..Seen::default()

@@ -153,6 +153,8 @@ pub unsafe extern "C" fn warden_access(
             w.count(Stat::BadAddress);
             return code::BAD_ADDRESS;
         };
+        // the detector's slot, fetched while the rest of the request runs
+        let place = w.place(client.addr);
         let rc = decided(w, client, || r.var(&nginx::CHALLENGE_COOKIE));
         w.remember(
             id,
@@ -161,6 +163,7 @@ pub unsafe extern "C" fn warden_access(
                 client,
                 verdict: (rc & 0xff) as i8,
                 flags: 0,
+                place: place.into(),
             },
         );
         if let Some(out) = out {
@@ -266,18 +269,19 @@ pub unsafe extern "C" fn warden_log(
         if !w.detects() {
             return code::PASS;
         }
-        let (client, verdict, refused) = match w.recall(r.id(), r.started()) {
+        let (client, verdict, refused, place) = match w.recall(r.id(), r.started()) {
             Some(seen) if seen.flags & Seen::UNOBSERVED != 0 => return code::PASS,
             Some(seen) => (
                 seen.client.addr,
                 i32::from(seen.verdict),
                 seen.flags & Seen::REFUSED != 0,
+                seen.place.into(),
             ),
             None => {
                 let Some((_, c)) = client_of(w, r) else {
                     return code::BAD_ADDRESS;
                 };
-                (c.addr, w.verdict(c.addr), false)
+                (c.addr, w.verdict(c.addr), false, Default::default())
             }
         };
         if verdict != code::PASS {
@@ -301,7 +305,7 @@ pub unsafe extern "C" fn warden_log(
             refused,
             headers: Some(&headers),
         };
-        w.observe_passed(client, &req, crate::engine::now_ms())
+        w.observe_at(client, place, &req, crate::engine::now_ms())
     }))
     .unwrap_or(code::INTERNAL)
 }

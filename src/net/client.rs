@@ -121,6 +121,10 @@ pub struct Seen {
     pub verdict: i8,
     /// Flags for the log phase ([`Seen::UNOBSERVED`]).
     pub flags: u8,
+    /// Where the detector counts the client, found by the access phase
+    /// for the log phase: a `detect::Place` as its parts (the detector is
+    /// a domain above this one); `(0, 0)`: not placed.
+    pub place: (u64, u32),
 }
 
 impl Seen {
@@ -305,6 +309,7 @@ mod tests {
             },
             verdict: v,
             flags: 0,
+            place: (0, 0),
         };
         t.put(0x7f00_1000, 5, seen(1));
         assert_eq!(t.get(0x7f00_1000, 5), Some(seen(1)));
