@@ -82,6 +82,12 @@ impl Resolver {
         }
         match xff() {
             Some(h) if !h.is_empty() => {
+                // one address, as one proxy sends it: what the loop below
+                // would find, without splitting and trimming
+                if let Some(a) = Addr::read_v4(h) {
+                    client.addr = a;
+                    return client;
+                }
                 for element in h.rsplit(|&b| b == b',') {
                     if element.iter().all(u8::is_ascii_whitespace) {
                         continue;
