@@ -9,9 +9,9 @@
 #
 #   bench/ab.sh CHECKOUT_A CHECKOUT_B [seconds per run] [rounds]
 #
-# Which instance a build runs in moves the figure too (by ~0.05-0.1 us on
-# this VM): run it again with the checkouts swapped before believing a
-# difference of that size.
+# Which instance a build runs in moves the figure too (by ~0.1 us on this
+# VM: the same build in both gave +0.793 and +0.685 us): run it again with
+# the checkouts swapped before believing a difference of that size.
 set -euo pipefail
 [ $# -ge 2 ] || { sed -n '2,14p' "$0"; exit 2; }
 a=$(cd "$1" && pwd); b=$(cd "$2" && pwd)
