@@ -461,6 +461,16 @@ impl Table {
         self.hasher.hash_one(key) | 1 << 63
     }
 
+    /// Where client `key` is counted now: its hash and, when it has one,
+    /// its way (found without a lock).
+    #[inline]
+    fn find(&self, key: &Key) -> Place {
+        let hash = self.hash(key);
+        let (sets, tag) = self.locate(hash);
+        let way = self.way_of(sets, tag).map_or(0, |i| i as u32 + 1);
+        Place { hash, way }
+    }
+
     /// Where client `key` is counted, found ahead of its observation, with
     /// its slot (counts and first paths, lines 0 and 1) asked of the CPU:
     /// the access phase does this, so that the log phase finds the slot in
@@ -470,26 +480,19 @@ impl Table {
     /// way again under its lock ([`Table::observe_at`]).
     #[inline]
     pub fn place(&self, key: &Key) -> Place {
-        let hash = self.hash(key);
-        let (sets, tag) = self.locate(hash);
-        let Some(i) = self.way_of(sets, tag) else {
-            return Place { hash, way: 0 };
-        };
-        let p = (&self.slots[i] as *const Slot).cast::<i8>();
+        let at = self.find(key);
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is a hint that never faults; `p` and the line
-        // after it are in the slot.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch(p, _MM_HINT_T0);
-            _mm_prefetch(p.add(64), _MM_HINT_T0);
+        if let Some(i) = at.way.checked_sub(1) {
+            let p = (&self.slots[i as usize] as *const Slot).cast::<i8>();
+            // SAFETY: a prefetch is a hint that never faults; `p` and the
+            // line after it are in the slot.
+            unsafe {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                _mm_prefetch(p, _MM_HINT_T0);
+                _mm_prefetch(p.add(64), _MM_HINT_T0);
+            }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = p;
-        Place {
-            hash,
-            way: i as u32 + 1,
-        }
+        at
     }
 
     /// Adds one request of client `key` at `now_ms`, checks `limits` and
@@ -504,13 +507,11 @@ impl Table {
         limits: &Thresholds,
         is_scanner: impl FnOnce() -> bool,
     ) -> Option<Outcome> {
-        let (sets, tag) = self.locate(self.hash(key));
-        let way = self.way_of(sets, tag);
-        self.observe_in(key, sets, tag, way, now_ms, o, limits, is_scanner)
+        self.observe_at(key, Place::default(), now_ms, o, limits, is_scanner)
     }
 
     /// [`Table::observe`] for a client placed by [`Table::place`] (of the
-    /// same `key`) before.
+    /// same `key`) before; a default `at` (not placed): found now.
     pub fn observe_at(
         &self,
         key: &Key,
@@ -520,29 +521,13 @@ impl Table {
         limits: &Thresholds,
         is_scanner: impl FnOnce() -> bool,
     ) -> Option<Outcome> {
+        let at = if at.hash == 0 { self.find(key) } else { at };
         let (sets, tag) = self.locate(at.hash);
-        // a client without a way then is inserted below, where its sets
-        // are searched again under their locks
-        let way = at.way.checked_sub(1).map(|w| w as usize);
-        self.observe_in(key, sets, tag, way, now_ms, o, limits, is_scanner)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn observe_in(
-        &self,
-        key: &Key,
-        sets: [usize; 2],
-        tag: u32,
-        way: Option<usize>,
-        now_ms: u64,
-        o: &Observation,
-        limits: &Thresholds,
-        is_scanner: impl FnOnce() -> bool,
-    ) -> Option<Outcome> {
         let now = (now_ms / self.bucket_ms) as u32;
-        // The usual case: the client has a way, found without a lock.
-        if let Some(i) = way {
+        // The usual case: the client has a way, found without a lock (a
+        // client without one then is inserted below, where its sets are
+        // searched again under their locks).
+        if let Some(i) = at.way.checked_sub(1).map(|w| w as usize) {
             let g = self.lock(i, now_ms)?;
             if g.slot.tag.load(Ordering::Relaxed) == tag {
                 return Some(update(&g, now, o, limits, is_scanner, false));

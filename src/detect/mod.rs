@@ -998,13 +998,11 @@ impl Detector {
             }
         }
         let key = self.key(a);
-        let is_scanner = || self.agents.find_bytes(req.user_agent).is_some();
-        let Some(Outcome { trip, evicted, .. }) = (if at.hash != 0 {
-            self.table
-                .observe_at(&key, at, now_ms, &o, &limits, is_scanner)
-        } else {
-            self.table.observe(&key, now_ms, &o, &limits, is_scanner)
-        }) else {
+        let Some(Outcome { trip, evicted, .. }) =
+            self.table.observe_at(&key, at, now_ms, &o, &limits, || {
+                self.agents.find_bytes(req.user_agent).is_some()
+            })
+        else {
             return Seen {
                 dropped: true,
                 ..Seen::default()
