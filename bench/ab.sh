@@ -18,8 +18,7 @@ a=$(cd "$1" && pwd); b=$(cd "$2" && pwd)
 secs=${3:-4}
 rounds=${4:-16}
 command -v wrk >/dev/null || { echo "wrk is missing (apt-get install wrk)"; exit 1; }
-here=$(cd "$(dirname "$0")" && pwd)
-hz=$(getconf CLK_TCK)
+. "$(dirname "$0")/lib.sh"  # root (this checkout's xff.lua), cpu_per_request, median
 dirs=()
 start() { # checkout port-prefix -> the instance's directory
     local root=$1 prefix=$2 dir load
@@ -43,26 +42,11 @@ sleep 2
 wa=$(pgrep -P "$(cat "$da/logs/nginx.pid")" | head -n 1)
 wb=$(pgrep -P "$(cat "$db/logs/nginx.pid")" | head -n 1)
 
-run() { # worker port -> "user_us total_us" per request
-    local w=$1 port=$2 u0 s0 u1 s1 out reqs
-    read -r u0 s0 < <(awk '{ print $14, $15 }' "/proc/$w/stat")
-    out=$(taskset -c 1 wrk -t1 -c64 -d"${secs}s" -s "$here/xff.lua" \
-          "http://127.0.0.1:$port/" 2>&1)
-    read -r u1 s1 < <(awk '{ print $14, $15 }' "/proc/$w/stat")
-    if echo "$out" | grep -q "Non-2xx"; then
-        echo "unexpected non-2xx responses on port $port:" >&2
-        echo "$out" >&2
-        exit 1
-    fi
-    reqs=$(echo "$out" | awk '/requests in/ { print $1 }')
-    awk -v r="$reqs" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$hz" \
-        'BEGIN { printf "%.3f %.3f\n", u / hz * 1e6 / r, (u + s) / hz * 1e6 / r }'
-}
 measure() { # A|B round -> a line of samples
     local w p
     if [ "$1" = A ]; then w=$wa; p=809; else w=$wb; p=819; fi
-    read -r eu et < <(run "$w" ${p}4)
-    read -r fu ft < <(run "$w" ${p}5)
+    read -r _ et eu < <(cpu_per_request "$w" ${p}4 "$secs")
+    read -r _ ft fu < <(cpu_per_request "$w" ${p}5 "$secs")
     echo "$1 $2 $eu $et $fu $ft"
 }
 for x in A B; do measure $x 0 >/dev/null; done  # warm up
@@ -71,12 +55,11 @@ for i in $(seq "$rounds"); do
     if (( i % 2 )); then order="A B"; else order="B A"; fi
     for x in $order; do measure "$x" "$i" >> "$samples"; done
 done
-med() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 for x in A B; do
     if [ $x = A ]; then root=$a; else root=$b; fi
-    du=$(awk -v x=$x '$1 == x { print $5 - $3 }' "$samples" | med)
-    rt=$(awk -v x=$x '$1 == x { print $6 / $4 }' "$samples" | med)
-    eu=$(awk -v x=$x '$1 == x { print $3 }' "$samples" | med)
+    du=$(awk -v x=$x '$1 == x { print $5 - $3 }' "$samples" | median)
+    rt=$(awk -v x=$x '$1 == x { print $6 / $4 }' "$samples" | median)
+    eu=$(awk -v x=$x '$1 == x { print $3 }' "$samples" | median)
     printf '%s %s (%s): full pipeline user time +%.3f us over the empty handlers (%.3f us); worker CPU x%.4f\n' \
         "$x" "$root" "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')" "$du" "$eu" "$rt"
 done

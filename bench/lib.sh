@@ -12,3 +12,28 @@ fi
 # rss_kb <pid>: "<private> <shared>" resident KiB of a process (RssAnon,
 # RssShmem), "0 0" once it is gone.
 rss_kb() { awk '/^RssAnon/ { a = $2 } /^RssShmem/ { s = $2 } END { print a + 0, s + 0 }' "/proc/$1/status" 2>/dev/null || echo "0 0"; }
+# cpu_per_request <worker pid> <port> <seconds>: wrk (pinned to CPU 1, 64
+# connections, bench/xff.lua's clients) against one port of the benchmark
+# nginx; prints "<requests/s> <worker CPU us> <worker user-time us>" per
+# request (utime+stime, then utime, from /proc: a saturated client hides
+# cost). Fails on a non-2xx answer.
+cpu_per_request() {
+    local worker=$1 port=$2 secs=$3 u0 s0 u1 s1 out reqs
+    read -r u0 s0 < <(awk '{ print $14, $15 }' "/proc/$worker/stat")
+    out=$(taskset -c 1 wrk -t1 -c64 -d"${secs}s" -s "$root/bench/xff.lua" \
+          "http://127.0.0.1:$port/" 2>&1)
+    read -r u1 s1 < <(awk '{ print $14, $15 }' "/proc/$worker/stat")
+    if echo "$out" | grep -q "Non-2xx"; then
+        echo "unexpected non-2xx responses on port $port:" >&2
+        echo "$out" >&2
+        return 1
+    fi
+    reqs=$(echo "$out" | awk '/requests in/ { print $1 }')
+    awk -v r="$reqs" -v s="$secs" -v u=$((u1 - u0)) -v k=$((s1 - s0)) \
+        -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.0f %.3f %.3f\n", r / s, (u + k) / hz * 1e6 / r, u / hz * 1e6 / r }'
+}
+# median: the median of the numbers on standard input, one a line.
+median() {
+    sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}

@@ -19,25 +19,7 @@ awk -v root="$root" -v load="$load" \
 trap '"$nginx" -p "$dir/" -c "$dir/nginx.conf" -s stop 2>/dev/null || true' EXIT
 sleep 2
 worker=$(pgrep -P "$(cat "$dir/logs/nginx.pid")" | head -n 1)
-hz=$(getconf CLK_TCK)
-
-cpu_ticks() { awk '{ print $14 + $15, $14 }' "/proc/$worker/stat"; }
-
-run() { # port -> "rps cpu_us_per_request user_us_per_request"
-    local port=$1 t0 t1 u0 u1 out reqs
-    read -r t0 u0 < <(cpu_ticks)
-    out=$(taskset -c 1 wrk -t1 -c64 -d"${secs}s" -s "$root/bench/xff.lua" \
-          "http://127.0.0.1:$port/" 2>&1)
-    read -r t1 u1 < <(cpu_ticks)
-    reqs=$(echo "$out" | awk '/requests in/ { print $1 }')
-    if echo "$out" | grep -q "Non-2xx"; then
-        echo "unexpected non-2xx responses on port $port:" >&2
-        echo "$out" >&2
-        exit 1
-    fi
-    awk -v r="$reqs" -v s="$secs" -v c=$((t1 - t0)) -v u=$((u1 - u0)) -v hz="$hz" \
-        'BEGIN { printf "%.0f %.2f %.2f\n", r / s, c / hz * 1e6 / r, u / hz * 1e6 / r }'
-}
+run() { cpu_per_request "$worker" "$1" "$secs"; }  # port -> rps cpu_us user_us
 
 # warm up the servers (JIT, caches, the detector's table)
 for port in 8091 8093 8092 8094 8095 8096; do run $port >/dev/null; done
@@ -63,10 +45,8 @@ done
 # Medians resist this VM's noisy neighbours better than means.
 printf '\nmedians:'
 for j in "${!ports[@]}"; do
-    mr=$(awk -v j="$j" '$1 == j { print $2 }' "$dir/samples" | sort -n |
-         awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
-    mu=$(awk -v j="$j" '$1 == j { print $3 }' "$dir/samples" | sort -n |
-         awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
+    mr=$(awk -v j="$j" '$1 == j { print $2 }' "$dir/samples" | median)
+    mu=$(awk -v j="$j" '$1 == j { print $3 }' "$dir/samples" | median)
     printf ' %s %s rps %s us;' "${names[$j]}" "$mr" "$mu"
     med_r[$j]=$mr; med_u[$j]=$mu
 done
@@ -88,10 +68,9 @@ awk -v r="${med_r[*]}" -v u="${med_u[*]}" 'BEGIN {
 awk '$1 == 3 { e[$5] = $3; eu[$5] = $4 } $1 == 4 { f[$5] = $3; fu[$5] = $4 }
     END { for (i in f) if (i in e) print f[i] / e[i], f[i] - e[i], fu[i] - eu[i], e[i] }' \
     "$dir/samples" > "$dir/paired"
-med() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-ratio=$(awk '{ print $1 }' "$dir/paired" | med)
-user=$(awk '{ print $3 }' "$dir/paired" | med)
-floor=$(awk '{ print $4 }' "$dir/paired" | med)
+ratio=$(awk '{ print $1 }' "$dir/paired" | median)
+user=$(awk '{ print $3 }' "$dir/paired" | median)
+floor=$(awk '{ print $4 }' "$dir/paired" | median)
 awk -v r="$ratio" -v u="$user" -v f="$floor" 'BEGIN {
     printf "paired by round (median of the rounds): full pipeline %+.1f%% of worker CPU over the empty access+log handlers; user time alone +%.2f us (%+.1f%% of the empty handlers %.2f us)\n",
         100 * (r - 1), u, 100 * u / f, f

@@ -62,41 +62,22 @@ awk -v root="$root" -v load="$load" '
 trap '"$nginx" -p "$dir/" -c "$dir/nginx.conf" -s stop 2>/dev/null || true' EXIT
 sleep 2
 worker=$(pgrep -P "$(cat "$dir/logs/nginx.pid")" | head -n 1)
-hz=$(getconf CLK_TCK)
-
-run() { # port -> "user_us total_us" per request
-    local port=$1 u0 s0 u1 s1 out reqs
-    read -r u0 s0 < <(awk '{ print $14, $15 }' "/proc/$worker/stat")
-    out=$(taskset -c 1 wrk -t1 -c64 -d"${secs}s" -s "$root/bench/xff.lua" \
-          "http://127.0.0.1:$port/" 2>&1)
-    read -r u1 s1 < <(awk '{ print $14, $15 }' "/proc/$worker/stat")
-    if echo "$out" | grep -q "Non-2xx"; then
-        echo "unexpected non-2xx responses on port $port:" >&2
-        echo "$out" >&2
-        exit 1
-    fi
-    reqs=$(echo "$out" | awk '/requests in/ { print $1 }')
-    awk -v r="$reqs" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$hz" \
-        'BEGIN { printf "%.3f %.3f\n", u / hz * 1e6 / r, (u + s) / hz * 1e6 / r }'
-}
-
 ports=(8094 8095 8097 8098)
 names=("empty handlers" "full pipeline" "detector = false" "check() only")
-for p in "${ports[@]}"; do run "$p" >/dev/null; done  # warm up
+for p in "${ports[@]}"; do cpu_per_request "$worker" "$p" "$secs" >/dev/null; done  # warm up
 for i in $(seq "$rounds"); do
     for p in "${ports[@]}"; do
-        read -r u t < <(run "$p")
+        read -r _ t u < <(cpu_per_request "$worker" "$p" "$secs")
         echo "$i $p $u $t" >> "$dir/samples"
     done
 done
-med() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 printf '%-18s %10s %10s %22s\n' server "user us" "total us" "user over empty (med)"
 for j in "${!ports[@]}"; do
     p=${ports[$j]}
-    mu=$(awk -v p="$p" '$2 == p { print $3 }' "$dir/samples" | med)
-    mt=$(awk -v p="$p" '$2 == p { print $4 }' "$dir/samples" | med)
+    mu=$(awk -v p="$p" '$2 == p { print $3 }' "$dir/samples" | median)
+    mt=$(awk -v p="$p" '$2 == p { print $4 }' "$dir/samples" | median)
     du=$(awk -v p="$p" '$2 == 8094 { e[$1] = $3 } $2 == p { u[$1] = $3 }
-        END { for (i in u) print u[i] - e[i] }' "$dir/samples" | med)
+        END { for (i in u) print u[i] - e[i] }' "$dir/samples" | median)
     printf '%-18s %10.3f %10.3f %+22.3f\n' "${names[$j]}" "$mu" "$mt" "$du"
 done
 grep -E "\[(error|alert|crit|emerg)\]" "$dir/logs/error.log" && exit 1 || true
