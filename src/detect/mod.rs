@@ -46,7 +46,7 @@ use serde_json::{Map, Value};
 
 use crate::detect::agents::{Agents, DEFAULT_SCANNERS};
 use crate::detect::counters::{
-    Key, Observation, Outcome, Place, Rule, Table, Thresholds, MAX_HITS_THRESHOLD,
+    Key, Observation, Outcome, Place, Rule, Table, Thresholds, Trip, MAX_HITS_THRESHOLD,
     MAX_RATE_THRESHOLD, MAX_SMALL_THRESHOLD,
 };
 use crate::detect::payload::{normalize_into, Class, Payloads};
@@ -876,6 +876,20 @@ impl Detector {
         if plain_path(path) && query.is_none_or(plain_query) {
             return self.see_path(a, at, req, path, 0, now_ms);
         }
+        self.see_decoded(a, at, req, path, query, now_ms)
+    }
+
+    /// [`Detector::see_at`] for a target to decode first, out of line.
+    #[inline(never)]
+    fn see_decoded(
+        &self,
+        a: Addr,
+        at: Place,
+        req: &Request<'_>,
+        path: &[u8],
+        query: Option<&[u8]>,
+        now_ms: u64,
+    ) -> Seen {
         SCRATCH.with(|s| match s.try_borrow_mut() {
             Ok(mut s) => {
                 let s = &mut *s;
@@ -955,20 +969,75 @@ impl Detector {
             payload: classes,
             payload_hash: 0,
         };
-        if o.not_found && self.harmless.matches(path) {
-            o.not_found = false;
-            o.path_failed = false;
-        }
-        if status >= 400 && self.limits[Rule::ProbePath as usize] != 0 {
-            o.probe = self.probes.matches(path);
+        if status >= 400 {
+            self.failure(&mut o, path);
         }
         if !req.user_agent.is_empty() {
             o.ua_fp = fingerprint(req.user_agent);
         }
-        let mut skip = 0u16;
+        // a rule that ignores this request cannot trip on it
+        let mut ignored;
+        let mut limits = &self.limits;
+        if !self.per_rule.is_empty() {
+            ignored = self.limits;
+            self.ignore(ext, path, &mut o, &mut ignored);
+            limits = &ignored;
+        }
+        if own || o.path_failed || o.probe {
+            o.path_hash = (self.hasher.hash_one(path) as u32) | 1;
+        } else {
+            o.path_failed = false;
+        }
+        if o.payload != 0 {
+            o.payload_hash = self.hasher.hash_one(req.uri) as u32;
+        }
+        let key = self.key(a);
+        let Some(Outcome { trip, evicted, .. }) =
+            self.table.observe_at(&key, at, now_ms, &o, limits, || {
+                self.agents.find_bytes(req.user_agent).is_some()
+            })
+        else {
+            return Seen {
+                dropped: true,
+                ..Seen::default()
+            };
+        };
+        Seen {
+            counted: true,
+            dropped: false,
+            evicted,
+            trip: trip.map(|t| self.tripped(key, a, t, limits, req)),
+        }
+    }
+
+    // The parts of `see_path` that most requests skip, out of its line:
+    // a request's code is fetched into the instruction cache afresh for
+    // each request (bench/README.md), so the usual path is kept short and
+    // contiguous.
+
+    /// A failed request (`status >= 400`): a harmless 404 does not count
+    /// as a failure, and a probe path is noticed.
+    #[cold]
+    #[inline(never)]
+    fn failure(&self, o: &mut Observation, path: &[u8]) {
+        if o.not_found && self.harmless.matches(path) {
+            o.not_found = false;
+            o.path_failed = false;
+        }
+        if self.limits[Rule::ProbePath as usize] != 0 {
+            o.probe = self.probes.matches(path);
+        }
+    }
+
+    /// The rules configured to ignore this request (`ignore.<rule>`, by
+    /// extension or path): their signals are taken off `o` and their
+    /// thresholds off `limits`.
+    #[cold]
+    #[inline(never)]
+    fn ignore(&self, ext: Option<u64>, path: &[u8], o: &mut Observation, limits: &mut Thresholds) {
         for (r, ig) in &self.per_rule {
             if ig.exts.contains(ext) || (!ig.paths.is_empty() && ig.paths.matches(path)) {
-                skip |= 1 << (*r as u8);
+                limits[*r as usize] = 0;
                 match r {
                     Rule::NotFound => o.not_found = false,
                     Rule::AuthFailure => o.auth_failure = false,
@@ -980,42 +1049,20 @@ impl Detector {
                 }
             }
         }
-        if own || o.path_failed || o.probe {
-            o.path_hash = (self.hasher.hash_one(path) as u32) | 1;
-        } else {
-            o.path_failed = false;
-        }
-        if o.payload != 0 {
-            o.payload_hash = self.hasher.hash_one(req.uri) as u32;
-        }
-        // a rule that ignores this request cannot trip on it
-        let mut limits = self.limits;
-        if skip != 0 {
-            for r in Rule::ALL {
-                if skip & (1 << (r as u8)) != 0 {
-                    limits[r as usize] = 0;
-                }
-            }
-        }
-        let key = self.key(a);
-        let Some(Outcome { trip, evicted, .. }) =
-            self.table.observe_at(&key, at, now_ms, &o, &limits, || {
-                self.agents.find_bytes(req.user_agent).is_some()
-            })
-        else {
-            return Seen {
-                dropped: true,
-                ..Seen::default()
-            };
-        };
-        let mut seen = Seen {
-            counted: true,
-            dropped: false,
-            evicted,
-            trip: None,
-        };
-        let Some(t) = trip else { return seen };
-        seen.trip = Some(Tripped {
+    }
+
+    /// What the caller needs to act on rule trip `t` of client `a`.
+    #[cold]
+    #[inline(never)]
+    fn tripped(
+        &self,
+        key: Key,
+        a: Addr,
+        t: Trip,
+        limits: &Thresholds,
+        req: &Request<'_>,
+    ) -> Tripped {
+        Tripped {
             key,
             addr: a,
             rule: t.rule,
@@ -1027,8 +1074,7 @@ impl Detector {
                 Rule::Payload => Some(payload::names(t.classes)),
                 _ => None,
             },
-        });
-        seen
+        }
     }
 }
 
