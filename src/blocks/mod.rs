@@ -371,6 +371,13 @@ impl Blocks {
             }
         }
         let (chain, nets) = idx?;
+        self.in_ranges(chain, nets, now_ms)
+    }
+
+    /// The most specific unexpired block of the ranges `chain` (indices
+    /// into `nets`), out of line: most clients are in no blocked range.
+    #[inline(never)]
+    fn in_ranges(&self, chain: &[u32], nets: &[Net], now_ms: u64) -> Option<&Block> {
         chain
             .iter()
             .filter_map(|i| nets.get(*i as usize))

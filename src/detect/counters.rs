@@ -845,6 +845,35 @@ fn counts(d: &Data, now: u32, path_hits: u32) -> Counts {
     c
 }
 
+/// The entry a path new to client `d` takes: a free or expired one, else
+/// the least recently hit. Out of line, so that the code for a path seen
+/// before stays contiguous (bench/README.md).
+#[inline(never)]
+fn new_path(d: &mut Data, h: u32, now: u32) -> usize {
+    let i = d
+        .paths
+        .iter()
+        .position(|p| !live(p, now))
+        .unwrap_or_else(|| {
+            // oldest first; among equals, one that did not fail
+            // (failed paths are what the scanning rule counts)
+            (0..MAX_PATHS)
+                .max_by_key(|&i| {
+                    let p = &d.paths[i];
+                    (age8(now, p.last), p.hits & FAILED == 0)
+                })
+                .unwrap_or(0)
+        });
+    let now8 = now as u8;
+    d.paths[i] = PathEntry {
+        hash: h,
+        hits: 0,
+        first: now8,
+        last: now8,
+    };
+    i
+}
+
 fn update(
     g: &Guard<'_>,
     now: u32,
@@ -901,30 +930,7 @@ fn update(
         };
         let i = match known {
             Some(i) => i,
-            None => {
-                // a free or expired entry, else the least recently hit
-                let i = d
-                    .paths
-                    .iter()
-                    .position(|p| !live(p, now))
-                    .unwrap_or_else(|| {
-                        // oldest first; among equals, one that did not fail
-                        // (failed paths are what the scanning rule counts)
-                        (0..MAX_PATHS)
-                            .max_by_key(|&i| {
-                                let p = &d.paths[i];
-                                (age8(now, p.last), p.hits & FAILED == 0)
-                            })
-                            .unwrap_or(0)
-                    });
-                d.paths[i] = PathEntry {
-                    hash: h,
-                    hits: 0,
-                    first: now8,
-                    last: now8,
-                };
-                i
-            }
+            None => new_path(d, h, now),
         };
         let p = &mut d.paths[i];
         if !live(p, now) || age8(now, p.first) >= BUCKETS as u32 {
