@@ -16,7 +16,10 @@
 # pipeline (check() + log(), 100k deny prefixes, 10k blocks, detector on),
 # their difference (warden's own work), and where warden's own work goes:
 # the functions whose cost differs most between the full pipeline and the
-# empty handlers.
+# empty handlers. Beside each count, the misses of callgrind's simulated
+# first-level instruction cache per request (--cache-sim=yes): the code
+# lines a request fetches again, which explain more of the wall clock than
+# the instructions do (bench/README.md).
 set -euo pipefail
 n=${1:-5000}
 warm=${2:-5000}
@@ -32,7 +35,7 @@ awk -v root="$root" -v load="$load" \
     '{ gsub(/@ROOT@/, root); gsub(/@LOAD_MODULES@/, load); print }' \
     "$root/bench/nginx.conf" | grep -v worker_cpu_affinity > "$dir/nginx.conf"
 
-valgrind --tool=callgrind --smc-check=all-non-file --dump-instr=no \
+valgrind --tool=callgrind --smc-check=all-non-file --dump-instr=no --cache-sim=yes \
     --callgrind-out-file="$dir/cg.out" \
     "$nginx" -p "$dir/" -c "$dir/nginx.conf" \
     -g "master_process off; daemon off;" >"$dir/valgrind.log" 2>&1 &
@@ -49,7 +52,7 @@ requests() { # port count seed -> count
     /usr/bin/python3 "$root/bench/ir-client.py" "$1" "$2" "$3"
 }
 
-measure() { # name port -> prints "name instructions/request"
+measure() { # name port -> prints "name instructions/request I1-misses/request"
     local name=$1 port=$2 got
     requests "$port" "$warm" 7 >/dev/null
     curl -fs -o /dev/null "http://127.0.0.1:8090/gc?do=stop"
@@ -61,8 +64,9 @@ measure() { # name port -> prints "name instructions/request"
     local f
     f=$(ls -t "$dir"/cg.out.* | head -n 1)
     mv "$f" "$dir/$name.out"
-    awk -v n="$n" -v name="$name" '/^(summary|totals):/ { t = $2 }
-        END { printf "%-10s %8.0f\n", name, t / n }' "$dir/$name.out"
+    # events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
+    awk -v n="$n" -v name="$name" '/^(summary|totals):/ { t = $2; m = $5 }
+        END { printf "%-10s %8.0f %6.0f\n", name, t / n, m / n }' "$dir/$name.out"
 }
 
 {
@@ -72,8 +76,9 @@ measure() { # name port -> prints "name instructions/request"
     measure policies 8096
 } | tee "$dir/ir.txt"
 
-awk -v n="$n" '{ v[$1] = $2 } END {
+awk -v n="$n" '{ v[$1] = $2; m[$1] = $3 } END {
     printf "\nwarden own work (full pipeline - empty handlers): %.0f instructions per request\n", v["warden"] - v["empty"]
+    printf "instruction-cache misses per request (simulated by callgrind, first level): empty handlers %.0f, full pipeline %.0f (+%.0f)\n", m["empty"], m["warden"], m["warden"] - m["empty"]
     printf "empty handlers over plain nginx: %.0f; with path and site policies: +%.0f over warden\n", v["empty"] - v["plain"], v["policies"] - v["warden"]
 }' "$dir/ir.txt"
 
@@ -81,7 +86,7 @@ awk -v n="$n" '{ v[$1] = $2 } END {
 # minus empty handlers, per request; then the inclusive cost of each of
 # warden's entry points (FFI functions) per request.
 self_costs() { # callgrind file -> "cost<TAB>function" (self cost)
-    callgrind_annotate --auto=no --inclusive=no --tree=none --threshold=100 "$1" 2>/dev/null |
+    callgrind_annotate --show=Ir --auto=no --inclusive=no --tree=none --threshold=100 "$1" 2>/dev/null |
         awk '/^ *[0-9,]+ +\( *[0-9.]+%\)  / && !/\(100\.0%\)/ {
             c = $1; gsub(",", "", c); $1 = ""; sub(/^ +\( *[0-9.]+%\) +/, "");
             print c "\t" $0 }'
@@ -93,7 +98,7 @@ awk -F'\t' -v n="$n" 'NR == FNR { e[$2] = $1; next }
     { d = ($1 - e[$2]) / n; if (d >= 15 || d <= -15) printf "%8.0f  %s\n", d, $2 }' \
     "$dir/empty.fn" "$dir/warden.fn" | sort -rn | head -n 40
 printf '\nper request, inclusive, warden entry points:\n'
-callgrind_annotate --auto=no --inclusive=yes --tree=none --threshold=100 "$dir/warden.out" 2>/dev/null |
+callgrind_annotate --show=Ir --auto=no --inclusive=yes --tree=none --threshold=100 "$dir/warden.out" 2>/dev/null |
     awk -v n="$n" '/warden_[a-z_]+ \[/ && /\( *[0-9.]+%\)/ {
         c = $1; gsub(",", "", c); $1 = ""; sub(/^ +\( *[0-9.]+%\) +/, "");
         printf "%8.0f  %s\n", c / n, $0 }' | head -n 20
