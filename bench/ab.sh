@@ -57,10 +57,10 @@ for i in $(seq "$rounds"); do
 done
 for x in A B; do
     if [ $x = A ]; then root=$a; else root=$b; fi
-    du=$(awk -v x=$x '$1 == x { print $5 - $3 }' "$samples" | median)
+    read -r du dlo dhi < <(awk -v x=$x '$1 == x { print $5 - $3 }' "$samples" | median_ci)
     rt=$(awk -v x=$x '$1 == x { print $6 / $4 }' "$samples" | median)
     eu=$(awk -v x=$x '$1 == x { print $3 }' "$samples" | median)
-    printf '%s %s (%s): full pipeline user time +%.3f us over the empty handlers (%.3f us); worker CPU x%.4f\n' \
-        "$x" "$root" "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')" "$du" "$eu" "$rt"
+    printf '%s %s (%s): full pipeline user time +%.3f us (95%% interval %s .. %s) over the empty handlers (%.3f us); worker CPU x%.4f\n' \
+        "$x" "$root" "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')" "$du" "$dlo" "$dhi" "$eu" "$rt"
 done
 rm -f "$samples"

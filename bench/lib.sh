@@ -37,3 +37,20 @@ cpu_per_request() {
 median() {
     sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
+# median_ci: "<median> <low> <high>" of the numbers on stdin, where low and
+# high bound a distribution-free confidence interval of at least 95% for
+# the median (order statistics k and n+1-k, k from the binomial
+# distribution: for 16 rounds, the 4th and the 13th value); "- -" for the
+# bounds with fewer than 6 numbers, too few for such an interval.
+median_ci() {
+    sort -n | awk '{ a[NR] = $1 } END {
+        n = NR; m = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        k = 0; c = 0; p = 0.5 ^ n  # p: P(X = j), c: P(X <= j), X ~ Bin(n, 1/2)
+        for (j = 0; j < n; j++) {
+            c += p
+            if (2 * c > 0.05) break
+            k = j + 1; p = p * (n - j) / (j + 1)
+        }
+        if (k == 0) print m, "-", "-"; else print m, a[k], a[n + 1 - k]
+    }'
+}

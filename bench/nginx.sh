@@ -68,12 +68,19 @@ awk -v r="${med_r[*]}" -v u="${med_u[*]}" 'BEGIN {
 awk '$1 == 3 { e[$5] = $3; eu[$5] = $4 } $1 == 4 { f[$5] = $3; fu[$5] = $4 }
     END { for (i in f) if (i in e) print f[i] / e[i], f[i] - e[i], fu[i] - eu[i], e[i] }' \
     "$dir/samples" > "$dir/paired"
-ratio=$(awk '{ print $1 }' "$dir/paired" | median)
-user=$(awk '{ print $3 }' "$dir/paired" | median)
+# With each median, a confidence interval of at least 95% for it (lib.sh's
+# median_ci): a target within the interval is neither met nor missed by
+# this run.
+read -r ratio rlo rhi < <(awk '{ print $1 }' "$dir/paired" | median_ci)
+read -r user ulo uhi < <(awk '{ print $3 }' "$dir/paired" | median_ci)
 floor=$(awk '{ print $4 }' "$dir/paired" | median)
-awk -v r="$ratio" -v u="$user" -v f="$floor" 'BEGIN {
+awk -v r="$ratio" -v u="$user" -v f="$floor" -v rlo="$rlo" -v rhi="$rhi" \
+    -v ulo="$ulo" -v uhi="$uhi" 'BEGIN {
     printf "paired by round (median of the rounds): full pipeline %+.1f%% of worker CPU over the empty access+log handlers; user time alone +%.2f us (%+.1f%% of the empty handlers %.2f us)\n",
         100 * (r - 1), u, 100 * u / f, f
+    if (rlo != "-")
+        printf "95%% intervals of those medians: worker CPU %+.1f%% .. %+.1f%%; user time %+.2f .. %+.2f us\n",
+            100 * (rlo - 1), 100 * (rhi - 1), ulo, uhi
 }'
 awk -v n="$rounds" -v r="${rps[*]}" -v u="${us[*]}" 'BEGIN {
     split(r, R, " "); split(u, U, " ")
