@@ -82,6 +82,11 @@ awk -v n="$n" '{ v[$1] = $2; m[$1] = $3 } END {
     printf "empty handlers over plain nginx: %.0f; with path and site policies: +%.0f over warden\n", v["empty"] - v["plain"], v["policies"] - v["warden"]
 }' "$dir/ir.txt"
 
+# By object: warden's own code, and the code of nginx, LuaJIT and the
+# libraries, which moves with where warden's code evicts theirs.
+printf '\nper request, full pipeline minus empty handlers, by object (instructions, instruction-cache misses):\n'
+/usr/bin/python3 "$root/bench/cg-objects.py" "$dir/empty.out" "$dir/warden.out" "$n"
+
 # Where warden's own work goes: self cost per function, full pipeline
 # minus empty handlers, per request; then the inclusive cost of each of
 # warden's entry points (FFI functions) per request.
