@@ -469,20 +469,13 @@ impl Engine {
         if self.detector.is_none() || self.verdict(client) != code::PASS {
             return code::PASS;
         }
-        self.observe_passed(client, req, now_ms())
+        self.observe_at(client, Place::default(), req, now_ms())
     }
 
     /// Whether the detector is on.
     #[inline]
     pub fn detects(&self) -> bool {
         self.detector.is_some()
-    }
-
-    /// [`Engine::observe`] for a client whose verdict is known to be
-    /// `PASS` (the access phase decided it), at `now_ms`.
-    #[inline]
-    pub fn observe_passed(&self, client: Addr, req: &Request<'_>, now_ms: u64) -> i32 {
-        self.observe_at(client, Place::default(), req, now_ms)
     }
 
     /// Where the detector counts client `a`, its slot fetched into the
@@ -496,8 +489,9 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// [`Engine::observe_passed`] for a client placed by [`Engine::place`]
-    /// at `at`.
+    /// [`Engine::observe`] for a client whose verdict is known to be
+    /// `PASS` (the access phase decided it), at `now_ms`, placed by
+    /// [`Engine::place`] at `at` (a default [`Place`]: not placed).
     #[inline]
     pub fn observe_at(&self, client: Addr, at: Place, req: &Request<'_>, now_ms: u64) -> i32 {
         let Some(d) = &self.detector else {

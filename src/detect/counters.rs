@@ -617,12 +617,7 @@ impl Table {
     /// The counts of client `key` now, without adding a request.
     pub fn peek(&self, key: &Key, now_ms: u64) -> Option<Counts> {
         let now = (now_ms / self.bucket_ms) as u32;
-        let (sets, tag) = self.locate(self.hash(key));
-        let i = self.way_of(sets, tag)?;
-        let g = self.lock(i, now_ms)?;
-        if g.slot.tag.load(Ordering::Relaxed) != tag {
-            return None; // evicted meanwhile
-        }
+        let g = self.slot_of(key, now_ms)?;
         slide(&g, now);
         Some(counts(g.data(), now, 0))
     }
@@ -630,15 +625,20 @@ impl Table {
     /// Forgets client `key` (after an unblock, so its next request does
     /// not trip a rule again at once). Returns whether it was tracked.
     pub fn forget(&self, key: &Key, now_ms: u64) -> bool {
-        let (sets, tag) = self.locate(self.hash(key));
-        let Some(g) = self.way_of(sets, tag).and_then(|i| self.lock(i, now_ms)) else {
+        let Some(g) = self.slot_of(key, now_ms) else {
             return false;
         };
-        if g.slot.tag.load(Ordering::Relaxed) != tag {
-            return false; // evicted meanwhile
-        }
         reset(&g, None, 0);
         true
+    }
+
+    /// The slot of client `key`, locked; `None` when the client has none,
+    /// its slot stayed locked, or it was evicted between the lookup and
+    /// the lock.
+    fn slot_of(&self, key: &Key, now_ms: u64) -> Option<Guard<'static>> {
+        let (sets, tag) = self.locate(self.hash(key));
+        let g = self.lock(self.way_of(sets, tag)?, now_ms)?;
+        (g.slot.tag.load(Ordering::Relaxed) == tag).then_some(g)
     }
 
     /// Forgets every client inside `net` (an unblocked range). Walks the

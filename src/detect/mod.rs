@@ -853,12 +853,7 @@ impl Detector {
     /// Classifies a finished request of client `a`, counts it and returns
     /// the rule that tripped, if any.
     pub fn observe(&self, a: Addr, req: &Request<'_>, now_ms: u64) -> Option<Tripped> {
-        self.see(a, req, now_ms).trip
-    }
-
-    /// [`Detector::observe`], with what happened to the counters.
-    pub fn see(&self, a: Addr, req: &Request<'_>, now_ms: u64) -> Seen {
-        self.see_at(a, Place::default(), req, now_ms)
+        self.see_at(a, Place::default(), req, now_ms).trip
     }
 
     /// Where client `a` is counted, its slot fetched into the cache ahead
@@ -868,8 +863,9 @@ impl Detector {
         self.table.place(&self.key(a))
     }
 
-    /// [`Detector::see`] for a client placed by [`Detector::place`] (`at`;
-    /// a default [`Place`]: not placed).
+    /// [`Detector::observe`], with what happened to the counters, for a
+    /// client placed by [`Detector::place`] (`at`; a default [`Place`]:
+    /// not placed).
     pub fn see_at(&self, a: Addr, at: Place, req: &Request<'_>, now_ms: u64) -> Seen {
         let (path, query) = split(req.uri);
         // the usual request: nothing to decode, no payload possible
