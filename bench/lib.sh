@@ -33,10 +33,6 @@ cpu_per_request() {
         -v hz="$(getconf CLK_TCK)" \
         'BEGIN { printf "%.0f %.3f %.3f\n", r / s, (u + k) / hz * 1e6 / r, u / hz * 1e6 / r }'
 }
-# median: the median of the numbers on standard input, one a line.
-median() {
-    sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 # median_ci: "<median> <low> <high>" of the numbers on stdin, where low and
 # high bound a distribution-free confidence interval of at least 95% for
 # the median (order statistics k and n+1-k, k from the binomial
@@ -54,3 +50,5 @@ median_ci() {
         if (k == 0) print m, "-", "-"; else print m, a[k], a[n + 1 - k]
     }'
 }
+# median: the median of the numbers on standard input, one a line.
+median() { median_ci | { read -r m _; echo "$m"; }; }
